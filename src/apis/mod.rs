@@ -1,0 +1,43 @@
+//! What differs per provider api: names, error envelopes and how credentials are sent.
+
+pub mod envelope;
+
+use serde::Deserialize;
+
+/// The wire dialect of a route: decides error envelopes, credentials and (later) stream reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    OpenAi,
+    Anthropic,
+    Gemini,
+    Ollama,
+}
+
+impl Api {
+    pub const ALL: [Api; 4] = [Api::OpenAi, Api::Anthropic, Api::Gemini, Api::Ollama];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::OpenAi => "openai",
+            Api::Anthropic => "anthropic",
+            Api::Gemini => "gemini",
+            Api::Ollama => "ollama",
+        }
+    }
+
+    /// The header (name, value) that carries an injected API key for this api.
+    pub fn credential_header(self, key: &str) -> (&'static str, String) {
+        match self {
+            Api::OpenAi | Api::Ollama => ("authorization", format!("Bearer {key}")),
+            Api::Anthropic => ("x-api-key", key.to_owned()),
+            Api::Gemini => ("x-goog-api-key", key.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

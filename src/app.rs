@@ -1,0 +1,1 @@
+//! Application state and request dispatch: aloud's own endpoints versus proxied routes.

@@ -1,0 +1,200 @@
+//! Configuration: the TOML file parsed strictly (`raw`), then validated into these types.
+
+pub mod env;
+pub mod raw;
+pub mod units;
+mod validate;
+
+use crate::apis::Api;
+use http::uri::{Authority, Scheme};
+pub use raw::LogFormat;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use env::{Env, MapEnv, ProcessEnv};
+
+/// Defaults, written down once; docs/config.md repeats them and a test keeps the two in step.
+pub mod defaults {
+    use std::time::Duration;
+    pub const LISTEN: &str = "127.0.0.1:8787";
+    pub const MAX_CONCURRENT_REQUESTS: u32 = 4096;
+    pub const MAX_REQUEST_HEAD: u64 = 64 << 10;
+    pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(1800);
+    pub const MAX_REQUEST_BODY: u64 = 32 << 20;
+}
+
+/// The upstream value that selects the built-in simulator.
+pub const BUILTIN_SIMULATOR: &str = "builtin:simulator";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Tokens that clients present to use aloud; empty means aloud is open to its listeners.
+    pub client_tokens: Vec<String>,
+    pub allow_open_relay: bool,
+    pub max_concurrent_requests: usize,
+    pub max_request_head: usize,
+    pub request_head_timeout: Duration,
+    pub write_stall_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub name: String,
+    /// "/openai": matches "/openai" and "/openai/...", never "/openaix". "/" matches all.
+    pub prefix: String,
+    pub upstream: Upstream,
+    pub api: Api,
+    pub api_key_env: Option<String>,
+    /// The key read from `api_key_env` at load time; never logged.
+    pub api_key: Option<String>,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// The built-in simulator; `serve` starts it on a loopback port and rewrites this to `Http`.
+    Simulator,
+    Http(HttpUpstream),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUpstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// A path the upstream's own paths sit under, without a trailing slash ("" for none).
+    pub base_path: String,
+}
+
+impl HttpUpstream {
+    pub fn loopback(addr: SocketAddr) -> Self {
+        HttpUpstream {
+            scheme: Scheme::HTTP,
+            #[expect(clippy::expect_used, reason = "a socket address is always a valid authority")]
+            authority: addr.to_string().parse().expect("socket address is an authority"),
+            base_path: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub connect_timeout: Duration,
+    /// Time to the upstream's response headers; defaults to the total, since a non-streaming
+    /// reasoning call sends its headers last.
+    pub headers_timeout: Duration,
+    /// Longest silence between two upstream body chunks.
+    pub idle_timeout: Duration,
+    /// Whole exchange, from the request head to the last body byte.
+    pub total_timeout: Duration,
+    pub max_request_body: u64,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        connect_timeout: defaults::CONNECT_TIMEOUT,
+        headers_timeout: defaults::TOTAL_TIMEOUT,
+        idle_timeout: defaults::IDLE_TIMEOUT,
+        total_timeout: defaults::TOTAL_TIMEOUT,
+        max_request_body: defaults::MAX_REQUEST_BODY,
+    };
+}
+
+impl Route {
+    /// The rest of `path` after this route's prefix, if the prefix matches on a segment boundary.
+    pub fn strip<'p>(&self, path: &'p str) -> Option<&'p str> {
+        if self.prefix == "/" {
+            return Some(path);
+        }
+        let rest = path.strip_prefix(self.prefix.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+}
+
+impl Config {
+    /// The route whose prefix matches `path`; prefixes never overlap, so at most one does.
+    pub fn route_for<'p>(&self, path: &'p str) -> Option<(&Route, &'p str)> {
+        self.routes.iter().find_map(|r| r.strip(path).map(|rest| (r, rest)))
+    }
+
+    /// Whether some route claims `/` itself (then `/` is proxied, not redirected).
+    pub fn route_claims_root(&self) -> bool {
+        self.routes.iter().any(|r| r.prefix == "/")
+    }
+
+    /// The built-in defaults: a `sim` route only, so `aloud serve` works with no file and no keys.
+    pub fn builtin(env: &dyn Env) -> Result<Config, ConfigError> {
+        Self::parse(BUILTIN_CONFIG, Path::new("<built-in defaults>"), env)
+    }
+
+    /// Reads and validates `path`.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            position: None,
+            key: String::new(),
+            message: format!("cannot read config file: {e}"),
+        })?;
+        Self::parse(&text, path, env)
+    }
+
+    /// `--config FILE` when given, else `./config.toml` when present, else built-in defaults.
+    pub fn discover(explicit: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
+        match explicit {
+            Some(path) => Self::load(path, env),
+            None if Path::new("config.toml").exists() => Self::load(Path::new("config.toml"), env),
+            None => Self::builtin(env),
+        }
+    }
+
+    /// Parses TOML text; `file` is only used to name the source in errors.
+    pub fn parse(text: &str, file: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        validate::parse(text, file, env)
+    }
+}
+
+const BUILTIN_CONFIG: &str = r#"
+[[routes]]
+name = "sim"
+prefix = "/sim"
+upstream = "builtin:simulator"
+api = "openai"
+"#;
+
+/// A config problem, located by file, line, column and key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based (line, column), when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// The key path, like `routes[1].prefix`; empty when the problem is the whole file.
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}

@@ -1,0 +1,68 @@
+//! The config file exactly as written: strict serde structs, no meaning attached yet.
+
+use super::units::{Dur, Size};
+use crate::apis::Api;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub upstream: RawLimits,
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: Option<Spanned<String>>,
+    pub client_tokens_env: Option<Spanned<String>>,
+    pub allow_open_relay: bool,
+    pub max_concurrent_requests: Option<Spanned<u32>>,
+    pub max_request_head: Option<Size>,
+    pub request_head_timeout: Option<Dur>,
+    pub write_stall_timeout: Option<Dur>,
+    pub shutdown_grace: Option<Dur>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// Upstream limits: in `[upstream]` for every route, or on one route to override.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub connect_timeout: Option<Dur>,
+    pub headers_timeout: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
+    pub total_timeout: Option<Dur>,
+    pub max_request_body: Option<Size>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Spanned<String>,
+    pub prefix: Spanned<String>,
+    pub upstream: Spanned<String>,
+    pub api: Api,
+    #[serde(default)]
+    pub api_key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub connect_timeout: Option<Dur>,
+    #[serde(default)]
+    pub headers_timeout: Option<Dur>,
+    #[serde(default)]
+    pub idle_timeout: Option<Dur>,
+    #[serde(default)]
+    pub total_timeout: Option<Dur>,
+    #[serde(default)]
+    pub max_request_body: Option<Size>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}

@@ -1,0 +1,113 @@
+//! Values with units in the config: durations ("250ms", "2m") and sizes ("32MiB").
+
+use serde::{Deserialize, Deserializer, de};
+use std::time::Duration;
+
+/// A positive duration written with a unit, such as "250ms", "30s" or "2m".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map(Dur).map_err(de::Error::custom)
+    }
+}
+
+/// Parses "250ms", "1.5s", "2m", "1h 30m". A bare number is refused: durations carry units.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "duration {text:?} has no unit: write it like \"250ms\", \"30s\" or \"2m\""
+        ));
+    }
+    let parsed = if let Some(secs) = trimmed.strip_suffix('s').and_then(fractional_seconds) {
+        Ok(secs)
+    } else {
+        humantime::parse_duration(trimmed)
+            .map_err(|e| format!("invalid duration {text:?}: {e} (write it like \"250ms\", \"30s\" or \"2m\")"))
+    };
+    match parsed? {
+        d if d.is_zero() => Err(format!("duration {text:?} must be greater than zero")),
+        d => Ok(d),
+    }
+}
+
+/// "1.5s" style values, which humantime does not accept.
+fn fractional_seconds(number: &str) -> Option<Duration> {
+    if !number.contains('.') {
+        return None;
+    }
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// A byte count, written as an integer or with a unit: "512B", "64KiB", "32MiB", "1GiB", "10MB".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Size(n)),
+            Raw::Text(t) => parse_size(&t).map(Size).map_err(de::Error::custom),
+        }
+    }
+}
+
+/// Parses a size with a binary (KiB, MiB, GiB) or decimal (KB, MB, GB) unit.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: write it like \"32MiB\" or \"64KiB\""))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        other => return Err(format!("invalid size unit {other:?} in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("30").unwrap_err().contains("no unit"));
+        assert!(parse_duration("0s").unwrap_err().contains("greater than zero"));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
+    }
+}

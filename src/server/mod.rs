@@ -1,0 +1,1 @@
+//! The accept loop, per-connection options, graceful shutdown and task tracking.

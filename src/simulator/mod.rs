@@ -1,0 +1,1 @@
+//! A fake reasoning model that speaks five apis, streamed and not, at a realistic pace.
