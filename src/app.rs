@@ -1,1 +1,179 @@
 //! Application state and request dispatch: aloud's own endpoints versus proxied routes.
+
+use crate::apis::Api;
+use crate::config::{Config, ServerConfig};
+use crate::proxy::error::{Origin, ProxyError};
+use crate::proxy::{self, Exchange, RouteRuntime};
+use crate::request_id;
+use axum::body::Body;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// Everything a request needs, shared by all connections.
+pub struct App {
+    pub server: ServerConfig,
+    pub routes: Vec<RouteRuntime>,
+    /// Slots for concurrent proxied requests; a response body holds its slot until it ends.
+    pub limiter: Arc<Semaphore>,
+}
+
+impl App {
+    /// Builds the app from a config whose simulator routes already point at a loopback address.
+    pub fn new(config: Config) -> Result<Arc<App>, String> {
+        let routes = config
+            .routes
+            .into_iter()
+            .map(RouteRuntime::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(App {
+            limiter: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
+            server: config.server,
+            routes,
+        }))
+    }
+
+    fn route_for<'p>(&self, path: &'p str) -> Option<(&RouteRuntime, &'p str)> {
+        self.routes
+            .iter()
+            .find_map(|r| r.route.strip(path).map(|rest| (r, rest)))
+    }
+}
+
+/// Answers one request: own endpoints first, then routes, then the `/` redirect, else 404.
+/// Every response carries `Aloud-Request-Id`.
+pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let path = req.uri().path().to_owned();
+    let route = app.route_for(&path).map(|(rt, rest)| (rt, rest.to_owned()));
+    let api = route.as_ref().map_or(Api::OpenAi, |(rt, _)| rt.route.api);
+    let (id, mut response) = match request_id::from_headers(req.headers()) {
+        Err(e) => {
+            let refused = ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                Origin::Downstream,
+                "bad_request_id",
+                e.to_string(),
+            );
+            (request_id::generate(), refused.into_response(api))
+        }
+        Ok(id) => {
+            let response = answer(&app, req, &path, route, &id, started).await;
+            (id, response)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(request_id::HEADER, v);
+    }
+    response
+}
+
+async fn answer(
+    app: &App,
+    req: Request<Incoming>,
+    path: &str,
+    route: Option<(&RouteRuntime, String)>,
+    id: &str,
+    started: Instant,
+) -> Response<Body> {
+    if req.method() == Method::CONNECT {
+        let api = route.as_ref().map_or(Api::OpenAi, |(rt, _)| rt.route.api);
+        return ProxyError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Origin::Downstream,
+            "connect_refused",
+            "aloud is a reverse proxy for model APIs; CONNECT tunnels are not supported",
+        )
+        .into_response(api);
+    }
+    if path == "/healthz" {
+        return json(StatusCode::OK, r#"{"status":"ok"}"#);
+    }
+    if path == "/aloud" || path.starts_with("/aloud/") {
+        return own_endpoint(app, path);
+    }
+    if let Some((rt, rest)) = route {
+        let ex = Exchange {
+            id,
+            started,
+            client_tokens: &app.server.client_tokens,
+            limiter: &app.limiter,
+        };
+        return proxy::forward(rt, &rest, req, ex).await;
+    }
+    if path == "/" {
+        return redirect("/aloud/");
+    }
+    let prefixes: Vec<&str> = app.routes.iter().map(|r| r.route.prefix.as_str()).collect();
+    ProxyError::new(
+        StatusCode::NOT_FOUND,
+        Origin::Downstream,
+        "no_route",
+        format!("no route matches {path}; routes: {}", prefixes.join(", ")),
+    )
+    .into_response(Api::OpenAi)
+}
+
+fn own_endpoint(app: &App, path: &str) -> Response<Body> {
+    match path {
+        "/aloud" => redirect("/aloud/"),
+        "/aloud/" => {
+            let mut page = Response::new(Body::from(crate::app::index_page(app)));
+            page.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            page
+        }
+        _ => ProxyError::new(
+            StatusCode::NOT_FOUND,
+            Origin::Downstream,
+            "no_endpoint",
+            format!("aloud has no endpoint {path}"),
+        )
+        .into_response(Api::OpenAi),
+    }
+}
+
+/// A minimal page listing the routes; the progress demo replaces it.
+fn index_page(app: &App) -> String {
+    let mut rows = String::new();
+    for r in &app.routes {
+        rows.push_str(&format!(
+            "<li><code>{}</code> &rarr; {} ({})</li>",
+            html_escape(&r.route.prefix),
+            html_escape(&r.route.name),
+            r.route.api
+        ));
+    }
+    format!(
+        "<!doctype html><meta charset=utf-8><title>aloud</title><h1>aloud</h1><p>Routes:</p><ul>{rows}</ul>"
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn json(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn redirect(to: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    r
+}

@@ -19,7 +19,10 @@ pub fn generate() -> String {
 
 /// Whether `id` is an acceptable client-chosen id.
 pub fn is_valid(id: &str) -> bool {
-    (16..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (16..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The client's id when it sent a valid one, a fresh id when it sent none.

@@ -96,8 +96,14 @@ mod tests {
         let s = StatusCode::SERVICE_UNAVAILABLE;
         assert_eq!(error_body(Api::OpenAi, s, "m")["error"]["message"], "m");
         assert_eq!(error_body(Api::Anthropic, s, "m")["type"], "error");
-        assert_eq!(error_body(Api::Anthropic, s, "m")["error"]["type"], "overloaded_error");
-        assert_eq!(error_body(Api::Gemini, s, "m")["error"]["status"], "UNAVAILABLE");
+        assert_eq!(
+            error_body(Api::Anthropic, s, "m")["error"]["type"],
+            "overloaded_error"
+        );
+        assert_eq!(
+            error_body(Api::Gemini, s, "m")["error"]["status"],
+            "UNAVAILABLE"
+        );
         assert_eq!(error_body(Api::Ollama, s, "m")["error"], "m");
         assert!(should_retry(s));
         assert!(!should_retry(StatusCode::PAYLOAD_TOO_LARGE));

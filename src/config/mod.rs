@@ -84,8 +84,14 @@ impl HttpUpstream {
     pub fn loopback(addr: SocketAddr) -> Self {
         HttpUpstream {
             scheme: Scheme::HTTP,
-            #[expect(clippy::expect_used, reason = "a socket address is always a valid authority")]
-            authority: addr.to_string().parse().expect("socket address is an authority"),
+            #[expect(
+                clippy::expect_used,
+                reason = "a socket address is always a valid authority"
+            )]
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("socket address is an authority"),
             base_path: String::new(),
         }
     }
@@ -128,7 +134,9 @@ impl Route {
 impl Config {
     /// The route whose prefix matches `path`; prefixes never overlap, so at most one does.
     pub fn route_for<'p>(&self, path: &'p str) -> Option<(&Route, &'p str)> {
-        self.routes.iter().find_map(|r| r.strip(path).map(|rest| (r, rest)))
+        self.routes
+            .iter()
+            .find_map(|r| r.strip(path).map(|rest| (r, rest)))
     }
 
     /// Whether some route claims `/` itself (then `/` is proxied, not redirected).

@@ -25,8 +25,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let parsed = if let Some(secs) = trimmed.strip_suffix('s').and_then(fractional_seconds) {
         Ok(secs)
     } else {
-        humantime::parse_duration(trimmed)
-            .map_err(|e| format!("invalid duration {text:?}: {e} (write it like \"250ms\", \"30s\" or \"2m\")"))
+        humantime::parse_duration(trimmed).map_err(|e| {
+            format!("invalid duration {text:?}: {e} (write it like \"250ms\", \"30s\" or \"2m\")")
+        })
     };
     match parsed? {
         d if d.is_zero() => Err(format!("duration {text:?} must be greater than zero")),
@@ -81,7 +82,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GB" => 1_000_000_000,
         "GiB" => 1 << 30,
-        other => return Err(format!("invalid size unit {other:?} in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB")),
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
     };
     number
         .checked_mul(factor)
@@ -98,7 +103,11 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("0s").unwrap_err().contains("greater than zero"));
+        assert!(
+            parse_duration("0s")
+                .unwrap_err()
+                .contains("greater than zero")
+        );
         assert!(parse_duration("soon").is_err());
     }
 

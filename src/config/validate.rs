@@ -19,7 +19,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Option<Range<usize>>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
             position: span.map(|s| line_col(self.text, s.start)),
@@ -52,9 +57,18 @@ pub(super) fn parse(text: &str, file: &Path, env: &dyn Env) -> Result<Config, Co
 fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, ConfigError> {
     let s = raw.server;
     let listen: SocketAddr = match &s.listen {
-        None => defaults::LISTEN.parse().map_err(|_| ctx.err(None, "server.listen", "bad default"))?,
+        None => defaults::LISTEN
+            .parse()
+            .map_err(|_| ctx.err(None, "server.listen", "bad default"))?,
         Some(l) => l.get_ref().parse().map_err(|_| {
-            ctx.err(Some(l.span()), "server.listen", format!("{:?} is not an address like \"127.0.0.1:8787\"", l.get_ref()))
+            ctx.err(
+                Some(l.span()),
+                "server.listen",
+                format!(
+                    "{:?} is not an address like \"127.0.0.1:8787\"",
+                    l.get_ref()
+                ),
+            )
         })?,
     };
     let client_tokens = match &s.client_tokens_env {
@@ -71,7 +85,10 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
                 return Err(ctx.err(
                     Some(var.span()),
                     "server.client_tokens_env",
-                    format!("environment variable {} is unset or holds no tokens (comma-separated)", var.get_ref()),
+                    format!(
+                        "environment variable {} is unset or holds no tokens (comma-separated)",
+                        var.get_ref()
+                    ),
                 ));
             }
             tokens
@@ -79,7 +96,11 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
     };
     let max_concurrent_requests = match &s.max_concurrent_requests {
         Some(n) if *n.get_ref() == 0 => {
-            return Err(ctx.err(Some(n.span()), "server.max_concurrent_requests", "must be at least 1"));
+            return Err(ctx.err(
+                Some(n.span()),
+                "server.max_concurrent_requests",
+                "must be at least 1",
+            ));
         }
         Some(n) => *n.get_ref() as usize,
         None => defaults::MAX_CONCURRENT_REQUESTS as usize,
@@ -89,9 +110,16 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
         client_tokens,
         allow_open_relay: s.allow_open_relay,
         max_concurrent_requests,
-        max_request_head: s.max_request_head.map_or(defaults::MAX_REQUEST_HEAD, |v| v.0).max(8192) as usize,
-        request_head_timeout: s.request_head_timeout.map_or(defaults::REQUEST_HEAD_TIMEOUT, |d| d.0),
-        write_stall_timeout: s.write_stall_timeout.map_or(defaults::WRITE_STALL_TIMEOUT, |d| d.0),
+        max_request_head: s
+            .max_request_head
+            .map_or(defaults::MAX_REQUEST_HEAD, |v| v.0)
+            .max(8192) as usize,
+        request_head_timeout: s
+            .request_head_timeout
+            .map_or(defaults::REQUEST_HEAD_TIMEOUT, |d| d.0),
+        write_stall_timeout: s
+            .write_stall_timeout
+            .map_or(defaults::WRITE_STALL_TIMEOUT, |d| d.0),
         shutdown_grace: s.shutdown_grace.map_or(defaults::SHUTDOWN_GRACE, |d| d.0),
         log_format: s.log_format.unwrap_or_default(),
     };
@@ -105,7 +133,11 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
         return Err(ctx.err(None, "routes", "no [[routes]] defined: add at least one"));
     }
     let injects = routes.iter().any(|r| r.api_key_env.is_some());
-    if !listen.ip().is_loopback() && injects && server.client_tokens.is_empty() && !server.allow_open_relay {
+    if !listen.ip().is_loopback()
+        && injects
+        && server.client_tokens.is_empty()
+        && !server.allow_open_relay
+    {
         let span = s.listen.as_ref().map(|l| l.span());
         return Err(ctx.err(
             span,
@@ -130,21 +162,37 @@ fn route(
 ) -> Result<Route, ConfigError> {
     let key = |field: &str| format!("routes[{i}].{field}");
     let name = r.name.get_ref().clone();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(ctx.err(Some(r.name.span()), key("name"), format!("{name:?} must be non-empty letters, digits, '-' or '_'")));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ctx.err(
+            Some(r.name.span()),
+            key("name"),
+            format!("{name:?} must be non-empty letters, digits, '-' or '_'"),
+        ));
     }
     if let Some(other) = earlier.iter().find(|o| o.name == name) {
-        return Err(ctx.err(Some(r.name.span()), key("name"), format!("route name {:?} is already used", other.name)));
+        return Err(ctx.err(
+            Some(r.name.span()),
+            key("name"),
+            format!("route name {:?} is already used", other.name),
+        ));
     }
     let prefix = check_prefix(&r.prefix, ctx, &key("prefix"))?;
     if let Some(other) = earlier.iter().find(|o| overlaps(&o.prefix, &prefix)) {
         return Err(ctx.err(
             Some(r.prefix.span()),
             key("prefix"),
-            format!("prefix {prefix:?} overlaps route {:?} (prefix {:?})", other.name, other.prefix),
+            format!(
+                "prefix {prefix:?} overlaps route {:?} (prefix {:?})",
+                other.name, other.prefix
+            ),
         ));
     }
-    let upstream = parse_upstream(&r.upstream).map_err(|m| ctx.err(Some(r.upstream.span()), key("upstream"), m))?;
+    let upstream = parse_upstream(&r.upstream)
+        .map_err(|m| ctx.err(Some(r.upstream.span()), key("upstream"), m))?;
     let api_key_env = r.api_key_env.as_ref().map(|v| v.get_ref().clone());
     let api_key = api_key_env.as_deref().and_then(|v| env.var(v));
     let own = RawLimits {
@@ -155,7 +203,15 @@ fn route(
         max_request_body: r.max_request_body,
     };
     let limits = merge(&own, base);
-    Ok(Route { name, prefix, upstream, api: r.api, api_key_env, api_key, limits })
+    Ok(Route {
+        name,
+        prefix,
+        upstream,
+        api: r.api,
+        api_key_env,
+        api_key,
+        limits,
+    })
 }
 
 /// Limits from `own` keys where set, else from `base` (the `[upstream]` table, or the defaults).
@@ -165,7 +221,11 @@ fn merge(own: &RawLimits, base: &Limits) -> Limits {
         connect_timeout: own.connect_timeout.map_or(base.connect_timeout, |d| d.0),
         // A route that sets only its total keeps "headers default to the total".
         headers_timeout: own.headers_timeout.map_or(
-            if own.total_timeout.is_some() && base.headers_timeout == base.total_timeout { total } else { base.headers_timeout },
+            if own.total_timeout.is_some() && base.headers_timeout == base.total_timeout {
+                total
+            } else {
+                base.headers_timeout
+            },
             |d| d.0,
         ),
         idle_timeout: own.idle_timeout.map_or(base.idle_timeout, |d| d.0),
@@ -181,13 +241,23 @@ fn check_prefix(p: &Spanned<String>, ctx: &Ctx<'_>, key: &str) -> Result<String,
         return bad(format!("prefix {prefix:?} must start with '/'"));
     }
     if prefix.len() > 1 && prefix.ends_with('/') {
-        return bad(format!("prefix {prefix:?} must not end with '/' (write {:?})", prefix.trim_end_matches('/')));
+        return bad(format!(
+            "prefix {prefix:?} must not end with '/' (write {:?})",
+            prefix.trim_end_matches('/')
+        ));
     }
     if prefix.contains(['?', '#', ' ', '%']) || prefix.contains("//") {
-        return bad(format!("prefix {prefix:?} must be a plain path (no '?', '#', '%', spaces or '//')"));
+        return bad(format!(
+            "prefix {prefix:?} must be a plain path (no '?', '#', '%', spaces or '//')"
+        ));
     }
-    if let Some(r) = RESERVED.iter().find(|r| overlaps(r, prefix) && prefix != "/") {
-        return bad(format!("prefix {prefix:?} is reserved: aloud serves {r} itself"));
+    if let Some(r) = RESERVED
+        .iter()
+        .find(|r| overlaps(r, prefix) && prefix != "/")
+    {
+        return bad(format!(
+            "prefix {prefix:?} is reserved: aloud serves {r} itself"
+        ));
     }
     Ok(prefix.clone())
 }
@@ -195,7 +265,9 @@ fn check_prefix(p: &Spanned<String>, ctx: &Ctx<'_>, key: &str) -> Result<String,
 /// Whether two prefixes can match the same path (segment boundaries; "/" matches everything).
 fn overlaps(a: &str, b: &str) -> bool {
     let under = |long: &str, short: &str| {
-        short == "/" || long == short || (long.starts_with(short) && long.as_bytes().get(short.len()) == Some(&b'/'))
+        short == "/"
+            || long == short
+            || (long.starts_with(short) && long.as_bytes().get(short.len()) == Some(&b'/'))
     };
     under(a, b) || under(b, a)
 }
@@ -205,20 +277,38 @@ fn parse_upstream(u: &Spanned<String>) -> Result<Upstream, String> {
     if text == BUILTIN_SIMULATOR {
         return Ok(Upstream::Simulator);
     }
-    let uri: http::Uri = text.parse().map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| format!("{text:?} needs a scheme: http:// or https://"))?;
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| format!("{text:?} needs a scheme: http:// or https://"))?;
     if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
-        return Err(format!("{text:?}: only http:// and https:// upstreams (or {BUILTIN_SIMULATOR}) are supported"));
+        return Err(format!(
+            "{text:?}: only http:// and https:// upstreams (or {BUILTIN_SIMULATOR}) are supported"
+        ));
     }
-    let authority = uri.authority().cloned().ok_or_else(|| format!("{text:?} needs a host"))?;
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("{text:?} needs a host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!("{text:?}: put credentials in api_key_env, not in the URL"));
+        return Err(format!(
+            "{text:?}: put credentials in api_key_env, not in the URL"
+        ));
     }
     if uri.query().is_some() {
-        return Err(format!("{text:?}: an upstream URL cannot carry a query string"));
+        return Err(format!(
+            "{text:?}: an upstream URL cannot carry a query string"
+        ));
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
-    Ok(Upstream::Http(HttpUpstream { scheme, authority, base_path }))
+    Ok(Upstream::Http(HttpUpstream {
+        scheme,
+        authority,
+        base_path,
+    }))
 }
 
 #[cfg(test)]

@@ -1,1 +1,273 @@
 //! Forwarding a request to its route's upstream and the response back, byte for byte.
+
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod upstream;
+
+use crate::config::{HttpUpstream, Route, Upstream};
+use axum::body::Body;
+use body::{BodyEnd, LimitedBody, OnEnd, TimedBody};
+use error::{Origin, ProxyError};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use upstream::{UpstreamClient, UpstreamFailure};
+
+/// A route ready to serve: its config plus its upstream client.
+pub struct RouteRuntime {
+    pub route: Route,
+    pub target: HttpUpstream,
+    pub client: UpstreamClient,
+}
+
+impl RouteRuntime {
+    /// Fails for a simulator route that was not yet given its loopback address.
+    pub fn new(route: Route) -> Result<Self, String> {
+        let target = match &route.upstream {
+            Upstream::Http(h) => h.clone(),
+            Upstream::Simulator => {
+                return Err(format!(
+                    "route {:?}: the simulator was not started",
+                    route.name
+                ));
+            }
+        };
+        let client = upstream::client(route.limits.connect_timeout);
+        Ok(RouteRuntime {
+            route,
+            target,
+            client,
+        })
+    }
+}
+
+/// What the proxy needs from the application for one request.
+pub struct Exchange<'a> {
+    pub id: &'a str,
+    /// When the request head was parsed; all timings count from here.
+    pub started: Instant,
+    pub client_tokens: &'a [String],
+    pub limiter: &'a Arc<Semaphore>,
+}
+
+/// Forwards `req` (whose path is `rest` below the route's prefix) and returns the response.
+pub async fn forward(
+    rt: &RouteRuntime,
+    rest: &str,
+    req: Request<Incoming>,
+    ex: Exchange<'_>,
+) -> Response<Body> {
+    let api = rt.route.api;
+    match try_forward(rt, rest, req, &ex).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(api),
+    }
+}
+
+async fn try_forward(
+    rt: &RouteRuntime,
+    rest: &str,
+    req: Request<Incoming>,
+    ex: &Exchange<'_>,
+) -> Result<Response<Body>, ProxyError> {
+    let route = &rt.route;
+    let (parts, incoming) = req.into_parts();
+    let mut client_headers = parts.headers;
+
+    if !ex.client_tokens.is_empty()
+        && !headers::take_client_token(&mut client_headers, ex.client_tokens)
+    {
+        return Err(ProxyError::new(
+            StatusCode::UNAUTHORIZED,
+            Origin::Downstream,
+            "client_token_missing",
+            "this aloud requires a client token: send it in Aloud-Token, or as the API key",
+        ));
+    }
+    if client_headers.contains_key(header::UPGRADE) {
+        return Err(ProxyError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            Origin::Downstream,
+            "upgrade_refused",
+            "aloud does not proxy WebSocket or other protocol upgrades; use HTTP streaming (SSE)",
+        ));
+    }
+    let limit = route.limits.max_request_body;
+    let declared = client_headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let permit = Arc::clone(ex.limiter).try_acquire_owned().map_err(|_| {
+        ProxyError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Origin::Internal,
+            "overloaded",
+            "aloud is at its limit of concurrent requests; retry shortly",
+        )
+        .retry_after(1)
+    })?;
+
+    let uri = upstream_uri(&rt.target, rest, parts.uri.query())?;
+    let mut out_headers = headers::request_headers_for_upstream(client_headers);
+    if let Some(key) = route.api_key.as_deref() {
+        if !headers::has_credentials(&out_headers, parts.uri.query())
+            && !headers::inject_credential(&mut out_headers, route.api, key)
+        {
+            return Err(ProxyError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Origin::Internal,
+                "bad_api_key",
+                format!(
+                    "the key in {} is not a valid header value",
+                    route.api_key_env.as_deref().unwrap_or("api_key_env")
+                ),
+            ));
+        }
+    }
+    let tripped = Arc::new(AtomicBool::new(false));
+    let body = Body::new(LimitedBody::new(incoming, limit, tripped.clone()));
+    let mut upstream_req = Request::new(body);
+    *upstream_req.method_mut() = parts.method.clone();
+    *upstream_req.uri_mut() = uri;
+    *upstream_req.headers_mut() = out_headers;
+
+    let deadline = ex.started + route.limits.total_timeout;
+    let headers_deadline = (ex.started + route.limits.headers_timeout).min(deadline);
+    let sent = tokio::time::timeout_at(headers_deadline, rt.client.request(upstream_req)).await;
+    let upstream_response = match sent {
+        Err(_) => {
+            return Err(ProxyError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                Origin::Upstream,
+                "upstream_headers_timeout",
+                format!(
+                    "the upstream sent no response headers within {:?}",
+                    headers_deadline.saturating_duration_since(ex.started)
+                ),
+            ));
+        }
+        Ok(Err(e))
+            if tripped.load(std::sync::atomic::Ordering::Acquire)
+                || upstream::caused_by_body_limit(&e) =>
+        {
+            return Err(too_large(limit));
+        }
+        Ok(Err(e)) => {
+            let (kind, message) = upstream::describe(&e);
+            let (status, label) = match kind {
+                UpstreamFailure::ConnectTimeout => {
+                    (StatusCode::GATEWAY_TIMEOUT, "upstream_connect_timeout")
+                }
+                UpstreamFailure::Connect => (StatusCode::BAD_GATEWAY, "upstream_connect"),
+                UpstreamFailure::Other => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            };
+            return Err(ProxyError::new(status, Origin::Upstream, label, message));
+        }
+        Ok(Ok(r)) => r,
+    };
+
+    let (mut head, upstream_body) = upstream_response.into_parts();
+    headers::strip_hop_by_hop(&mut head.headers);
+    if headers::is_event_stream(&head.headers) {
+        head.headers
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        head.headers
+            .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    let log = AccessLog {
+        route: route.name.clone(),
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        status: head.status,
+        id: ex.id.to_owned(),
+        started: ex.started,
+        headers_at: Instant::now(),
+        _permit: permit,
+    };
+    let body = TimedBody::new(
+        upstream_body,
+        route.limits.idle_timeout,
+        deadline,
+        Box::new(log),
+    );
+    Ok(Response::from_parts(head, Body::new(body)))
+}
+
+fn too_large(limit: u64) -> ProxyError {
+    ProxyError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Origin::Downstream,
+        "body_too_large",
+        format!("request body is larger than this route's limit of {limit} bytes"),
+    )
+}
+
+/// The upstream URI: always the configured scheme and host, whatever the request said.
+fn upstream_uri(target: &HttpUpstream, rest: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    let path = if rest.is_empty() { "/" } else { rest };
+    let mut pq = String::with_capacity(
+        target.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+    );
+    pq.push_str(&target.base_path);
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    Uri::builder()
+        .scheme(target.scheme.clone())
+        .authority(target.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| {
+            ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                Origin::Downstream,
+                "bad_path",
+                format!("cannot forward this path: {e}"),
+            )
+        })
+}
+
+/// The access log line, written when the response body ends (or the client leaves). It keeps
+/// the time aloud took apart from the upstream's. Holding the permit here frees the slot then.
+struct AccessLog {
+    route: String,
+    method: Method,
+    path: String,
+    status: StatusCode,
+    id: String,
+    started: Instant,
+    headers_at: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl OnEnd for AccessLog {
+    fn on_end(self: Box<Self>, end: BodyEnd, bytes: u64) {
+        let headers_ms = self.headers_at.duration_since(self.started).as_secs_f64() * 1e3;
+        let total_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let fields = (
+            self.route.as_str(),
+            self.method.as_str(),
+            self.path.as_str(),
+            self.status.as_u16(),
+        );
+        match end {
+            BodyEnd::Complete => tracing::info!(
+                id = %self.id, route = fields.0, method = fields.1, path = fields.2, status = fields.3,
+                headers_ms, total_ms, bytes, end = end.as_str(), "proxied"
+            ),
+            _ => tracing::warn!(
+                id = %self.id, route = fields.0, method = fields.1, path = fields.2, status = fields.3,
+                headers_ms, total_ms, bytes, end = end.as_str(), "proxied, stream cut short"
+            ),
+        }
+    }
+}

@@ -1,1 +1,138 @@
 //! The accept loop, per-connection options, graceful shutdown and task tracking.
+
+pub mod stall;
+pub mod tasks;
+
+use crate::app::{self, App};
+use crate::config::{Config, HttpUpstream, Upstream};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use stall::StallGuard;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+pub use tasks::Tasks;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves `config` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish within the grace period, and drains every task it started.
+///
+/// Simulator routes get a simulator on a loopback port of their own, reached like any upstream.
+pub async fn serve(
+    mut config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let tasks = Tasks::new();
+    let sim_stop = CancellationToken::new();
+    if config
+        .routes
+        .iter()
+        .any(|r| r.upstream == Upstream::Simulator)
+    {
+        let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = sim_listener.local_addr()?;
+        let stop = sim_stop.clone();
+        tasks.spawn("simulator", async move {
+            if let Err(e) =
+                crate::simulator::serve(sim_listener, async move { stop.cancelled().await }).await
+            {
+                tracing::error!(error = %e, "built-in simulator stopped");
+            }
+        });
+        for route in config
+            .routes
+            .iter_mut()
+            .filter(|r| r.upstream == Upstream::Simulator)
+        {
+            route.upstream = Upstream::Http(HttpUpstream::loopback(addr));
+        }
+        tracing::debug!(%addr, "built-in simulator listening");
+    }
+    let app = App::new(config).map_err(io::Error::other)?;
+    let result = accept_loop(Arc::clone(&app), listener, &tasks, shutdown).await;
+    sim_stop.cancel();
+    tasks.drain().await;
+    result
+}
+
+async fn accept_loop(
+    app: Arc<App>,
+    listener: TcpListener,
+    tasks: &Tasks,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let hard_stop = CancellationToken::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.server.request_head_timeout)
+        .max_buf_size(app.server.max_request_head)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let io = TokioIo::new(StallGuard::new(stream, app.server.write_stall_timeout));
+        let app = Arc::clone(&app);
+        let service = service_fn(move |req| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(app::dispatch(app, req).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(io, service));
+        let hard_stop = hard_stop.clone();
+        tasks.spawn("connection", async move {
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    log_connection_error(&e, peer);
+                },
+                () = hard_stop.cancelled() => {}
+            }
+        });
+    }
+    drop(listener);
+    let grace = app.server.shutdown_grace;
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: no new connections; draining in-flight requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("shutdown grace period ended; closing remaining connections");
+            hard_stop.cancel();
+        }
+    }
+    Ok(())
+}
+
+fn log_connection_error(e: &hyper::Error, peer: std::net::SocketAddr) {
+    if e.is_incomplete_message() || e.is_canceled() {
+        tracing::debug!(%peer, error = %e, "client connection closed early");
+    } else if e.is_timeout() {
+        tracing::info!(%peer, error = %e, "client connection timed out");
+    } else if e.is_parse() || e.is_parse_too_large() {
+        tracing::info!(%peer, error = %e, "malformed request from client");
+    } else {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}

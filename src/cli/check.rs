@@ -1,0 +1,46 @@
+//! `aloud check-config`: parse and validate, print the routes or the located error.
+
+use crate::config::{Config, ProcessEnv, Upstream};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(path: Option<&Path>) -> ExitCode {
+    match Config::discover(path, &ProcessEnv) {
+        Ok(config) => {
+            println!("{}", describe(&config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A human summary of what the config means.
+pub fn describe(config: &Config) -> String {
+    let mut out = format!("listen {}\n", config.server.listen);
+    if !config.server.client_tokens.is_empty() {
+        out.push_str(&format!(
+            "client tokens: {} configured\n",
+            config.server.client_tokens.len()
+        ));
+    }
+    out.push_str(&format!("{} route(s):\n", config.routes.len()));
+    for r in &config.routes {
+        let upstream = match &r.upstream {
+            Upstream::Simulator => crate::config::BUILTIN_SIMULATOR.to_owned(),
+            Upstream::Http(h) => format!("{}://{}{}", h.scheme, h.authority, h.base_path),
+        };
+        let key = match (&r.api_key_env, &r.api_key) {
+            (Some(var), Some(_)) => format!(", key from {var} (set)"),
+            (Some(var), None) => format!(", key from {var} (unset: clients must send their own)"),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  {:<12} {:<14} -> {} (api {}{key})\n",
+            r.name, r.prefix, upstream, r.api
+        ));
+    }
+    out.trim_end().to_owned()
+}

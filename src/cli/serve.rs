@@ -1,0 +1,88 @@
+//! `aloud serve` and `aloud simulate`: build the runtime, bind, run until a signal arrives.
+
+use super::telemetry;
+use crate::config::{Config, LogFormat, ProcessEnv};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) -> ExitCode {
+    let mut config = match Config::discover(path, &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(log_json || config.server.log_format == LogFormat::Json);
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    run(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
+        let addr = listener.local_addr()?;
+        for r in &config.routes {
+            tracing::info!(route = %r.name, prefix = %r.prefix, api = %r.api, "route");
+        }
+        tracing::info!(%addr, "aloud listening on http://{addr}/ (demo page at /aloud/)");
+        crate::server::serve(config, listener, shutdown_signal()).await
+    })
+}
+
+pub fn simulate(listen: SocketAddr, log_json: bool) -> ExitCode {
+    telemetry::init(log_json);
+    run(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        tracing::info!(addr = %listener.local_addr()?, "simulator listening");
+        crate::simulator::serve(listener, shutdown_signal()).await
+    })
+}
+
+fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "aloud stopped");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
