@@ -86,6 +86,7 @@ async fn answer(
             "connect_refused",
             "aloud is a reverse proxy for model APIs; CONNECT tunnels are not supported",
         )
+        .closing()
         .into_response(api);
     }
     if path == "/healthz" {

@@ -24,6 +24,8 @@ pub struct ProxyError {
     pub label: &'static str,
     pub message: String,
     pub retry_after_secs: Option<u32>,
+    /// Close the client connection after this answer (its framing cannot be trusted further).
+    pub close: bool,
 }
 
 impl ProxyError {
@@ -39,11 +41,17 @@ impl ProxyError {
             label,
             message: message.into(),
             retry_after_secs: None,
+            close: false,
         }
     }
 
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after_secs = Some(secs);
+        self
+    }
+
+    pub fn closing(mut self) -> Self {
+        self.close = true;
         self
     }
 
@@ -77,6 +85,9 @@ impl ProxyError {
         headers.insert("x-should-retry", HeaderValue::from_static(retry));
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -94,7 +94,8 @@ async fn try_forward(
             Origin::Downstream,
             "upgrade_refused",
             "aloud does not proxy WebSocket or other protocol upgrades; use HTTP streaming (SSE)",
-        ));
+        )
+        .closing());
     }
     let limit = route.limits.max_request_body;
     let declared = client_headers

@@ -1,0 +1,336 @@
+//! Limits, timeouts, overload and failing upstreams, over real sockets.
+
+mod support;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::BodyExt;
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn ok_upstream() -> Upstream {
+    Upstream::start(|req: Request<hyper::body::Incoming>| async move {
+        let _ = req.into_body().collect().await;
+        response(200, &[("content-type", "application/json")], full("{}"))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn declared_oversized_bodies_get_413_before_100_continue() {
+    let up = ok_upstream().await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "openai",
+        "max_request_body = \"1KiB\"",
+        "",
+    ))
+    .await;
+    let raw = "POST /up/v1/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    let out = String::from_utf8_lossy(&raw_exchange(aloud.addr, raw.as_bytes()).await).to_string();
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(!out.contains("100 Continue"), "{out}");
+    assert!(
+        out.contains("request_too_large") || out.contains("larger than"),
+        "{out}"
+    );
+    assert!(
+        out.to_ascii_lowercase().contains("x-should-retry: false"),
+        "{out}"
+    );
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn expect_continue_within_the_limit_is_answered_and_forwarded() {
+    let up = ok_upstream().await;
+    let aloud = Aloud::start(&route_config(up.addr, "openai", "", "")).await;
+    let mut s = tokio::net::TcpStream::connect(aloud.addr).await.unwrap();
+    s.write_all(b"POST /up/v1/x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 25];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"{}").await.unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.starts_with(b"HTTP/1.1 200"));
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn chunked_bodies_past_the_limit_get_413() {
+    let up = ok_upstream().await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "anthropic",
+        "max_request_body = \"1KiB\"",
+        "",
+    ))
+    .await;
+    let (tx, body) = channel_body();
+    let req = Request::post(aloud.url("/up/v1/messages"))
+        .body(body)
+        .unwrap();
+    let feeder = async move {
+        for _ in 0..4 {
+            if tx.send(Bytes::from(vec![b'a'; 512])).await.is_err() {
+                return;
+            }
+        }
+    };
+    let (r, ()) = tokio::join!(send(req), feeder);
+    assert_eq!(r.status(), 413);
+    assert_eq!(body_json(r).await["error"]["type"], "request_too_large");
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_refuses_gets_502_in_the_api_envelope() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let aloud = Aloud::start(&route_config(closed, "openai", "", "")).await;
+    let r = post(&aloud.url("/up/v1/chat/completions"), &[], "{}").await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["x-should-retry"], "true");
+    let body = body_json(r).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{body}"
+    );
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_from_the_upstream_gets_502() {
+    let up = Upstream::raw(|mut s| async move {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(b"this is not http\r\n\r\n").await;
+    })
+    .await;
+    let aloud = Aloud::start(&route_config(up.addr, "gemini", "", "")).await;
+    let r = post(&aloud.url("/up/v1beta/models/x:generateContent"), &[], "{}").await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(body_json(r).await["error"]["status"], "INTERNAL");
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn a_reset_mid_stream_ends_the_client_stream_after_the_bytes_so_far() {
+    let up = Upstream::raw(|mut s| async move {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\nb\r\ndata: one\n\n\r\n")
+            .await;
+    })
+    .await;
+    let aloud = Aloud::start(&route_config(up.addr, "openai", "", "")).await;
+    let r = post(&aloud.url("/up/v1/chat/completions"), &[], "{}").await;
+    assert_eq!(r.status(), 200);
+    let mut body = r.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, Bytes::from_static(b"data: one\n\n"));
+    // The stream then ends cleanly: no error frame, just the end.
+    assert!(body.frame().await.is_none());
+    aloud.stop().await;
+}
+
+/// An upstream that answers headers after `headers` and then stays silent.
+async fn stalling_upstream(headers_after: Duration) -> Upstream {
+    Upstream::start(move |_req| async move {
+        tokio::time::sleep(headers_after).await;
+        let (tx, body) = channel_body();
+        let _ = tx.send(Bytes::from_static(b"data: first\n\n")).await;
+        // Keep the sender alive inside the body's lifetime: never send again.
+        std::mem::forget(tx);
+        response(200, &[("content-type", "text/event-stream")], body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_headers_timeout_gives_504() {
+    let up = stalling_upstream(Duration::from_secs(3600)).await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "anthropic",
+        "headers_timeout = \"200ms\"",
+        "",
+    ))
+    .await;
+    let r = post(&aloud.url("/up/v1/messages"), &[], "{}").await;
+    assert_eq!(r.status(), 504);
+    let body = body_json(r).await;
+    assert_eq!(body["error"]["type"], "timeout_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no response headers")
+    );
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn the_idle_timeout_ends_a_silent_stream() {
+    let up = stalling_upstream(Duration::ZERO).await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "openai",
+        "idle_timeout = \"200ms\"",
+        "",
+    ))
+    .await;
+    let r = post(&aloud.url("/up/v1/chat/completions"), &[], "{}").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(body_bytes(r).await, Bytes::from_static(b"data: first\n\n"));
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn the_total_timeout_ends_a_stream_that_keeps_going() {
+    let up = Upstream::start(|_req| async move {
+        let (tx, body) = channel_body();
+        #[expect(clippy::disallowed_methods, reason = "test upstream driver")]
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                if tx.send(Bytes::from_static(b": tick\n\n")).await.is_err() {
+                    return;
+                }
+            }
+        });
+        response(200, &[("content-type", "text/event-stream")], body)
+    })
+    .await;
+    let toml = route_config(
+        up.addr,
+        "openai",
+        "idle_timeout = \"5s\"\ntotal_timeout = \"300ms\"",
+        "",
+    );
+    let aloud = Aloud::start(&toml).await;
+    let r = post(&aloud.url("/up/v1/chat/completions"), &[], "{}").await;
+    let bytes = body_bytes(r).await;
+    assert!(
+        !bytes.is_empty() && bytes.len() % 8 == 0,
+        "whole ticks only: {bytes:?}"
+    );
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_concurrency_limit_gets_503_with_retry_after() {
+    let up = stalling_upstream(Duration::ZERO).await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "openai",
+        "",
+        "max_concurrent_requests = 1",
+    ))
+    .await;
+    let first = post(&aloud.url("/up/a"), &[], "{}").await;
+    assert_eq!(first.status(), 200);
+    let second = post(&aloud.url("/up/b"), &[], "{}").await;
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "1");
+    assert_eq!(second.headers()["x-should-retry"], "true");
+    assert_eq!(body_json(second).await["error"]["type"], "server_error");
+    // Once the first stream ends, the slot is free again.
+    drop(first);
+    let mut status = 503;
+    for _ in 0..200 {
+        let r = post(&aloud.url("/up/c"), &[], "{}").await;
+        status = r.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(status, 200);
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn connect_and_upgrade_are_refused_clearly() {
+    let up = ok_upstream().await;
+    let aloud = Aloud::start(&route_config(up.addr, "openai", "", "")).await;
+    let out = raw_exchange(
+        aloud.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+    assert!(out.contains("CONNECT tunnels are not supported"));
+    let ws = "GET /up/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let out = String::from_utf8_lossy(&raw_exchange(aloud.addr, ws.as_bytes()).await).to_string();
+    assert!(out.starts_with("HTTP/1.1 501"), "{out}");
+    assert!(out.contains("WebSocket"));
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_heads_are_refused_without_harm() {
+    let up = ok_upstream().await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "openai",
+        "",
+        "max_request_head = \"16KiB\"",
+    ))
+    .await;
+    let out = raw_exchange(aloud.addr, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    let huge = format!(
+        "GET /up/x HTTP/1.1\r\nHost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    let out = raw_exchange(aloud.addr, huge.as_bytes()).await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    // The server is still fine.
+    assert_eq!(get(&aloud.url("/healthz")).await.status(), 200);
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_request_head_times_out() {
+    let up = ok_upstream().await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "openai",
+        "",
+        "request_head_timeout = \"200ms\"",
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(aloud.addr).await.unwrap();
+    s.write_all(b"GET /up/x HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let n = s.read_to_end(&mut out).await.unwrap_or(0);
+    // hyper answers 408 or just closes; either way the connection ends.
+    assert!(
+        n == 0 || String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    aloud.stop().await;
+}

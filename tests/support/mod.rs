@@ -1,0 +1,226 @@
+//! Test support: aloud on port 0, mock upstreams over real sockets, and small HTTP clients.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use aloud::config::{Config, MapEnv};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub type BoxBody =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A running aloud on a loopback port 0.
+pub struct Aloud {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl Aloud {
+    pub async fn start(toml: &str) -> Aloud {
+        Self::start_with_env(toml, MapEnv::default()).await
+    }
+
+    pub async fn start_with_env(toml: &str, env: MapEnv) -> Aloud {
+        let config =
+            Config::parse(toml, Path::new("test.toml"), &env).expect("test config is valid");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "tests own this task and join it in stop()"
+        )]
+        let handle = tokio::spawn(aloud::server::serve(config, listener, async move {
+            let _ = rx.await;
+        }));
+        Aloud {
+            addr,
+            stop: Some(tx),
+            handle,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Signals shutdown without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
+        (&mut self.handle).await.unwrap().unwrap();
+    }
+}
+
+/// One route in front of `upstream`, plus extra TOML for `[server]`/route keys.
+pub fn route_config(
+    upstream: SocketAddr,
+    api: &str,
+    route_extra: &str,
+    server_extra: &str,
+) -> String {
+    format!(
+        "[server]\n{server_extra}\n[[routes]]\nname = \"up\"\nprefix = \"/up\"\nupstream = \"http://{upstream}\"\napi = \"{api}\"\n{route_extra}\n"
+    )
+}
+
+/// A mock upstream: a hyper HTTP/1 server over a real socket, answering with `handler`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    handle: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl Upstream {
+    pub async fn start<F, Fut>(handler: F) -> Upstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<BoxBody>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler = Arc::new(handler);
+        #[expect(clippy::disallowed_methods, reason = "aborted on drop")]
+        let handle = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let handler = Arc::clone(&handler);
+                let svc = hyper::service::service_fn(move |req| {
+                    let handler = Arc::clone(&handler);
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                #[expect(clippy::disallowed_methods, reason = "test connection task")]
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, handle }
+    }
+
+    /// A raw TCP upstream: `on_conn` gets each accepted socket.
+    pub async fn raw<F, Fut>(on_conn: F) -> Upstream
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let on_conn = Arc::new(on_conn);
+        #[expect(clippy::disallowed_methods, reason = "aborted on drop")]
+        let handle = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                #[expect(clippy::disallowed_methods, reason = "test connection task")]
+                tokio::spawn(on_conn(stream));
+            }
+        });
+        Upstream { addr, handle }
+    }
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> BoxBody {
+    Full::new(bytes.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
+}
+
+/// A body fed from a channel: each message becomes one chunk on the wire.
+pub fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, BoxBody) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let body = http_body_util::StreamBody::new(tokio_stream::StreamExt::map(stream, |b| {
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(b))
+    }));
+    (tx, BoxBody::new(body))
+}
+
+pub fn response(status: u16, headers: &[(&str, &str)], body: BoxBody) -> Response<BoxBody> {
+    let mut b = Response::builder().status(status);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(body).unwrap()
+}
+
+/// A plain hyper client (one connection per request, so tests see fresh behaviour).
+pub async fn send(req: Request<BoxBody>) -> Response<Incoming> {
+    let authority = req.uri().authority().unwrap().to_string();
+    let stream = TcpStream::connect(&authority).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "connection driver for a test client"
+    )]
+    tokio::spawn(conn);
+    sender.send_request(req).await.unwrap()
+}
+
+pub async fn get(url: &str) -> Response<Incoming> {
+    send(Request::get(url).body(full("")).unwrap()).await
+}
+
+pub async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Response<Incoming> {
+    let mut b = Request::post(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(b.body(full(body)).unwrap()).await
+}
+
+pub async fn body_bytes(r: Response<Incoming>) -> Bytes {
+    r.into_body().collect().await.unwrap().to_bytes()
+}
+
+pub async fn body_json(r: Response<Incoming>) -> serde_json::Value {
+    serde_json::from_slice(&body_bytes(r).await).unwrap()
+}
+
+/// A pooled client like the SDKs use (keep-alive), for tests that need several requests.
+pub fn pooled_client()
+-> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, BoxBody> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Writes raw bytes to `addr` and reads until the server closes or `until` matches.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    out
+}
