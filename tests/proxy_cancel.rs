@@ -1,4 +1,9 @@
 //! Disconnects cancel the upstream; stalled clients are cut; shutdown drains in-flight requests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
 
 mod support;
 

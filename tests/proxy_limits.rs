@@ -1,4 +1,9 @@
 //! Limits, timeouts, overload and failing upstreams, over real sockets.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
 
 mod support;
 

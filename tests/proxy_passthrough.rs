@@ -1,4 +1,9 @@
 //! Pass-through over real sockets: bytes, headers, chunk-by-chunk streaming, ids, routing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
 
 mod support;
 
@@ -194,8 +199,8 @@ async fn request_headers_are_cleaned_and_the_body_and_query_kept() {
 async fn absolute_uris_cannot_reach_another_host() {
     let (up, seen) = recording_upstream().await;
     let aloud = Aloud::start(&route_config(up.addr, "openai", "", "")).await;
-    let raw = format!(
-        "GET http://169.254.169.254/up/v1/x HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n"
+    let raw = String::from(
+        "GET http://169.254.169.254/up/v1/x HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n",
     );
     let out = String::from_utf8_lossy(&raw_exchange(aloud.addr, raw.as_bytes()).await).to_string();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
