@@ -1,0 +1,154 @@
+//! A table of bad configs, each with the message it must produce (file, line, column, key).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
+
+use aloud::config::{Config, MapEnv};
+use std::path::Path;
+
+const ROUTE: &str = "[[routes]]\nname = \"a\"\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\napi = \"openai\"\n";
+
+fn error(toml: &str) -> String {
+    Config::parse(toml, Path::new("bad.toml"), &MapEnv::default())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn bad_configs_name_file_line_column_and_key() {
+    let table: Vec<(String, &str)> = vec![
+        (
+            "[server]\nlisten = \"x\"\n".to_owned() + ROUTE,
+            "bad.toml:2:10: server.listen: \"x\" is not an address",
+        ),
+        (
+            "[server]\nbogus = 1\n".to_owned() + ROUTE,
+            "bad.toml:2:1: server.bogus: unknown field `bogus`",
+        ),
+        (
+            ROUTE.to_owned() + "colour = \"red\"\n",
+            "bad.toml:6:1: routes[0].colour: unknown field `colour`",
+        ),
+        (
+            ROUTE.to_owned() + "idle_timeout = \"30\"\n",
+            "bad.toml:6:16: routes[0].idle_timeout: duration \"30\" has no unit",
+        ),
+        (
+            ROUTE.to_owned() + "idle_timeout = \"soon\"\n",
+            "routes[0].idle_timeout: invalid duration \"soon\"",
+        ),
+        (
+            ROUTE.to_owned() + "total_timeout = \"0s\"\n",
+            "routes[0].total_timeout: duration \"0s\" must be greater than zero",
+        ),
+        (
+            ROUTE.to_owned() + "max_request_body = \"12 parsecs\"\n",
+            "routes[0].max_request_body: invalid size unit",
+        ),
+        (
+            ROUTE.replace("openai", "gpt"),
+            "bad.toml:5:7: routes[0].api: unknown variant `gpt`",
+        ),
+        (
+            ROUTE.to_owned() + ROUTE,
+            "bad.toml:7:8: routes[1].name: route name \"a\" is already used",
+        ),
+        (
+            ROUTE.to_owned() + &ROUTE.replace("\"a\"", "\"b\"").replace("/a", "/a/b"),
+            "bad.toml:8:10: routes[1].prefix: prefix \"/a/b\" overlaps route \"a\"",
+        ),
+        (
+            ROUTE.replace("/a", "a"),
+            "routes[0].prefix: prefix \"a\" must start with '/'",
+        ),
+        (
+            ROUTE.replace("/a", "/a/"),
+            "routes[0].prefix: prefix \"/a/\" must not end with '/'",
+        ),
+        (
+            ROUTE.replace("/a", "/aloud/x"),
+            "routes[0].prefix: prefix \"/aloud/x\" is reserved",
+        ),
+        (
+            ROUTE.replace("/a", "/healthz"),
+            "routes[0].prefix: prefix \"/healthz\" is reserved",
+        ),
+        (
+            ROUTE.replace("http://127.0.0.1:1", "ftp://x"),
+            "routes[0].upstream: \"ftp://x\": only http:// and https://",
+        ),
+        (
+            ROUTE.replace("http://127.0.0.1:1", "api.openai.com"),
+            "routes[0].upstream: \"api.openai.com\" needs a scheme",
+        ),
+        (
+            ROUTE.replace("http://127.0.0.1:1", "https://u:p@x"),
+            "put credentials in api_key_env",
+        ),
+        (
+            ROUTE.replace("name = \"a\"\n", ""),
+            "routes[0]: missing field `name`",
+        ),
+        (
+            "[server]\nmax_concurrent_requests = 0\n".to_owned() + ROUTE,
+            "server.max_concurrent_requests: must be at least 1",
+        ),
+        (
+            "[server]\nmax_concurrent_requests = -3\n".to_owned() + ROUTE,
+            "server.max_concurrent_requests",
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:1\"\n".to_owned(),
+            "routes: no [[routes]] defined",
+        ),
+        ("this is = not toml [".to_owned(), "bad.toml:1:"),
+        (
+            "[server]\nclient_tokens_env = \"NOPE\"\n".to_owned() + ROUTE,
+            "server.client_tokens_env: environment variable NOPE is unset",
+        ),
+        (
+            "[server]\nlisten = \"0.0.0.0:8787\"\n".to_owned() + ROUTE + "api_key_env = \"K\"\n",
+            "bad.toml:2:10: server.listen: listening on 0.0.0.0:8787 (beyond loopback) while routes inject API keys",
+        ),
+    ];
+    for (toml, expected) in table {
+        let got = error(&toml);
+        assert!(
+            got.contains(expected),
+            "for config:\n{toml}\nexpected {expected:?}\ngot      {got:?}"
+        );
+    }
+}
+
+#[test]
+fn open_relays_need_tokens_or_an_explicit_choice() {
+    let open = "[server]\nlisten = \"0.0.0.0:8787\"\nallow_open_relay = true\n".to_owned()
+        + ROUTE
+        + "api_key_env = \"K\"\n";
+    assert!(Config::parse(&open, Path::new("ok.toml"), &MapEnv::default()).is_ok());
+    let tokens = "[server]\nlisten = \"0.0.0.0:8787\"\nclient_tokens_env = \"T\"\n".to_owned()
+        + ROUTE
+        + "api_key_env = \"K\"\n";
+    let env = MapEnv::default().with("T", "tok");
+    assert!(Config::parse(&tokens, Path::new("ok.toml"), &env).is_ok());
+    let no_keys = "[server]\nlisten = \"0.0.0.0:8787\"\n".to_owned() + ROUTE;
+    assert!(Config::parse(&no_keys, Path::new("ok.toml"), &MapEnv::default()).is_ok());
+}
+
+#[test]
+fn route_overrides_beat_upstream_defaults() {
+    let toml = "[upstream]\nidle_timeout = \"7s\"\ntotal_timeout = \"1m\"\n".to_owned()
+        + ROUTE
+        + "idle_timeout = \"3s\"\n";
+    let c = Config::parse(&toml, Path::new("ok.toml"), &MapEnv::default()).unwrap();
+    let l = c.routes[0].limits;
+    assert_eq!(l.idle_timeout.as_secs(), 3);
+    assert_eq!(l.total_timeout.as_secs(), 60);
+    assert_eq!(
+        l.headers_timeout.as_secs(),
+        60,
+        "headers default to the total"
+    );
+}
