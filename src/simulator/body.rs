@@ -7,6 +7,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// Sends each frame when it is due; an `Abort` frame ends the body with an error.
@@ -14,14 +15,21 @@ use tokio::time::{Instant, Sleep};
 pub struct PlanBody {
     frames: VecDeque<Frame>,
     start: Option<Instant>,
+    /// When the last data frame left (or the body started): an abort waits a little after it.
+    last_sent: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
 }
+
+/// An abort is delayed at least this long after the last data frame, so hyper has flushed the
+/// frames sent before it (an error discards whatever is still in its write buffer).
+const ABORT_GRACE: Duration = Duration::from_millis(10);
 
 impl PlanBody {
     pub fn new(frames: Vec<Frame>) -> Self {
         Self {
             frames: frames.into(),
             start: None,
+            last_sent: None,
             sleep: None,
         }
     }
@@ -40,7 +48,10 @@ impl http_body::Body for PlanBody {
         let Some(next) = this.frames.front() else {
             return Poll::Ready(None);
         };
-        let due = start + std::time::Duration::from_millis(next.at_ms());
+        let mut due = start + Duration::from_millis(next.at_ms());
+        if let Frame::Abort { .. } = next {
+            due = due.max(this.last_sent.unwrap_or(start) + ABORT_GRACE);
+        }
         if due > Instant::now() {
             let sleep = this
                 .sleep
@@ -51,7 +62,10 @@ impl http_body::Body for PlanBody {
         }
         this.sleep = None;
         match this.frames.pop_front() {
-            Some(Frame::Data { bytes, .. }) => Poll::Ready(Some(Ok(http_body::Frame::data(bytes)))),
+            Some(Frame::Data { bytes, .. }) => {
+                this.last_sent = Some(Instant::now());
+                Poll::Ready(Some(Ok(http_body::Frame::data(bytes))))
+            }
             Some(Frame::Abort { .. }) => {
                 this.frames.clear();
                 Poll::Ready(Some(Err(std::io::Error::new(

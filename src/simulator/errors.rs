@@ -47,7 +47,7 @@ fn openai_type(code: u16) -> &'static str {
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
-        400..=499 => "invalid_request_error",
+        _ if code < 500 => "invalid_request_error",
         _ => "server_error",
     }
 }
@@ -90,7 +90,7 @@ fn google_status(code: u16) -> &'static str {
         501 => "UNIMPLEMENTED",
         503 | 529 => "UNAVAILABLE",
         504 => "DEADLINE_EXCEEDED",
-        400..=499 => "FAILED_PRECONDITION",
+        _ if code < 500 => "FAILED_PRECONDITION",
         _ => "UNKNOWN",
     }
 }
