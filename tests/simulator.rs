@@ -758,4 +758,18 @@ mod simulator {
         let (result, ()) = tokio::join!(server, client);
         assert!(result.is_ok());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_waits_for_headers_ms_only() {
+        use tower::ServiceExt;
+        let req = http::Request::post("/v1/responses")
+            .header("x-sim-status", "503")
+            .header("x-sim-headers-ms", "700")
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        let start = tokio::time::Instant::now();
+        let response = router().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(start.elapsed().as_millis(), 700);
+    }
 }
