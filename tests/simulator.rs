@@ -710,4 +710,66 @@ mod simulator {
         assert_eq!(response.status(), 200);
         assert_eq!(start.elapsed().as_millis(), 1_500);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn whole_answers_wait_for_the_whole_call() {
+        use tower::ServiceExt;
+        let req = http::Request::post("/api/generate")
+            .header("x-sim-headers-ms", "500")
+            .header("x-sim-think-ms", "4000")
+            .header("x-sim-tokens", "10")
+            .header("x-sim-token-ms", "100")
+            .body(axum::body::Body::from(r#"{"stream":false}"#))
+            .unwrap();
+        let start = tokio::time::Instant::now();
+        let response = router().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(start.elapsed().as_millis(), 500 + 4_000 + 10 * 100);
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_get_413_in_the_envelope() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let big = vec![b' '; aloud::simulator::BODY_LIMIT + 1];
+        let req = http::Request::post("/v1/messages")
+            .body(axum::body::Body::from(big))
+            .unwrap();
+        let response = router().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), 413);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["type"], "request_too_large");
+    }
+
+    #[tokio::test]
+    async fn serve_returns_on_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = serve(listener, async {
+            let _ = stopped.await;
+        });
+        let client = async move {
+            let r = request(addr, "GET", "/api/tags", &[], "").await;
+            assert_eq!(r.status, 200);
+            stop.send(()).unwrap();
+        };
+        let (result, ()) = tokio::join!(server, client);
+        assert!(result.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_waits_for_headers_ms_only() {
+        use tower::ServiceExt;
+        let req = http::Request::post("/v1/responses")
+            .header("x-sim-status", "503")
+            .header("x-sim-headers-ms", "700")
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        let start = tokio::time::Instant::now();
+        let response = router().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(start.elapsed().as_millis(), 700);
+    }
 }

@@ -25,11 +25,21 @@ pub fn parse_target(tail: &str) -> Option<(&str, &str)> {
     (!model.is_empty()).then_some((model, method))
 }
 
-/// Whether the request asked to see thought summaries.
+/// Whether the request asked to see thought summaries. Google's JSON mapping accepts both
+/// lowerCamelCase and the proto's snake_case names, and google-genai (Python) sends the latter.
 pub fn include_thoughts(req: &Value) -> bool {
-    req["generationConfig"]["thinkingConfig"]["includeThoughts"]
+    let config = either(req, "generationConfig", "generation_config");
+    let thinking = either(config, "thinkingConfig", "thinking_config");
+    either(thinking, "includeThoughts", "include_thoughts")
         .as_bool()
         .unwrap_or(false)
+}
+
+fn either<'a>(v: &'a Value, camel: &str, snake: &str) -> &'a Value {
+    match v.get(camel) {
+        Some(found) => found,
+        None => &v[snake],
+    }
 }
 
 pub fn plan(s: &Script, framing: Framing, thoughts: bool) -> Plan {
@@ -157,4 +167,33 @@ fn stream(s: &Script, framing: Framing, thoughts: bool) -> Plan {
     }
     let content_type = if framing == Framing::Array { JSON } else { SSE };
     out.frames.finish(content_type, s.knobs.headers_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn include_thoughts_in_both_spellings() {
+        let camel = json!({"generationConfig": {"thinkingConfig": {"includeThoughts": true}}});
+        let snake = json!({"generationConfig": {"thinkingConfig": {"include_thoughts": true}}});
+        let off = json!({"generation_config": {"thinking_config": {"include_thoughts": false}}});
+        assert!(include_thoughts(&camel) && include_thoughts(&snake));
+        assert!(!include_thoughts(&off) && !include_thoughts(&json!({"x": 1})));
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("g-2.5:generateContent"),
+            Some(("g-2.5", "generateContent"))
+        );
+        assert_eq!(
+            parse_target("tunedModels/x:generateContent"),
+            Some(("x", "generateContent"))
+        );
+        assert_eq!(parse_target(":generateContent"), None);
+        assert_eq!(parse_target("nocolon"), None);
+    }
 }

@@ -122,3 +122,24 @@ fn fail_after_cuts_the_stream() {
         ));
     }
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_knobs_give_ordered_parseable_plans(
+        seed in proptest::prelude::any::<u64>(),
+        think_ms in 0u64..20_000,
+        tokens in 0u64..300,
+        token_ms in 0u64..50,
+        fail_after in proptest::option::of(0u64..400),
+        sse_ids in proptest::prelude::any::<bool>(),
+    ) {
+        let k = Knobs { seed: Some(seed), think_ms: Some(think_ms), tokens: Some(tokens), token_ms: Some(token_ms), fail_after, sse_ids, ..Knobs::default() };
+        for plan in all_plans(&k) {
+            let times: Vec<u64> = plan.frames.iter().map(Frame::at_ms).collect();
+            proptest::prop_assert!(times.windows(2).all(|w| w[0] <= w[1]));
+            let aborted = matches!(plan.frames.last(), Some(Frame::Abort { .. }));
+            proptest::prop_assert_eq!(aborted, fail_after.is_some_and(|n| n < tokens));
+            proptest::prop_assert!(std::str::from_utf8(&plan.body_bytes()).is_ok());
+        }
+    }
+}
