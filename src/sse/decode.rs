@@ -200,7 +200,7 @@ impl SseDecoder {
         if self.discarding {
             return;
         }
-        if self.line.len() + bytes.len() + self.data.len() > self.max {
+        if self.buffered() + bytes.len() > self.max {
             self.discard(fed);
             return;
         }
@@ -272,7 +272,7 @@ impl SseDecoder {
                 self.data.push_str(&value);
                 self.data.push('\n');
                 self.has_data = true;
-                if self.data.len() > self.max {
+                if self.buffered() > self.max {
                     self.discard(fed);
                 }
             }

@@ -79,12 +79,10 @@ impl ParagraphLabels {
                 self.end_line(out);
             } else if self.candidate {
                 self.line.push(c);
-                if self.line.chars().count() > SHORT_LINE
-                    && !self.line.trim_start().starts_with("**")
-                {
-                    self.candidate = false;
-                    self.line = String::new();
-                } else if self.line.len() > 4 * SHORT_LINE {
+                let bold = self.line.trim_start().starts_with("**");
+                let long = self.line.chars().count() > SHORT_LINE;
+                // A bold heading may run a little longer; anything past 4x is prose either way.
+                if (long && !bold) || self.line.len() > 4 * SHORT_LINE {
                     self.candidate = false;
                     self.line = String::new();
                 }

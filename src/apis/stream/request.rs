@@ -57,7 +57,15 @@ mod tests {
         let on = json!({"stream": true});
         let off = json!({"stream": false});
         let none = json!({"model": "m"});
-        let cases: [(Api, &str, &str, Option<&str>, Option<&Value>, bool); 16] = [
+        type Case<'a> = (
+            Api,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a Value>,
+            bool,
+        );
+        let cases: [Case; 16] = [
             (
                 Api::OpenAi,
                 "POST",
