@@ -11,7 +11,8 @@
 //! app                  AppState and dispatch: own endpoints vs proxied routes
 //! proxy/               the forwarding handler, upstream client, bodies, errors
 //! simulator/           a fake reasoning model speaking five apis (a server of its own)
-//! apis/                what differs per provider: error envelopes, credentials
+//! apis/                what differs per provider: error envelopes, credentials, stream readers
+//! sse/                 the pure SSE codec, NDJSON/JSON-array splitters, bounded gzip
 //! config/              raw TOML -> validated config; durations, sizes, env access
 //! request_id           the Aloud-Request-Id header: validation and generation
 //! ```
@@ -29,3 +30,4 @@ pub mod proxy;
 pub mod request_id;
 pub mod server;
 pub mod simulator;
+pub mod sse;

@@ -1,6 +1,8 @@
-//! What differs per provider api: names, error envelopes and how credentials are sent.
+//! What differs per provider api: names, error envelopes, how credentials are sent, and how
+//! their streams read (`stream/`).
 
 pub mod envelope;
+pub mod stream;
 
 use serde::Deserialize;
 

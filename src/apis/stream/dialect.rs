@@ -1,0 +1,162 @@
+//! Choosing how to read a response: the dialect from (api, path, content type).
+
+use crate::apis::Api;
+
+/// The stream formats aloud can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    OpenAiChat,
+    OpenAiResponses,
+    Anthropic,
+    GeminiSse,
+    GeminiJsonArray,
+    OllamaNdjson,
+}
+
+impl Dialect {
+    /// Chooses by path first (gateways serve each other's shapes), then content type, then api.
+    /// `None` means the response is not a stream this crate reads (e.g. a plain JSON answer).
+    pub fn detect(api: Api, path_and_query: &str, content_type: &str) -> Option<Dialect> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let path = path.trim_end_matches('/');
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let sse = ct == "text/event-stream" || (ct.is_empty() && query.contains("alt=sse"));
+        let sse_or_unknown = sse || ct.is_empty();
+        let jsonish = ct.is_empty() || ct.contains("json");
+        if path.ends_with("/chat/completions") || path.ends_with("/completions") {
+            return sse_or_unknown.then_some(Dialect::OpenAiChat);
+        }
+        if path.ends_with("/responses") || path.contains("/responses/") {
+            return sse_or_unknown.then_some(Dialect::OpenAiResponses);
+        }
+        if path.ends_with("/messages") {
+            return sse_or_unknown.then_some(Dialect::Anthropic);
+        }
+        if path.contains(":streamGenerateContent") {
+            return if sse {
+                Some(Dialect::GeminiSse)
+            } else {
+                jsonish.then_some(Dialect::GeminiJsonArray)
+            };
+        }
+        if path.ends_with("/api/chat") || path.ends_with("/api/generate") {
+            return jsonish.then_some(Dialect::OllamaNdjson);
+        }
+        match (api, sse) {
+            (Api::OpenAi, true) => Some(Dialect::OpenAiChat),
+            (Api::Anthropic, true) => Some(Dialect::Anthropic),
+            (Api::Gemini, true) => Some(Dialect::GeminiSse),
+            (Api::Ollama, false) if ct.contains("ndjson") => Some(Dialect::OllamaNdjson),
+            _ => None,
+        }
+    }
+
+    pub fn is_sse(self) -> bool {
+        !matches!(self, Dialect::GeminiJsonArray | Dialect::OllamaNdjson)
+    }
+
+    /// Whether clients of this dialect tolerate an injected `: comment` line between events
+    /// (see wire-facts §2). Gemini and Ollama clients do not.
+    pub fn tolerates_comments(self) -> bool {
+        matches!(
+            self,
+            Dialect::OpenAiChat | Dialect::OpenAiResponses | Dialect::Anthropic
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_table() {
+        let sse = "text/event-stream";
+        let cases = [
+            (
+                Api::OpenAi,
+                "/v1/chat/completions",
+                sse,
+                Some(Dialect::OpenAiChat),
+            ),
+            (
+                Api::OpenAi,
+                "/v1/chat/completions",
+                "application/json",
+                None,
+            ),
+            (
+                Api::OpenAi,
+                "/v1/responses",
+                sse,
+                Some(Dialect::OpenAiResponses),
+            ),
+            (
+                Api::OpenAi,
+                "/v1/responses/resp_1?stream=true",
+                sse,
+                Some(Dialect::OpenAiResponses),
+            ),
+            (
+                Api::Anthropic,
+                "/v1/messages",
+                sse,
+                Some(Dialect::Anthropic),
+            ),
+            (Api::Ollama, "/v1/messages", sse, Some(Dialect::Anthropic)),
+            (
+                Api::Gemini,
+                "/v1beta/models/m:streamGenerateContent?alt=sse",
+                sse,
+                Some(Dialect::GeminiSse),
+            ),
+            (
+                Api::Gemini,
+                "/v1beta/models/m:streamGenerateContent",
+                "application/json",
+                Some(Dialect::GeminiJsonArray),
+            ),
+            (
+                Api::Gemini,
+                "/v1beta/openai/chat/completions",
+                sse,
+                Some(Dialect::OpenAiChat),
+            ),
+            (
+                Api::Ollama,
+                "/v1/chat/completions",
+                sse,
+                Some(Dialect::OpenAiChat),
+            ),
+            (
+                Api::Ollama,
+                "/api/chat",
+                "application/x-ndjson",
+                Some(Dialect::OllamaNdjson),
+            ),
+            (
+                Api::Ollama,
+                "/api/generate",
+                "application/x-ndjson",
+                Some(Dialect::OllamaNdjson),
+            ),
+            (Api::Ollama, "/api/tags", "application/json", None),
+            (
+                Api::OpenAi,
+                "/custom/stream",
+                sse,
+                Some(Dialect::OpenAiChat),
+            ),
+        ];
+        for (api, path, ct, want) in cases {
+            assert_eq!(Dialect::detect(api, path, ct), want, "{api} {path} {ct}");
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Reading model streams: picks a dialect from (api, path, content type), frames the bytes (SSE,
+//! NDJSON or a JSON array, optionally gunzipped) and turns records into [`Signal`]s.
+//!
+//! **Invariant:** pure and total — no I/O, no clocks, no panics; unknown events, bad JSON and
+//! invalid UTF-8 are counted and skipped; every buffer has a bound from [`Limits`].
+
+mod anthropic;
+mod dialect;
+mod gemini;
+pub mod label;
+mod ollama;
+mod openai_chat;
+mod request;
+mod responses;
+mod signal;
+mod tally;
+
+pub use dialect::Dialect;
+pub use request::request_streams;
+pub use signal::{Phase, Signal, UpstreamTimings, Usage};
+pub use tally::{Counters, Reassembly, Summary, ToolCallRecord};
+
+use crate::apis::Api;
+use crate::sse::{GzipDecoder, JsonArraySplitter, LineSplitter, Record, SseDecoder, SseItem};
+use tally::Tally;
+
+/// Memory bounds for one stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// One SSE event, NDJSON line or JSON array element.
+    pub max_event: usize,
+    /// Each reassembled text (answer, reasoning, one tool call's arguments).
+    pub max_text: usize,
+    /// Total decompressed bytes of a gzip body.
+    pub max_decoded: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event: 1 << 20,
+            max_text: 1 << 20,
+            max_decoded: 64 << 20,
+        }
+    }
+}
+
+/// What feeding one chunk produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    pub signals: Vec<Signal>,
+    /// Offsets in the chunk where a line may be injected (SSE dialects, identity encoding only).
+    pub boundaries: Vec<usize>,
+}
+
+#[derive(Debug)]
+enum Framing {
+    Sse(SseDecoder),
+    Lines(LineSplitter),
+    Array(JsonArraySplitter),
+    Off,
+}
+
+#[derive(Debug)]
+enum Reader {
+    Chat(openai_chat::OpenAiChat),
+    Responses(responses::Responses),
+    Anthropic(anthropic::Anthropic),
+    Gemini(gemini::Gemini),
+    Ollama(ollama::Ollama),
+    Off,
+}
+
+/// One response stream's interpreter.
+#[derive(Debug)]
+pub struct StreamInterpreter {
+    dialect: Option<Dialect>,
+    framing: Framing,
+    reader: Reader,
+    tally: Tally,
+    gzip: Option<GzipDecoder>,
+    limits: Limits,
+}
+
+impl StreamInterpreter {
+    pub fn new(api: Api, path_and_query: &str, content_type: &str) -> Self {
+        Self::with_dialect(
+            Dialect::detect(api, path_and_query, content_type),
+            Limits::default(),
+        )
+    }
+
+    pub fn with_dialect(dialect: Option<Dialect>, limits: Limits) -> Self {
+        let max = limits.max_event;
+        let (framing, reader) = match dialect {
+            Some(Dialect::OpenAiChat) => (
+                Framing::Sse(SseDecoder::new(max)),
+                Reader::Chat(Default::default()),
+            ),
+            Some(Dialect::OpenAiResponses) => (
+                Framing::Sse(SseDecoder::new(max)),
+                Reader::Responses(Default::default()),
+            ),
+            Some(Dialect::Anthropic) => (
+                Framing::Sse(SseDecoder::new(max)),
+                Reader::Anthropic(Default::default()),
+            ),
+            Some(Dialect::GeminiSse) => (
+                Framing::Sse(SseDecoder::new(max)),
+                Reader::Gemini(Default::default()),
+            ),
+            Some(Dialect::GeminiJsonArray) => (
+                Framing::Array(JsonArraySplitter::new(max)),
+                Reader::Gemini(Default::default()),
+            ),
+            Some(Dialect::OllamaNdjson) => (
+                Framing::Lines(LineSplitter::new(max)),
+                Reader::Ollama(Default::default()),
+            ),
+            None => (Framing::Off, Reader::Off),
+        };
+        StreamInterpreter {
+            dialect,
+            framing,
+            reader,
+            tally: Tally::new(limits.max_text),
+            gzip: None,
+            limits,
+        }
+    }
+
+    /// Reads the body through a bounded gunzip when the upstream's `content-encoding` is gzip.
+    /// Compressed bodies report no injection boundaries.
+    pub fn with_content_encoding(mut self, encoding: Option<&str>) -> Self {
+        let gzip = encoding.is_some_and(|e| {
+            let e = e.trim();
+            e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip")
+        });
+        self.gzip = gzip.then(|| GzipDecoder::new(self.limits.max_decoded));
+        self
+    }
+
+    pub fn dialect(&self) -> Option<Dialect> {
+        self.dialect
+    }
+
+    pub fn summary(&self) -> &Summary {
+        &self.tally.summary
+    }
+
+    /// True when a line injected now would sit between complete upstream events.
+    pub fn at_boundary(&self) -> bool {
+        match &self.framing {
+            Framing::Sse(d) => self.gzip.is_none() && d.at_boundary(),
+            _ => false,
+        }
+    }
+
+    /// Bytes held for incomplete records (bounded by `Limits::max_event`).
+    pub fn buffered(&self) -> usize {
+        match &self.framing {
+            Framing::Sse(d) => d.buffered(),
+            Framing::Lines(s) => s.buffered(),
+            Framing::Array(s) => s.buffered(),
+            Framing::Off => 0,
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Step {
+        let mut step = Step::default();
+        match self.gzip.as_mut().map(|g| g.feed(chunk)) {
+            None => step.boundaries = self.frame(chunk),
+            Some(Ok(plain)) => {
+                self.frame(&plain);
+            }
+            Some(Err(_)) => self.gzip_failed(),
+        }
+        self.tally.drain_into(&mut step.signals);
+        step
+    }
+
+    /// The body ended; returns the last signals.
+    pub fn finish(&mut self) -> Vec<Signal> {
+        if let Some(result) = self.gzip.as_mut().map(GzipDecoder::finish) {
+            match result {
+                Ok(plain) => {
+                    self.frame(&plain);
+                }
+                Err(_) => self.gzip_failed(),
+            }
+        }
+        let mut records = Vec::new();
+        match &mut self.framing {
+            Framing::Sse(d) => {
+                d.finish();
+            }
+            Framing::Lines(s) => s.finish(&mut records),
+            Framing::Array(_) | Framing::Off => {}
+        }
+        self.records(records);
+        if let Reader::Gemini(g) = &mut self.reader {
+            g.on_end(&mut self.tally);
+        }
+        self.tally.drain()
+    }
+
+    fn gzip_failed(&mut self) {
+        self.tally.ignored();
+        self.gzip = None;
+        self.framing = Framing::Off;
+        self.reader = Reader::Off;
+    }
+
+    fn frame(&mut self, bytes: &[u8]) -> Vec<usize> {
+        let mut records = Vec::new();
+        match &mut self.framing {
+            Framing::Sse(d) => {
+                let fed = d.feed(bytes);
+                for item in fed.items {
+                    self.sse_item(item);
+                }
+                return fed.boundaries;
+            }
+            Framing::Lines(s) => s.feed(bytes, &mut records),
+            Framing::Array(s) => s.feed(bytes, &mut records),
+            Framing::Off => {}
+        }
+        self.records(records);
+        Vec::new()
+    }
+
+    fn sse_item(&mut self, item: SseItem) {
+        let t = &mut self.tally;
+        match item {
+            SseItem::Event(e) => match &mut self.reader {
+                Reader::Chat(r) => r.on_event(t, &e.data),
+                Reader::Responses(r) => r.on_event(t, e.event.as_deref(), &e.data),
+                Reader::Anthropic(r) => r.on_event(t, e.event.as_deref(), &e.data),
+                Reader::Gemini(r) => r.on_record(t, e.data.as_bytes()),
+                Reader::Ollama(r) => r.on_record(t, e.data.as_bytes()),
+                Reader::Off => {}
+            },
+            SseItem::Oversized { .. } => t.ignored(),
+            SseItem::Comment(_) => {}
+        }
+    }
+
+    fn records(&mut self, records: Vec<Record>) {
+        let t = &mut self.tally;
+        for record in records {
+            match (record, &mut self.reader) {
+                (Record::Item(bytes), Reader::Gemini(r)) => r.on_record(t, &bytes),
+                (Record::Item(bytes), Reader::Ollama(r)) => r.on_record(t, &bytes),
+                _ => t.ignored(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_bodies_are_read() {
+        let gz = include_bytes!("../../../tests/fixtures/streams/openai_chat_reasoning.sse.gz");
+        let mut i =
+            StreamInterpreter::new(Api::OpenAi, "/v1/chat/completions", "text/event-stream")
+                .with_content_encoding(Some("gzip"));
+        let mut boundaries = Vec::new();
+        for chunk in gz.chunks(11) {
+            boundaries.extend(i.feed(chunk).boundaries);
+        }
+        i.finish();
+        assert!(boundaries.is_empty());
+        assert_eq!(i.summary().output.answer, "Héllo!");
+        assert_eq!(i.summary().phase, Some(Phase::Done));
+    }
+
+    #[test]
+    fn non_streams_are_ignored() {
+        let mut i = StreamInterpreter::new(Api::OpenAi, "/v1/chat/completions", "application/json");
+        assert_eq!(i.feed(b"{\"choices\":[]}").signals, []);
+        assert_eq!(i.dialect(), None);
+    }
+}

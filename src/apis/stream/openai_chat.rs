@@ -1,0 +1,158 @@
+//! OpenAI Chat Completions stream reading (also the OpenAI-compatible paths of Gemini, Ollama,
+//! vLLM, DeepSeek, OpenRouter): unnamed events, `[DONE]`, `choices[0].delta`, usage chunks.
+
+use serde_json::Value;
+
+use super::signal::Usage;
+use super::tally::{Tally, error_message, num};
+
+#[derive(Debug, Default)]
+pub struct OpenAiChat;
+
+impl OpenAiChat {
+    pub fn on_event(&mut self, t: &mut Tally, data: &str) {
+        t.event();
+        if data.trim() == "[DONE]" {
+            t.done();
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            t.ignored();
+            return;
+        };
+        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+            t.error(&error_message(err));
+            return;
+        }
+        t.waiting();
+        let choice = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first());
+        if let Some(choice) = choice {
+            self.choice(t, choice);
+        }
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            t.usage(Usage {
+                input: num(u.get("prompt_tokens")),
+                output: num(u.get("completion_tokens")),
+                reasoning: num(u.pointer("/completion_tokens_details/reasoning_tokens")),
+            });
+        }
+    }
+
+    fn choice(&mut self, t: &mut Tally, choice: &Value) {
+        if let Some(delta) = choice.get("delta") {
+            for key in ["reasoning_content", "reasoning"] {
+                if let Some(text) = delta
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    t.reasoning(text);
+                }
+            }
+            if delta
+                .get("reasoning_details")
+                .and_then(Value::as_array)
+                .is_some_and(|d| !d.is_empty())
+                && delta
+                    .get("reasoning")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+            {
+                t.reasoning("");
+            }
+            if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+                for call in calls {
+                    let key = num(call.get("index")).unwrap_or(0).to_string();
+                    let name = call.pointer("/function/name").and_then(Value::as_str);
+                    if let Some(name) = name.filter(|_| !t.has_tool(&key)) {
+                        t.tool_call(&key, name);
+                    }
+                    if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str)
+                    {
+                        t.tool_args(&key, args);
+                    }
+                }
+            }
+            for key in ["content", "refusal"] {
+                if let Some(text) = delta.get(key).and_then(Value::as_str) {
+                    t.answer(text);
+                }
+            }
+        }
+        // Legacy `/v1/completions` chunks carry `text` instead of a delta.
+        if let Some(text) = choice.get("text").and_then(Value::as_str) {
+            t.answer(text);
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            t.finish(reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::apis::Api;
+    use crate::apis::stream::{Phase, Signal, StreamInterpreter};
+
+    fn run(path: &str, fixture: &[u8]) -> (Vec<Signal>, StreamInterpreter) {
+        let mut i = StreamInterpreter::new(Api::OpenAi, path, "text/event-stream");
+        let mut s = i.feed(fixture).signals;
+        s.extend(i.finish());
+        (s, i)
+    }
+
+    #[test]
+    fn reasoning_content_tools_and_usage() {
+        let (signals, i) = run(
+            "/v1/chat/completions",
+            include_bytes!("../../../tests/fixtures/streams/openai_chat_reasoning.sse"),
+        );
+        let phases: Vec<_> = signals
+            .iter()
+            .filter_map(|s| {
+                if let Signal::Phase(p) = s {
+                    Some(*p)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                Phase::Waiting,
+                Phase::Thinking,
+                Phase::Tool,
+                Phase::Generating,
+                Phase::Done
+            ]
+        );
+        let s = i.summary();
+        assert_eq!(s.output.reasoning, "Let me think. Okay.");
+        assert_eq!(s.output.answer, "Héllo!");
+        assert_eq!(s.output.tool_calls[0].name, "get_weather");
+        assert_eq!(s.output.tool_calls[0].arguments, "{\"city\":\"Paris\"}");
+        assert_eq!(s.output.finish_reason.as_deref(), Some("stop"));
+        let usage = s.output.usage.unwrap_or_default();
+        assert_eq!(
+            (usage.input, usage.output, usage.reasoning),
+            (Some(9), Some(30), Some(12))
+        );
+        assert!(s.output.labels.is_empty());
+    }
+
+    #[test]
+    fn in_stream_error() {
+        let (signals, i) = run(
+            "/v1/chat/completions",
+            b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n",
+        );
+        assert!(signals.contains(&Signal::UpstreamError {
+            message: "server_error: overloaded".into()
+        }));
+        assert_eq!(i.summary().phase, Some(Phase::Error));
+    }
+}

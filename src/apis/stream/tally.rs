@@ -1,0 +1,289 @@
+//! The shared state every dialect writes into: phase, counters, labels and bounded reassembly.
+//!
+//! **Invariant:** reassembled text and tool arguments never exceed `max_text` bytes each; past the
+//! bound they are cut (on a char boundary) and marked truncated, while counters keep counting.
+
+use serde::Serialize;
+
+use super::label;
+use super::signal::{Phase, Signal, UpstreamTimings, Usage};
+
+/// At most this many tool calls are reassembled (later ones are still counted).
+const MAX_TOOLS: usize = 128;
+
+/// Counts of what passed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub reasoning_deltas: u64,
+    pub reasoning_chars: u64,
+    pub answer_deltas: u64,
+    pub answer_chars: u64,
+    pub tool_calls: u64,
+    pub events: u64,
+    /// Records that could not be read (bad JSON, oversized, invalid UTF-8 in JSON).
+    pub ignored: u64,
+}
+
+/// One reassembled tool call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ToolCallRecord {
+    /// The upstream's key for this call (index, item id or output index), for matching deltas.
+    pub key: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// What the stream said, put back together (bounded).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Reassembly {
+    pub answer: String,
+    pub reasoning: String,
+    pub tool_calls: Vec<ToolCallRecord>,
+    pub labels: Vec<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    pub timings: Option<UpstreamTimings>,
+    pub error: Option<String>,
+    /// Some text was cut at the bound.
+    pub truncated: bool,
+}
+
+/// Everything an interpreter knows so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub phase: Option<Phase>,
+    pub counters: Counters,
+    pub output: Reassembly,
+}
+
+/// The writer side used by dialects; signals queue in `out` until drained.
+#[derive(Debug)]
+pub struct Tally {
+    pub(crate) summary: Summary,
+    out: Vec<Signal>,
+    max_text: usize,
+}
+
+impl Tally {
+    pub fn new(max_text: usize) -> Self {
+        Tally {
+            summary: Summary {
+                phase: None,
+                counters: Counters::default(),
+                output: Reassembly::default(),
+            },
+            out: Vec::new(),
+            max_text,
+        }
+    }
+
+    pub fn drain(&mut self) -> Vec<Signal> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn drain_into(&mut self, out: &mut Vec<Signal>) {
+        out.append(&mut self.out);
+    }
+
+    pub fn event(&mut self) {
+        self.summary.counters.events += 1;
+    }
+
+    pub fn ignored(&mut self) {
+        self.summary.counters.ignored += 1;
+    }
+
+    /// Moves to `phase` unless already there or already terminal.
+    pub fn phase(&mut self, phase: Phase) {
+        let current = self.summary.phase;
+        if current == Some(phase) || current.is_some_and(Phase::is_terminal) {
+            return;
+        }
+        self.summary.phase = Some(phase);
+        self.out.push(Signal::Phase(phase));
+    }
+
+    /// The upstream is alive but has produced nothing to show yet.
+    pub fn waiting(&mut self) {
+        if self.summary.phase.is_none() || self.summary.phase == Some(Phase::Queued) {
+            self.phase(Phase::Waiting);
+        }
+    }
+
+    pub fn reasoning(&mut self, text: &str) {
+        self.phase(Phase::Thinking);
+        let chars = text.chars().count();
+        let c = &mut self.summary.counters;
+        c.reasoning_deltas += 1;
+        c.reasoning_chars += chars as u64;
+        let max = self.max_text;
+        let out = &mut self.summary.output;
+        out.truncated |= push_bounded(&mut out.reasoning, text, max);
+        self.out.push(Signal::ReasoningDelta { chars });
+    }
+
+    pub fn answer(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.phase(Phase::Generating);
+        let chars = text.chars().count();
+        let c = &mut self.summary.counters;
+        c.answer_deltas += 1;
+        c.answer_chars += chars as u64;
+        let max = self.max_text;
+        let out = &mut self.summary.output;
+        out.truncated |= push_bounded(&mut out.answer, text, max);
+        self.out.push(Signal::AnswerDelta { chars });
+    }
+
+    /// A tool call started; `key` matches later argument deltas.
+    pub fn tool_call(&mut self, key: &str, name: &str) {
+        self.phase(Phase::Tool);
+        self.summary.counters.tool_calls += 1;
+        let name = label::clean(name).unwrap_or_else(|| "tool".to_owned());
+        let calls = &mut self.summary.output.tool_calls;
+        if calls.len() < MAX_TOOLS {
+            calls.push(ToolCallRecord {
+                key: key.to_owned(),
+                name: name.clone(),
+                arguments: String::new(),
+            });
+        }
+        self.out.push(Signal::ToolCall { name });
+    }
+
+    pub fn has_tool(&self, key: &str) -> bool {
+        self.summary.output.tool_calls.iter().any(|t| t.key == key)
+    }
+
+    pub fn tool_args(&mut self, key: &str, delta: &str) {
+        let max = self.max_text;
+        let out = &mut self.summary.output;
+        if let Some(call) = out.tool_calls.iter_mut().rev().find(|t| t.key == key) {
+            out.truncated |= push_bounded(&mut call.arguments, delta, max);
+        }
+    }
+
+    /// Emits a cleaned label unless it repeats the previous one.
+    pub fn label(&mut self, text: &str) {
+        let Some(label) = label::clean(text) else {
+            return;
+        };
+        let labels = &mut self.summary.output.labels;
+        if labels.last() == Some(&label) {
+            return;
+        }
+        if labels.len() < MAX_TOOLS {
+            labels.push(label.clone());
+        }
+        self.out.push(Signal::Label(label));
+    }
+
+    pub fn usage(&mut self, usage: Usage) {
+        if usage == Usage::default() || self.summary.output.usage == Some(usage) {
+            return;
+        }
+        self.summary.output.usage = Some(usage);
+        self.out.push(Signal::Usage(usage));
+    }
+
+    pub fn timings(&mut self, timings: UpstreamTimings) {
+        if timings == UpstreamTimings::default() {
+            return;
+        }
+        self.summary.output.timings = Some(timings);
+        self.out.push(Signal::Timings(timings));
+    }
+
+    pub fn finish(&mut self, reason: &str) {
+        let reason: String = reason
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
+        if self.summary.output.finish_reason.as_deref() == Some(reason.as_str()) {
+            return;
+        }
+        self.summary.output.finish_reason = Some(reason.clone());
+        self.out.push(Signal::Finish { reason });
+    }
+
+    pub fn error(&mut self, message: &str) {
+        let mut message = message.to_owned();
+        cut(&mut message, 1024);
+        self.summary.output.error = Some(message.clone());
+        self.out.push(Signal::UpstreamError { message });
+        self.phase(Phase::Error);
+    }
+
+    pub fn done(&mut self) {
+        self.phase(Phase::Done);
+    }
+}
+
+/// Appends within `max` bytes; returns true if anything was cut.
+fn push_bounded(s: &mut String, text: &str, max: usize) -> bool {
+    let room = max.saturating_sub(s.len());
+    if text.len() <= room {
+        s.push_str(text);
+        return false;
+    }
+    let mut end = room;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.push_str(&text[..end]);
+    true
+}
+
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// Reads a JSON number (or numeric string) as u64.
+pub fn num(v: Option<&serde_json::Value>) -> Option<u64> {
+    let v = v?;
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// The text of an upstream error value: `{"message":..}`, a bare string, or the JSON itself.
+pub fn error_message(v: &serde_json::Value) -> String {
+    if let Some(s) = v.as_str() {
+        return s.to_owned();
+    }
+    let msg = v.get("message").and_then(|m| m.as_str());
+    let kind = ["code", "type", "status"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(|k| k.as_str()))
+        .find(|k| *k != "error");
+    match (msg, kind) {
+        (Some(m), Some(k)) => format!("{k}: {m}"),
+        (Some(m), None) => m.to_owned(),
+        _ => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_text_and_terminal_phases() {
+        let mut t = Tally::new(2);
+        t.answer("héllo");
+        assert_eq!(t.summary.output.answer, "h");
+        assert!(t.summary.output.truncated);
+        t.done();
+        t.reasoning("late");
+        assert_eq!(t.summary.phase, Some(Phase::Done));
+        assert_eq!(t.summary.counters.reasoning_chars, 4);
+    }
+}
