@@ -1,9 +1,13 @@
 //! Application state and request dispatch: aloud's own endpoints versus proxied routes.
 
 use crate::apis::Api;
+use crate::config::CorsConfig;
 use crate::config::{Config, ServerConfig};
+use crate::progress::hub::HubLimits;
+use crate::progress::ladder::Rung;
+use crate::progress::{self, Hub, Ladder};
 use crate::proxy::error::{Origin, ProxyError};
-use crate::proxy::{self, Exchange, RouteRuntime};
+use crate::proxy::{self, Exchange, ProgressSettings, RouteRuntime};
 use crate::request_id;
 use axum::body::Body;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -18,6 +22,8 @@ pub struct App {
     pub routes: Vec<RouteRuntime>,
     /// Slots for concurrent proxied requests; a response body holds its slot until it ends.
     pub limiter: Arc<Semaphore>,
+    pub progress: ProgressSettings,
+    pub cors: CorsConfig,
 }
 
 impl App {
@@ -28,9 +34,36 @@ impl App {
             .into_iter()
             .map(RouteRuntime::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let p = &config.progress;
+        let mut ladder = Ladder::default();
+        for (phase, rungs) in &p.labels {
+            ladder.set(
+                *phase,
+                rungs
+                    .iter()
+                    .map(|(after, text)| Rung {
+                        after: *after,
+                        text: text.clone(),
+                    })
+                    .collect(),
+            );
+        }
+        let hub = Hub::new(HubLimits {
+            retain: p.retain,
+            max_requests: p.retain_max,
+            await_request: p.await_request,
+            ..HubLimits::default()
+        });
         Ok(Arc::new(App {
             limiter: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
+            progress: ProgressSettings {
+                hub,
+                ladder: Arc::new(ladder),
+                heartbeat: p.heartbeat,
+                hold: p.hold,
+            },
             server: config.server,
+            cors: config.cors,
             routes,
         }))
     }
@@ -93,7 +126,7 @@ async fn answer(
         return json(StatusCode::OK, r#"{"status":"ok"}"#);
     }
     if path == "/aloud" || path.starts_with("/aloud/") {
-        return own_endpoint(app, path);
+        return own_endpoint(app, &req, path);
     }
     if let Some((rt, rest)) = route {
         let ex = Exchange {
@@ -101,6 +134,7 @@ async fn answer(
             started,
             client_tokens: &app.server.client_tokens,
             limiter: &app.limiter,
+            progress: &app.progress,
         };
         return proxy::forward(rt, &rest, req, ex).await;
     }
@@ -117,7 +151,24 @@ async fn answer(
     .into_response(Api::OpenAi)
 }
 
-fn own_endpoint(app: &App, path: &str) -> Response<Body> {
+fn own_endpoint(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> {
+    if let Some(id) = path.strip_prefix("/aloud/v1/progress/") {
+        if req.method() != Method::GET {
+            return ProxyError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Origin::Downstream,
+                "method",
+                "use GET",
+            )
+            .into_response(Api::OpenAi);
+        }
+        return progress::side_channel::subscribe(
+            &app.progress.hub,
+            id,
+            req.headers(),
+            req.uri().query(),
+        );
+    }
     match path {
         "/aloud" => redirect("/aloud/"),
         "/aloud/" => {

@@ -26,6 +26,7 @@ pub mod apis;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod progress;
 pub mod proxy;
 pub mod request_id;
 pub mod server;

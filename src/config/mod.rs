@@ -6,8 +6,9 @@ pub mod units;
 mod validate;
 
 use crate::apis::Api;
+use crate::apis::stream::Phase;
 use http::uri::{Authority, Scheme};
-pub use raw::LogFormat;
+pub use raw::{LogFormat, Tier};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,11 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(1800);
     pub const MAX_REQUEST_BODY: u64 = 32 << 20;
+    pub const HEARTBEAT: Duration = Duration::from_secs(1);
+    pub const HOLD: Duration = Duration::from_secs(5);
+    pub const RETAIN: Duration = Duration::from_secs(300);
+    pub const RETAIN_MAX: u32 = 10_000;
+    pub const AWAIT_REQUEST: Duration = Duration::from_secs(30);
 }
 
 /// The upstream value that selects the built-in simulator.
@@ -35,7 +41,31 @@ pub const BUILTIN_SIMULATOR: &str = "builtin:simulator";
 #[derive(Clone, Debug)]
 pub struct Config {
     pub server: ServerConfig,
+    pub progress: ProgressConfig,
+    pub cors: CorsConfig,
     pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProgressConfig {
+    /// Upstream silence after which a comment or progress event is sent.
+    pub heartbeat: Duration,
+    /// How long a streaming request in the comments tier waits for the upstream's status.
+    pub hold: Duration,
+    /// How long a finished request's progress stays available on the side channel.
+    pub retain: Duration,
+    /// How many requests the side channel remembers at most.
+    pub retain_max: usize,
+    /// How long a side-channel subscriber waits for its request to arrive.
+    pub await_request: Duration,
+    /// Configured label ladders: phase -> (time in phase, text), replacing the defaults.
+    pub labels: Vec<(Phase, Vec<(Duration, String)>)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CorsConfig {
+    /// Allowed browser origins; `*` allows any. Empty: no CORS headers are sent.
+    pub origins: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +92,8 @@ pub struct Route {
     pub api_key_env: Option<String>,
     /// The key read from `api_key_env` at load time; never logged.
     pub api_key: Option<String>,
+    /// The progress tier for requests that send no `Aloud-Progress` header.
+    pub progress: Tier,
     pub limits: Limits,
 }
 

@@ -1,6 +1,6 @@
 //! The config file exactly as written: strict serde structs, no meaning attached yet.
 
-use super::units::{Dur, Size};
+use super::units::{Dur, Offset, Size};
 use crate::apis::Api;
 use serde::Deserialize;
 use toml::Spanned;
@@ -10,7 +10,34 @@ use toml::Spanned;
 pub struct RawConfig {
     pub server: RawServer,
     pub upstream: RawLimits,
+    pub progress: RawProgress,
+    pub cors: RawCors,
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProgress {
+    pub heartbeat: Option<Dur>,
+    pub hold: Option<Dur>,
+    pub retain: Option<Dur>,
+    pub retain_max: Option<Spanned<u32>>,
+    pub await_request: Option<Dur>,
+    /// Phase name -> rungs.
+    pub labels: std::collections::BTreeMap<Spanned<String>, Vec<RawRung>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRung {
+    pub after: Offset,
+    pub text: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCors {
+    pub origins: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +75,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub api_key_env: Option<Spanned<String>>,
     #[serde(default)]
+    pub progress: Option<Tier>,
+    #[serde(default)]
     pub connect_timeout: Option<Dur>,
     #[serde(default)]
     pub headers_timeout: Option<Dur>,
@@ -57,6 +86,38 @@ pub struct RawRoute {
     pub total_timeout: Option<Dur>,
     #[serde(default)]
     pub max_request_body: Option<Size>,
+}
+
+/// How much progress a request gets (route default; `Aloud-Progress` overrides per request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Nothing is added to the response (the side channel still works).
+    Off,
+    /// `: aloud {...}` comment lines between events while the upstream is silent.
+    #[default]
+    Comments,
+    /// An SSE stream of `aloud.*` events around the upstream's own.
+    Events,
+}
+
+impl Tier {
+    pub fn parse(text: &str) -> Option<Tier> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "off" => Some(Tier::Off),
+            "comments" => Some(Tier::Comments),
+            "events" => Some(Tier::Events),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Off => "off",
+            Tier::Comments => "comments",
+            Tier::Events => "events",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -14,6 +14,23 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A duration that may be zero ("0s"), such as a label's offset into a phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offset(pub Duration);
+
+impl<'de> Deserialize<'de> for Offset {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        {
+            "0" if text.trim() != "0" => Ok(Offset(Duration::ZERO)),
+            _ => parse_duration(&text).map(Offset).map_err(de::Error::custom),
+        }
+    }
+}
+
 /// Parses "250ms", "1.5s", "2m", "1h 30m". A bare number is refused: durations carry units.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();

@@ -2,9 +2,10 @@
 
 use super::raw::{RawConfig, RawLimits, RawRoute};
 use super::{
-    BUILTIN_SIMULATOR, Config, ConfigError, Env, HttpUpstream, Limits, Route, ServerConfig,
-    Upstream, defaults,
+    BUILTIN_SIMULATOR, Config, ConfigError, CorsConfig, Env, HttpUpstream, Limits, ProgressConfig,
+    Route, ServerConfig, Upstream, defaults,
 };
+use crate::apis::stream::Phase;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
@@ -123,6 +124,15 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
         shutdown_grace: s.shutdown_grace.map_or(defaults::SHUTDOWN_GRACE, |d| d.0),
         log_format: s.log_format.unwrap_or_default(),
     };
+    let progress = progress(raw.progress, ctx)?;
+    let cors = CorsConfig {
+        origins: raw
+            .cors
+            .origins
+            .into_iter()
+            .map(|o| o.into_inner())
+            .collect(),
+    };
     let base = merge(&raw.upstream, &Limits::DEFAULT);
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
@@ -149,7 +159,12 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
             ),
         ));
     }
-    Ok(Config { server, routes })
+    Ok(Config {
+        server,
+        progress,
+        cors,
+        routes,
+    })
 }
 
 fn route(
@@ -210,7 +225,70 @@ fn route(
         api: r.api,
         api_key_env,
         api_key,
+        progress: r.progress.unwrap_or_default(),
         limits,
+    })
+}
+
+/// Phases whose labels may be configured, by their names in the config.
+const PHASES: [(&str, Phase); 9] = [
+    ("accepted", Phase::Accepted),
+    ("connecting", Phase::Connecting),
+    ("queued", Phase::Queued),
+    ("waiting", Phase::Waiting),
+    ("thinking", Phase::Thinking),
+    ("tool", Phase::Tool),
+    ("generating", Phase::Generating),
+    ("done", Phase::Done),
+    ("error", Phase::Error),
+];
+
+/// Longest label text, in characters.
+const MAX_LABEL: usize = 120;
+
+fn progress(raw: super::raw::RawProgress, ctx: &Ctx<'_>) -> Result<ProgressConfig, ConfigError> {
+    let retain_max = match &raw.retain_max {
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(ctx.err(Some(n.span()), "progress.retain_max", "must be at least 1"));
+        }
+        Some(n) => *n.get_ref() as usize,
+        None => defaults::RETAIN_MAX as usize,
+    };
+    let mut labels = Vec::new();
+    for (name, rungs) in raw.labels {
+        let key = format!("progress.labels.{}", name.get_ref());
+        let Some((_, phase)) = PHASES.iter().find(|(n, _)| *n == name.get_ref()) else {
+            let names: Vec<&str> = PHASES.iter().map(|(n, _)| *n).collect();
+            return Err(ctx.err(
+                Some(name.span()),
+                key,
+                format!("unknown phase; expected one of {}", names.join(", ")),
+            ));
+        };
+        let mut out = Vec::new();
+        for r in rungs {
+            let text = r.text.get_ref();
+            if text.is_empty()
+                || text.chars().count() > MAX_LABEL
+                || text.chars().any(char::is_control)
+            {
+                return Err(ctx.err(
+                    Some(r.text.span()),
+                    &key,
+                    format!("label text must be one line of 1-{MAX_LABEL} characters"),
+                ));
+            }
+            out.push((r.after.0, text.clone()));
+        }
+        labels.push((*phase, out));
+    }
+    Ok(ProgressConfig {
+        heartbeat: raw.heartbeat.map_or(defaults::HEARTBEAT, |d| d.0),
+        hold: raw.hold.map_or(defaults::HOLD, |d| d.0),
+        retain: raw.retain.map_or(defaults::RETAIN, |d| d.0),
+        retain_max,
+        await_request: raw.await_request.map_or(defaults::AWAIT_REQUEST, |d| d.0),
+        labels,
     })
 }
 

@@ -20,24 +20,67 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// What the proxy learns from a request body as it streams past: whether it went over the
+/// limit, whether it was sent whole, and its first bytes (kept as refcounted chunks, not copied).
+#[derive(Debug, Default)]
+pub struct RequestTap {
+    pub tripped: AtomicBool,
+    pub sent: AtomicBool,
+    kept: std::sync::Mutex<(Vec<Bytes>, usize)>,
+    keep: usize,
+}
+
+impl RequestTap {
+    /// A tap that keeps up to `keep` bytes of the body.
+    pub fn new(keep: usize) -> Arc<Self> {
+        Arc::new(RequestTap {
+            keep,
+            ..RequestTap::default()
+        })
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, (Vec<Bytes>, usize)> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn observe(&self, data: &Bytes) {
+        let mut kept = self.kept();
+        if kept.1 < self.keep {
+            let take = data.len().min(self.keep - kept.1);
+            kept.0.push(data.slice(..take));
+            kept.1 += data.len();
+        } else {
+            kept.1 += data.len();
+        }
+    }
+
+    /// The kept bytes, and whether they are the whole body.
+    pub fn body(&self) -> (Vec<u8>, bool) {
+        let kept = self.kept();
+        let bytes: Vec<u8> = kept.0.iter().flat_map(|b| b.iter().copied()).collect();
+        let whole = self.sent.load(Ordering::Acquire) && kept.1 == bytes.len();
+        (bytes, whole)
+    }
+}
+
 pin_project! {
-    /// A request body that fails once more than `limit` bytes have passed, and says so in `tripped`.
+    /// A request body that fails once more than `limit` bytes have passed, and reports to a tap.
     pub struct LimitedBody<B> {
         #[pin]
         inner: B,
         seen: u64,
         limit: u64,
-        tripped: Arc<AtomicBool>,
+        tap: Arc<RequestTap>,
     }
 }
 
 impl<B> LimitedBody<B> {
-    pub fn new(inner: B, limit: u64, tripped: Arc<AtomicBool>) -> Self {
+    pub fn new(inner: B, limit: u64, tap: Arc<RequestTap>) -> Self {
         LimitedBody {
             inner,
             seen: 0,
             limit,
-            tripped,
+            tap,
         }
     }
 }
@@ -60,16 +103,20 @@ where
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len() as u64;
                     if *this.seen > *this.limit {
-                        this.tripped.store(true, Ordering::Release);
+                        this.tap.tripped.store(true, Ordering::Release);
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
                             limit: *this.limit,
                         }))));
                     }
+                    this.tap.observe(data);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.tap.sent.store(true, Ordering::Release);
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -126,6 +173,7 @@ pin_project! {
         total_timer: Pin<Box<Sleep>>,
         bytes: u64,
         on_end: Option<Box<dyn OnEnd>>,
+        ended: Option<BodyEnd>,
     }
 
     impl<B> PinnedDrop for TimedBody<B> {
@@ -147,7 +195,15 @@ impl<B> TimedBody<B> {
             total_timer: Box::pin(tokio::time::sleep_until(deadline)),
             bytes: 0,
             on_end: Some(on_end),
+            ended: None,
         }
+    }
+}
+
+impl<B> TimedBody<B> {
+    /// How the body ended, once it has.
+    pub fn ended(&self) -> Option<BodyEnd> {
+        self.ended
     }
 }
 
@@ -192,6 +248,7 @@ where
                 }
             }
         };
+        *this.ended = Some(end);
         if let Some(cb) = this.on_end.take() {
             cb.on_end(end, *this.bytes);
         }
@@ -262,13 +319,33 @@ mod tests {
 
     #[tokio::test]
     async fn limited_body_trips_past_the_limit() {
-        let tripped = Arc::new(AtomicBool::new(false));
+        let tap = RequestTap::new(4);
         let body = LimitedBody::new(
             http_body_util::Full::new(Bytes::from(vec![0u8; 11])),
             10,
-            tripped.clone(),
+            tap.clone(),
         );
         assert!(body.collect().await.is_err());
-        assert!(tripped.load(Ordering::Acquire));
+        assert!(tap.tripped.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn the_tap_keeps_the_first_bytes_and_knows_when_the_body_was_sent() {
+        let tap = RequestTap::new(4);
+        let body = LimitedBody::new(
+            http_body_util::Full::new(Bytes::from_static(b"{}")),
+            10,
+            tap.clone(),
+        );
+        body.collect().await.unwrap();
+        assert_eq!(tap.body(), (b"{}".to_vec(), true));
+        let tap = RequestTap::new(4);
+        let body = LimitedBody::new(
+            http_body_util::Full::new(Bytes::from_static(b"abcdefgh")),
+            10,
+            tap.clone(),
+        );
+        body.collect().await.unwrap();
+        assert_eq!(tap.body(), (b"abcd".to_vec(), false));
     }
 }

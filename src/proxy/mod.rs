@@ -3,16 +3,21 @@
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod relay;
 pub mod upstream;
 
-use crate::config::{HttpUpstream, Route, Upstream};
+use crate::apis::Api;
+use crate::apis::stream::{Dialect, Phase, request_streams};
+use crate::config::{HttpUpstream, Route, Tier, Upstream};
+use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
-use body::{BodyEnd, LimitedBody, OnEnd, TimedBody};
+use body::{BodyEnd, LimitedBody, OnEnd, RequestTap};
 use error::{Origin, ProxyError};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
+use relay::{HeadFuture, MakeOnEnd, Mode, Relay};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use upstream::{UpstreamClient, UpstreamFailure};
@@ -45,6 +50,14 @@ impl RouteRuntime {
     }
 }
 
+/// Progress settings shared by every request.
+pub struct ProgressSettings {
+    pub hub: Arc<Hub>,
+    pub ladder: Arc<Ladder>,
+    pub heartbeat: Duration,
+    pub hold: Duration,
+}
+
 /// What the proxy needs from the application for one request.
 pub struct Exchange<'a> {
     pub id: &'a str,
@@ -52,7 +65,14 @@ pub struct Exchange<'a> {
     pub started: Instant,
     pub client_tokens: &'a [String],
     pub limiter: &'a Arc<Semaphore>,
+    pub progress: &'a ProgressSettings,
 }
+
+/// The request header that picks a progress tier.
+pub const PROGRESS_HEADER: &str = "aloud-progress";
+
+/// Request bytes kept to decide whether the request streams (its `"stream"` field).
+const KEEP_REQUEST: usize = 1 << 20;
 
 /// Forwards `req` (whose path is `rest` below the route's prefix) and returns the response.
 pub async fn forward(
@@ -65,6 +85,21 @@ pub async fn forward(
     match try_forward(rt, rest, req, &ex).await {
         Ok(response) => response,
         Err(e) => e.into_response(api),
+    }
+}
+
+/// The tier this request asked for, else the route's default.
+fn tier(headers: &http::HeaderMap, default: Tier) -> Result<Tier, ProxyError> {
+    match headers.get(PROGRESS_HEADER) {
+        None => Ok(default),
+        Some(v) => v.to_str().ok().and_then(Tier::parse).ok_or_else(|| {
+            ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                Origin::Downstream,
+                "bad_progress_header",
+                "Aloud-Progress must be one of: events, comments, off",
+            )
+        }),
     }
 }
 
@@ -97,6 +132,7 @@ async fn try_forward(
         )
         .closing());
     }
+    let tier = tier(&client_headers, route.progress)?;
     let limit = route.limits.max_request_body;
     let declared = client_headers
         .get(header::CONTENT_LENGTH)
@@ -114,9 +150,35 @@ async fn try_forward(
         )
         .retry_after(1)
     })?;
+    let id: Arc<str> = Arc::from(ex.id);
+    let first_seq = ex.progress.hub.begin(&id).map_err(|e| {
+        ProxyError::new(
+            StatusCode::CONFLICT,
+            Origin::Downstream,
+            "request_id_in_flight",
+            e.to_string(),
+        )
+    })?;
+    let mut watcher = Watcher::new(
+        Arc::clone(&id),
+        ex.started,
+        first_seq,
+        Arc::clone(&ex.progress.hub),
+        Arc::clone(&ex.progress.ladder),
+        ex.progress.heartbeat,
+    );
+    watcher.emit();
 
     let uri = upstream_uri(&rt.target, rest, parts.uri.query())?;
+    let path_and_query = uri
+        .path_and_query()
+        .map_or_else(|| rest.to_owned(), |pq| pq.as_str().to_owned());
     let mut out_headers = headers::request_headers_for_upstream(client_headers);
+    // aloud reads every response (progress, capture), so it asks for bytes it can read.
+    out_headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     if let Some(key) = route.api_key.as_deref() {
         if !headers::has_credentials(&out_headers, parts.uri.query())
             && !headers::inject_credential(&mut out_headers, route.api, key)
@@ -132,8 +194,8 @@ async fn try_forward(
             ));
         }
     }
-    let tripped = Arc::new(AtomicBool::new(false));
-    let body = Body::new(LimitedBody::new(incoming, limit, tripped.clone()));
+    let tap = RequestTap::new(KEEP_REQUEST);
+    let body = Body::new(LimitedBody::new(incoming, limit, Arc::clone(&tap)));
     let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = parts.method.clone();
     *upstream_req.uri_mut() = uri;
@@ -141,64 +203,160 @@ async fn try_forward(
 
     let deadline = ex.started + route.limits.total_timeout;
     let headers_deadline = (ex.started + route.limits.headers_timeout).min(deadline);
-    let sent = tokio::time::timeout_at(headers_deadline, rt.client.request(upstream_req)).await;
-    let upstream_response = match sent {
-        Err(_) => {
-            return Err(ProxyError::new(
+    let head = send(
+        rt.client.clone(),
+        upstream_req,
+        headers_deadline,
+        ex.started,
+        Arc::clone(&tap),
+        limit,
+    );
+    watcher.phase(Phase::Connecting);
+
+    let log = AccessLog {
+        route: route.name.clone(),
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        status: StatusCode::OK,
+        id: ex.id.to_owned(),
+        started: ex.started,
+        headers_at: ex.started,
+        tier,
+        _permit: permit,
+    };
+    let make_on_end: MakeOnEnd = Box::new(move |status| {
+        Box::new(AccessLog {
+            status,
+            headers_at: Instant::now(),
+            ..log
+        })
+    });
+    let mode = match tier {
+        Tier::Off => Mode::Pass,
+        Tier::Comments => Mode::Comments,
+        Tier::Events => Mode::Events,
+    };
+    let mut relay = Relay::new(
+        watcher,
+        mode,
+        route.api,
+        path_and_query.clone(),
+        route.limits.idle_timeout,
+        deadline,
+        ex.progress.heartbeat,
+        make_on_end,
+        head,
+        Arc::clone(&tap),
+    );
+    match tier {
+        Tier::Events => {
+            relay.commit();
+            return Ok(committed(relay));
+        }
+        Tier::Off => {
+            relay.wait_head(None).await;
+        }
+        Tier::Comments => {
+            if !relay.wait_head(Some(ex.started + ex.progress.hold)).await {
+                if injectable(
+                    route.api,
+                    &path_and_query,
+                    &parts.method,
+                    parts.uri.query(),
+                    &tap,
+                ) {
+                    relay.commit();
+                    return Ok(committed(relay));
+                }
+                relay.wait_head(None).await;
+            }
+        }
+    }
+    if let Some(e) = relay.take_failure() {
+        return Err(e);
+    }
+    match relay.take_head() {
+        Some(head) => Ok(Response::from_parts(head, Body::new(relay))),
+        None => Err(ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            Origin::Internal,
+            "no_head",
+            "the upstream gave no response head",
+        )),
+    }
+}
+
+/// A `200 text/event-stream` response whose body carries the whole exchange.
+fn committed(relay: Relay) -> Response<Body> {
+    let mut response = Response::new(Body::new(relay));
+    *response.headers_mut() = Relay::committed_head();
+    response
+}
+
+/// Whether a comments-tier request may be committed early: it streams (by the request alone),
+/// its stream is one whose clients tolerate comments, and the route is not Gemini or Ollama.
+fn injectable(
+    api: Api,
+    path_and_query: &str,
+    method: &Method,
+    query: Option<&str>,
+    tap: &RequestTap,
+) -> bool {
+    if matches!(api, Api::Gemini | Api::Ollama) {
+        return false;
+    }
+    let tolerant = Dialect::detect(api, path_and_query, "text/event-stream")
+        .is_some_and(Dialect::tolerates_comments);
+    let (body, whole) = tap.body();
+    let json: Option<serde_json::Value> = if whole {
+        serde_json::from_slice(&body).ok()
+    } else {
+        None
+    };
+    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+    tolerant && request_streams(api, method.as_str(), path, query, json.as_ref())
+}
+
+/// Sends the request and waits for the upstream head, within the headers deadline.
+fn send(
+    client: UpstreamClient,
+    req: Request<Body>,
+    headers_deadline: Instant,
+    started: Instant,
+    tap: Arc<RequestTap>,
+    limit: u64,
+) -> HeadFuture {
+    Box::pin(async move {
+        match tokio::time::timeout_at(headers_deadline, client.request(req)).await {
+            Err(_) => Err(ProxyError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 Origin::Upstream,
                 "upstream_headers_timeout",
                 format!(
                     "the upstream sent no response headers within {:?}",
-                    headers_deadline.saturating_duration_since(ex.started)
+                    headers_deadline.saturating_duration_since(started)
                 ),
-            ));
+            )),
+            Ok(Err(e))
+                if tap.tripped.load(std::sync::atomic::Ordering::Acquire)
+                    || upstream::caused_by_body_limit(&e) =>
+            {
+                Err(too_large(limit))
+            }
+            Ok(Err(e)) => {
+                let (kind, message) = upstream::describe(&e);
+                let (status, label) = match kind {
+                    UpstreamFailure::ConnectTimeout => {
+                        (StatusCode::GATEWAY_TIMEOUT, "upstream_connect_timeout")
+                    }
+                    UpstreamFailure::Connect => (StatusCode::BAD_GATEWAY, "upstream_connect"),
+                    UpstreamFailure::Other => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+                };
+                Err(ProxyError::new(status, Origin::Upstream, label, message))
+            }
+            Ok(Ok(r)) => Ok(r),
         }
-        Ok(Err(e))
-            if tripped.load(std::sync::atomic::Ordering::Acquire)
-                || upstream::caused_by_body_limit(&e) =>
-        {
-            return Err(too_large(limit));
-        }
-        Ok(Err(e)) => {
-            let (kind, message) = upstream::describe(&e);
-            let (status, label) = match kind {
-                UpstreamFailure::ConnectTimeout => {
-                    (StatusCode::GATEWAY_TIMEOUT, "upstream_connect_timeout")
-                }
-                UpstreamFailure::Connect => (StatusCode::BAD_GATEWAY, "upstream_connect"),
-                UpstreamFailure::Other => (StatusCode::BAD_GATEWAY, "upstream_failed"),
-            };
-            return Err(ProxyError::new(status, Origin::Upstream, label, message));
-        }
-        Ok(Ok(r)) => r,
-    };
-
-    let (mut head, upstream_body) = upstream_response.into_parts();
-    headers::strip_hop_by_hop(&mut head.headers);
-    if headers::is_event_stream(&head.headers) {
-        head.headers
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        head.headers
-            .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    }
-    let log = AccessLog {
-        route: route.name.clone(),
-        method: parts.method,
-        path: parts.uri.path().to_owned(),
-        status: head.status,
-        id: ex.id.to_owned(),
-        started: ex.started,
-        headers_at: Instant::now(),
-        _permit: permit,
-    };
-    let body = TimedBody::new(
-        upstream_body,
-        route.limits.idle_timeout,
-        deadline,
-        Box::new(log),
-    );
-    Ok(Response::from_parts(head, Body::new(body)))
+    })
 }
 
 fn too_large(limit: u64) -> ProxyError {
@@ -247,6 +405,7 @@ struct AccessLog {
     id: String,
     started: Instant,
     headers_at: Instant,
+    tier: Tier,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -263,11 +422,11 @@ impl OnEnd for AccessLog {
         match end {
             BodyEnd::Complete => tracing::info!(
                 id = %self.id, route = fields.0, method = fields.1, path = fields.2, status = fields.3,
-                headers_ms, total_ms, bytes, end = end.as_str(), "proxied"
+                headers_ms, total_ms, bytes, tier = self.tier.as_str(), end = end.as_str(), "proxied"
             ),
             _ => tracing::warn!(
                 id = %self.id, route = fields.0, method = fields.1, path = fields.2, status = fields.3,
-                headers_ms, total_ms, bytes, end = end.as_str(), "proxied, stream cut short"
+                headers_ms, total_ms, bytes, tier = self.tier.as_str(), end = end.as_str(), "proxied, stream cut short"
             ),
         }
     }

@@ -1,0 +1,16 @@
+//! Progress while the model thinks: the state machine, label ladders, the side-channel hub and
+//! endpoint, and the bytes aloud adds to a response.
+//!
+//! `state`, `ladder` and `frames` are pure; `hub` holds shared state without I/O; `watcher` adds
+//! the heartbeat timer; `side_channel` is the HTTP edge of the hub.
+
+pub mod frames;
+pub mod hub;
+pub mod ladder;
+pub mod side_channel;
+pub mod state;
+pub mod watcher;
+
+pub use hub::Hub;
+pub use ladder::Ladder;
+pub use watcher::Watcher;

@@ -1,0 +1,168 @@
+//! `GET /aloud/v1/progress/{id}`: the progress events of one request as an SSE stream that a
+//! plain browser `EventSource` can read, with replay from `Last-Event-ID` or `?after=N`.
+
+use super::hub::{Hub, Poll, Published};
+use crate::request_id;
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::stream;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Frames one event for the side channel: `id:` is the sequence number.
+pub fn frame(event: &Published) -> Bytes {
+    let mut out = String::with_capacity(event.data.len() + event.name.len() + 32);
+    out.push_str("id: ");
+    out.push_str(&event.seq.to_string());
+    out.push_str("\nevent: ");
+    out.push_str(event.name);
+    out.push_str("\ndata: ");
+    out.push_str(&event.data);
+    out.push_str("\n\n");
+    Bytes::from(out)
+}
+
+/// The `after` position: `Last-Event-ID` wins over `?after=N`; `None` when neither was sent.
+fn after(headers: &HeaderMap, query: Option<&str>) -> Result<Option<u64>, String> {
+    if let Some(v) = headers.get("last-event-id") {
+        let text = v
+            .to_str()
+            .map_err(|_| "Last-Event-ID is not text".to_owned())?
+            .trim();
+        return text
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("Last-Event-ID {text:?} is not a sequence number"));
+    }
+    let Some(q) = query else { return Ok(None) };
+    match q.split('&').find_map(|kv| kv.strip_prefix("after=")) {
+        None => Ok(None),
+        Some(n) => n
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("after={n:?} is not a sequence number")),
+    }
+}
+
+fn plain(status: StatusCode, message: String) -> Response<Body> {
+    let body =
+        serde_json::json!({ "error": { "message": message, "type": "invalid_request_error" } });
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Answers a subscription for `id`.
+pub fn subscribe(
+    hub: &Arc<Hub>,
+    id: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Response<Body> {
+    if !request_id::is_valid(id) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "the id must be 16-64 characters of A-Z, a-z, 0-9, '_' or '-'".to_owned(),
+        );
+    }
+    let after = match after(headers, query) {
+        Ok(a) => a,
+        Err(message) => return plain(StatusCode::BAD_REQUEST, message),
+    };
+    let reconnect = headers.contains_key("last-event-id");
+    if let Some(n) = after {
+        if (reconnect || n > 0) && hub.nothing_left(id, n) {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            return r;
+        }
+    }
+    let changes = hub.watch(id);
+    let closing = hub.closing();
+    let state = Sub {
+        hub: Arc::clone(hub),
+        id: Arc::from(id),
+        after: after.unwrap_or(0),
+        changes,
+        closing,
+        opened: false,
+        done: false,
+    };
+    let body = Body::from_stream(stream::unfold(state, Sub::next));
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+struct Sub {
+    hub: Arc<Hub>,
+    id: Arc<str>,
+    after: u64,
+    changes: watch::Receiver<u64>,
+    closing: watch::Receiver<bool>,
+    opened: bool,
+    done: bool,
+}
+
+impl Sub {
+    async fn next(mut self) -> Option<(Result<Bytes, std::convert::Infallible>, Sub)> {
+        if self.done {
+            return None;
+        }
+        if !self.opened {
+            self.opened = true;
+            return Some((Ok(Bytes::from_static(b": aloud progress\n\n")), self));
+        }
+        loop {
+            self.changes.borrow_and_update();
+            match self.hub.poll(&self.id, self.after) {
+                Poll::Events(events) => {
+                    let mut out = Vec::new();
+                    for e in &events {
+                        out.extend_from_slice(&frame(e));
+                    }
+                    self.after = events.last().map_or(self.after, |e| e.seq);
+                    return Some((Ok(Bytes::from(out)), self));
+                }
+                Poll::End => return None,
+                Poll::NeverArrived => {
+                    self.done = true;
+                    let data = serde_json::json!({
+                        "v": super::state::VERSION,
+                        "request_id": &*self.id,
+                        "status": 404,
+                        "message": "no request with this id arrived in time",
+                    });
+                    let e = Published {
+                        seq: self.after + 1,
+                        name: "aloud.error",
+                        data: Arc::from(data.to_string()),
+                    };
+                    return Some((Ok(frame(&e)), self));
+                }
+                Poll::Wait => {}
+            }
+            if *self.closing.borrow() {
+                return None;
+            }
+            let wait = self.hub.limits().await_request;
+            tokio::select! {
+                changed = self.changes.changed() => if changed.is_err() { return None },
+                _ = self.closing.changed() => return None,
+                // Wake up to notice a request that never arrived.
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}

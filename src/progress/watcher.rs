@@ -1,0 +1,136 @@
+//! One request's progress at the edge: the pure state machine plus a heartbeat timer and the hub.
+
+use super::frames::{self, DONE, PROGRESS};
+use super::hub::{Hub, Published};
+use super::ladder::Ladder;
+use super::state::{Progress, VERSION};
+use crate::apis::stream::{Phase, Signal};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Context;
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// Publishes a request's progress to the hub, and hands the same events to the relay.
+pub struct Watcher {
+    id: Arc<str>,
+    started: Instant,
+    progress: Progress,
+    hub: Arc<Hub>,
+    heartbeat: Duration,
+    beat: Pin<Box<Sleep>>,
+    finished: bool,
+}
+
+impl Watcher {
+    /// Starts watching; `first_seq` continues an earlier attempt with the same id.
+    pub fn new(
+        id: Arc<str>,
+        started: Instant,
+        first_seq: u64,
+        hub: Arc<Hub>,
+        ladder: Arc<Ladder>,
+        heartbeat: Duration,
+    ) -> Self {
+        Watcher {
+            progress: Progress::new(Arc::clone(&id), ladder).continue_from(first_seq),
+            id,
+            started,
+            hub,
+            heartbeat,
+            beat: Box::pin(tokio::time::sleep(heartbeat)),
+            finished: false,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    pub fn progress_mut(&mut self) -> &mut Progress {
+        &mut self.progress
+    }
+
+    /// Emits an `aloud.progress` event now, and restarts the heartbeat.
+    pub fn emit(&mut self) -> Published {
+        let at = self.elapsed();
+        let event = self.progress.event(at);
+        let published = frames::publish(event.seq, PROGRESS, &event);
+        self.hub.publish(&self.id, published.clone());
+        self.beat.as_mut().reset(Instant::now() + self.heartbeat);
+        published
+    }
+
+    /// Moves to `phase`; returns the event to send when it changed.
+    pub fn phase(&mut self, phase: Phase) -> Option<Published> {
+        let at = self.elapsed();
+        self.progress.set_phase(phase, at).then(|| self.emit())
+    }
+
+    /// Applies interpreter signals; returns an event when one is worth sending now.
+    pub fn signals(&mut self, signals: &[Signal]) -> Option<Published> {
+        let at = self.elapsed();
+        let mut changed = false;
+        for s in signals {
+            changed |= self.progress.apply(s, at);
+        }
+        changed.then(|| self.emit())
+    }
+
+    /// Whether the heartbeat is due (registers the waker when it is not).
+    pub fn poll_beat(&mut self, cx: &mut Context<'_>) -> bool {
+        self.beat.as_mut().poll(cx).is_ready()
+    }
+
+    /// Publishes an event built elsewhere (`aloud.result`, `aloud.error`).
+    pub fn publish(&mut self, event: Published) -> Published {
+        self.hub.publish(&self.id, event.clone());
+        event
+    }
+
+    /// The next sequence number, for events built elsewhere.
+    pub fn next_seq(&mut self) -> u64 {
+        self.progress.next_seq()
+    }
+
+    /// Ends the attempt: moves to `phase` (when not already final), publishes `aloud.done`, and
+    /// tells the hub. Returns the events to send; only the first call returns any.
+    pub fn finish(&mut self, phase: Phase) -> Vec<Published> {
+        if self.finished {
+            return Vec::new();
+        }
+        self.finished = true;
+        let mut out = Vec::with_capacity(2);
+        out.extend(self.phase(phase));
+        let done = self.progress.done(self.elapsed());
+        let published = frames::publish(done.seq, DONE, &done);
+        self.hub.publish(&self.id, published.clone());
+        self.hub.finish(&self.id);
+        out.push(published);
+        out
+    }
+
+    pub fn version(&self) -> u32 {
+        VERSION
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        // A request that ends without `finish` (the client left, the process is stopping) still
+        // closes its side channel, with an error phase.
+        if !self.finished {
+            self.finish(Phase::Error);
+        }
+    }
+}
+
+use std::future::Future;
