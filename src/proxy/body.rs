@@ -97,8 +97,8 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len() as u64;
@@ -109,6 +109,10 @@ where
                         }))));
                     }
                     this.tap.observe(data);
+                }
+                // hyper stops polling a body of known length after its last byte.
+                if this.inner.is_end_stream() {
+                    this.tap.sent.store(true, Ordering::Release);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -122,7 +126,11 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        let end = self.inner.is_end_stream();
+        if end {
+            self.tap.sent.store(true, Ordering::Release);
+        }
+        end
     }
 
     fn size_hint(&self) -> SizeHint {

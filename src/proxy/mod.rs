@@ -7,7 +7,7 @@ pub mod relay;
 pub mod upstream;
 
 use crate::apis::Api;
-use crate::apis::stream::{Dialect, Phase, request_streams};
+use crate::apis::stream::{Dialect, request_streams};
 use crate::config::{HttpUpstream, Route, Tier, Upstream};
 use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
@@ -159,7 +159,7 @@ async fn try_forward(
             e.to_string(),
         )
     })?;
-    let mut watcher = Watcher::new(
+    let watcher = Watcher::new(
         Arc::clone(&id),
         ex.started,
         first_seq,
@@ -167,7 +167,6 @@ async fn try_forward(
         Arc::clone(&ex.progress.ladder),
         ex.progress.heartbeat,
     );
-    watcher.emit();
 
     let uri = upstream_uri(&rt.target, rest, parts.uri.query())?;
     let path_and_query = uri
@@ -211,7 +210,6 @@ async fn try_forward(
         Arc::clone(&tap),
         limit,
     );
-    watcher.phase(Phase::Connecting);
 
     let log = AccessLog {
         route: route.name.clone(),
@@ -248,9 +246,9 @@ async fn try_forward(
         head,
         Arc::clone(&tap),
     );
+    relay.start();
     match tier {
         Tier::Events => {
-            relay.commit();
             return Ok(committed(relay));
         }
         Tier::Off => {

@@ -132,14 +132,20 @@ impl Relay {
         &mut self.w
     }
 
-    /// Starts the stream: events tier (the first `aloud.progress` goes out at once), or comments
-    /// after the hold ran out.
-    pub fn commit(&mut self) {
-        self.committed = true;
-        if self.mode == Mode::Events {
-            let p = self.w.emit();
+    /// Announces the request: `accepted`, then `connecting` (the upstream request is on its
+    /// way). In the events tier these are the first bytes the client gets.
+    pub fn start(&mut self) {
+        let accepted = self.w.emit();
+        self.push_event(&accepted);
+        if let Some(p) = self.w.phase(Phase::Connecting) {
             self.push_event(&p);
         }
+    }
+
+    /// Commits `200 text/event-stream` before the upstream answered (the comments tier after
+    /// its hold ran out); from now on failures travel inside the stream.
+    pub fn commit(&mut self) {
+        self.committed = true;
     }
 
     /// The response headers to send when the stream is committed before the upstream answered.
@@ -238,8 +244,9 @@ impl Relay {
         let p = self.w.emit();
         match self.mode {
             Mode::Events if self.at_boundary => self.out.push_back(frames::event_bytes(&p)),
+            // Before the head is sent, nothing may be queued (the client has no body yet).
             Mode::Comments
-                if self.committed
+                if (self.committed || !matches!(self.state, State::Pending(_)))
                     && self.at_boundary
                     && self.last_upstream.elapsed() >= self.heartbeat =>
             {
