@@ -3,6 +3,7 @@
 use crate::apis::Api;
 use crate::config::CorsConfig;
 use crate::config::{Config, ServerConfig};
+use crate::cors;
 use crate::progress::hub::HubLimits;
 use crate::progress::ladder::Rung;
 use crate::progress::{self, Hub, Ladder};
@@ -82,6 +83,14 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let route = app.route_for(&path).map(|(rt, rest)| (rt, rest.to_owned()));
     let api = route.as_ref().map_or(Api::OpenAi, |(rt, _)| rt.route.api);
+    let origin = if app.cors.origins.is_empty() {
+        None
+    } else {
+        cors::allowed_origin(&app.cors, req.headers()).cloned()
+    };
+    if !app.cors.origins.is_empty() && cors::is_preflight(req.method(), req.headers()) {
+        return cors::preflight(origin.as_ref(), req.headers());
+    }
     let (id, mut response) = match request_id::from_headers(req.headers()) {
         Err(e) => {
             let refused = ProxyError::new(
@@ -99,6 +108,9 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(request_id::HEADER, v);
+    }
+    if let Some(origin) = &origin {
+        cors::decorate(origin, response.headers_mut());
     }
     response
 }

@@ -8,7 +8,7 @@
 //! ```text
 //! cli/                 serve, check-config, simulate (argument parsing, exit codes)
 //! server/              the accept loop, connection options, shutdown, task tracking
-//! app                  AppState and dispatch: own endpoints vs proxied routes
+//! app                  App and dispatch: own endpoints vs proxied routes; cors
 //! proxy/               the forwarding handler, upstream client, bodies, errors
 //! simulator/           a fake reasoning model speaking five apis (a server of its own)
 //! apis/                what differs per provider: error envelopes, credentials, stream readers
@@ -26,6 +26,7 @@ pub mod apis;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod cors;
 pub mod progress;
 pub mod proxy;
 pub mod request_id;

@@ -72,3 +72,284 @@ fn assert_between_events(body: &str) {
         }
     }
 }
+
+/// Parses an SSE body into (event name, data) pairs (comments dropped), as a browser would.
+fn events(body: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for block in body.replace("\r\n", "\n").split("\n\n") {
+        let mut name = String::from("message");
+        let mut data = Vec::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                name = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push(v);
+            }
+        }
+        if !data.is_empty() {
+            out.push((name, data.join("\n")));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn comments_are_never_added_to_gemini_or_ollama_streams() {
+    let aloud = Aloud::start(SIM).await;
+    let h = [
+        ("content-type", "application/json"),
+        ("x-sim-seed", "3"),
+        ("x-sim-think-ms", "700"),
+        ("x-sim-tokens", "2"),
+        ("x-sim-token-ms", "1"),
+    ];
+    let gem = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    let r = post(
+        &aloud.url("/gem/v1beta/models/m:streamGenerateContent?alt=sse"),
+        &h,
+        gem,
+    )
+    .await;
+    let body = text(r).await;
+    assert!(
+        !body.contains(": aloud") && body.contains("\"candidates\""),
+        "{body}"
+    );
+    let oll = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let r = post(&aloud.url("/oll/api/chat"), &h, oll).await;
+    let body = text(r).await;
+    assert!(
+        !body.contains(": aloud") && body.contains("\"done\":true"),
+        "{body}"
+    );
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn a_non_streaming_call_stays_plain_json_however_long_it_takes() {
+    let aloud = Aloud::start(SIM).await;
+    let h = [
+        ("content-type", "application/json"),
+        ("x-sim-seed", "3"),
+        ("x-sim-think-ms", "1500"),
+        ("x-sim-tokens", "2"),
+        ("x-sim-token-ms", "1"),
+    ];
+    let r = post(
+        &aloud.url("/sim/v1/chat/completions"),
+        &h,
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = serde_json::from_str(&text(r).await).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn fast_failures_keep_their_status_and_slow_ones_take_the_streams_error_shape() {
+    let aloud = Aloud::start(SIM).await;
+    let fast = [
+        ("content-type", "application/json"),
+        ("x-sim-status", "429"),
+    ];
+    let r = post(&aloud.url("/sim/v1/chat/completions"), &fast, CHAT).await;
+    assert_eq!(r.status(), 429);
+    let slow = [
+        ("content-type", "application/json"),
+        ("x-sim-status", "529"),
+        ("x-sim-headers-ms", "1500"),
+    ];
+    let ant =
+        r#"{"model":"m","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = post(&aloud.url("/ant/v1/messages"), &slow, ant).await;
+    assert_eq!(r.status(), 200, "committed after the hold");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let body = text(r).await;
+    let ev = events(&body);
+    let (name, data) = ev.last().unwrap();
+    assert_eq!(name, "error", "{body}");
+    let v: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    let status_note = comments(&body)
+        .into_iter()
+        .find(|c| c.get("upstream_status").is_some())
+        .unwrap();
+    assert_eq!(status_note["upstream_status"], 529);
+    let r = post(
+        &aloud.url("/sim/v1/chat/completions"),
+        &[
+            ("content-type", "application/json"),
+            ("x-sim-status", "500"),
+            ("x-sim-headers-ms", "1500"),
+        ],
+        CHAT,
+    )
+    .await;
+    let body = text(r).await;
+    let (name, data) = events(&body).pop().unwrap();
+    assert_eq!(name, "message");
+    assert!(
+        serde_json::from_str::<Value>(&data).unwrap()["error"]["message"].is_string(),
+        "{body}"
+    );
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn the_events_tier_wraps_the_stream_in_progress_events() {
+    let aloud = Aloud::start(SIM).await;
+    let h = [
+        ("content-type", "application/json"),
+        ("aloud-progress", "events"),
+        ("x-sim-seed", "3"),
+        ("x-sim-think-ms", "500"),
+        ("x-sim-tokens", "3"),
+        ("x-sim-token-ms", "1"),
+    ];
+    let responses = r#"{"model":"m","stream":true,"input":"hi","reasoning":{"summary":"auto"}}"#;
+    let r = post(&aloud.url("/sim/v1/responses"), &h, responses).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let id = r.headers()["aloud-request-id"].to_str().unwrap().to_owned();
+    let body = text(r).await;
+    let ev = events(&body);
+    assert_eq!(ev[0].0, "aloud.progress");
+    let first: Value = serde_json::from_str(&ev[0].1).unwrap();
+    assert_eq!(first["phase"], "accepted");
+    assert_eq!(first["request_id"], id.as_str());
+    let progress: Vec<Value> = ev
+        .iter()
+        .filter(|e| e.0 == "aloud.progress")
+        .map(|e| serde_json::from_str(&e.1).unwrap())
+        .collect();
+    let phases: Vec<&str> = progress
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    for want in ["accepted", "connecting", "thinking", "generating", "done"] {
+        assert!(phases.contains(&want), "{want} missing from {phases:?}");
+    }
+    let seqs: Vec<u64> = progress
+        .iter()
+        .map(|p| p["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(
+        progress
+            .iter()
+            .any(|p| p["label"].as_str().unwrap().len() > 3 && p["phase"] == "thinking")
+    );
+    // Upstream events are there unchanged, with their own names.
+    assert!(ev.iter().any(|e| e.0 == "response.output_text.delta"));
+    assert!(body.contains("event: response.completed\ndata: {"));
+    let (name, done) = ev.last().unwrap();
+    assert_eq!(name, "aloud.done");
+    let done: Value = serde_json::from_str(done).unwrap();
+    assert!(
+        done["timings"]["first_token_ms"].as_f64().unwrap()
+            >= done["timings"]["upstream_headers_ms"].as_f64().unwrap()
+    );
+    assert!(done["timings"]["total_ms"].as_f64().unwrap() > 400.0);
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn the_events_tier_carries_ndjson_as_data_events_and_wraps_plain_json() {
+    let aloud = Aloud::start(SIM).await;
+    let h = [
+        ("content-type", "application/json"),
+        ("aloud-progress", "events"),
+        ("x-sim-seed", "3"),
+        ("x-sim-think-ms", "50"),
+        ("x-sim-tokens", "3"),
+        ("x-sim-token-ms", "1"),
+    ];
+    let oll = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let body = text(post(&aloud.url("/oll/api/chat"), &h, oll).await).await;
+    let lines: Vec<Value> = events(&body)
+        .into_iter()
+        .filter(|e| e.0 == "message")
+        .map(|e| serde_json::from_str(&e.1).unwrap())
+        .collect();
+    assert!(lines.len() >= 4, "{body}");
+    assert_eq!(lines.last().unwrap()["done"], true);
+    let plain = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let body = text(post(&aloud.url("/sim/v1/chat/completions"), &h, plain).await).await;
+    let ev = events(&body);
+    let result = ev.iter().find(|e| e.0 == "aloud.result").unwrap();
+    let v: Value = serde_json::from_str(&result.1).unwrap();
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["body"]["object"], "chat.completion");
+    assert_eq!(v["headers"]["content-type"], "application/json");
+    assert_eq!(ev.last().unwrap().0, "aloud.done");
+    let err = [
+        ("content-type", "application/json"),
+        ("aloud-progress", "events"),
+        ("x-sim-status", "401"),
+    ];
+    let body = text(post(&aloud.url("/sim/v1/chat/completions"), &err, plain).await).await;
+    let e = events(&body)
+        .into_iter()
+        .find(|e| e.0 == "aloud.error")
+        .unwrap();
+    let v: Value = serde_json::from_str(&e.1).unwrap();
+    assert_eq!(v["status"], 401);
+    assert!(v["body"]["error"]["message"].is_string());
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn errors_before_the_upstream_keep_their_status_in_the_events_tier() {
+    let aloud = Aloud::start(
+        &(SIM.to_owned().replace(
+            "api = \"openai\"\n[[routes]]\nname = \"simant\"",
+            "api = \"openai\"\nmax_request_body = \"1KiB\"\n[[routes]]\nname = \"simant\"",
+        )),
+    )
+    .await;
+    let ev = [("aloud-progress", "events")];
+    assert_eq!(post(&aloud.url("/nowhere"), &ev, "{}").await.status(), 404);
+    assert_eq!(
+        post(
+            &aloud.url("/sim/v1/chat/completions"),
+            &ev,
+            vec![b'x'; 4096]
+        )
+        .await
+        .status(),
+        413
+    );
+    assert_eq!(
+        post(
+            &aloud.url("/sim/v1/chat/completions"),
+            &[("aloud-progress", "events"), ("aloud-request-id", "bad")],
+            "{}"
+        )
+        .await
+        .status(),
+        400
+    );
+    let r = post(
+        &aloud.url("/sim/v1/chat/completions"),
+        &[("aloud-progress", "loud")],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(text(r).await.contains("Aloud-Progress must be one of"));
+    aloud.stop().await;
+}

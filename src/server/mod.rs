@@ -110,6 +110,8 @@ async fn accept_loop(
         });
     }
     drop(listener);
+    // Side-channel subscribers would otherwise hold their connections through the grace period.
+    app.progress.hub.close();
     let grace = app.server.shutdown_grace;
     tracing::info!(
         grace_ms = grace.as_millis() as u64,
