@@ -42,7 +42,7 @@ async fn sse(r: http::Response<hyper::body::Incoming>) -> Vec<(Option<u64>, Stri
     out
 }
 
-fn sim_headers<'a>(id: &'a str) -> Vec<(&'a str, &'a str)> {
+fn sim_headers(id: &str) -> Vec<(&str, &str)> {
     vec![
         ("content-type", "application/json"),
         ("aloud-request-id", id),
