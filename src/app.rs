@@ -4,6 +4,7 @@ use crate::apis::Api;
 use crate::config::CorsConfig;
 use crate::config::{Config, ServerConfig};
 use crate::cors;
+use crate::demo;
 use crate::progress::hub::HubLimits;
 use crate::progress::ladder::Rung;
 use crate::progress::{self, Hub, Ladder};
@@ -151,7 +152,7 @@ async fn answer(
         return proxy::forward(rt, &rest, req, ex).await;
     }
     if path == "/" {
-        return redirect("/aloud/");
+        return redirect("/aloud/", req.uri().query());
     }
     let prefixes: Vec<&str> = app.routes.iter().map(|r| r.route.prefix.as_str()).collect();
     ProxyError::new(
@@ -182,15 +183,12 @@ fn own_endpoint(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body
         );
     }
     match path {
-        "/aloud" => redirect("/aloud/"),
-        "/aloud/" => {
-            let mut page = Response::new(Body::from(crate::app::index_page(app)));
-            page.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            page
-        }
+        "/aloud" => redirect("/aloud/", req.uri().query()),
+        "/aloud/" => asset(
+            "text/html; charset=utf-8",
+            demo::page(app.routes.iter().map(|r| &r.route)),
+        ),
+        "/aloud/aloud.js" => asset("text/javascript; charset=utf-8", demo::CLIENT_JS.to_owned()),
         _ => ProxyError::new(
             StatusCode::NOT_FOUND,
             Origin::Downstream,
@@ -201,27 +199,13 @@ fn own_endpoint(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body
     }
 }
 
-/// A minimal page listing the routes; the progress demo replaces it.
-fn index_page(app: &App) -> String {
-    let mut rows = String::new();
-    for r in &app.routes {
-        rows.push_str(&format!(
-            "<li><code>{}</code> &rarr; {} ({})</li>",
-            html_escape(&r.route.prefix),
-            html_escape(&r.route.name),
-            r.route.api
-        ));
-    }
-    format!(
-        "<!doctype html><meta charset=utf-8><title>aloud</title><h1>aloud</h1><p>Routes:</p><ul>{rows}</ul>"
-    )
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+fn asset(content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
 
 fn json(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -234,10 +218,16 @@ fn json(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-fn redirect(to: &'static str) -> Response<Body> {
+/// A redirect that keeps the query string (the demo page reads its settings from it).
+fn redirect(to: &str, query: Option<&str>) -> Response<Body> {
+    let target = match query {
+        Some(q) => format!("{to}?{q}"),
+        None => to.to_owned(),
+    };
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-    r.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static(to));
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
     r
 }

@@ -27,6 +27,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod cors;
+pub mod demo;
 pub mod progress;
 pub mod proxy;
 pub mod request_id;

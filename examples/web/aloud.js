@@ -1,0 +1,156 @@
+// aloud.js: a small dependency-free client for aloud's events tier.
+//
+//   import { aloudFetch } from "/aloud/aloud.js";
+//   const call = aloudFetch("/sim/v1/chat/completions", {
+//     body: { model: "sim-reasoner", stream: true, messages: [...] },
+//     onProgress(p) { status.textContent = `${p.label} (${Math.round(p.elapsed_ms / 1000)} s)`; },
+//     onDelta(text) { answer.textContent += text; },
+//     onDone(d) { ... d.timings.first_token_ms ... },
+//     onResult(r) { ... r.body ... },      // a non-streaming call, wrapped
+//     onError(e) { ... e.status, e.message, e.body ... },
+//   });
+//   call.cancel();                          // aborts the request; nothing is ever re-POSTed
+//
+// It POSTs once with fetch and `Aloud-Progress: events`, reads the SSE stream, and calls the
+// callbacks. It never retries by itself: a retried model call is a second generation.
+
+/** Makes an id for Aloud-Request-Id (16-64 chars of [A-Za-z0-9_-]). */
+export function newRequestId() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** An incremental SSE parser: feed text, get {event, data, id} objects. Comments are skipped. */
+export class SseParser {
+  constructor() {
+    this.buffer = "";
+    this.reset();
+  }
+  reset() {
+    this.event = "";
+    this.data = [];
+    this.id = null;
+  }
+  feed(text) {
+    this.buffer += text;
+    const out = [];
+    let nl;
+    while ((nl = this.buffer.search(/\r\n|\r|\n/)) >= 0) {
+      const eol = this.buffer[nl] === "\r" && this.buffer[nl + 1] === "\n" ? 2 : 1;
+      if (this.buffer[nl] === "\r" && nl + 1 === this.buffer.length) break; // wait for a possible \n
+      const line = this.buffer.slice(0, nl);
+      this.buffer = this.buffer.slice(nl + eol);
+      if (line === "") {
+        if (this.data.length) out.push({ event: this.event || "message", data: this.data.join("\n"), id: this.id });
+        this.reset();
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") this.event = value;
+      else if (field === "data") this.data.push(value);
+      else if (field === "id") this.id = value;
+    }
+    return out;
+  }
+}
+
+/** The answer text inside one upstream event, for the common apis; "" when there is none. */
+export function textDelta(event, data) {
+  if (!data || typeof data !== "object") return "";
+  if (event === "response.output_text.delta") return data.delta || "";
+  if (event === "content_block_delta") return data.delta && data.delta.type === "text_delta" ? data.delta.text || "" : "";
+  if (Array.isArray(data.choices)) return (data.choices[0] && data.choices[0].delta && data.choices[0].delta.content) || "";
+  if (Array.isArray(data.candidates)) {
+    const parts = (data.candidates[0] && data.candidates[0].content && data.candidates[0].content.parts) || [];
+    return parts.filter((p) => !p.thought && typeof p.text === "string").map((p) => p.text).join("");
+  }
+  if (data.message && typeof data.message.content === "string") return data.message.content;
+  if (typeof data.response === "string") return data.response;
+  return "";
+}
+
+/**
+ * Sends one request through aloud's events tier.
+ * @returns {{requestId: string, cancel: () => void, done: Promise<void>}}
+ */
+export function aloudFetch(url, options = {}) {
+  const requestId = options.requestId || newRequestId();
+  const controller = new AbortController();
+  const noop = () => {};
+  const on = {
+    progress: options.onProgress || noop,
+    delta: options.onDelta || noop,
+    event: options.onEvent || noop,
+    result: options.onResult || noop,
+    error: options.onError || noop,
+    done: options.onDone || noop,
+  };
+  const headers = Object.assign(
+    { "content-type": "application/json", "aloud-progress": "events", "aloud-request-id": requestId },
+    options.headers || {},
+  );
+  const body = typeof options.body === "string" ? options.body : JSON.stringify(options.body || {});
+  let failed = false;
+  const fail = (e) => {
+    if (!failed) {
+      failed = true;
+      on.error(e);
+    }
+  };
+
+  const done = (async () => {
+    let response;
+    try {
+      response = await fetch(url, { method: options.method || "POST", headers, body, signal: controller.signal });
+    } catch (e) {
+      fail({ status: 0, message: controller.signal.aborted ? "cancelled" : String(e) });
+      return;
+    }
+    const type = response.headers.get("content-type") || "";
+    if (!type.startsWith("text/event-stream")) {
+      // Refused before the upstream was contacted (bad id, unknown route, body too large...).
+      const text = await response.text().catch(() => "");
+      let parsed = null;
+      try {
+        parsed = JSON.parse(text);
+      } catch (_) {}
+      fail({ status: response.status, message: (parsed && parsed.error && parsed.error.message) || text, body: parsed });
+      return;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const parser = new SseParser();
+    try {
+      for (;;) {
+        const { value, done: end } = await reader.read();
+        if (end) break;
+        for (const e of parser.feed(decoder.decode(value, { stream: true }))) {
+          let data = null;
+          try {
+            data = JSON.parse(e.data);
+          } catch (_) {
+            data = e.data;
+          }
+          if (e.event === "aloud.progress") on.progress(data);
+          else if (e.event === "aloud.done") on.done(data);
+          else if (e.event === "aloud.result") on.result(data);
+          else if (e.event === "aloud.error") fail(data);
+          else {
+            on.event(e.event, data);
+            const text = textDelta(e.event, data);
+            if (text) on.delta(text);
+          }
+        }
+      }
+    } catch (e) {
+      fail({ status: 0, message: controller.signal.aborted ? "cancelled" : String(e) });
+    }
+  })();
+
+  return { requestId, cancel: () => controller.abort(), done };
+}
