@@ -24,6 +24,7 @@
 
 pub mod apis;
 pub mod app;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod cors;
