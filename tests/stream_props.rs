@@ -143,6 +143,7 @@ fn sse_soup() -> impl Strategy<Value = Vec<u8>> {
         b"]",
         b",",
         b"0123456789abcdef0123456789abcdef",
+        &[0xFF; 64],
     ];
     prop::collection::vec(prop::sample::select(pieces), 0..120).prop_map(|v| v.concat())
 }
