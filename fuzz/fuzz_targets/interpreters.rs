@@ -13,7 +13,11 @@ const DIALECTS: [Dialect; 6] = [
     Dialect::GeminiJsonArray,
     Dialect::OllamaNdjson,
 ];
-const LIMITS: Limits = Limits { max_event: 256, max_text: 64, max_decoded: 4096 };
+const LIMITS: Limits = Limits {
+    max_event: 256,
+    max_text: 64,
+    max_decoded: 4096,
+};
 
 fuzz_target!(|input: (u8, u16, bool, &[u8])| {
     let (pick, cut, gzip, bytes) = input;
@@ -21,7 +25,8 @@ fuzz_target!(|input: (u8, u16, bool, &[u8])| {
     let cut = usize::from(cut) % (bytes.len() + 1);
     let encoding = gzip.then_some("gzip");
     let run = |chunks: &[&[u8]]| {
-        let mut i = StreamInterpreter::with_dialect(Some(dialect), LIMITS).with_content_encoding(encoding);
+        let mut i =
+            StreamInterpreter::with_dialect(Some(dialect), LIMITS).with_content_encoding(encoding);
         let mut signals = Vec::new();
         for chunk in chunks {
             signals.extend(i.feed(chunk).signals);

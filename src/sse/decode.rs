@@ -272,15 +272,16 @@ impl SseDecoder {
                 self.data.push_str(&value);
                 self.data.push('\n');
                 self.has_data = true;
-                if self.buffered() > self.max {
-                    self.discard(fed);
-                }
             }
             b"id" if !value.contains('\0') => self.last_id = Some(value.into_owned()),
             b"retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 self.retry = value.parse().ok();
             }
             _ => {}
+        }
+        // Lossy decoding can grow a line up to 3x (each invalid byte becomes U+FFFD).
+        if self.buffered() > self.max {
+            self.discard(fed);
         }
     }
 }
@@ -364,6 +365,16 @@ mod tests {
             ]
         );
         assert!(d.buffered() <= 16);
+    }
+
+    #[test]
+    fn invalid_utf8_cannot_grow_past_the_bound() {
+        let mut d = SseDecoder::new(16);
+        let items = d.feed(b"event: \xFF\xFF\xFF\xFF\xFF\xFF\xFF\n").items;
+        assert_eq!(items, vec![SseItem::Oversized { limit: 16 }]);
+        assert!(d.buffered() <= 16);
+        let items = d.feed(b"\ndata: \xFF\xFF\xFF\xFF\xFF\n").items;
+        assert!(d.buffered() <= 16, "{items:?}");
     }
 
     #[test]

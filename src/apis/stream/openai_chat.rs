@@ -43,24 +43,18 @@ impl OpenAiChat {
 
     fn choice(&mut self, t: &mut Tally, choice: &Value) {
         if let Some(delta) = choice.get("delta") {
-            for key in ["reasoning_content", "reasoning"] {
-                if let Some(text) = delta
-                    .get(key)
+            // Servers send one of these; some send both with the same text: read the first.
+            let reasoning = ["reasoning_content", "reasoning"].iter().find_map(|k| {
+                delta
+                    .get(*k)
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
-                {
-                    t.reasoning(text);
-                }
-            }
-            if delta
-                .get("reasoning_details")
-                .and_then(Value::as_array)
-                .is_some_and(|d| !d.is_empty())
-                && delta
-                    .get("reasoning")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-            {
+            });
+            let details = delta.get("reasoning_details").and_then(Value::as_array);
+            if let Some(text) = reasoning {
+                t.reasoning(text);
+            } else if details.is_some_and(|d| !d.is_empty()) {
+                // OpenRouter: encrypted or summary details without plain text still mean thinking.
                 t.reasoning("");
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {

@@ -106,8 +106,8 @@ impl Responses {
             return;
         }
         self.part.push_str(delta);
-        let trimmed = self.part.trim_start();
-        if !trimmed.is_empty() && !"**".starts_with(&trimmed[..trimmed.len().min(2)]) {
+        let head = self.part.trim_start().as_bytes();
+        if !head.is_empty() && !b"**".starts_with(&head[..head.len().min(2)]) {
             self.part_labelled = true; // no heading in this part
         } else if let Some(heading) = label::bold_heading(&self.part) {
             t.label(&heading);
