@@ -1,6 +1,7 @@
 //! Application state and request dispatch: aloud's own endpoints versus proxied routes.
 
 use crate::apis::Api;
+use crate::capture::CaptureSink;
 use crate::config::CorsConfig;
 use crate::config::{Config, ServerConfig};
 use crate::cors;
@@ -9,12 +10,13 @@ use crate::progress::hub::HubLimits;
 use crate::progress::ladder::Rung;
 use crate::progress::{self, Hub, Ladder};
 use crate::proxy::error::{Origin, ProxyError};
-use crate::proxy::{self, Exchange, ProgressSettings, RouteRuntime};
+use crate::proxy::{self, CaptureSettings, Exchange, ProgressSettings, RouteRuntime};
 use crate::request_id;
 use axum::body::Body;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -25,12 +27,13 @@ pub struct App {
     /// Slots for concurrent proxied requests; a response body holds its slot until it ends.
     pub limiter: Arc<Semaphore>,
     pub progress: ProgressSettings,
+    pub capture: CaptureSettings,
     pub cors: CorsConfig,
 }
 
 impl App {
     /// Builds the app from a config whose simulator routes already point at a loopback address.
-    pub fn new(config: Config) -> Result<Arc<App>, String> {
+    pub fn new(config: Config, sink: Option<Arc<dyn CaptureSink>>) -> Result<Arc<App>, String> {
         let routes = config
             .routes
             .into_iter()
@@ -63,6 +66,10 @@ impl App {
                 ladder: Arc::new(ladder),
                 heartbeat: p.heartbeat,
                 hold: p.hold,
+            },
+            capture: CaptureSettings {
+                sink,
+                shutting_down: Arc::new(AtomicBool::new(false)),
             },
             server: config.server,
             cors: config.cors,
@@ -148,6 +155,7 @@ async fn answer(
             client_tokens: &app.server.client_tokens,
             limiter: &app.limiter,
             progress: &app.progress,
+            capture: &app.capture,
         };
         return proxy::forward(rt, &rest, req, ex).await;
     }

@@ -1,6 +1,7 @@
 //! What differs per provider api: names, error envelopes, how credentials are sent, and how
 //! their streams read (`stream/`).
 
+pub mod answer;
 pub mod envelope;
 pub mod stream;
 

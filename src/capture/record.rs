@@ -122,17 +122,8 @@ pub struct Delta {
     pub text: String,
 }
 
-/// How much of an exchange a route captures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CaptureLevel {
-    /// Metadata, the request body, the reassembled response and deltas.
-    #[default]
-    Full,
-    /// Everything but bodies, texts and deltas.
-    Metadata,
-    Off,
-}
+/// How much of an exchange a route captures (defined with the config, which names it).
+pub use crate::config::CaptureLevel;
 
 /// One exchange.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

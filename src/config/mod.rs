@@ -8,7 +8,7 @@ mod validate;
 use crate::apis::Api;
 use crate::apis::stream::Phase;
 use http::uri::{Authority, Scheme};
-pub use raw::{LogFormat, Tier};
+pub use raw::{CaptureLevel, LogFormat, Tier};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +33,7 @@ pub mod defaults {
     pub const RETAIN: Duration = Duration::from_secs(300);
     pub const RETAIN_MAX: u32 = 10_000;
     pub const AWAIT_REQUEST: Duration = Duration::from_secs(30);
+    pub const CAPTURE_MAX_BODY: u64 = 1 << 20;
 }
 
 /// The upstream value that selects the built-in simulator.
@@ -94,6 +95,12 @@ pub struct Route {
     pub api_key: Option<String>,
     /// The progress tier for requests that send no `Aloud-Progress` header.
     pub progress: Tier,
+    /// What is captured of this route's exchanges.
+    pub capture: CaptureLevel,
+    /// The share of exchanges captured, 0.0 to 1.0.
+    pub capture_sample: f64,
+    /// Largest request or response body stored, in bytes (longer ones are cut and marked).
+    pub capture_max_body: u64,
     pub limits: Limits,
 }
 

@@ -77,6 +77,12 @@ pub struct RawRoute {
     #[serde(default)]
     pub progress: Option<Tier>,
     #[serde(default)]
+    pub capture: Option<CaptureLevel>,
+    #[serde(default)]
+    pub capture_sample: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub capture_max_body: Option<Size>,
+    #[serde(default)]
     pub connect_timeout: Option<Dur>,
     #[serde(default)]
     pub headers_timeout: Option<Dur>,
@@ -86,6 +92,18 @@ pub struct RawRoute {
     pub total_timeout: Option<Dur>,
     #[serde(default)]
     pub max_request_body: Option<Size>,
+}
+
+/// How much of an exchange a route captures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureLevel {
+    /// Metadata, the request body, the reassembled response and deltas.
+    #[default]
+    Full,
+    /// Everything but bodies, texts and deltas.
+    Metadata,
+    Off,
 }
 
 /// How much progress a request gets (route default; `Aloud-Progress` overrides per request).

@@ -218,6 +218,17 @@ fn route(
         max_request_body: r.max_request_body,
     };
     let limits = merge(&own, base);
+    let capture_sample = match &r.capture_sample {
+        None => 1.0,
+        Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+        Some(v) => {
+            return Err(ctx.err(
+                Some(v.span()),
+                key("capture_sample"),
+                "must be between 0.0 and 1.0",
+            ));
+        }
+    };
     Ok(Route {
         name,
         prefix,
@@ -226,6 +237,11 @@ fn route(
         api_key_env,
         api_key,
         progress: r.progress.unwrap_or_default(),
+        capture: r.capture.unwrap_or_default(),
+        capture_sample,
+        capture_max_body: r
+            .capture_max_body
+            .map_or(defaults::CAPTURE_MAX_BODY, |s| s.0),
         limits,
     })
 }

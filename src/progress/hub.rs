@@ -52,6 +52,8 @@ enum Stage {
 
 struct Entry {
     stage: Stage,
+    /// How many requests used this id (retries reuse it).
+    attempts: u32,
     events: VecDeque<Published>,
     last_seq: u64,
     /// Bumped on every change; subscribers wait on it.
@@ -62,6 +64,7 @@ impl Entry {
     fn new(stage: Stage) -> Self {
         Entry {
             stage,
+            attempts: 0,
             events: VecDeque::new(),
             last_seq: 0,
             version: watch::Sender::new(0),
@@ -121,8 +124,9 @@ impl Hub {
     }
 
     /// Starts an attempt for `id`. Returns the last sequence number of earlier attempts (0 for
-    /// none), or `InFlight` when another request with this id has not finished.
-    pub fn begin(&self, id: &Arc<str>) -> Result<u64, InFlight> {
+    /// none) and this attempt's number (1 for the first), or `InFlight` when another request
+    /// with this id has not finished.
+    pub fn begin(&self, id: &Arc<str>) -> Result<(u64, u32), InFlight> {
         let now = Instant::now();
         let mut entries = self.lock();
         self.prune(&mut entries, now);
@@ -130,20 +134,26 @@ impl Hub {
             Some(entry) if entry.stage == Stage::InFlight => Err(InFlight),
             Some(entry) => {
                 entry.stage = Stage::InFlight;
+                entry.attempts += 1;
                 entry.bump();
-                Ok(entry.last_seq)
+                Ok((entry.last_seq, entry.attempts))
             }
             None => {
-                entries.insert(Arc::clone(id), Entry::new(Stage::InFlight));
-                Ok(0)
+                let mut entry = Entry::new(Stage::InFlight);
+                entry.attempts = 1;
+                entries.insert(Arc::clone(id), entry);
+                Ok((0, 1))
             }
         }
     }
 
-    /// Records an event of an in-flight request.
-    pub fn publish(&self, id: &str, event: Published) {
+    /// Records an event of an in-flight request; returns whether a subscriber is listening (the
+    /// event then counts as feedback the user saw).
+    pub fn publish(&self, id: &str, event: Published) -> bool {
         let mut entries = self.lock();
+        let mut listened = false;
         if let Some(entry) = entries.get_mut(id) {
+            listened = entry.version.receiver_count() > 0;
             entry.last_seq = entry.last_seq.max(event.seq);
             if entry.events.len() >= self.limits.max_events {
                 entry.events.pop_front();
@@ -151,6 +161,7 @@ impl Hub {
             entry.events.push_back(event);
             entry.bump();
         }
+        listened
     }
 
     /// Marks the attempt finished; its events stay for `retain`.
@@ -279,7 +290,7 @@ mod tests {
     async fn replays_after_a_seq_and_ends_after_finish() {
         let hub = Hub::new(HubLimits::default());
         let id: Arc<str> = Arc::from("abcdefghijklmnop");
-        assert_eq!(hub.begin(&id).unwrap(), 0);
+        assert_eq!(hub.begin(&id).unwrap(), (0, 1));
         hub.publish(&id, ev(1));
         hub.publish(&id, ev(2));
         assert_eq!(hub.poll(&id, 1), Poll::Events(vec![ev(2)]));
@@ -290,7 +301,7 @@ mod tests {
         assert!(hub.nothing_left(&id, 2));
         assert!(!hub.nothing_left(&id, 1));
         // A retry continues the sequence.
-        assert_eq!(hub.begin(&id).unwrap(), 2);
+        assert_eq!(hub.begin(&id).unwrap(), (2, 2));
     }
 
     #[tokio::test(start_paused = true)]

@@ -28,6 +28,12 @@ pub struct Milestones {
     pub first_reasoning_ms: Option<f64>,
     pub first_token_ms: Option<f64>,
     pub done_ms: Option<f64>,
+    /// The first thing the client could show: a progress event it received, or answer content.
+    pub first_feedback_ms: Option<f64>,
+    /// The longest gap between two pieces of feedback so far (from the request head on).
+    pub longest_silence_ms: f64,
+    /// The last piece of feedback, for the silence that is still running.
+    pub last_feedback_ms: f64,
 }
 
 /// `aloud.progress`: sent on every phase change, every new heading and every heartbeat.
@@ -143,6 +149,24 @@ impl Progress {
     pub fn upstream_headers(&mut self, status: u16, at: Duration) {
         self.status = Some(status);
         self.milestones.upstream_headers_ms.get_or_insert(ms(at));
+    }
+
+    /// Records that the client received something it can show (a progress event in the events
+    /// tier or on the side channel, or answer content). Comments are keepalive, not feedback.
+    pub fn feedback(&mut self, at: Duration) {
+        let now = ms(at);
+        self.milestones.first_feedback_ms.get_or_insert(now);
+        let gap = now - self.milestones.last_feedback_ms;
+        if gap > self.milestones.longest_silence_ms {
+            self.milestones.longest_silence_ms = gap;
+        }
+        self.milestones.last_feedback_ms = now;
+    }
+
+    /// The longest silence, counting the one still running until `at`.
+    pub fn longest_silence(&self, at: Duration) -> f64 {
+        let running = ms(at) - self.milestones.last_feedback_ms;
+        self.milestones.longest_silence_ms.max(running)
     }
 
     /// Records that upstream body bytes arrived.
@@ -280,6 +304,18 @@ mod tests {
         let done = p.done(Duration::from_secs(3));
         assert_eq!(done.seq, 3);
         assert_eq!(done.timings.total_ms, 3000.0);
+    }
+
+    #[test]
+    fn the_longest_silence_counts_from_the_request_to_the_end() {
+        let mut p = progress();
+        let s = Duration::from_millis;
+        p.feedback(s(100));
+        p.feedback(s(2100));
+        p.feedback(s(2200));
+        assert_eq!(p.milestones().first_feedback_ms, Some(100.0));
+        assert_eq!(p.longest_silence(s(2300)), 2000.0);
+        assert_eq!(p.longest_silence(s(9200)), 7000.0);
     }
 
     #[test]

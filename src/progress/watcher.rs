@@ -47,6 +47,11 @@ impl Watcher {
         &self.id
     }
 
+    /// When the request head was parsed.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
@@ -64,7 +69,9 @@ impl Watcher {
         let at = self.elapsed();
         let event = self.progress.event(at);
         let published = frames::publish(event.seq, PROGRESS, &event);
-        self.hub.publish(&self.id, published.clone());
+        if self.hub.publish(&self.id, published.clone()) {
+            self.progress.feedback(at);
+        }
         self.beat.as_mut().reset(Instant::now() + self.heartbeat);
         published
     }

@@ -26,6 +26,8 @@ pub struct BodyTooLarge {
 pub struct RequestTap {
     pub tripped: AtomicBool,
     pub sent: AtomicBool,
+    /// When the whole body had gone upstream (the upstream request was written).
+    sent_at: std::sync::OnceLock<Instant>,
     kept: std::sync::Mutex<(Vec<Bytes>, usize)>,
     keep: usize,
 }
@@ -52,6 +54,16 @@ impl RequestTap {
         } else {
             kept.1 += data.len();
         }
+    }
+
+    fn mark_sent(&self) {
+        self.sent.store(true, Ordering::Release);
+        let _ = self.sent_at.set(Instant::now());
+    }
+
+    /// When the upstream request was written in full.
+    pub fn sent_at(&self) -> Option<Instant> {
+        self.sent_at.get().copied()
     }
 
     /// The kept bytes, and whether they are the whole body.
@@ -112,13 +124,13 @@ where
                 }
                 // hyper stops polling a body of known length after its last byte.
                 if this.inner.is_end_stream() {
-                    this.tap.sent.store(true, Ordering::Release);
+                    this.tap.mark_sent();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => {
-                this.tap.sent.store(true, Ordering::Release);
+                this.tap.mark_sent();
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -128,7 +140,7 @@ where
     fn is_end_stream(&self) -> bool {
         let end = self.inner.is_end_stream();
         if end {
-            self.tap.sent.store(true, Ordering::Release);
+            self.tap.mark_sent();
         }
         end
     }

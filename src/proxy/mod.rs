@@ -8,15 +8,19 @@ pub mod upstream;
 
 use crate::apis::Api;
 use crate::apis::stream::{Dialect, request_streams};
-use crate::config::{HttpUpstream, Route, Tier, Upstream};
+use crate::capture::CaptureSink;
+use crate::capture::Outcome;
+use crate::capture::recorder::{End, Meta, Recorder};
+use crate::config::{CaptureLevel, HttpUpstream, Route, Tier, Upstream};
 use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
 use body::{BodyEnd, LimitedBody, OnEnd, RequestTap};
 use error::{Origin, ProxyError};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
-use relay::{HeadFuture, MakeOnEnd, Mode, Relay};
+use relay::{Capture, HeadFuture, MakeOnEnd, Mode, Relay, RelaySpec};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -58,6 +62,65 @@ pub struct ProgressSettings {
     pub hold: Duration,
 }
 
+/// Capture settings shared by every request.
+pub struct CaptureSettings {
+    /// Where records go; `None` when capture is off everywhere.
+    pub sink: Option<Arc<dyn CaptureSink>>,
+    /// Set when shutdown starts, so cut exchanges are recorded as `shutdown`.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// Whether this exchange is captured (route level, sampling by id), and its recorder.
+fn capture_for(
+    route: &Route,
+    ex: &Exchange<'_>,
+    method: &Method,
+    rest: &str,
+    attempt: u32,
+    tier: Tier,
+) -> Option<Capture> {
+    let sink = ex.capture.sink.as_ref()?;
+    if route.capture == CaptureLevel::Off || !sampled(ex.id, route.capture_sample) {
+        return None;
+    }
+    let started_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| {
+            d.as_millis() as i64 - ex.started.elapsed().as_millis() as i64
+        });
+    let meta = Meta {
+        id: ex.id.to_owned(),
+        attempt,
+        started_at_ms,
+        route: route.name.clone(),
+        api: route.api.as_str().to_owned(),
+        method: method.as_str().to_owned(),
+        path: if rest.is_empty() {
+            "/".to_owned()
+        } else {
+            rest.to_owned()
+        },
+        tier: tier.as_str().to_owned(),
+        level: route.capture,
+        max_body: route.capture_max_body as usize,
+    };
+    Some(Capture {
+        recorder: Recorder::new(meta),
+        sink: Arc::clone(sink),
+    })
+}
+
+/// Deterministic sampling by request id, so every attempt of an id is treated alike.
+fn sampled(id: &str, rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % 10_000) as f64 / 10_000.0 < rate
+}
+
 /// What the proxy needs from the application for one request.
 pub struct Exchange<'a> {
     pub id: &'a str,
@@ -66,6 +129,7 @@ pub struct Exchange<'a> {
     pub client_tokens: &'a [String],
     pub limiter: &'a Arc<Semaphore>,
     pub progress: &'a ProgressSettings,
+    pub capture: &'a CaptureSettings,
 }
 
 /// The request header that picks a progress tier.
@@ -82,9 +146,29 @@ pub async fn forward(
     ex: Exchange<'_>,
 ) -> Response<Body> {
     let api = rt.route.api;
+    let method = req.method().clone();
+    let tier = tier(req.headers(), rt.route.progress).unwrap_or(rt.route.progress);
     match try_forward(rt, rest, req, &ex).await {
         Ok(response) => response,
-        Err(e) => e.into_response(api),
+        Err(e) => {
+            // Refused before an attempt started: still one record, marked as aloud's error.
+            if let Some(c) = capture_for(&rt.route, &ex, &method, rest, 0, tier) {
+                let outcome = if e.status == StatusCode::GATEWAY_TIMEOUT {
+                    Outcome::Timeout
+                } else {
+                    Outcome::ProxyError
+                };
+                let record = c.recorder.finish(End {
+                    client_status: Some(e.status.as_u16()),
+                    outcome: Some(outcome),
+                    done_ms: ex.started.elapsed().as_secs_f64() * 1e3,
+                    error: Some(e.message.clone()),
+                    ..End::default()
+                });
+                c.sink.submit(record);
+            }
+            e.into_response(api)
+        }
     }
 }
 
@@ -151,7 +235,7 @@ async fn try_forward(
         .retry_after(1)
     })?;
     let id: Arc<str> = Arc::from(ex.id);
-    let first_seq = ex.progress.hub.begin(&id).map_err(|e| {
+    let (first_seq, attempt) = ex.progress.hub.begin(&id).map_err(|e| {
         ProxyError::new(
             StatusCode::CONFLICT,
             Origin::Downstream,
@@ -193,7 +277,9 @@ async fn try_forward(
             ));
         }
     }
-    let tap = RequestTap::new(KEEP_REQUEST);
+    let capture = capture_for(route, ex, &parts.method, rest, attempt, tier);
+    let keep = KEEP_REQUEST.max(route.capture_max_body as usize);
+    let tap = RequestTap::new(keep);
     let body = Body::new(LimitedBody::new(incoming, limit, Arc::clone(&tap)));
     let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = parts.method.clone();
@@ -234,18 +320,19 @@ async fn try_forward(
         Tier::Comments => Mode::Comments,
         Tier::Events => Mode::Events,
     };
-    let mut relay = Relay::new(
-        watcher,
+    let spec = RelaySpec {
         mode,
-        route.api,
-        path_and_query.clone(),
-        route.limits.idle_timeout,
+        api: route.api,
+        path_and_query: path_and_query.clone(),
+        idle: route.limits.idle_timeout,
         deadline,
-        ex.progress.heartbeat,
+        heartbeat: ex.progress.heartbeat,
         make_on_end,
-        head,
-        Arc::clone(&tap),
-    );
+        tap: Arc::clone(&tap),
+        capture,
+        shutting_down: Arc::clone(&ex.capture.shutting_down),
+    };
+    let mut relay = Relay::new(watcher, spec, head);
     relay.start();
     match tier {
         Tier::Events => {

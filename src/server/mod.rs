@@ -54,7 +54,7 @@ pub async fn serve(
         }
         tracing::debug!(%addr, "built-in simulator listening");
     }
-    let app = App::new(config).map_err(io::Error::other)?;
+    let app = App::new(config, None).map_err(io::Error::other)?;
     let result = accept_loop(Arc::clone(&app), listener, &tasks, shutdown).await;
     sim_stop.cancel();
     tasks.drain().await;
@@ -112,6 +112,9 @@ async fn accept_loop(
     drop(listener);
     // Side-channel subscribers would otherwise hold their connections through the grace period.
     app.progress.hub.close();
+    app.capture
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::Release);
     let grace = app.server.shutdown_grace;
     tracing::info!(
         grace_ms = grace.as_millis() as u64,

@@ -1,0 +1,274 @@
+//! Reading a whole (non-streaming) answer body: text, reasoning, tool calls, finish reason and
+//! usage, per api shape. Pure; the streaming counterpart is `stream`.
+
+use super::stream::{Reassembly, ToolCallRecord, Usage};
+use serde_json::Value;
+
+fn text(v: Option<&Value>) -> &str {
+    v.and_then(Value::as_str).unwrap_or("")
+}
+
+fn num(v: Option<&Value>) -> Option<u64> {
+    v.and_then(Value::as_u64)
+}
+
+/// Reads `body` by its shape (the keys tell the api apart; gateways serve each other's shapes).
+pub fn read(body: &Value) -> Reassembly {
+    let mut out = Reassembly::default();
+    if let Some(choices) = body.get("choices").and_then(Value::as_array) {
+        openai_chat(body, choices, &mut out);
+    } else if body.get("object").and_then(Value::as_str) == Some("response")
+        || body.get("output").is_some_and(Value::is_array)
+    {
+        responses(body, &mut out);
+    } else if body.get("type").and_then(Value::as_str) == Some("message") {
+        anthropic(body, &mut out);
+    } else if let Some(candidates) = body.get("candidates").and_then(Value::as_array) {
+        gemini(body, candidates, &mut out);
+    } else if body.get("message").is_some() || body.get("response").is_some_and(Value::is_string) {
+        ollama(body, &mut out);
+    }
+    if let Some(e) = body.get("error") {
+        out.error = Some(
+            e.get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| e.to_string(), str::to_owned),
+        );
+    }
+    out
+}
+
+fn openai_chat(body: &Value, choices: &[Value], out: &mut Reassembly) {
+    if let Some(c) = choices.first() {
+        let m = c.get("message");
+        out.answer.push_str(text(m.and_then(|m| m.get("content"))));
+        let reasoning = m.and_then(|m| m.get("reasoning_content").or_else(|| m.get("reasoning")));
+        out.reasoning.push_str(text(reasoning));
+        for (i, call) in m
+            .and_then(|m| m.get("tool_calls"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            out.tool_calls.push(ToolCallRecord {
+                key: call
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| i.to_string(), str::to_owned),
+                name: text(call.pointer("/function/name")).to_owned(),
+                arguments: text(call.pointer("/function/arguments")).to_owned(),
+            });
+        }
+        out.finish_reason = c
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
+    if let Some(u) = body.get("usage") {
+        out.usage = Some(Usage {
+            input: num(u.get("prompt_tokens")),
+            output: num(u.get("completion_tokens")),
+            reasoning: num(u.pointer("/completion_tokens_details/reasoning_tokens")),
+        });
+    }
+}
+
+fn responses(body: &Value, out: &mut Reassembly) {
+    for item in body
+        .get("output")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match item.get("type").and_then(Value::as_str) {
+            Some("message") => {
+                for part in item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    out.answer.push_str(text(part.get("text")));
+                }
+            }
+            Some("reasoning") => {
+                for part in item
+                    .get("summary")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    out.reasoning.push_str(text(part.get("text")));
+                }
+                for part in item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    out.reasoning.push_str(text(part.get("text")));
+                }
+            }
+            Some("function_call") => out.tool_calls.push(ToolCallRecord {
+                key: text(item.get("call_id")).to_owned(),
+                name: text(item.get("name")).to_owned(),
+                arguments: text(item.get("arguments")).to_owned(),
+            }),
+            _ => {}
+        }
+    }
+    out.finish_reason = body
+        .get("status")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(u) = body.get("usage") {
+        out.usage = Some(Usage {
+            input: num(u.get("input_tokens")),
+            output: num(u.get("output_tokens")),
+            reasoning: num(u.pointer("/output_tokens_details/reasoning_tokens")),
+        });
+    }
+}
+
+fn anthropic(body: &Value, out: &mut Reassembly) {
+    for block in body
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => out.answer.push_str(text(block.get("text"))),
+            Some("thinking") => out.reasoning.push_str(text(block.get("thinking"))),
+            Some("tool_use") => out.tool_calls.push(ToolCallRecord {
+                key: text(block.get("id")).to_owned(),
+                name: text(block.get("name")).to_owned(),
+                arguments: block.get("input").map(Value::to_string).unwrap_or_default(),
+            }),
+            _ => {}
+        }
+    }
+    out.finish_reason = body
+        .get("stop_reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(u) = body.get("usage") {
+        out.usage = Some(Usage {
+            input: num(u.get("input_tokens")),
+            output: num(u.get("output_tokens")),
+            reasoning: None,
+        });
+    }
+}
+
+fn gemini(body: &Value, candidates: &[Value], out: &mut Reassembly) {
+    if let Some(c) = candidates.first() {
+        for part in c
+            .pointer("/content/parts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(call) = part.get("functionCall") {
+                out.tool_calls.push(ToolCallRecord {
+                    key: out.tool_calls.len().to_string(),
+                    name: text(call.get("name")).to_owned(),
+                    arguments: call.get("args").map(Value::to_string).unwrap_or_default(),
+                });
+            } else if part.get("thought").and_then(Value::as_bool) == Some(true) {
+                out.reasoning.push_str(text(part.get("text")));
+            } else {
+                out.answer.push_str(text(part.get("text")));
+            }
+        }
+        out.finish_reason = c
+            .get("finishReason")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
+    if let Some(u) = body.get("usageMetadata") {
+        out.usage = Some(Usage {
+            input: num(u.get("promptTokenCount")),
+            output: num(u.get("candidatesTokenCount")),
+            reasoning: num(u.get("thoughtsTokenCount")),
+        });
+    }
+}
+
+fn ollama(body: &Value, out: &mut Reassembly) {
+    let m = body.get("message");
+    out.answer.push_str(text(
+        m.and_then(|m| m.get("content"))
+            .or_else(|| body.get("response")),
+    ));
+    out.reasoning.push_str(text(
+        m.and_then(|m| m.get("thinking"))
+            .or_else(|| body.get("thinking")),
+    ));
+    for (i, call) in m
+        .and_then(|m| m.get("tool_calls"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        out.tool_calls.push(ToolCallRecord {
+            key: i.to_string(),
+            name: text(call.pointer("/function/name")).to_owned(),
+            arguments: call
+                .pointer("/function/arguments")
+                .map(Value::to_string)
+                .unwrap_or_default(),
+        });
+    }
+    out.finish_reason = body
+        .get("done_reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if body.get("eval_count").is_some() || body.get("prompt_eval_count").is_some() {
+        out.usage = Some(Usage {
+            input: num(body.get("prompt_eval_count")),
+            output: num(body.get("eval_count")),
+            reasoning: None,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_each_shape() {
+        let chat = json!({"choices":[{"message":{"content":"hi","tool_calls":[{"id":"c1","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":7}}});
+        let r = read(&chat);
+        assert_eq!(
+            (r.answer.as_str(), r.tool_calls[0].name.as_str()),
+            ("hi", "f")
+        );
+        assert_eq!(r.usage.unwrap().reasoning, Some(7));
+        let resp = json!({"object":"response","status":"completed","output":[{"type":"reasoning","summary":[{"text":"**H**"}]},{"type":"message","content":[{"type":"output_text","text":"ok"}]}],"usage":{"input_tokens":1,"output_tokens":2}});
+        let r = read(&resp);
+        assert_eq!((r.answer.as_str(), r.reasoning.as_str()), ("ok", "**H**"));
+        let ant = json!({"type":"message","content":[{"type":"thinking","thinking":"t"},{"type":"text","text":"a"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":2}});
+        assert_eq!(read(&ant).answer, "a");
+        let gem = json!({"candidates":[{"content":{"parts":[{"text":"t","thought":true},{"text":"a"}]},"finishReason":"STOP"}],"usageMetadata":{"thoughtsTokenCount":4}});
+        let r = read(&gem);
+        assert_eq!(
+            (
+                r.answer.as_str(),
+                r.reasoning.as_str(),
+                r.usage.unwrap().reasoning
+            ),
+            ("a", "t", Some(4))
+        );
+        let oll = json!({"message":{"content":"a","thinking":"t"},"done":true,"done_reason":"stop","eval_count":5});
+        assert_eq!(read(&oll).usage.unwrap().output, Some(5));
+        assert_eq!(
+            read(&json!({"error":{"message":"nope"}})).error.as_deref(),
+            Some("nope")
+        );
+    }
+}

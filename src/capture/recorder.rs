@@ -1,0 +1,311 @@
+//! Builds one exchange's capture record as the response passes: deltas with their arrival
+//! offsets (taken from the interpreter's reassembly as it grows), a bounded copy of a
+//! non-streaming body, and the final record. No I/O; offsets come in as durations.
+
+use super::record::{
+    CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, TokenUsage,
+    ToolCall,
+};
+use crate::apis::stream::{Reassembly, Summary};
+use crate::progress::state::Milestones;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Most deltas kept per record; past it the record is marked truncated.
+const MAX_DELTAS: usize = 20_000;
+
+/// What is known when the request arrives.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub id: String,
+    pub attempt: u32,
+    pub started_at_ms: i64,
+    pub route: String,
+    pub api: String,
+    pub method: String,
+    pub path: String,
+    pub tier: String,
+    pub level: CaptureLevel,
+    /// Largest request or response body kept, in bytes.
+    pub max_body: usize,
+}
+
+/// What is known when the exchange ends.
+#[derive(Debug, Default)]
+pub struct End<'a> {
+    pub request: Option<(&'a [u8], bool)>,
+    pub client_status: Option<u16>,
+    pub upstream_status: Option<u16>,
+    pub streamed: bool,
+    pub outcome: Option<Outcome>,
+    pub partial: bool,
+    pub milestones: Option<Milestones>,
+    pub longest_silence_ms: Option<f64>,
+    pub done_ms: f64,
+    pub overhead_ms: Option<f64>,
+    pub upstream_ms: Option<f64>,
+    pub summary: Option<&'a Summary>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Recorder {
+    meta: Meta,
+    client_first_byte: Option<Duration>,
+    seen_answer: usize,
+    seen_reasoning: usize,
+    seen_labels: usize,
+    deltas: Vec<Delta>,
+    body: Vec<u8>,
+    truncated: bool,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+impl Recorder {
+    pub fn new(meta: Meta) -> Self {
+        Recorder {
+            meta,
+            client_first_byte: None,
+            seen_answer: 0,
+            seen_reasoning: 0,
+            seen_labels: 0,
+            deltas: Vec::new(),
+            body: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    /// The client received body bytes.
+    pub fn client_bytes(&mut self, at: Duration) {
+        self.client_first_byte.get_or_insert(at);
+    }
+
+    /// Keeps a bounded copy of a body the interpreter does not read (a plain JSON answer).
+    pub fn upstream_body(&mut self, data: &[u8]) {
+        if self.meta.level != CaptureLevel::Full {
+            return;
+        }
+        let room = self.meta.max_body.saturating_sub(self.body.len());
+        if data.len() > room {
+            self.truncated = true;
+        }
+        self.body.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// Records what the reassembly gained since last time, as deltas at `at`.
+    pub fn after_feed(&mut self, out: &Reassembly, at: Duration) {
+        if self.meta.level != CaptureLevel::Full {
+            return;
+        }
+        let at_ms = ms(at);
+        let push = |deltas: &mut Vec<Delta>, truncated: &mut bool, kind, text: &str| {
+            if text.is_empty() {
+                return;
+            }
+            if deltas.len() >= MAX_DELTAS {
+                *truncated = true;
+                return;
+            }
+            deltas.push(Delta {
+                at_ms,
+                kind,
+                text: text.to_owned(),
+            });
+        };
+        if let Some(new) = out.answer.get(self.seen_answer..) {
+            push(
+                &mut self.deltas,
+                &mut self.truncated,
+                DeltaKind::Answer,
+                new,
+            );
+        }
+        self.seen_answer = out.answer.len();
+        if let Some(new) = out.reasoning.get(self.seen_reasoning..) {
+            push(
+                &mut self.deltas,
+                &mut self.truncated,
+                DeltaKind::Reasoning,
+                new,
+            );
+        }
+        self.seen_reasoning = out.reasoning.len();
+        for label in out.labels.iter().skip(self.seen_labels) {
+            push(
+                &mut self.deltas,
+                &mut self.truncated,
+                DeltaKind::Label,
+                label,
+            );
+        }
+        self.seen_labels = out.labels.len();
+    }
+
+    /// The finished record.
+    pub fn finish(self, end: End<'_>) -> CaptureRecord {
+        let full = self.meta.level == CaptureLevel::Full;
+        let request_json = end
+            .request
+            .and_then(|(bytes, _)| serde_json::from_slice::<Value>(bytes).ok());
+        let model = request_json
+            .as_ref()
+            .and_then(|v| v.get("model"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| gemini_model(&self.meta.path));
+        let mut truncated = self.truncated;
+        let request = if full {
+            end.request.map(|(bytes, whole)| {
+                truncated |= !whole;
+                request_json
+                    .clone()
+                    .unwrap_or_else(|| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+            })
+        } else {
+            None
+        };
+        let (reassembly, body) = match end.summary {
+            Some(s) if s.counters.events > 0 || !s.output.answer.is_empty() => {
+                (s.output.clone(), None)
+            }
+            _ => match serde_json::from_slice::<Value>(&self.body) {
+                Ok(v) => (crate::apis::answer::read(&v), Some(v)),
+                Err(_) => (Reassembly::default(), None),
+            },
+        };
+        truncated |= reassembly.truncated;
+        let usage = reassembly.usage.map(|u| TokenUsage {
+            input: u.input,
+            output: u.output,
+            reasoning: u.reasoning,
+        });
+        let upstream_timings = reassembly
+            .timings
+            .and_then(|t| serde_json::to_value(t).ok());
+        let response = full.then(|| Reassembled {
+            text: reassembly.answer.clone(),
+            reasoning: reassembly.reasoning.clone(),
+            tool_calls: reassembly
+                .tool_calls
+                .iter()
+                .map(|t| ToolCall {
+                    id: t.key.clone(),
+                    name: t.name.clone(),
+                    arguments: t.arguments.clone(),
+                })
+                .collect(),
+            finish_reason: reassembly.finish_reason.clone(),
+            body,
+        });
+        let m = end.milestones.unwrap_or_default();
+        let outcome = end.outcome.unwrap_or(Outcome::Ok);
+        let error = end.error.or_else(|| reassembly.error.clone());
+        CaptureRecord {
+            id: self.meta.id,
+            attempt: self.meta.attempt,
+            started_at_ms: self.meta.started_at_ms,
+            route: self.meta.route,
+            api: self.meta.api,
+            model,
+            method: self.meta.method,
+            path: self.meta.path,
+            client_status: end.client_status,
+            upstream_status: end.upstream_status,
+            streamed: end.streamed,
+            tier: self.meta.tier,
+            outcome,
+            partial: end.partial,
+            capture: self.meta.level,
+            timings: Timings {
+                upstream_headers_ms: m.upstream_headers_ms,
+                upstream_first_byte_ms: m.first_byte_ms,
+                client_first_byte_ms: self.client_first_byte.map(ms),
+                first_feedback_ms: m.first_feedback_ms,
+                first_reasoning_ms: m.first_reasoning_ms,
+                first_token_ms: m.first_token_ms,
+                done_ms: Some(end.done_ms),
+                longest_silence_ms: end.longest_silence_ms,
+                overhead_ms: end.overhead_ms,
+                upstream_ms: end.upstream_ms,
+            },
+            usage,
+            upstream_timings,
+            request,
+            response,
+            deltas: if full { self.deltas } else { Vec::new() },
+            error,
+            truncated,
+        }
+    }
+}
+
+/// `models/gemini-2.5-pro:streamGenerateContent` -> `gemini-2.5-pro`.
+fn gemini_model(path: &str) -> Option<String> {
+    let after = path.split("/models/").nth(1)?;
+    let model = after.split(':').next()?;
+    (!model.is_empty()).then(|| model.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            id: "abcdefghijklmnop".into(),
+            attempt: 1,
+            started_at_ms: 0,
+            route: "r".into(),
+            api: "openai".into(),
+            method: "POST".into(),
+            path: "/v1beta/models/gem-x:generateContent".into(),
+            tier: "off".into(),
+            level: CaptureLevel::Full,
+            max_body: 8,
+        }
+    }
+
+    #[test]
+    fn deltas_follow_the_reassembly_as_it_grows() {
+        let mut r = Recorder::new(meta());
+        let mut out = Reassembly::default();
+        out.reasoning.push_str("hm");
+        r.after_feed(&out, Duration::from_millis(5));
+        out.answer.push_str("Hel");
+        r.after_feed(&out, Duration::from_millis(9));
+        out.answer.push_str("lo");
+        r.after_feed(&out, Duration::from_millis(12));
+        let rec = r.finish(End {
+            done_ms: 20.0,
+            ..End::default()
+        });
+        let kinds: Vec<(f64, DeltaKind, &str)> = rec
+            .deltas
+            .iter()
+            .map(|d| (d.at_ms, d.kind, d.text.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (5.0, DeltaKind::Reasoning, "hm"),
+                (9.0, DeltaKind::Answer, "Hel"),
+                (12.0, DeltaKind::Answer, "lo")
+            ]
+        );
+        assert_eq!(rec.model.as_deref(), Some("gem-x"));
+    }
+
+    #[test]
+    fn bodies_are_bounded_and_marked_truncated() {
+        let mut r = Recorder::new(meta());
+        r.upstream_body(b"0123456789");
+        let rec = r.finish(End {
+            done_ms: 1.0,
+            ..End::default()
+        });
+        assert!(rec.truncated);
+    }
+}
