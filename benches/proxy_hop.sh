@@ -16,7 +16,8 @@ usage() {
     cat <<'EOF'
 usage: benches/proxy_hop.sh [options]
   --smoke              tiny durations, no oha install (falls back to examples/mini_load)
-  --duration S         seconds per load point (default 10; smoke 1)
+  --duration S         seconds per load point and round (default 5; smoke 1)
+  --rounds N           rounds of every load point, medians reported (default 3; smoke 1)
   --rates "R1 R2"      open-loop rates in requests/s (default "2000 5000")
   --conns N            connections for the closed-loop max-throughput run (default 64)
   --rate-conns N       connections for the open-loop runs (default 32)
@@ -36,6 +37,7 @@ EOF
 
 SMOKE=0
 DURATION=""
+ROUNDS=""
 RATES="2000 5000"
 CONNS=64
 RATE_CONNS=32
@@ -55,6 +57,7 @@ while (($#)); do
     case $1 in
         --smoke) SMOKE=1 ;;
         --duration) DURATION=$2; shift ;;
+        --rounds) ROUNDS=$2; shift ;;
         --rates) RATES=$2; shift ;;
         --conns) CONNS=$2; shift ;;
         --rate-conns) RATE_CONNS=$2; shift ;;
@@ -77,11 +80,13 @@ done
 
 if ((SMOKE)); then
     DURATION=${DURATION:-1}
+    ROUNDS=${ROUNDS:-1}
     GAP_US=${GAP_US:-100}
     STREAM_RUNS=${STREAM_RUNS:-1}
     WARMUP=1
 else
-    DURATION=${DURATION:-10}
+    DURATION=${DURATION:-5}
+    ROUNDS=${ROUNDS:-3}
     GAP_US=${GAP_US:-1000}
     STREAM_RUNS=${STREAM_RUNS:-3}
     WARMUP=2
@@ -314,7 +319,7 @@ EOF
         NGINX_PID=$!
         PIDS+=("$NGINX_PID")
         if wait_port "$NGINX_PID" "$NPORT" 10 && answers "http://127.0.0.1:$NPORT/fast"; then
-            workers=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
+            workers=$(pgrep -P "$NGINX_PID" | tr '\n' ' ' || true)
             for w in $workers; do PIDS+=("$w"); done
             # shellcheck disable=SC2206
             PROC_PIDS[nginx]="$NGINX_PID $workers"
@@ -349,7 +354,10 @@ EOF
         ALOUD_PID=$!
         PIDS+=("$ALOUD_PID")
         if wait_port "$ALOUD_PID" "$APORT" 15 && answers "http://127.0.0.1:$APORT/fast"; then
-            PROC_PIDS[aloud]=$ALOUD_PID
+            # Children too, should there be any (there are with benches/nginx_as_aloud.sh).
+            children=$(pgrep -P "$ALOUD_PID" | tr '\n' ' ' || true)
+            for c in $children; do PIDS+=("$c"); done
+            PROC_PIDS[aloud]="$ALOUD_PID $children"
             URL[aloud]="http://127.0.0.1:$APORT/fast"
             ACTIVE+=(aloud)
             log "aloud on 127.0.0.1:$APORT (pid $ALOUD_PID)"
@@ -392,28 +400,45 @@ diff3() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "nan" 
 log "warm-up: ${WARMUP} s closed loop per target"
 for t in "${ACTIVE[@]}"; do load "${URL[$t]}/json" 16 "$WARMUP" >/dev/null; done
 
-for rate in $RATES; do
+# measure POINT CONNS [RATE]: one round of one load point over every target, appending each
+# figure to a space-separated list (the median is taken over rounds) and summing CPU ticks,
+# 2xx answers and errors (so CPU per request is over all rounds).
+declare -A L
+measure() {
+    local point=$1 conns=$2 rate=${3:-} t c0 c1 rps="" p50 p99 ok err what
     for t in "${ACTIVE[@]}"; do
-        log "open loop $rate req/s, ${DURATION} s: $t"
+        if [[ -n $rate ]]; then what="open loop $rate req/s"; else what="closed loop -c $conns"; fi
+        log "$what, ${DURATION} s, round $round/$ROUNDS: $t"
+        c0=0 c1=0 rps="" ok="" err=""
         # shellcheck disable=SC2086
-        c0=$([[ -n ${PROC_PIDS[$t]:-} ]] && cpu_ticks ${PROC_PIDS[$t]} || echo 0)
-        IFS=$'\t' read -r rps p50 p99 ok err < <(load "${URL[$t]}/json" "$RATE_CONNS" "$DURATION" "$rate")
+        [[ -z ${PROC_PIDS[$t]:-} ]] || c0=$(cpu_ticks ${PROC_PIDS[$t]})
+        IFS=$'\t' read -r rps p50 p99 ok err < <(load "${URL[$t]}/json" "$conns" "$DURATION" ${rate:+"$rate"}) || true
+        ok=${ok:-0} err=${err:-0}
+        [[ -n $rps ]] || { rps=0 p50=nan p99=nan; log "no result from the load generator for $t"; }
         # shellcheck disable=SC2086
-        c1=$([[ -n ${PROC_PIDS[$t]:-} ]] && cpu_ticks ${PROC_PIDS[$t]} || echo 0)
-        R[$t:$rate:rps]=$rps R[$t:$rate:p50]=$p50 R[$t:$rate:p99]=$p99 R[$t:$rate:ok]=$ok R[$t:$rate:err]=$err
-        [[ -n ${PROC_PIDS[$t]:-} ]] && R[$t:$rate:cpu]=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$ok" 'BEGIN { if (n > 0) print d / hz * 1e6 / n; else print "" }')
+        [[ -z ${PROC_PIDS[$t]:-} ]] || c1=$(cpu_ticks ${PROC_PIDS[$t]})
+        L[$t:$point:rps]+="$rps " L[$t:$point:p50]+="$p50 " L[$t:$point:p99]+="$p99 "
+        L[$t:$point:ok]=$((${L[$t:$point:ok]:-0} + ${ok%.*}))
+        L[$t:$point:err]=$((${L[$t:$point:err]:-0} + ${err%.*}))
+        L[$t:$point:ticks]=$((${L[$t:$point:ticks]:-0} + c1 - c0))
     done
-done
+}
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
+for round in $(seq "$ROUNDS"); do
+    for rate in $RATES; do measure "$rate" "$RATE_CONNS" "$rate"; done
+    measure max "$CONNS"
+done
 for t in "${ACTIVE[@]}"; do
-    log "closed loop -c $CONNS, ${DURATION} s: $t"
-    # shellcheck disable=SC2086
-    c0=$([[ -n ${PROC_PIDS[$t]:-} ]] && cpu_ticks ${PROC_PIDS[$t]} || echo 0)
-    IFS=$'\t' read -r rps p50 p99 ok err < <(load "${URL[$t]}/json" "$CONNS" "$DURATION")
-    # shellcheck disable=SC2086
-    c1=$([[ -n ${PROC_PIDS[$t]:-} ]] && cpu_ticks ${PROC_PIDS[$t]} || echo 0)
-    R[$t:max:rps]=$rps R[$t:max:p50]=$p50 R[$t:max:p99]=$p99 R[$t:max:ok]=$ok R[$t:max:err]=$err
-    [[ -n ${PROC_PIDS[$t]:-} ]] && R[$t:max:cpu]=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$ok" 'BEGIN { if (n > 0) print d / hz * 1e6 / n; else print "" }')
+    for point in $RATES max; do
+        for k in rps p50 p99; do R[$t:$point:$k]=$(median "${L[$t:$point:$k]:-}"); done
+        R[$t:$point:ok]=${L[$t:$point:ok]:-0}
+        R[$t:$point:err]=${L[$t:$point:err]:-0}
+        if [[ -n ${PROC_PIDS[$t]:-} ]]; then
+            R[$t:$point:cpu]=$(awk -v d="${L[$t:$point:ticks]:-0}" -v hz="$CLK_TCK" -v n="${R[$t:$point:ok]}" \
+                'BEGIN { if (n > 0) print d / hz * 1e6 / n; else print "" }')
+        fi
+    done
 done
 
 log "per-chunk delay: $STREAM_RUNS x $CHUNKS events, gap $GAP_US us"
@@ -425,6 +450,13 @@ done
 while IFS=$'\t' read -r name n p50 p99 max errs; do
     R[$name:chunk:n]=$n R[$name:chunk:p50]=$p50 R[$name:chunk:p99]=$p99 R[$name:chunk:max]=$max R[$name:chunk:err]=$errs
 done <"$WORK/chunks.tsv"
+
+for t in "${ACTIVE[@]}"; do
+    # shellcheck disable=SC2086
+    for pid in ${PROC_PIDS[$t]:-}; do
+        kill -0 "$pid" 2>/dev/null || NOTE[$t]="process $pid died during the run; figures after that are errors"
+    done
+done
 
 # ---------------------------------------------------------------------------------------------
 # Report
@@ -446,12 +478,12 @@ report() {
     echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') 1 worker, keepalive upstream pool, proxy_buffering off, access_log off"
     echo "- aloud: $ALOUD_BIN, RUST_LOG=${RUST_LOG:-warn}"
     for t in "${ALL[@]}"; do
-        [[ -n ${NOTE[$t]:-} ]] && echo "- **$t: n/a**: ${NOTE[$t]}"
+        if [[ -n ${NOTE[$t]:-} ]]; then echo "- **$t**: ${NOTE[$t]}"; fi
     done
     echo
     echo "## Latency at fixed open-loop rates (ms, corrected for coordinated omission)"
     echo
-    echo "Each point: ${DURATION} s at the rate, $RATE_CONNS connections. Added = target minus direct at the same rate."
+    echo "Each point: median of $ROUNDS round(s) of ${DURATION} s at the rate, $RATE_CONNS connections (proxy CPU and error counts: over all rounds). Added = target minus direct at the same rate."
     echo
     echo "| rate (req/s) | target | achieved req/s | p50 | p99 | p50 added | p99 added | proxy CPU µs/req | non-2xx/errors |"
     echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -470,7 +502,7 @@ report() {
         done
     done
     echo
-    echo "## Max throughput (closed loop, $CONNS connections, ${DURATION} s)"
+    echo "## Max throughput (closed loop, $CONNS connections, median of $ROUNDS round(s) of ${DURATION} s)"
     echo
     echo "| target | req/s | vs nginx | p50 ms | p99 ms | proxy CPU µs/req | non-2xx/errors |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -502,12 +534,13 @@ report() {
     echo
     echo "## Idle memory (VmRSS after start, before load)"
     echo
-    echo "| target | VmRSS MB | processes |"
+    echo "| target | VmRSS MB | processes summed |"
     echo "|---|---:|---|"
     for t in nginx aloud; do
         want "$t" || continue
         if [[ -n ${RSS[$t]:-} ]]; then
-            echo "| $t | $(awk -v k="${RSS[$t]}" 'BEGIN { printf "%.1f", k / 1024 }') | $([[ $t == nginx ]] && echo 'master + worker' || echo 'one process') |"
+            # shellcheck disable=SC2086
+            echo "| $t | $(awk -v k="${RSS[$t]}" 'BEGIN { printf "%.1f", k / 1024 }') | $(set -- ${PROC_PIDS[$t]}; echo "$#") |"
         else
             echo "| $t | n/a | |"
         fi
