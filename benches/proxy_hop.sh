@@ -174,6 +174,18 @@ cpu_ticks() {
     echo "$total"
 }
 CLK_TCK=$(getconf CLK_TCK)
+
+# How busy the machine was with work other than ours: all CPU time (user + nice + system, from
+# /proc/stat) minus this script's own and its reaped children's (oha, chunk_delay, curl, jq: their
+# times reach cutime/cstime once reaped) minus the long-running processes it started. Also
+# hypervisor steal. Prints "other_ticks steal_ticks" since the snapshot given as arguments.
+contention_snapshot() {
+    local machine steal self ours
+    read -r machine steal < <(awk '/^cpu / { print $2 + $3 + $4, $9 }' /proc/stat)
+    self=$(sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $12 + $13 + $14 + $15 }')
+    ours=$(cpu_ticks "${PIDS[@]}")
+    echo "$machine $steal $self $ours"
+}
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------------
@@ -397,6 +409,8 @@ fmt0() { awk -v x="$1" 'BEGIN { if (x == "" || x == "nan") print "-"; else print
 sub3() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "nan" || b == "nan") print "-"; else printf "%+.3f", a - b }'; }
 diff3() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "nan" || b == "nan") print "-"; else printf "%.3f", a - b }'; }
 
+SNAP0=$(contention_snapshot)
+T0=$(date +%s.%N)
 log "warm-up: ${WARMUP} s closed loop per target"
 for t in "${ACTIVE[@]}"; do load "${URL[$t]}/json" 16 "$WARMUP" >/dev/null; done
 
@@ -451,6 +465,15 @@ while IFS=$'\t' read -r name n p50 p99 max errs; do
     R[$name:chunk:n]=$n R[$name:chunk:p50]=$p50 R[$name:chunk:p99]=$p99 R[$name:chunk:max]=$max R[$name:chunk:err]=$errs
 done <"$WORK/chunks.tsv"
 
+SNAP1=$(contention_snapshot)
+T1=$(date +%s.%N)
+# shellcheck disable=SC2086
+read -r OTHER_PCT STEAL_PCT < <(awk -v a="$SNAP0" -v b="$SNAP1" -v t0="$T0" -v t1="$T1" -v hz="$CLK_TCK" -v n="$(nproc)" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    cap = (t1 - t0) * hz * n / 100
+    other = (y[1] - x[1]) - (y[3] - x[3]) - (y[4] - x[4]); if (other < 0) other = 0
+    printf "%.0f %.0f\n", other / cap, (y[2] - x[2]) / cap }')
+
 for t in "${ACTIVE[@]}"; do
     # shellcheck disable=SC2086
     for pid in ${PROC_PIDS[$t]:-}; do
@@ -473,6 +496,7 @@ report() {
     echo "# aloud proxy hop benchmark"
     echo
     echo "- when: $(date -u '+%Y-%m-%d %H:%M:%SZ'); host: $(nproc) cores, $(uname -r); load average at start: $LOADAVG"
+    echo "- other load during the measurement: processes not ours used ≈ ${OTHER_PCT}% of the machine's CPU, hypervisor steal ${STEAL_PCT}%$(awk -v o="$OTHER_PCT" -v s="$STEAL_PCT" 'BEGIN { if (o + s > 10) print " — **the machine was busy: treat the figures as noisy**" }')"
     echo "- mode: $( ((SMOKE)) && echo 'smoke (tiny durations: figures are not meaningful)' || echo full); load generator: $LOAD_DESC"
     echo "- upstream: examples/fast_upstream (1 thread), /json = 341-byte JSON; pinning: $PINNING"
     echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') 1 worker, keepalive upstream pool, proxy_buffering off, access_log off"
