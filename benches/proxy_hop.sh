@@ -103,6 +103,9 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/proxy_hop.XXXXXX")
 PIDS=()
 
 cleanup() {
+    # A subshell that catches the signal too (timeout and Ctrl-C signal the whole process group)
+    # must not clean up under the main shell's feet: only the main shell does.
+    [[ $BASHPID == "$$" ]] || return 0
     local pid
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do
@@ -266,12 +269,13 @@ load() {
 # ---------------------------------------------------------------------------------------------
 # Start the upstream and the proxies
 
+: >"$WORK/upstream.out" # exists before the child's redirection opens it: no race with the poll
 "${ON_LOAD[@]}" "$EX/fast_upstream" --listen 127.0.0.1:0 >"$WORK/upstream.out" 2>"$WORK/upstream.err" &
 UP_PID=$!
 PIDS+=("$UP_PID")
 UPSTREAM=""
 for _ in $(seq 500); do
-    UPSTREAM=$(sed -n 's/^listening on //p' "$WORK/upstream.out")
+    UPSTREAM=$(sed -n 's/^listening on //p' "$WORK/upstream.out" 2>/dev/null || true)
     [[ -n $UPSTREAM ]] && break
     kill -0 "$UP_PID" 2>/dev/null || die "fast_upstream exited: $(cat "$WORK/upstream.err")"
     sleep 0.02
