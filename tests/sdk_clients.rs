@@ -290,6 +290,12 @@ fn check_document(script: Script, scenario: &str, doc: &Value) {
         None => {
             assert!(doc.get("error").is_none(), "{what}: {doc}");
             assert!(object.len() >= 2, "{what}: nothing parsed: {doc}");
+            // Streams list what the SDK yielded (chunks, events, parts): never nothing.
+            for (key, value) in object {
+                if let Value::Array(items) = value {
+                    assert!(items.len() > 3, "{what}: {key} has {} items", items.len());
+                }
+            }
         }
     }
 }
@@ -363,6 +369,7 @@ async fn openai_node() {
             "responses_stream",
             "responses_stream_helper",
             "error_429",
+            "error_401",
         ],
     )
     .await;
