@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what the real-client tests (tests/sdk_clients.rs) need, and nothing when it is
+# already there:
+#   .venv/                      python3 -m venv, then tests/clients/requirements.txt (pinned)
+#   tests/clients/node_modules  npm ci from tests/clients/package-lock.json (pinned)
+#   /usr/bin/chromium           Debian's chromium, only when absent (needs root, as in CI)
+# Safe to run again; works without stdin (CI=true).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+clients="$root/tests/clients"
+
+say() { printf 'install-test-deps: %s\n' "$*"; }
+
+# --- Python SDKs -------------------------------------------------------------------------
+venv="$root/.venv"
+req="$clients/requirements.txt"
+stamp="$venv/.requirements.txt"
+if [[ ! -x "$venv/bin/python" ]]; then
+    say "creating $venv with $(command -v python3) ($(python3 --version 2>&1))"
+    python3 -m venv "$venv"
+fi
+if [[ -f "$stamp" ]] && cmp -s "$req" "$stamp"; then
+    say "python SDKs already installed ($(grep -E '^(openai|anthropic)==' "$req" | paste -sd ' '))"
+else
+    say "pip install -r tests/clients/requirements.txt"
+    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet -r "$req"
+    cp "$req" "$stamp"
+fi
+
+# --- Node SDKs ---------------------------------------------------------------------------
+lock="$clients/package-lock.json"
+nm_lock="$clients/node_modules/.package-lock.json"
+node_stamp="$clients/node_modules/.aloud-package-lock.json"
+if [[ -f "$nm_lock" && -f "$node_stamp" ]] && cmp -s "$lock" "$node_stamp"; then
+    say "node packages already installed (node $(node --version))"
+else
+    say "npm ci in tests/clients (node $(node --version))"
+    (cd "$clients" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+    cp "$lock" "$node_stamp"
+fi
+
+# --- Chromium ----------------------------------------------------------------------------
+if [[ -x /usr/bin/chromium ]]; then
+    say "chromium already installed ($(/usr/bin/chromium --version 2>/dev/null || echo '?'))"
+else
+    sudo=()
+    if [[ "$(id -u)" != 0 ]]; then
+        sudo=(sudo -n)
+    fi
+    say "apt-get install chromium (Debian)"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium </dev/null
+    say "installed $(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
+fi
+say "done"
