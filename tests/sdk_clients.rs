@@ -123,7 +123,7 @@ impl Stack {
 
 fn aloud_config(sim: SocketAddr) -> String {
     format!(
-        "[server]\nshutdown_grace = \"1s\"\n\
+        "[server]\nshutdown_grace = \"1s\"\n[progress]\nheartbeat = \"100ms\"\n\
          [[routes]]\nname = \"openai\"\nprefix = \"/openai\"\nupstream = \"http://{sim}\"\napi = \"openai\"\n\
          [[routes]]\nname = \"anthropic\"\nprefix = \"/anthropic\"\nupstream = \"http://{sim}\"\napi = \"anthropic\"\n"
     )
@@ -413,6 +413,69 @@ async fn sse_ids_change_nothing_parsed() {
             let through = run(&clients, script, scenario, &aloud_url, &ids).await;
             assert_same(&what, ("direct", &direct), ("through aloud", &through));
             assert_same(&what, ("without ids", &plain), ("with ids", &direct));
+        }
+    })
+    .await;
+}
+
+/// Comments injected while the model is silent change nothing the SDKs parse: on long waits
+/// (many heartbeats), with and without `id:` lines, for every client. The same calls with
+/// `Aloud-Progress: off` through aloud, and directly, give the same documents.
+#[tokio::test]
+async fn comments_change_nothing_parsed() {
+    let Some(clients) = clients() else { return };
+    with_stack(|stack| async move {
+        let long = ["x-sim-think-ms=700"];
+        // First prove that comments really are injected with these settings.
+        let probe = format!("http://{}/openai/v1/chat/completions", stack.aloud);
+        let r = support::post(
+            &probe,
+            &[
+                ("content-type", "application/json"),
+                ("x-sim-seed", "42"),
+                ("x-sim-think-ms", "700"),
+                ("x-sim-tokens", "3"),
+                ("x-sim-sse-ids", "1"),
+            ],
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+        let text = String::from_utf8(support::body_bytes(r).await.to_vec()).unwrap();
+        assert!(
+            text.matches(": aloud ").count() >= 3,
+            "no comments were injected:\n{text}"
+        );
+        for (script, scenario) in [
+            (Script::OpenAiPy, "chat_stream"),
+            (Script::OpenAiPy, "chat_stream_helper"),
+            (Script::OpenAiPy, "responses_stream_helper"),
+            (Script::AnthropicPy, "messages_stream"),
+            (Script::AnthropicPy, "messages_stream_helper"),
+            (Script::OpenAiNode, "chat_stream_helper"),
+            (Script::OpenAiNode, "responses_stream_helper"),
+            (Script::VercelAi, "openai_chat_stream"),
+            (Script::VercelAi, "openai_responses_stream"),
+            (Script::VercelAi, "anthropic_stream"),
+        ] {
+            for ids in [false, true] {
+                let mut headers: Vec<&str> = long.to_vec();
+                if ids {
+                    headers.push("x-sim-sse-ids=1");
+                }
+                let what = format!("{} {scenario} (long wait, ids: {ids})", script.file());
+                let direct_url = stack.base_url(script, scenario, Target::Direct);
+                let aloud_url = stack.base_url(script, scenario, Target::Aloud);
+                let direct = run(&clients, script, scenario, &direct_url, &headers).await;
+                check_document(script, scenario, &direct);
+                let mut with_comments = headers.clone();
+                with_comments.push("aloud-progress=comments");
+                let commented = run(&clients, script, scenario, &aloud_url, &with_comments).await;
+                assert_same(&what, ("direct", &direct), ("with comments", &commented));
+                let mut off = headers.clone();
+                off.push("aloud-progress=off");
+                let plain = run(&clients, script, scenario, &aloud_url, &off).await;
+                assert_same(&what, ("off", &plain), ("with comments", &commented));
+            }
         }
     })
     .await;
