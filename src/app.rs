@@ -5,15 +5,15 @@ use crate::capture::CaptureSink;
 use crate::config::CorsConfig;
 use crate::config::{Config, ServerConfig};
 use crate::cors;
-use crate::demo;
+use crate::endpoints;
 use crate::progress::hub::HubLimits;
 use crate::progress::ladder::Rung;
-use crate::progress::{self, Hub, Ladder};
+use crate::progress::{Hub, Ladder};
 use crate::proxy::error::{Origin, ProxyError};
 use crate::proxy::{self, CaptureSettings, Exchange, ProgressSettings, RouteRuntime};
 use crate::request_id;
 use axum::body::Body;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -143,10 +143,10 @@ async fn answer(
         .into_response(api);
     }
     if path == "/healthz" {
-        return json(StatusCode::OK, r#"{"status":"ok"}"#);
+        return endpoints::json(StatusCode::OK, r#"{"status":"ok"}"#);
     }
     if path == "/aloud" || path.starts_with("/aloud/") {
-        return own_endpoint(app, &req, path);
+        return endpoints::answer(app, req, path).await;
     }
     if let Some((rt, rest)) = route {
         let ex = Exchange {
@@ -160,7 +160,7 @@ async fn answer(
         return proxy::forward(rt, &rest, req, ex).await;
     }
     if path == "/" {
-        return redirect("/aloud/", req.uri().query());
+        return endpoints::redirect("/aloud/", req.uri().query());
     }
     let prefixes: Vec<&str> = app.routes.iter().map(|r| r.route.prefix.as_str()).collect();
     ProxyError::new(
@@ -170,72 +170,4 @@ async fn answer(
         format!("no route matches {path}; routes: {}", prefixes.join(", ")),
     )
     .into_response(Api::OpenAi)
-}
-
-fn own_endpoint(app: &App, req: &Request<Incoming>, path: &str) -> Response<Body> {
-    if let Some(id) = path.strip_prefix("/aloud/v1/progress/") {
-        if req.method() != Method::GET {
-            return ProxyError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                Origin::Downstream,
-                "method",
-                "use GET",
-            )
-            .into_response(Api::OpenAi);
-        }
-        return progress::side_channel::subscribe(
-            &app.progress.hub,
-            id,
-            req.headers(),
-            req.uri().query(),
-        );
-    }
-    match path {
-        "/aloud" => redirect("/aloud/", req.uri().query()),
-        "/aloud/" => asset(
-            "text/html; charset=utf-8",
-            demo::page(app.routes.iter().map(|r| &r.route)),
-        ),
-        "/aloud/aloud.js" => asset("text/javascript; charset=utf-8", demo::CLIENT_JS.to_owned()),
-        _ => ProxyError::new(
-            StatusCode::NOT_FOUND,
-            Origin::Downstream,
-            "no_endpoint",
-            format!("aloud has no endpoint {path}"),
-        )
-        .into_response(Api::OpenAi),
-    }
-}
-
-fn asset(content_type: &'static str, body: String) -> Response<Body> {
-    let mut r = Response::new(Body::from(body));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
-}
-
-fn json(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-/// A redirect that keeps the query string (the demo page reads its settings from it).
-fn redirect(to: &str, query: Option<&str>) -> Response<Body> {
-    let target = match query {
-        Some(q) => format!("{to}?{q}"),
-        None => to.to_owned(),
-    };
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-    if let Ok(v) = HeaderValue::from_str(&target) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
 }

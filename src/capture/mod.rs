@@ -1,5 +1,6 @@
 //! Capture: one record per exchange, redacted, queued and written without slowing the request.
 
+pub mod beacon;
 pub mod record;
 pub mod recorder;
 
@@ -8,7 +9,11 @@ pub use record::{
     ToolCall,
 };
 
-/// Where finished records go (the batching writer). `submit` must never block.
+/// Where finished records and beacons go (the batching writer). Nothing here may block.
 pub trait CaptureSink: Send + Sync {
     fn submit(&self, record: CaptureRecord);
+    /// Whether `id` is waiting in the queue or already stored (beacons for others get 404).
+    fn known(&self, id: &str) -> bool;
+    fn timings(&self, id: &str, timings: beacon::ClientTimings);
+    fn feedback(&self, id: &str, feedback: beacon::Feedback);
 }

@@ -264,6 +264,13 @@ impl Hub {
         }
     }
 
+    /// Whether a request with `id` is in flight or finished and still remembered.
+    pub fn knows(&self, id: &str) -> bool {
+        self.lock()
+            .get(id)
+            .is_some_and(|e| !matches!(e.stage, Stage::Awaited { .. }))
+    }
+
     /// How many ids the hub remembers (for tests and stats).
     pub fn len(&self) -> usize {
         self.lock().len()

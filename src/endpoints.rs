@@ -1,0 +1,178 @@
+//! aloud's own endpoints under `/aloud/`: the demo page and its client, the progress side
+//! channel, and the client beacons.
+
+use crate::apis::Api;
+use crate::app::App;
+use crate::capture::beacon;
+use crate::demo;
+use crate::progress;
+use crate::proxy::error::{Origin, ProxyError};
+use axum::body::Body;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+/// Answers a request under `/aloud`.
+pub async fn answer(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> {
+    if let Some(id) = path.strip_prefix("/aloud/v1/progress/") {
+        if req.method() != Method::GET {
+            return refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method",
+                "the side channel answers GET",
+            );
+        }
+        return progress::side_channel::subscribe(
+            &app.progress.hub,
+            id,
+            req.headers(),
+            req.uri().query(),
+        );
+    }
+    if let Some(rest) = path.strip_prefix("/aloud/v1/requests/") {
+        return beacon(app, req, rest).await;
+    }
+    match path {
+        "/aloud" => redirect("/aloud/", req.uri().query()),
+        "/aloud/" => asset(
+            "text/html; charset=utf-8",
+            demo::page(app.routes.iter().map(|r| &r.route)),
+        ),
+        "/aloud/aloud.js" => asset("text/javascript; charset=utf-8", demo::CLIENT_JS.to_owned()),
+        _ => refuse(
+            StatusCode::NOT_FOUND,
+            "no_endpoint",
+            &format!("aloud has no endpoint {path}"),
+        ),
+    }
+}
+
+fn refuse(status: StatusCode, label: &'static str, message: &str) -> Response<Body> {
+    ProxyError::new(status, Origin::Downstream, label, message).into_response(Api::OpenAi)
+}
+
+/// `POST /aloud/v1/requests/{id}/timings|feedback`: JSON, also as `text/plain` (sendBeacon).
+async fn beacon(app: &App, req: Request<Incoming>, rest: &str) -> Response<Body> {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut response = beacon_inner(app, req, rest).await;
+    // Beacons only add data to an unguessable id, so any origin may send them.
+    if let Some(o) = origin {
+        response
+            .headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response<Body> {
+    let Some((id, kind)) = rest.split_once('/') else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no_endpoint",
+            "use /aloud/v1/requests/{id}/timings or /feedback",
+        );
+    };
+    if kind != "timings" && kind != "feedback" {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no_endpoint",
+            "use /aloud/v1/requests/{id}/timings or /feedback",
+        );
+    }
+    if req.method() == Method::OPTIONS {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, OPTIONS"),
+        );
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        return r;
+    }
+    if req.method() != Method::POST {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method",
+            "beacons are POSTed",
+        );
+    }
+    let Some(sink) = app.capture.sink.as_ref() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "capture_off",
+            "capture is off, so there is nothing to attach this to",
+        );
+    };
+    if !crate::request_id::is_valid(id) || !(app.progress.hub.knows(id) || sink.known(id)) {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "unknown_request",
+            &format!("no request with id {id:?} is known"),
+        );
+    }
+    let body = match Limited::new(req.into_body(), beacon::MAX_BEACON)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "beacon_too_large",
+                &format!("beacons are at most {} bytes", beacon::MAX_BEACON),
+            );
+        }
+    };
+    let result = if kind == "timings" {
+        beacon::parse_timings(&body).map(|t| sink.timings(id, t))
+    } else {
+        beacon::parse_feedback(&body).map(|f| sink.feedback(id, f))
+    };
+    match result {
+        Ok(()) => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Err(reason) => refuse(StatusCode::BAD_REQUEST, "bad_beacon", &reason),
+    }
+}
+
+fn asset(content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+pub fn json(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A redirect that keeps the query string (the demo page reads its settings from it).
+pub fn redirect(to: &str, query: Option<&str>) -> Response<Body> {
+    let target = match query {
+        Some(q) => format!("{to}?{q}"),
+        None => to.to_owned(),
+    };
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
