@@ -4,6 +4,10 @@
     clippy::expect_used,
     reason = "a test fails loudly on the first surprise"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test upstream drivers end with the test"
+)]
 
 mod support;
 
@@ -351,5 +355,149 @@ async fn errors_before_the_upstream_keep_their_status_in_the_events_tier() {
     .await;
     assert_eq!(r.status(), 400);
     assert!(text(r).await.contains("Aloud-Progress must be one of"));
+    aloud.stop().await;
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test]
+async fn compressed_upstreams_are_read_but_never_injected_into() {
+    let sse =
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n".to_vec();
+    let zipped = gzip(&sse);
+    let json = gzip(br#"{"object":"chat.completion","choices":[{"message":{"content":"hi"}}]}"#);
+    let asked_identity = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let seen = asked_identity.clone();
+    let up = Upstream::start(move |req: http::Request<hyper::body::Incoming>| {
+        let (zipped, json, seen) = (zipped.clone(), json.clone(), seen.clone());
+        async move {
+            if req
+                .headers()
+                .get("accept-encoding")
+                .is_none_or(|v| v != "identity")
+            {
+                seen.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+            if req.uri().path().ends_with("plain") {
+                return response(
+                    200,
+                    &[
+                        ("content-type", "application/json"),
+                        ("content-encoding", "gzip"),
+                    ],
+                    full(json),
+                );
+            }
+            // Half the body, a silence long enough for several heartbeats, then the rest.
+            let (tx, body) = channel_body();
+            let (a, b) = zipped.split_at(zipped.len() / 2);
+            let (a, b) = (
+                bytes::Bytes::copy_from_slice(a),
+                bytes::Bytes::copy_from_slice(b),
+            );
+            tokio::spawn(async move {
+                tx.send(a).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+                tx.send(b).await.unwrap();
+            });
+            response(
+                200,
+                &[
+                    ("content-type", "text/event-stream"),
+                    ("content-encoding", "gzip"),
+                ],
+                body,
+            )
+        }
+    })
+    .await;
+    let toml = route_config(up.addr, "openai", "", "").replace(
+        "[server]\n",
+        "[progress]\nheartbeat = \"100ms\"\n[server]\n",
+    );
+    let aloud = Aloud::start(&toml).await;
+    let r = post(
+        &aloud.url("/up/v1/chat/completions"),
+        &[("accept-encoding", "gzip")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let bytes = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        bytes.to_vec(),
+        gzip_again_check(&bytes, &sse),
+        "compressed bytes pass through unchanged, nothing injected"
+    );
+    let body = text(
+        post(
+            &aloud.url("/up/v1/plain"),
+            &[("aloud-progress", "events")],
+            CHAT,
+        )
+        .await,
+    )
+    .await;
+    let result = events(&body)
+        .into_iter()
+        .find(|e| e.0 == "aloud.result")
+        .unwrap();
+    let v: Value = serde_json::from_str(&result.1).unwrap();
+    assert_eq!(
+        v["body"]["choices"][0]["message"]["content"], "hi",
+        "decoded before wrapping"
+    );
+    assert!(
+        asked_identity.load(std::sync::atomic::Ordering::SeqCst),
+        "aloud asks upstreams for identity"
+    );
+    aloud.stop().await;
+}
+
+/// The relayed bytes must be exactly the upstream's gzip stream: decoding them gives the SSE.
+fn gzip_again_check(relayed: &[u8], sse: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(relayed)
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out, sse);
+    relayed.to_vec()
+}
+
+#[tokio::test]
+async fn configured_label_ladders_replace_the_defaults() {
+    let toml = SIM.replace(
+        "hold = \"1s\"\n",
+        "hold = \"1s\"\n[progress.labels]\nwaiting = [{ after = \"0s\", text = \"Hang on\" }, { after = \"300ms\", text = \"Still going\" }]\n",
+    );
+    let aloud = Aloud::start(&toml).await;
+    let h = [
+        ("content-type", "application/json"),
+        ("aloud-progress", "events"),
+        ("x-sim-seed", "3"),
+        ("x-sim-think-ms", "700"),
+        ("x-sim-tokens", "2"),
+        ("x-sim-token-ms", "1"),
+    ];
+    let body = text(post(&aloud.url("/sim/v1/chat/completions"), &h, CHAT).await).await;
+    let labels: Vec<String> = events(&body)
+        .into_iter()
+        .filter(|e| e.0 == "aloud.progress")
+        .map(|e| serde_json::from_str::<Value>(&e.1).unwrap())
+        .filter(|p| p["phase"] == "waiting")
+        .map(|p| p["label"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        labels.first().map(String::as_str),
+        Some("Hang on"),
+        "{labels:?}"
+    );
+    assert!(labels.iter().any(|l| l == "Still going"), "{labels:?}");
     aloud.stop().await;
 }
