@@ -58,7 +58,15 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     let doc = documented();
     assert_eq!(
         doc.keys().cloned().collect::<Vec<_>>(),
-        ["cors", "progress", "routes", "server", "upstream"]
+        [
+            "capture",
+            "capture.redact",
+            "cors",
+            "progress",
+            "routes",
+            "server",
+            "upstream"
+        ]
     );
     for (section, keys) in &doc {
         let documented: BTreeSet<String> = keys.keys().cloned().collect();
@@ -70,6 +78,7 @@ fn every_key_is_documented_and_every_documented_key_exists() {
 fn documented_defaults_are_the_real_defaults() {
     let doc = documented();
     let config = Config::builtin(&MapEnv::default()).unwrap();
+
     let s = &config.server;
     let l = &config.routes[0].limits;
     let quoted = |section: &str, key: &str| {
@@ -78,6 +87,25 @@ fn documented_defaults_are_the_real_defaults() {
             .trim_matches('"')
             .to_owned()
     };
+    let c = &config.capture;
+    assert_eq!(quoted("capture", "database"), c.database.to_str().unwrap());
+    assert_eq!(
+        parse_size(&quoted("capture", "spill_max")).unwrap(),
+        c.spill_max
+    );
+    assert_eq!(
+        parse_size(&quoted("capture", "queue_max")).unwrap(),
+        c.queue_max
+    );
+    assert_eq!(
+        parse_duration(&quoted("capture", "flush_interval")).unwrap(),
+        c.flush_interval
+    );
+    assert_eq!(
+        quoted("capture", "batch_max").parse::<usize>().unwrap(),
+        c.batch_max
+    );
+    assert_eq!(quoted("routes", "capture_max_body"), "1MiB");
     assert_eq!(quoted("server", "listen"), s.listen.to_string());
     assert_eq!(
         quoted("server", "max_concurrent_requests")

@@ -34,6 +34,11 @@ pub mod defaults {
     pub const RETAIN_MAX: u32 = 10_000;
     pub const AWAIT_REQUEST: Duration = Duration::from_secs(30);
     pub const CAPTURE_MAX_BODY: u64 = 1 << 20;
+    pub const DATABASE: &str = "aloud.db";
+    pub const SPILL_MAX: u64 = 1 << 30;
+    pub const QUEUE_MAX: u64 = 64 << 20;
+    pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+    pub const BATCH_MAX: u32 = 256;
 }
 
 /// The upstream value that selects the built-in simulator.
@@ -43,8 +48,37 @@ pub const BUILTIN_SIMULATOR: &str = "builtin:simulator";
 pub struct Config {
     pub server: ServerConfig,
     pub progress: ProgressConfig,
+    pub capture: CaptureConfig,
     pub cors: CorsConfig,
     pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    pub enabled: bool,
+    /// The SQLite database file.
+    pub database: PathBuf,
+    /// Where records wait while the database is unavailable.
+    pub spill_dir: PathBuf,
+    /// Spill size past which records are dropped (counted and logged).
+    pub spill_max: u64,
+    /// Bytes of records waiting in memory for the writer.
+    pub queue_max: u64,
+    pub flush_interval: Duration,
+    pub batch_max: usize,
+    pub redact: RedactConfig,
+}
+
+/// Redaction applied before anything is stored, spilled or exported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedactConfig {
+    /// JSON paths whose values are replaced whole, like `messages[*].content` or `user`.
+    pub json_paths: Vec<String>,
+    /// Regular expressions whose matches are replaced.
+    pub patterns: Vec<String>,
+    pub emails: bool,
+    pub card_numbers: bool,
+    pub api_keys: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -11,6 +11,7 @@ pub struct RawConfig {
     pub server: RawServer,
     pub upstream: RawLimits,
     pub progress: RawProgress,
+    pub capture: RawCapture,
     pub cors: RawCors,
     pub routes: Vec<RawRoute>,
 }
@@ -32,6 +33,29 @@ pub struct RawProgress {
 pub struct RawRung {
     pub after: Offset,
     pub text: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCapture {
+    pub enabled: Option<bool>,
+    pub database: Option<Spanned<String>>,
+    pub spill_dir: Option<Spanned<String>>,
+    pub spill_max: Option<Size>,
+    pub queue_max: Option<Size>,
+    pub flush_interval: Option<Dur>,
+    pub batch_max: Option<Spanned<u32>>,
+    pub redact: RawRedact,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedact {
+    pub json_paths: Vec<String>,
+    pub patterns: Vec<Spanned<String>>,
+    pub emails: Option<bool>,
+    pub card_numbers: Option<bool>,
+    pub api_keys: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
