@@ -76,11 +76,17 @@ impl Entry {
     }
 }
 
+/// The ids, plus queues in time order for pruning without walking the map.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Arc<str>, Entry>,
+    finished: VecDeque<(Instant, Arc<str>)>,
+    awaited: VecDeque<(Instant, Arc<str>)>,
+}
+
 /// The registry, shared by the proxy (publishers) and the side-channel endpoint (subscribers).
 pub struct Hub {
-    entries: Mutex<HashMap<Arc<str>, Entry>>,
-    /// When `prune` last swept; sweeps are at most once a second (they walk every entry).
-    last_prune: Mutex<Option<Instant>>,
+    entries: Mutex<Entries>,
     limits: HubLimits,
     closed: watch::Sender<bool>,
 }
@@ -107,7 +113,6 @@ impl Hub {
     pub fn new(limits: HubLimits) -> Arc<Hub> {
         Arc::new(Hub {
             entries: Mutex::default(),
-            last_prune: Mutex::new(None),
             limits,
             closed: watch::Sender::new(false),
         })
@@ -117,7 +122,7 @@ impl Hub {
         self.limits
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
         // A panic while holding this lock cannot leave an entry half-written in a way that
         // matters more than losing progress, so a poisoned lock is simply taken over.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
@@ -130,7 +135,7 @@ impl Hub {
         let now = Instant::now();
         let mut entries = self.lock();
         self.prune(&mut entries, now);
-        match entries.get_mut(id) {
+        match entries.map.get_mut(id) {
             Some(entry) if entry.stage == Stage::InFlight => Err(InFlight),
             Some(entry) => {
                 entry.stage = Stage::InFlight;
@@ -141,7 +146,7 @@ impl Hub {
             None => {
                 let mut entry = Entry::new(Stage::InFlight);
                 entry.attempts = 1;
-                entries.insert(Arc::clone(id), entry);
+                entries.map.insert(Arc::clone(id), entry);
                 Ok((0, 1))
             }
         }
@@ -152,7 +157,7 @@ impl Hub {
     pub fn publish(&self, id: &str, event: Published) -> bool {
         let mut entries = self.lock();
         let mut listened = false;
-        if let Some(entry) = entries.get_mut(id) {
+        if let Some(entry) = entries.map.get_mut(id) {
             listened = entry.version.receiver_count() > 0;
             entry.last_seq = entry.last_seq.max(event.seq);
             if entry.events.len() >= self.limits.max_events {
@@ -167,9 +172,12 @@ impl Hub {
     /// Marks the attempt finished; its events stay for `retain`.
     pub fn finish(&self, id: &str) {
         let mut entries = self.lock();
-        if let Some(entry) = entries.get_mut(id) {
-            entry.stage = Stage::Finished { at: Instant::now() };
+        let at = Instant::now();
+        let key = entries.map.get_key_value(id).map(|(k, _)| Arc::clone(k));
+        if let (Some(key), Some(entry)) = (key, entries.map.get_mut(id)) {
+            entry.stage = Stage::Finished { at };
             entry.bump();
+            entries.finished.push_back((at, key));
         }
     }
 
@@ -177,7 +185,7 @@ impl Hub {
     /// finished and `after` is at or past its last event, or the id is unknown (expired).
     pub fn nothing_left(&self, id: &str, after: u64) -> bool {
         let entries = self.lock();
-        match entries.get(id) {
+        match entries.map.get(id) {
             None => true,
             Some(e) => matches!(e.stage, Stage::Finished { .. }) && after >= e.last_seq,
         }
@@ -189,16 +197,21 @@ impl Hub {
         let now = Instant::now();
         let mut entries = self.lock();
         self.prune(&mut entries, now);
-        let entry = entries
-            .entry(Arc::from(id))
-            .or_insert_with(|| Entry::new(Stage::Awaited { since: now }));
-        entry.version.subscribe()
+        if let Some(entry) = entries.map.get(id) {
+            return entry.version.subscribe();
+        }
+        let key: Arc<str> = Arc::from(id);
+        let entry = Entry::new(Stage::Awaited { since: now });
+        let rx = entry.version.subscribe();
+        entries.map.insert(Arc::clone(&key), entry);
+        entries.awaited.push_back((now, key));
+        rx
     }
 
     /// Events after `after`, or what the subscriber should do instead.
     pub fn poll(&self, id: &str, after: u64) -> Poll {
         let entries = self.lock();
-        let Some(entry) = entries.get(id) else {
+        let Some(entry) = entries.map.get(id) else {
             return Poll::End;
         };
         let fresh: Vec<Published> = entry
@@ -229,37 +242,43 @@ impl Hub {
         self.closed.send_replace(true);
     }
 
-    /// Drops finished entries past `retain`, awaited ones nobody watches past the wait, and the
-    /// oldest finished ones beyond `max_requests`.
-    fn prune(&self, entries: &mut HashMap<Arc<str>, Entry>, now: Instant) {
+    /// Drops finished entries past `retain` or beyond `max_requests` (oldest first), and awaited
+    /// ones nobody watches past the wait. Amortised O(1): it pops queues kept in time order.
+    fn prune(&self, entries: &mut Entries, now: Instant) {
         let limits = self.limits;
-        {
-            let mut last = self.last_prune.lock().unwrap_or_else(|p| p.into_inner());
-            let due = last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-            if !due && entries.len() <= limits.max_requests {
-                return;
+        while let Some((at, id)) = entries.finished.front() {
+            let over = entries.map.len() > limits.max_requests;
+            if !over && now.duration_since(*at) < limits.retain {
+                break;
             }
-            *last = Some(now);
+            let (at, id) = (*at, Arc::clone(id));
+            entries.finished.pop_front();
+            // A retry may have restarted the id since: only the same finish counts.
+            if entries
+                .map
+                .get(&id)
+                .is_some_and(|e| e.stage == Stage::Finished { at })
+            {
+                entries.map.remove(&id);
+            }
         }
-        entries.retain(|_, e| match e.stage {
-            Stage::Finished { at } => now.duration_since(at) < limits.retain,
-            Stage::Awaited { since } => {
-                now.duration_since(since) < limits.await_request || e.version.receiver_count() > 0
+        while let Some((since, id)) = entries.awaited.front() {
+            if now.duration_since(*since) < limits.await_request {
+                break;
             }
-            Stage::InFlight => true,
-        });
-        if entries.len() > limits.max_requests {
-            let mut finished: Vec<(Instant, Arc<str>)> = entries
-                .iter()
-                .filter_map(|(k, e)| match e.stage {
-                    Stage::Finished { at } => Some((at, Arc::clone(k))),
-                    _ => None,
-                })
-                .collect();
-            finished.sort();
-            let excess = entries.len() - limits.max_requests;
-            for (_, k) in finished.into_iter().take(excess) {
-                entries.remove(&k);
+            let (since, id) = (*since, Arc::clone(id));
+            entries.awaited.pop_front();
+            match entries.map.get(&id) {
+                Some(e)
+                    if e.stage == (Stage::Awaited { since }) && e.version.receiver_count() == 0 =>
+                {
+                    entries.map.remove(&id);
+                }
+                // Still watched: look again after another wait.
+                Some(e) if e.stage == (Stage::Awaited { since }) => {
+                    entries.awaited.push_back((now, id))
+                }
+                _ => {}
             }
         }
     }
@@ -267,13 +286,14 @@ impl Hub {
     /// Whether a request with `id` is in flight or finished and still remembered.
     pub fn knows(&self, id: &str) -> bool {
         self.lock()
+            .map
             .get(id)
             .is_some_and(|e| !matches!(e.stage, Stage::Awaited { .. }))
     }
 
     /// How many ids the hub remembers (for tests and stats).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
