@@ -169,6 +169,12 @@ impl Progress {
         self.milestones.longest_silence_ms.max(running)
     }
 
+    /// A whole (non-streaming) answer went to the client: its first token and feedback.
+    pub fn whole_answer(&mut self, at: Duration) {
+        self.milestones.first_token_ms.get_or_insert(ms(at));
+        self.feedback(at);
+    }
+
     /// Records that upstream body bytes arrived.
     pub fn upstream_bytes(&mut self, at: Duration) {
         self.milestones.first_byte_ms.get_or_insert(ms(at));

@@ -4,6 +4,7 @@ pub mod stall;
 pub mod tasks;
 
 use crate::app::{self, App};
+use crate::capture::CaptureSink;
 use crate::config::{Config, HttpUpstream, Upstream};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,9 +25,19 @@ use tokio_util::sync::CancellationToken;
 ///
 /// Simulator routes get a simulator on a loopback port of their own, reached like any upstream.
 pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with(config, listener, shutdown, None).await
+}
+
+/// `serve`, with capture records going to `sink` (tests hand in a sink of their own).
+pub async fn serve_with(
     mut config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
+    sink: Option<Arc<dyn CaptureSink>>,
 ) -> io::Result<()> {
     let tasks = Tasks::new();
     let sim_stop = CancellationToken::new();
@@ -54,7 +65,7 @@ pub async fn serve(
         }
         tracing::debug!(%addr, "built-in simulator listening");
     }
-    let app = App::new(config, None).map_err(io::Error::other)?;
+    let app = App::new(config, sink).map_err(io::Error::other)?;
     let result = accept_loop(Arc::clone(&app), listener, &tasks, shutdown).await;
     sim_stop.cancel();
     tasks.drain().await;

@@ -32,6 +32,15 @@ impl Aloud {
     }
 
     pub async fn start_with_env(toml: &str, env: MapEnv) -> Aloud {
+        Self::start_with_sink(toml, env, None).await
+    }
+
+    /// Starts aloud with capture records going to `sink`.
+    pub async fn start_with_sink(
+        toml: &str,
+        env: MapEnv,
+        sink: Option<Arc<dyn aloud::capture::CaptureSink>>,
+    ) -> Aloud {
         let config =
             Config::parse(toml, Path::new("test.toml"), &env).expect("test config is valid");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -41,9 +50,14 @@ impl Aloud {
             clippy::disallowed_methods,
             reason = "tests own this task and join it in stop()"
         )]
-        let handle = tokio::spawn(aloud::server::serve(config, listener, async move {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(aloud::server::serve_with(
+            config,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+            sink,
+        ));
         Aloud {
             addr,
             stop: Some(tx),
@@ -223,4 +237,54 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out).await;
     out
+}
+
+/// A capture sink that keeps records in memory, with a way to wait for them.
+#[derive(Default)]
+pub struct MemorySink {
+    pub records: std::sync::Mutex<Vec<aloud::capture::CaptureRecord>>,
+    pub timings: std::sync::Mutex<Vec<(String, aloud::capture::beacon::ClientTimings)>>,
+    pub feedback: std::sync::Mutex<Vec<(String, aloud::capture::beacon::Feedback)>>,
+    changed: tokio::sync::Notify,
+}
+
+impl MemorySink {
+    /// Waits until a record for `id` arrived (records arrive when the response body is dropped).
+    pub async fn wait_for(&self, id: &str) -> aloud::capture::CaptureRecord {
+        loop {
+            let notified = self.changed.notified();
+            if let Some(r) = self
+                .records
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|r| r.id == id)
+            {
+                return r.clone();
+            }
+            tokio::time::timeout(std::time::Duration::from_secs(30), notified)
+                .await
+                .expect("no capture record arrived");
+        }
+    }
+}
+
+impl aloud::capture::CaptureSink for MemorySink {
+    fn submit(&self, record: aloud::capture::CaptureRecord) {
+        self.records.lock().unwrap().push(record);
+        self.changed.notify_waiters();
+    }
+    fn known(&self, id: &str) -> bool {
+        self.records.lock().unwrap().iter().any(|r| r.id == id)
+    }
+    fn timings(&self, id: &str, timings: aloud::capture::beacon::ClientTimings) {
+        self.timings.lock().unwrap().push((id.to_owned(), timings));
+    }
+    fn feedback(&self, id: &str, feedback: aloud::capture::beacon::Feedback) {
+        self.feedback
+            .lock()
+            .unwrap()
+            .push((id.to_owned(), feedback));
+    }
 }

@@ -55,12 +55,22 @@ impl Relay {
         };
         let step = interp.feed(&data);
         let boundary_after = interp.at_boundary();
+        let whole_answer = interp.dialect().is_none();
         if let Some(c) = self.spec.capture.as_mut() {
-            if interp.dialect().is_none() {
+            if whole_answer {
                 c.recorder.upstream_body(&data);
             } else {
                 c.recorder.after_feed(&interp.summary().output, at);
             }
+        }
+        if whole_answer
+            && self
+                .ending
+                .upstream_status
+                .is_some_and(|s| (200..300).contains(&s))
+        {
+            // A non-streaming answer: its first bytes carry the first token.
+            self.w.progress_mut().whole_answer(at);
         }
         match reframe {
             Reframe::None => self.out.push_back(data),
@@ -118,6 +128,12 @@ impl Relay {
             }
             None => (Vec::new(), None),
         };
+        if signals
+            .iter()
+            .any(|s| matches!(s, Signal::AnswerDelta { .. }))
+        {
+            self.w.progress_mut().feedback(at);
+        }
         let _ = self.w.signals(&signals);
         let upstream_ok = self
             .ending
@@ -168,6 +184,10 @@ impl Relay {
             c.recorder.upstream_body(&bytes);
         }
         let ok = status.is_success() && !cut;
+        if ok {
+            let at = self.at();
+            self.w.progress_mut().whole_answer(at);
+        }
         let outcome = match body.ended() {
             Some(BodyEnd::IdleTimeout | BodyEnd::TotalTimeout) => Outcome::Timeout,
             _ if ok => Outcome::Ok,
