@@ -2,7 +2,6 @@
 //! Anthropic endpoints, streamed and whole, with a recorded error and `x-sim-*` headers.
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     reason = "test helpers outside #[test] fns: a failed unwrap is a failed test"
 )]
 
