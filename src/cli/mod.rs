@@ -43,6 +43,10 @@ pub enum Command {
     Simulate {
         #[arg(long, default_value = "127.0.0.1:8788")]
         listen: SocketAddr,
+        /// Answer every call with this captured exchange (a capture record as JSON), at its
+        /// original pace.
+        #[arg(long, value_name = "RECORD.json")]
+        replay: Option<PathBuf>,
     },
 }
 
@@ -52,6 +56,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check::run(config.as_deref()),
         Command::Serve { config, listen } => serve::serve(config.as_deref(), listen, cli.log_json),
-        Command::Simulate { listen } => serve::simulate(listen, cli.log_json),
+        Command::Simulate { listen, replay } => {
+            serve::simulate(listen, replay.as_deref(), cli.log_json)
+        }
     }
 }

@@ -29,13 +29,37 @@ pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) ->
     })
 }
 
-pub fn simulate(listen: SocketAddr, log_json: bool) -> ExitCode {
+pub fn simulate(listen: SocketAddr, replay: Option<&Path>, log_json: bool) -> ExitCode {
     telemetry::init(log_json);
+    let record = match replay.map(read_record).transpose() {
+        Ok(record) => record,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     run(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
-        tracing::info!(addr = %listener.local_addr()?, "simulator listening");
-        crate::simulator::serve(listener, shutdown_signal()).await
+        let addr = listener.local_addr()?;
+        match record {
+            Some(record) => {
+                tracing::info!(%addr, id = %record.id, "simulator replaying a capture");
+                crate::simulator::serve_replay(listener, record, shutdown_signal()).await
+            }
+            None => {
+                tracing::info!(%addr, "simulator listening");
+                crate::simulator::serve(listener, shutdown_signal()).await
+            }
+        }
     })
+}
+
+/// A capture record from a JSON file, for `aloud simulate --replay`.
+fn read_record(path: &Path) -> Result<crate::capture::CaptureRecord, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a capture record: {e}", path.display()))
 }
 
 fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {

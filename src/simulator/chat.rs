@@ -1,7 +1,7 @@
 //! OpenAI Chat Completions: `chat.completion` objects and unnamed `chat.completion.chunk` events.
 
 use super::plan::{Frames, JSON, Plan, SSE};
-use super::script::{Script, ThinkPiece};
+use super::script::{Script, Style};
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -119,11 +119,10 @@ fn stream(s: &Script, opts: Options) -> Plan {
     if s.knobs.reasoning_content {
         f.sse(0, None, &chunk(role.clone(), Value::Null));
         for (at, piece) in s.think_pieces() {
-            let text = match piece {
-                ThinkPiece::Heading { index: 0, heading } => format!("{heading}\n"),
-                ThinkPiece::Heading { heading, .. } => format!("\n\n{heading}\n"),
-                ThinkPiece::Word(w) => w.to_owned(),
-            };
+            let text = piece.text(Style::Plain);
+            if text.is_empty() {
+                continue;
+            }
             f.sse(
                 at,
                 None,

@@ -2,7 +2,7 @@
 
 use super::chat::aborted;
 use super::plan::{Frames, JSON, Plan, SSE};
-use super::script::{Script, ThinkPiece};
+use super::script::{Script, Style};
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -138,11 +138,10 @@ fn stream(s: &Script, framing: Framing, thoughts: bool) -> Plan {
     };
     if thoughts {
         for (at, piece) in s.think_pieces() {
-            let text = match piece {
-                ThinkPiece::Heading { index: 0, heading } => format!("**{heading}**\n\n"),
-                ThinkPiece::Heading { heading, .. } => format!("\n\n**{heading}**\n\n"),
-                ThinkPiece::Word(w) => w.to_owned(),
-            };
+            let text = piece.text(Style::Bold);
+            if text.is_empty() {
+                continue;
+            }
             out.push(
                 at,
                 &response(s, json!([{ "text": text, "thought": true }]), false),

@@ -14,6 +14,8 @@ pub struct Knobs {
     pub fail_after: Option<u64>,
     pub sse_ids: bool,
     pub reasoning_content: bool,
+    /// Replay speed in hundredths (`x-sim-speed: 2` is 200: twice as fast); replay only.
+    pub speed_pct: Option<u64>,
 }
 
 /// Upper bounds that keep a typo from pinning a connection for days.
@@ -33,6 +35,7 @@ impl Knobs {
             fail_after: number(headers, "x-sim-fail-after", MAX_TOKENS)?,
             sse_ids: flag(headers, "x-sim-sse-ids")?,
             reasoning_content: flag(headers, "x-sim-reasoning-content")?,
+            speed_pct: speed(headers)?,
         })
     }
 }
@@ -67,6 +70,18 @@ fn flag(headers: &HeaderMap, name: &str) -> Result<bool, String> {
         Some("0" | "false") => Ok(false),
         Some(raw) => Err(format!("invalid {name} header: {raw:?} is not 0 or 1")),
     }
+}
+
+/// A decimal factor from 0.01 to 100, kept in hundredths.
+fn speed(headers: &HeaderMap) -> Result<Option<u64>, String> {
+    let Some(raw) = text(headers, "x-sim-speed")? else {
+        return Ok(None);
+    };
+    raw.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && (0.01..=100.0).contains(v))
+        .map(|v| Some((v * 100.0).round() as u64))
+        .ok_or_else(|| format!("invalid x-sim-speed header: {raw:?} is not a factor 0.01-100"))
 }
 
 fn status(headers: &HeaderMap) -> Result<Option<StatusCode>, String> {
@@ -107,12 +122,14 @@ mod tests {
             ("x-sim-think-ms", "5"),
             ("x-sim-status", "529"),
             ("x-sim-sse-ids", "1"),
+            ("x-sim-speed", "2.5"),
         ]))
         .unwrap();
         assert_eq!(k.seed, Some(42));
         assert_eq!(k.think_ms, Some(5));
         assert_eq!(k.status, Some(StatusCode::from_u16(529).unwrap()));
         assert!(k.sse_ids);
+        assert_eq!(k.speed_pct, Some(250));
     }
 
     #[test]
@@ -124,6 +141,8 @@ mod tests {
             ("x-sim-status", "999"),
             ("x-sim-sse-ids", "yes"),
             ("x-sim-think-ms", "99999999999"),
+            ("x-sim-speed", "0"),
+            ("x-sim-speed", "fast"),
         ] {
             let err = Knobs::from_headers(&headers(&[(k, v)])).unwrap_err();
             assert!(err.contains(k), "{err}");

@@ -9,6 +9,8 @@
 //!            per-api wire shapes: a Script -> a Plan
 //! plan       Plan and Frame: status, headers delay, timed byte frames (pure)
 //! script     what the model says and when, from a seed (pure)
+//! replay     a script from a capture record instead: recorded text, pace and usage (pure)
+//! headings   replayed reasoning cut into steps at the recorded labels (pure)
 //! knobs      the x-sim-* request headers
 //! errors     error bodies in each api's envelope
 //! rng        splitmix64, so a seed gives the same bytes in every version
@@ -21,12 +23,16 @@ mod body;
 mod chat;
 mod errors;
 mod gemini;
+mod headings;
 mod knobs;
 mod messages;
 mod ollama;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
+mod replay;
+#[cfg(test)]
+mod replay_tests;
 mod responses;
 mod rng;
 mod routes;
@@ -34,9 +40,18 @@ mod script;
 
 pub use routes::BODY_LIMIT;
 
+use crate::capture::CaptureRecord;
+use routes::Source;
+
 /// The simulator's routes, usable as a tower service or nested router.
 pub fn router() -> axum::Router {
-    routes::router()
+    routes::router(Source::default())
+}
+
+/// The same routes, but every api call answers with `record` at its recorded pace, in the wire
+/// shape of the endpoint called (see "Replay" in docs/simulator.md).
+pub fn replay_router(record: CaptureRecord) -> axum::Router {
+    routes::router(Source::replay(record))
 }
 
 /// Serve the simulator on `listener` until `shutdown` resolves (for `aloud simulate` and for the
@@ -45,13 +60,32 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_router(listener, router(), shutdown).await
+}
+
+/// Serve `record` again on `listener` until `shutdown` resolves: every api call is answered with
+/// the captured exchange at its original pace (for `aloud simulate --replay`, frontend tests and
+/// demos).
+pub async fn serve_replay(
+    listener: tokio::net::TcpListener,
+    record: CaptureRecord,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_router(listener, replay_router(record), shutdown).await
+}
+
+async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "simulator: could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router())
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

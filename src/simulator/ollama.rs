@@ -2,7 +2,7 @@
 
 use super::chat::aborted;
 use super::plan::{Frames, JSON, NDJSON, Plan};
-use super::script::{Script, ThinkPiece};
+use super::script::{Script, Style};
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -129,11 +129,10 @@ fn stream(s: &Script, opts: Options) -> Plan {
     let line = |v: &Value| format!("{v}\n");
     if opts.think {
         for (at, piece) in s.think_pieces() {
-            let text = match piece {
-                ThinkPiece::Heading { index: 0, heading } => format!("{heading}\n"),
-                ThinkPiece::Heading { heading, .. } => format!("\n\n{heading}\n"),
-                ThinkPiece::Word(w) => w.to_owned(),
-            };
+            let text = piece.text(Style::Plain);
+            if text.is_empty() {
+                continue;
+            }
             f.raw(at, line(&object(s, opts, at, "", Some(&text))));
         }
     }

@@ -208,6 +208,9 @@ fn stream(s: &Script, opts: &Options, ids: &Ids) -> Plan {
                         e.emit(at, "response.reasoning_summary_part.added", json!({
                         "item_id": rs, "output_index": 0, "summary_index": index, "part": part,
                     }));
+                        if heading.is_empty() {
+                            continue;
+                        }
                         format!("**{heading}**\n\n")
                     }
                     ThinkPiece::Word(w) => w.to_owned(),

@@ -6,20 +6,46 @@ use super::gemini::Framing;
 use super::knobs::Knobs;
 use super::plan::{Plan, SSE};
 use super::script::Script;
-use super::{chat, gemini, messages, ollama, responses};
+use super::{chat, gemini, messages, ollama, replay, responses};
+use crate::capture::CaptureRecord;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Request bodies above this size get a 413 in the api's envelope.
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
 
-pub fn router() -> Router {
+/// Where a call's script comes from: the seed, or one captured exchange replayed.
+#[derive(Debug, Clone, Default)]
+pub struct Source(Option<Arc<CaptureRecord>>);
+
+impl Source {
+    pub fn replay(record: CaptureRecord) -> Self {
+        Self(Some(Arc::new(record)))
+    }
+
+    fn script(&self, model: Option<&str>, body_len: usize, knobs: Knobs) -> Script {
+        match &self.0 {
+            Some(record) => Script::from_record(record, model, body_len, knobs),
+            None => Script::new(model, body_len, knobs),
+        }
+    }
+
+    /// The replayed record's upstream error, answered instead of any content.
+    fn error(&self, family: Family, knobs: &Knobs) -> Option<Plan> {
+        self.0
+            .as_deref()
+            .and_then(|record| replay::error(record, family, knobs))
+    }
+}
+
+pub fn router(source: Source) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/chat/completions", post(chat_completions))
@@ -33,33 +59,41 @@ pub fn router() -> Router {
         .route("/api/tags", get(ollama_tags))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(source)
 }
 
-async fn chat_completions(headers: HeaderMap, body: Body) -> Response {
-    run(Family::OpenAi, &headers, body, |req, len, knobs| {
-        let s = Script::new(req["model"].as_str(), len, knobs);
+async fn chat_completions(State(src): State<Source>, headers: HeaderMap, body: Body) -> Response {
+    run(Family::OpenAi, &src, &headers, body, |req, len, knobs| {
+        let s = src.script(req["model"].as_str(), len, knobs);
         chat::plan(&s, chat::Options::from_request(req))
     })
     .await
 }
 
-async fn openai_responses(headers: HeaderMap, body: Body) -> Response {
-    run(Family::OpenAi, &headers, body, |req, len, knobs| {
-        let s = Script::new(req["model"].as_str(), len, knobs);
+async fn openai_responses(State(src): State<Source>, headers: HeaderMap, body: Body) -> Response {
+    run(Family::OpenAi, &src, &headers, body, |req, len, knobs| {
+        let s = src.script(req["model"].as_str(), len, knobs);
         responses::plan(&s, &responses::Options::from_request(req))
     })
     .await
 }
 
-async fn anthropic_messages(headers: HeaderMap, body: Body) -> Response {
-    run(Family::Anthropic, &headers, body, |req, len, knobs| {
-        let s = Script::new(req["model"].as_str(), len, knobs);
-        messages::plan(&s, messages::Options::from_request(req))
-    })
+async fn anthropic_messages(State(src): State<Source>, headers: HeaderMap, body: Body) -> Response {
+    run(
+        Family::Anthropic,
+        &src,
+        &headers,
+        body,
+        |req, len, knobs| {
+            let s = src.script(req["model"].as_str(), len, knobs);
+            messages::plan(&s, messages::Options::from_request(req))
+        },
+    )
     .await
 }
 
 async fn gemini_generate(
+    State(src): State<Source>,
     Path(target): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -78,26 +112,37 @@ async fn gemini_generate(
         _ => return send(unknown(Family::Gemini, "POST", &target)).await,
     };
     let model = model.to_owned();
-    run(Family::Gemini, &headers, body, move |req, len, knobs| {
-        let s = Script::new(Some(&model), len, knobs);
+    run(Family::Gemini, &src, &headers, body, |req, len, knobs| {
+        let s = src.script(Some(&model), len, knobs);
         gemini::plan(&s, framing, gemini::include_thoughts(req))
     })
     .await
 }
 
-async fn ollama_chat(headers: HeaderMap, body: Body) -> Response {
-    ollama_endpoint(ollama::Endpoint::Chat, headers, body).await
+async fn ollama_chat(State(src): State<Source>, headers: HeaderMap, body: Body) -> Response {
+    ollama_endpoint(ollama::Endpoint::Chat, &src, headers, body).await
 }
 
-async fn ollama_generate(headers: HeaderMap, body: Body) -> Response {
-    ollama_endpoint(ollama::Endpoint::Generate, headers, body).await
+async fn ollama_generate(State(src): State<Source>, headers: HeaderMap, body: Body) -> Response {
+    ollama_endpoint(ollama::Endpoint::Generate, &src, headers, body).await
 }
 
-async fn ollama_endpoint(endpoint: ollama::Endpoint, headers: HeaderMap, body: Body) -> Response {
-    run(Family::Ollama, &headers, body, move |req, len, knobs| {
-        let s = Script::new(req["model"].as_str(), len, knobs);
-        ollama::plan(&s, ollama::Options::from_request(endpoint, req))
-    })
+async fn ollama_endpoint(
+    endpoint: ollama::Endpoint,
+    src: &Source,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    run(
+        Family::Ollama,
+        src,
+        &headers,
+        body,
+        move |req, len, knobs| {
+            let s = src.script(req["model"].as_str(), len, knobs);
+            ollama::plan(&s, ollama::Options::from_request(endpoint, req))
+        },
+    )
     .await
 }
 
@@ -138,15 +183,19 @@ fn family_of(path: &str) -> Family {
     }
 }
 
-/// Checks the overrides and the body, then builds and sends the plan.
+/// Checks the overrides and the body, then builds and sends the plan (or the replayed error).
 async fn run(
     family: Family,
+    src: &Source,
     headers: &HeaderMap,
     body: Body,
     build: impl FnOnce(&Value, usize, Knobs) -> Plan,
 ) -> Response {
     let plan = match prepare(family, headers, body).await {
-        Ok((req, len, knobs)) => build(&req, len, knobs),
+        Ok((req, len, knobs)) => match src.error(family, &knobs) {
+            Some(error) => error,
+            None => build(&req, len, knobs),
+        },
         Err(plan) => plan,
     };
     send(plan).await

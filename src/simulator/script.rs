@@ -92,25 +92,72 @@ const WORDS: &[&str] = &[
 /// One thinking step: a short heading line, then body words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
+    /// Empty for a replayed step that had none (reasoning before the first heading).
     pub heading: String,
-    /// Body pieces; all but the first start with a space.
+    /// Body pieces; generated ones all but the first start with a space, replayed ones are the
+    /// recorded deltas as they came.
     pub words: Vec<String>,
+}
+
+/// Recorded offsets (ms from the start of the body) that replace the even pacing (replay).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// One offset per piece of `think_pieces()`, headings included, in order.
+    pub think: Vec<u64>,
+    /// One offset per answer token.
+    pub answer: Vec<u64>,
+    /// When the body ends (the last frames go out then).
+    pub end_ms: u64,
+}
+
+/// Token counts that replace the counted ones (replay: from the record's usage).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub answer: u64,
+    pub reasoning: u64,
 }
 
 /// One piece of thinking in emission order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThinkPiece<'a> {
-    /// The first piece of step `index`: its heading.
+    /// The first piece of step `index`: its heading (empty when the step has none).
     Heading { index: usize, heading: &'a str },
     /// A body word of the current step.
     Word(&'a str),
+}
+
+/// How a heading is written into a running thinking text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `Heading\n` (Anthropic, Ollama, chat `reasoning_content`).
+    Plain,
+    /// `**Heading**\n\n` (Gemini thoughts).
+    Bold,
+}
+
+impl ThinkPiece<'_> {
+    /// The piece as it goes into one running text: steps after the first open with a blank
+    /// line, a missing heading is just that separator. Empty text means "send nothing".
+    pub fn text(&self, style: Style) -> String {
+        match *self {
+            ThinkPiece::Word(w) => w.to_owned(),
+            ThinkPiece::Heading { index, heading } => {
+                let sep = if index == 0 { "" } else { "\n\n" };
+                match (heading.is_empty(), style) {
+                    (true, _) => sep.to_owned(),
+                    (false, Style::Plain) => format!("{sep}{heading}\n"),
+                    (false, Style::Bold) => format!("{sep}**{heading}**\n\n"),
+                }
+            }
+        }
+    }
 }
 
 /// Everything one simulated call says, and the timing of each piece.
 #[derive(Debug, Clone)]
 pub struct Script {
     pub model: String,
-    seed: u64,
+    pub(super) seed: u64,
     /// Unix seconds of the call's start.
     pub created: u64,
     pub prompt_tokens: u64,
@@ -120,6 +167,10 @@ pub struct Script {
     /// Answer tokens in order; their concatenation is the answer text.
     pub answer: Vec<String>,
     pub knobs: Knobs,
+    /// Recorded offsets overriding the even pacing (replay); `None` for generated scripts.
+    pub timeline: Option<Timeline>,
+    /// Recorded token counts overriding the counted ones (replay).
+    pub counts: Option<Counts>,
 }
 
 impl Script {
@@ -163,6 +214,8 @@ impl Script {
             steps,
             answer,
             knobs,
+            timeline: None,
+            counts: None,
         }
     }
 
@@ -185,20 +238,35 @@ impl Script {
         pieces
             .into_iter()
             .enumerate()
-            .map(|(i, p)| (self.think_ms * (i as u64 + 1) / n.max(1), p))
+            .map(|(i, p)| {
+                let even = self.think_ms * (i as u64 + 1) / n.max(1);
+                let at = match &self.timeline {
+                    Some(t) => t.think.get(i).copied().unwrap_or(self.think_ms),
+                    None => even,
+                };
+                (at, p)
+            })
             .collect()
     }
 
     /// The offset (ms from the start of the body) at which answer token `i` is sent.
     pub fn answer_at(&self, i: usize) -> u64 {
-        self.think_ms
-            .saturating_add(self.token_ms.saturating_mul(i as u64 + 1))
+        match &self.timeline {
+            Some(t) => t.answer.get(i).copied().unwrap_or(t.end_ms),
+            None => self
+                .think_ms
+                .saturating_add(self.token_ms.saturating_mul(i as u64 + 1)),
+        }
     }
 
     /// How long the whole call takes once headers are out.
     pub fn total_ms(&self) -> u64 {
-        self.think_ms
-            .saturating_add(self.token_ms.saturating_mul(self.answer.len() as u64))
+        match &self.timeline {
+            Some(t) => t.end_ms,
+            None => self
+                .think_ms
+                .saturating_add(self.token_ms.saturating_mul(self.answer.len() as u64)),
+        }
     }
 
     /// Answer tokens sent before the connection drops, when `x-sim-fail-after` asks for a drop.
@@ -209,16 +277,20 @@ impl Script {
             .filter(|&n| n < self.answer.len())
     }
 
-    /// Tokens spent thinking (heading words count one each).
+    /// Tokens spent thinking (heading words count one each), or the recorded count.
     pub fn thought_tokens(&self) -> u64 {
+        if let Some(c) = self.counts {
+            return c.reasoning;
+        }
         self.steps
             .iter()
             .map(|s| (s.heading.split(' ').count() + s.words.len()) as u64)
             .sum()
     }
 
+    /// Answer tokens sent (one per piece), or the recorded count.
     pub fn answer_tokens(&self) -> u64 {
-        self.answer.len() as u64
+        self.counts.map_or(self.answer.len() as u64, |c| c.answer)
     }
 
     pub fn answer_text(&self) -> String {
@@ -227,16 +299,22 @@ impl Script {
 
     /// Step `i`'s text with a plain heading line (Anthropic, Ollama, chat reasoning_content).
     pub fn plain_step(&self, i: usize) -> String {
-        self.steps.get(i).map_or_else(String::new, |s| {
-            format!("{}\n{}", s.heading, s.words.concat())
-        })
+        self.steps
+            .get(i)
+            .map_or_else(String::new, |s| match s.heading.as_str() {
+                "" => s.words.concat(),
+                h => format!("{h}\n{}", s.words.concat()),
+            })
     }
 
     /// Step `i`'s text with a bold heading (Responses summaries, Gemini thoughts).
     pub fn bold_step(&self, i: usize) -> String {
-        self.steps.get(i).map_or_else(String::new, |s| {
-            format!("**{}**\n\n{}", s.heading, s.words.concat())
-        })
+        self.steps
+            .get(i)
+            .map_or_else(String::new, |s| match s.heading.as_str() {
+                "" => s.words.concat(),
+                h => format!("**{h}**\n\n{}", s.words.concat()),
+            })
     }
 
     /// All thinking as one plain text, steps apart by a blank line.
