@@ -46,7 +46,17 @@ pub struct ProgressEvent {
     pub phase: Phase,
     pub phase_elapsed_ms: u64,
     pub label: String,
+    /// Where the label came from: `model` (a reasoning heading the upstream sent) or `aloud`
+    /// (the status ladder for the phase).
+    pub label_from: LabelFrom,
     pub counters: Counters,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelFrom {
+    Model,
+    Aloud,
 }
 
 /// `aloud.done`: the last event, with the timings of the whole exchange.
@@ -238,6 +248,11 @@ impl Progress {
             phase: self.phase,
             phase_elapsed_ms: at.saturating_sub(self.phase_since).as_millis() as u64,
             label: self.label(at),
+            label_from: if self.heading.is_some() {
+                LabelFrom::Model
+            } else {
+                LabelFrom::Aloud
+            },
             counters: self.counters,
         }
     }
