@@ -1,6 +1,11 @@
 //! The capture writer against real SQLite files: outages spill and replay, the spill cap drops
 //! and counts, shutdown and restart lose nothing, the queue stays within its bound.
 //! Tests wait on `flush()` and on bounded polling, never on sleeps.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
 
 #[path = "support/records.rs"]
 mod records;

@@ -1,4 +1,9 @@
 //! The SQLite store on real files: round trips, filters, idempotence, corrupt files, migrations.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
 
 #[path = "support/records.rs"]
 mod records;

@@ -129,10 +129,11 @@ where
 
     /// Writes the batch, tries the spill, syncs it: what a flush waits for.
     fn finish(&mut self, attempt: Attempt) {
-        self.write_batch(attempt);
         if self.batch.is_empty() {
-            // write_batch tried a replay only if it had a batch.
             self.recover(attempt);
+        } else {
+            // Tries a replay first.
+            self.write_batch(attempt);
         }
         self.sync_spill();
     }
