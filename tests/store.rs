@@ -255,3 +255,22 @@ fn missing_directory_is_an_open_error() {
     assert_eq!(err.kind(), StoreErrorKind::Io, "{err:?}");
     assert!(err.to_string().contains("no/such/dir"), "{err}");
 }
+
+#[test]
+fn read_only_reader_sees_commits_while_the_writer_is_open() {
+    use aloud::store::SqliteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.db");
+    let mut writer = SqliteStore::open(&path).unwrap();
+    let options = SqliteOptions {
+        read_only: true,
+        ..SqliteOptions::default()
+    };
+    let reader = SqliteStore::open_with(&path, &options).unwrap();
+    assert!(!reader.exists("a").unwrap());
+    writer.insert_batch(&[record("a", 1, 1, 800)]).unwrap();
+    assert!(reader.exists("a").unwrap());
+    let mut reader = reader;
+    let err = reader.insert_batch(&[record("b", 1, 1, 800)]).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Io, "{err:?}");
+}

@@ -148,7 +148,7 @@ impl Spill {
         // Even a failed write may have put part of the buffer in the file: count the file's
         // real length, and start a fresh segment next time so a torn line stays the last one.
         let len = fs::metadata(&segment.path).map_or(segment.bytes, |m| m.len());
-        self.total_bytes = self.total_bytes - segment.bytes + len;
+        self.total_bytes = self.total_bytes.saturating_sub(segment.bytes) + len;
         segment.bytes = len;
         segment.dirty = true;
         match written {
@@ -219,7 +219,7 @@ impl Spill {
         let Some(segment) = self.segments.remove(index) else {
             return Ok(());
         };
-        self.total_bytes -= segment.bytes;
+        self.total_bytes = self.total_bytes.saturating_sub(segment.bytes);
         match fs::remove_file(&segment.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

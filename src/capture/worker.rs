@@ -91,12 +91,12 @@ where
     fn next_wake(&self) -> Option<Instant> {
         let deadline = self
             .batch_started
-            .map(|started| started + self.core.config.flush_interval);
+            .map(|started| after(started, self.core.config.flush_interval));
         let retry = (!lock(&self.core.spill).is_empty()).then(|| {
             let now = Instant::now();
             self.retry_at
                 .max(now)
-                .min(now + self.core.config.flush_interval)
+                .min(after(now, self.core.config.flush_interval))
         });
         match (deadline, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -212,13 +212,16 @@ where
     fn failed(&mut self, e: &StoreError) {
         if self.failing {
             tracing::debug!(error = %e, "capture store still failing");
-            self.backoff = (self.backoff * 2).min(self.core.config.retry_max);
+            self.backoff = self
+                .backoff
+                .saturating_mul(2)
+                .min(self.core.config.retry_max);
         } else {
             warn!(error = %e, kind = ?e.kind(), "capture store failed; spilling until it recovers");
             self.backoff = self.core.config.retry_min;
             self.failing = true;
         }
-        self.retry_at = Instant::now() + self.backoff;
+        self.retry_at = after(Instant::now(), self.backoff);
         if !e.is_busy() {
             // Not just a lock: open a fresh connection next time.
             self.store = None;
@@ -252,7 +255,7 @@ where
                 Err(ReplayError::NoStore) => break,
                 Err(ReplayError::Io(e)) => {
                     error!(error = %e, path = %segment.path.display(), "capture spill segment unreadable; kept for the next attempt");
-                    self.retry_at = Instant::now() + self.core.config.retry_max;
+                    self.retry_at = after(Instant::now(), self.core.config.retry_max);
                     break;
                 }
             }
@@ -308,6 +311,13 @@ where
             error!(error = %e, dir = %self.core.config.spill_dir.display(), "capture spill fsync failed");
         }
     }
+}
+
+/// `start + wait`, saturating at a day from `start` (a configured duration cannot overflow).
+fn after(start: Instant, wait: Duration) -> Instant {
+    start
+        .checked_add(wait.min(Duration::from_secs(86_400)))
+        .unwrap_or(start)
 }
 
 enum ReplayError {
