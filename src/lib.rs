@@ -14,6 +14,8 @@
 //! apis/                what differs per provider: error envelopes, credentials, stream readers
 //! sse/                 the pure SSE codec, NDJSON/JSON-array splitters, bounded gzip
 //! config/              raw TOML -> validated config; durations, sizes, env access
+//! capture/             the capture record; the writer (byte-bounded queue, batching thread, spill)
+//! store/               the only code that knows SQL: the capture database and its schema
 //! request_id           the Aloud-Request-Id header: validation and generation
 //! ```
 //!
@@ -36,3 +38,4 @@ pub mod request_id;
 pub mod server;
 pub mod simulator;
 pub mod sse;
+pub mod store;

@@ -1,8 +1,15 @@
 //! Capture: one record per exchange, redacted, queued and written without slowing the request.
+//!
+//! `record` is the data; `writer` is the handle requests submit to, with its queue, batching
+//! thread (`worker`), disk spill (`spill`) and size estimate (`size`).
 
 pub mod beacon;
 pub mod record;
 pub mod recorder;
+mod size;
+mod spill;
+mod worker;
+pub mod writer;
 
 pub use record::{
     CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, TokenUsage,
@@ -17,3 +24,4 @@ pub trait CaptureSink: Send + Sync {
     fn timings(&self, id: &str, timings: beacon::ClientTimings);
     fn feedback(&self, id: &str, feedback: beacon::Feedback);
 }
+pub use writer::{CaptureWriter, WriterConfig, WriterError, WriterStats};

@@ -1,0 +1,270 @@
+//! The spill: append-only JSONL segment files where capture entries wait while the store is
+//! unavailable (or the queue is full), replayed oldest first once the store works again.
+//!
+//! A segment is `spill-<20-digit sequence>.jsonl`; each line is one [`Entry`] as JSON.
+//! **Invariant**: a segment is deleted only after every entry in it is committed to the store;
+//! replaying a segment twice is harmless because the store ignores a second `(id, attempt)`.
+//! **Invariant**: the bytes of all segments never exceed the configured cap; an entry that
+//! would pass it is refused (the caller counts and logs the drop).
+
+use crate::store::Entry;
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// One segment file.
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    bytes: u64,
+    /// Open for appending while this is the current segment, and until its data is synced.
+    file: Option<File>,
+    /// Appended to since the last sync.
+    dirty: bool,
+}
+
+/// The spill directory's state; shared behind a mutex by the writer thread and by `submit`
+/// when the queue is full. Holders do only short writes under the lock, never an fsync.
+pub(crate) struct Spill {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    next_seq: u64,
+    /// Oldest first; the last one is the current segment when it has an open file and is not
+    /// closed for replay.
+    segments: VecDeque<Segment>,
+    /// The last segment takes appends.
+    current_open: bool,
+    total_bytes: u64,
+    /// A segment file was created since the directory was last synced.
+    dir_dirty: bool,
+}
+
+/// What [`Spill::sync_handles`] hands out: files to fsync outside the lock.
+pub(crate) struct SyncWork {
+    files: Vec<File>,
+    dir: Option<PathBuf>,
+}
+
+impl SyncWork {
+    pub(crate) fn run(self) -> io::Result<()> {
+        for file in &self.files {
+            file.sync_data()?;
+        }
+        if let Some(dir) = self.dir {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// A closed segment to replay.
+pub(crate) struct Closed {
+    pub(crate) seq: u64,
+    pub(crate) path: PathBuf,
+}
+
+impl Spill {
+    /// Opens (creating) `dir` and finds the segments a previous run left behind.
+    pub(crate) fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> io::Result<Spill> {
+        fs::create_dir_all(dir)?;
+        let mut found = Vec::new();
+        for item in fs::read_dir(dir)? {
+            let item = item?;
+            let name = item.file_name();
+            let Some(seq) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("spill-"))
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            found.push(Segment {
+                seq,
+                path: item.path(),
+                bytes: item.metadata()?.len(),
+                file: None,
+                dirty: false,
+            });
+        }
+        found.sort_by_key(|s| s.seq);
+        let next_seq = found.last().map_or(1, |s| s.seq + 1);
+        let total_bytes = found.iter().map(|s| s.bytes).sum();
+        Ok(Spill {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            segment_bytes: segment_bytes.max(1),
+            next_seq,
+            segments: found.into(),
+            current_open: false,
+            total_bytes,
+            dir_dirty: false,
+        })
+    }
+
+    pub(crate) fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Appends the lines that fit under the cap, in one write; `accepted[i]` tells whether
+    /// `lines[i]` was written. Each line must end in `\n`.
+    pub(crate) fn append(&mut self, lines: &[Vec<u8>]) -> io::Result<Vec<bool>> {
+        let mut buffer = Vec::new();
+        let mut accepted = Vec::with_capacity(lines.len());
+        let mut total = self.total_bytes;
+        for line in lines {
+            let len = line.len() as u64;
+            let fits = total.saturating_add(len) <= self.max_bytes;
+            if fits {
+                total += len;
+                buffer.extend_from_slice(line);
+            }
+            accepted.push(fits);
+        }
+        if buffer.is_empty() {
+            return Ok(accepted);
+        }
+        if !self.current_open
+            || self
+                .segments
+                .back()
+                .is_none_or(|s| s.bytes >= self.segment_bytes)
+        {
+            self.start_segment()?;
+        }
+        let Some(segment) = self.segments.back_mut() else {
+            return Err(io::Error::other("spill segment vanished"));
+        };
+        let written = match segment.file.as_mut() {
+            Some(file) => file.write_all(&buffer),
+            None => Err(io::Error::other("spill segment is not open")),
+        };
+        // Even a failed write may have put part of the buffer in the file: count the file's
+        // real length, and start a fresh segment next time so a torn line stays the last one.
+        let len = fs::metadata(&segment.path).map_or(segment.bytes, |m| m.len());
+        self.total_bytes = self.total_bytes.saturating_sub(segment.bytes) + len;
+        segment.bytes = len;
+        segment.dirty = true;
+        match written {
+            Ok(()) => Ok(accepted),
+            Err(e) => {
+                self.current_open = false;
+                Err(e)
+            }
+        }
+    }
+
+    fn start_segment(&mut self) -> io::Result<()> {
+        let seq = self.next_seq;
+        let path = self.dir.join(format!("spill-{seq:020}.jsonl"));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        self.next_seq += 1;
+        self.segments.push_back(Segment {
+            seq,
+            path,
+            bytes: 0,
+            file: Some(file),
+            dirty: false,
+        });
+        self.current_open = true;
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Handles of every file (and the directory) written since the last call; the caller
+    /// fsyncs them after releasing the lock.
+    pub(crate) fn sync_handles(&mut self) -> io::Result<SyncWork> {
+        let mut files = Vec::new();
+        let last = self.segments.len().saturating_sub(1);
+        let current_open = self.current_open;
+        for (index, segment) in self.segments.iter_mut().enumerate() {
+            if segment.dirty
+                && let Some(file) = &segment.file
+            {
+                files.push(file.try_clone()?);
+                segment.dirty = false;
+            }
+            if !(current_open && index == last) {
+                segment.file = None;
+            }
+        }
+        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
+        Ok(SyncWork { files, dir })
+    }
+
+    /// Closes the current segment so that no more appends go to it, and lists every segment,
+    /// oldest first, for replay. Appends made after this start a new segment.
+    pub(crate) fn close_for_replay(&mut self) -> Vec<Closed> {
+        self.current_open = false;
+        self.segments
+            .iter()
+            .map(|s| Closed {
+                seq: s.seq,
+                path: s.path.clone(),
+            })
+            .collect()
+    }
+
+    /// Deletes a replayed segment.
+    pub(crate) fn remove(&mut self, seq: u64) -> io::Result<()> {
+        let Some(index) = self.segments.iter().position(|s| s.seq == seq) else {
+            return Ok(());
+        };
+        let Some(segment) = self.segments.remove(index) else {
+            return Ok(());
+        };
+        self.total_bytes = self.total_bytes.saturating_sub(segment.bytes);
+        match fs::remove_file(&segment.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Reads a segment's entries in chunks of at most `chunk` entries. Lines that are not valid
+/// entries (a write torn by a crash) are counted in `bad` and skipped.
+pub(crate) struct SegmentReader {
+    lines: io::Split<BufReader<File>>,
+    chunk: usize,
+    pub(crate) bad: u64,
+}
+
+impl SegmentReader {
+    pub(crate) fn open(path: &Path, chunk: usize) -> io::Result<SegmentReader> {
+        Ok(SegmentReader {
+            lines: BufReader::new(File::open(path)?).split(b'\n'),
+            chunk: chunk.max(1),
+            bad: 0,
+        })
+    }
+
+    /// The next chunk; empty at the end of the segment.
+    pub(crate) fn next_chunk(&mut self) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        while out.len() < self.chunk {
+            match self.lines.next() {
+                None => break,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(line)) if line.trim_ascii().is_empty() => {}
+                Some(Ok(line)) => match serde_json::from_slice(&line) {
+                    Ok(entry) => out.push(entry),
+                    Err(_) => self.bad += 1,
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One entry as a spill line.
+pub(crate) fn line(entry: &Entry) -> serde_json::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(entry)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}

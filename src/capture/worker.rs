@@ -1,0 +1,327 @@
+//! The writer thread: batches the queue, writes batches to the store, spills them when the
+//! store fails, retries with backoff and replays the spill oldest first.
+//!
+//! **Invariant**: while the spill holds entries, new batches go to the spill too, so a replay
+//! never writes an older feedback over a newer one (entries that `submit` spilled because the
+//! queue was full are the exception; records are unaffected, as they are written once).
+
+use super::spill::{Closed, SegmentReader};
+use super::writer::{Core, Message, lock};
+use crate::store::{Entry, Store, StoreError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+pub(crate) struct Worker<S, F> {
+    core: Arc<Core>,
+    open: F,
+    store: Option<S>,
+    batch: Vec<Entry>,
+    batch_bytes: usize,
+    batch_started: Option<Instant>,
+    /// No store attempt before this (unless forced by a flush).
+    retry_at: Instant,
+    backoff: Duration,
+    /// The last store attempt failed (logged once per outage).
+    failing: bool,
+}
+
+/// Whether a store attempt may ignore the backoff.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    IfDue,
+    Now,
+}
+
+impl<S, F> Worker<S, F>
+where
+    S: Store,
+    F: FnMut() -> Result<S, StoreError>,
+{
+    pub(crate) fn new(core: Arc<Core>, open: F) -> Self {
+        let backoff = core.config.retry_min;
+        Worker {
+            core,
+            open,
+            store: None,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            batch_started: None,
+            retry_at: Instant::now(),
+            backoff,
+            failing: false,
+        }
+    }
+
+    pub(crate) fn run(mut self, receiver: Receiver<Message>) {
+        // Leftovers from a previous run go in first.
+        self.recover(Attempt::Now);
+        loop {
+            let message = match self.next_wake() {
+                Some(wake) => {
+                    let timeout = wake.saturating_duration_since(Instant::now());
+                    receiver.recv_timeout(timeout)
+                }
+                None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match message {
+                Ok(Message::Entry(entry, size)) => self.push(entry, size),
+                Ok(Message::Flush(done)) => {
+                    self.finish(Attempt::Now);
+                    let _ = done.send(());
+                }
+                Ok(Message::Close(done)) => {
+                    self.close(&receiver);
+                    let _ = done.send(());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => self.tick(),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.close(&receiver);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// When the thread must wake without a message: the batch's deadline, or the next retry
+    /// (and spill sync) while the spill holds entries.
+    fn next_wake(&self) -> Option<Instant> {
+        let deadline = self
+            .batch_started
+            .map(|started| after(started, self.core.config.flush_interval));
+        let retry = (!lock(&self.core.spill).is_empty()).then(|| {
+            let now = Instant::now();
+            self.retry_at
+                .max(now)
+                .min(after(now, self.core.config.flush_interval))
+        });
+        match (deadline, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn push(&mut self, entry: Entry, size: usize) {
+        self.batch.push(entry);
+        self.batch_bytes += size;
+        self.batch_started.get_or_insert_with(Instant::now);
+        let config = &self.core.config;
+        if self.batch.len() >= config.batch_records || self.batch_bytes >= config.batch_bytes {
+            self.write_batch(Attempt::IfDue);
+            self.sync_spill();
+        }
+    }
+
+    fn tick(&mut self) {
+        let due = self
+            .batch_started
+            .is_some_and(|started| started.elapsed() >= self.core.config.flush_interval);
+        if due {
+            self.write_batch(Attempt::IfDue);
+        } else {
+            self.recover(Attempt::IfDue);
+        }
+        self.sync_spill();
+    }
+
+    /// Writes the batch, tries the spill, syncs it: what a flush waits for.
+    fn finish(&mut self, attempt: Attempt) {
+        if self.batch.is_empty() {
+            self.recover(attempt);
+        } else {
+            // Tries a replay first.
+            self.write_batch(attempt);
+        }
+        self.sync_spill();
+    }
+
+    /// Stops taking messages: closes the gate, drains what was sent before it closed, writes
+    /// everything and makes a last replay attempt.
+    fn close(&mut self, receiver: &Receiver<Message>) {
+        self.core.closed.store(true, Ordering::SeqCst);
+        while self.core.sending.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        let mut waiting = Vec::new();
+        while let Ok(message) = receiver.try_recv() {
+            match message {
+                Message::Entry(entry, size) => self.push(entry, size),
+                Message::Flush(done) | Message::Close(done) => waiting.push(done),
+            }
+        }
+        self.finish(Attempt::Now);
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+
+    /// Writes the current batch to the store, or to the spill when the store is failing or the
+    /// spill still holds older entries.
+    fn write_batch(&mut self, attempt: Attempt) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut self.batch);
+        let bytes = std::mem::take(&mut self.batch_bytes);
+        self.batch_started = None;
+        self.recover(attempt);
+        let spill_empty = lock(&self.core.spill).is_empty();
+        let stored = spill_empty
+            && match self.store(attempt) {
+                Some(store) => match store.write_batch(&entries) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        self.failed(&e);
+                        false
+                    }
+                },
+                None => false,
+            };
+        if stored {
+            self.succeeded();
+            self.core
+                .written
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            self.core.settle(&entries);
+        } else {
+            self.core.spill(entries);
+        }
+        self.core.release(bytes);
+    }
+
+    /// The store, opening it if needed, or `None` while backing off or when it cannot open.
+    fn store(&mut self, attempt: Attempt) -> Option<&mut S> {
+        if attempt == Attempt::IfDue && Instant::now() < self.retry_at {
+            return None;
+        }
+        if self.store.is_none() {
+            match (self.open)() {
+                Ok(store) => self.store = Some(store),
+                Err(e) => {
+                    self.failed(&e);
+                    return None;
+                }
+            }
+        }
+        self.store.as_mut()
+    }
+
+    fn failed(&mut self, e: &StoreError) {
+        if self.failing {
+            tracing::debug!(error = %e, "capture store still failing");
+            self.backoff = self
+                .backoff
+                .saturating_mul(2)
+                .min(self.core.config.retry_max);
+        } else {
+            warn!(error = %e, kind = ?e.kind(), "capture store failed; spilling until it recovers");
+            self.backoff = self.core.config.retry_min;
+            self.failing = true;
+        }
+        self.retry_at = after(Instant::now(), self.backoff);
+        if !e.is_busy() {
+            // Not just a lock: open a fresh connection next time.
+            self.store = None;
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if self.failing {
+            info!("capture store recovered");
+        }
+        self.failing = false;
+        self.backoff = self.core.config.retry_min;
+    }
+
+    /// Replays spill segments, oldest first, deleting each once it is committed.
+    fn recover(&mut self, attempt: Attempt) {
+        if lock(&self.core.spill).is_empty() || self.store(attempt).is_none() {
+            return;
+        }
+        // Replayed data must be on disk before anything is deleted; cheap when clean.
+        self.sync_spill();
+        let segments = lock(&self.core.spill).close_for_replay();
+        let mut replayed = 0;
+        for segment in segments {
+            match self.replay(&segment, attempt) {
+                Ok(count) => replayed += count,
+                Err(ReplayError::Store(e)) => {
+                    self.failed(&e);
+                    break;
+                }
+                Err(ReplayError::NoStore) => break,
+                Err(ReplayError::Io(e)) => {
+                    error!(error = %e, path = %segment.path.display(), "capture spill segment unreadable; kept for the next attempt");
+                    self.retry_at = after(Instant::now(), self.core.config.retry_max);
+                    break;
+                }
+            }
+        }
+        if replayed > 0 {
+            info!(replayed, "capture spill replayed into the store");
+        }
+    }
+
+    fn replay(&mut self, segment: &Closed, attempt: Attempt) -> Result<u64, ReplayError> {
+        let chunk = self.core.config.batch_records;
+        let mut reader = SegmentReader::open(&segment.path, chunk).map_err(ReplayError::Io)?;
+        let mut count = 0;
+        loop {
+            let entries = reader.next_chunk().map_err(ReplayError::Io)?;
+            if entries.is_empty() {
+                break;
+            }
+            let store = self.store(attempt).ok_or(ReplayError::NoStore)?;
+            store.write_batch(&entries).map_err(ReplayError::Store)?;
+            self.succeeded();
+            count += entries.len() as u64;
+            self.core
+                .replayed
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            self.core.settle(&entries);
+        }
+        if reader.bad > 0 {
+            let total = self.core.dropped.fetch_add(reader.bad, Ordering::Relaxed) + reader.bad;
+            error!(
+                dropped = reader.bad,
+                dropped_total = total,
+                path = %segment.path.display(),
+                "capture entries dropped: unreadable lines in a spill segment"
+            );
+        }
+        let mut spill = lock(&self.core.spill);
+        let removed = spill.remove(segment.seq);
+        self.core
+            .spill_bytes
+            .store(spill.total_bytes(), Ordering::Relaxed);
+        drop(spill);
+        if let Err(e) = removed {
+            // Its entries are committed; replaying it again later is harmless.
+            warn!(error = %e, path = %segment.path.display(), "capture spill segment not deleted");
+        }
+        Ok(count)
+    }
+
+    fn sync_spill(&self) {
+        let work = lock(&self.core.spill).sync_handles();
+        if let Err(e) = work.and_then(|w| w.run()) {
+            error!(error = %e, dir = %self.core.config.spill_dir.display(), "capture spill fsync failed");
+        }
+    }
+}
+
+/// `start + wait`, saturating at a day from `start` (a configured duration cannot overflow).
+fn after(start: Instant, wait: Duration) -> Instant {
+    start
+        .checked_add(wait.min(Duration::from_secs(86_400)))
+        .unwrap_or(start)
+}
+
+enum ReplayError {
+    Store(StoreError),
+    NoStore,
+    Io(std::io::Error),
+}

@@ -1,0 +1,423 @@
+//! The capture writer: `submit` never blocks the request; a batching thread writes to the store,
+//! spills to disk when the store fails, and replays the spill once the store works again.
+//!
+//! ```text
+//! submit ──► byte-bounded queue ──► writer thread ──► store (one transaction per batch)
+//!    │ (queue full)                      │ (store failing, or spill not yet replayed)
+//!    └──────────────► spill segments ◄───┘ ──► replayed oldest first, deleted once committed
+//! ```
+//!
+//! **Invariant**: an entry handed to `submit` ends in the store, or in a spill segment that a
+//! later replay (this run or the next) puts in the store, or is counted in `dropped` and logged
+//! at error level. Drops happen only when the spill directory is at its byte cap (or the disk
+//! refuses a spill write).
+//! **Invariant**: the queue (including the batch being written) never holds more than
+//! `queue_bytes` of estimated entry size.
+
+use super::CaptureRecord;
+use super::size::estimate;
+use super::spill::{self, Spill};
+use super::worker::Worker;
+use crate::store::{ClientTimings, Entry, Feedback, Store, StoreError};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How the writer queues, batches and spills. Every field has a default (see each field).
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// The queue's bound in estimated bytes, counting the batch being written. Default 64 MiB.
+    pub queue_bytes: usize,
+    /// A batch is written once it has this many entries. Default 256.
+    pub batch_records: usize,
+    /// …or this many estimated bytes. Default 1 MiB.
+    pub batch_bytes: usize,
+    /// …or when its first entry has waited this long. Default 200 ms.
+    pub flush_interval: Duration,
+    /// Where spill segments live. Default `capture-spill` (relative to the working directory).
+    pub spill_dir: PathBuf,
+    /// The cap on all spill segments together; entries past it are dropped and counted.
+    /// Default 1 GiB.
+    pub spill_max_bytes: u64,
+    /// A new segment starts once the current one reaches this size. Default 16 MiB.
+    pub spill_segment_bytes: u64,
+    /// The first wait before retrying a failed store; it doubles up to `retry_max`.
+    /// Default 100 ms.
+    pub retry_min: Duration,
+    /// The longest wait between store retries. Default 5 s.
+    pub retry_max: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            queue_bytes: 64 << 20,
+            batch_records: 256,
+            batch_bytes: 1 << 20,
+            flush_interval: Duration::from_millis(200),
+            spill_dir: PathBuf::from("capture-spill"),
+            spill_max_bytes: 1 << 30,
+            spill_segment_bytes: 16 << 20,
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WriterConfig {
+    /// The defaults, spilling to `spill_dir`.
+    pub fn with_spill_dir(spill_dir: impl Into<PathBuf>) -> Self {
+        WriterConfig {
+            spill_dir: spill_dir.into(),
+            ..WriterConfig::default()
+        }
+    }
+}
+
+/// Counters since the writer started (entries: records, client timings and feedback).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Estimated bytes in the queue and the batch being written.
+    pub queued_bytes: usize,
+    /// The most `queued_bytes` has ever been.
+    pub queued_bytes_peak: usize,
+    /// Entries committed to the store straight from the queue.
+    pub written: u64,
+    /// Entries written to a spill segment.
+    pub spilled: u64,
+    /// Entries lost: the spill was at its cap, a spill write failed, or a spilled line was
+    /// unreadable at replay.
+    pub dropped: u64,
+    /// Entries committed to the store from spill segments (this run's or a previous one's).
+    pub replayed: u64,
+    /// Bytes in spill segments now.
+    pub spill_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("capture spill directory {dir}: {source}")]
+    SpillDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("capture writer thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+pub(crate) enum Message {
+    Entry(Entry, usize),
+    Flush(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>),
+}
+
+/// What the handles and the thread share.
+pub(crate) struct Core {
+    pub(crate) config: WriterConfig,
+    pub(crate) queued_bytes: AtomicUsize,
+    queued_peak: AtomicUsize,
+    pub(crate) written: AtomicU64,
+    pub(crate) spilled: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) spill_bytes: AtomicU64,
+    pub(crate) spill: Mutex<Spill>,
+    /// Record ids submitted and not yet committed to the store, with how many are pending.
+    pending: Mutex<HashMap<String, u32>>,
+    /// Set when the thread stops taking messages; see [`Core::close_gate`].
+    pub(crate) closed: AtomicBool,
+    /// Submits between their `closed` check and their send.
+    pub(crate) sending: AtomicUsize,
+}
+
+/// A lock that survives a panic elsewhere: the data it guards stays consistent between
+/// statements, so a poisoned lock is used as is rather than spreading the panic.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Core {
+    fn reserve(&self, size: usize) -> bool {
+        let limit = self.config.queue_bytes;
+        let reserved =
+            self.queued_bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                    queued.checked_add(size).filter(|&total| total <= limit)
+                });
+        match reserved {
+            Ok(before) => {
+                self.queued_peak.fetch_max(before + size, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) fn release(&self, size: usize) {
+        self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+
+    fn add_pending(&self, entry: &Entry) {
+        if let Entry::Record(record) = entry {
+            *lock(&self.pending).entry(record.id.clone()).or_insert(0) += 1;
+        }
+    }
+
+    /// Entries are committed (or dropped): their ids are no longer pending.
+    pub(crate) fn settle(&self, entries: &[Entry]) {
+        let mut pending = lock(&self.pending);
+        for entry in entries {
+            if let Entry::Record(record) = entry
+                && let Some(count) = pending.get_mut(&record.id)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    pending.remove(&record.id);
+                }
+            }
+        }
+    }
+
+    /// Appends `entries` to the spill (no fsync: the thread syncs on its next tick or flush),
+    /// counting what was spilled and what was dropped. Returns the entries that were written.
+    pub(crate) fn spill(&self, entries: Vec<Entry>) -> usize {
+        let mut lines = Vec::with_capacity(entries.len());
+        let mut unencodable = Vec::new();
+        let mut kept = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match spill::line(&entry) {
+                Ok(line) => {
+                    lines.push(line);
+                    kept.push(entry);
+                }
+                Err(error) => {
+                    tracing::error!(%error, id = entry.id(), "capture entry cannot be encoded");
+                    unencodable.push(entry);
+                }
+            }
+        }
+        let outcome = {
+            let mut spill = lock(&self.spill);
+            let outcome = spill.append(&lines);
+            self.spill_bytes
+                .store(spill.total_bytes(), Ordering::Relaxed);
+            outcome
+        };
+        let mut refused = unencodable;
+        let mut written = 0;
+        match outcome {
+            Ok(accepted) => {
+                for (entry, ok) in kept.into_iter().zip(accepted) {
+                    if ok {
+                        written += 1;
+                    } else {
+                        refused.push(entry);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, dir = %self.config.spill_dir.display(), "capture spill write failed");
+                refused.extend(kept);
+            }
+        }
+        self.spilled.fetch_add(written as u64, Ordering::Relaxed);
+        if !refused.is_empty() {
+            self.drop_entries(&refused, "spill directory full or unwritable");
+        }
+        written
+    }
+
+    pub(crate) fn drop_entries(&self, entries: &[Entry], reason: &'static str) {
+        let count = entries.len() as u64;
+        let total = self.dropped.fetch_add(count, Ordering::Relaxed) + count;
+        self.settle(entries);
+        tracing::error!(
+            dropped = count,
+            dropped_total = total,
+            reason,
+            first_id = entries.first().map(Entry::id),
+            "capture entries dropped"
+        );
+    }
+}
+
+/// The handle requests use; cheap to clone. Dropping every handle without [`close`] still
+/// flushes: the thread writes what it has and ends.
+///
+/// [`close`]: CaptureWriter::close
+#[derive(Clone)]
+pub struct CaptureWriter {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    sender: mpsc::Sender<Message>,
+    core: Arc<Core>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for CaptureWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureWriter")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CaptureWriter {
+    /// Starts the writer thread. `open` opens the store; the thread calls it first, and again
+    /// (with backoff) after a failure that is not a busy lock. Spill segments left by a previous
+    /// run are replayed as soon as the store opens.
+    pub fn start<S, F>(config: WriterConfig, open: F) -> Result<CaptureWriter, WriterError>
+    where
+        S: Store,
+        F: FnMut() -> Result<S, StoreError> + Send + 'static,
+    {
+        let spill = Spill::open(
+            &config.spill_dir,
+            config.spill_max_bytes,
+            config.spill_segment_bytes,
+        )
+        .map_err(|source| WriterError::SpillDir {
+            dir: config.spill_dir.clone(),
+            source,
+        })?;
+        let core = Arc::new(Core {
+            queued_bytes: AtomicUsize::new(0),
+            queued_peak: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
+            spilled: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            spill_bytes: AtomicU64::new(spill.total_bytes()),
+            spill: Mutex::new(spill),
+            pending: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            sending: AtomicUsize::new(0),
+            config,
+        });
+        let (sender, receiver) = mpsc::channel();
+        let worker = Worker::new(core.clone(), open);
+        let thread = std::thread::Builder::new()
+            .name("capture-writer".to_string())
+            .spawn(move || worker.run(receiver))
+            .map_err(WriterError::Thread)?;
+        Ok(CaptureWriter {
+            handle: Arc::new(Handle {
+                sender,
+                core,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Hands `record` to the writer. Never blocks on I/O and never awaits: the record goes on
+    /// the queue, or (queue full, or writer closed) is appended to the spill.
+    pub fn submit(&self, record: CaptureRecord) {
+        self.submit_entry(Entry::Record(Box::new(record)));
+    }
+
+    /// Hands a client's timings beacon to the writer, on the same queue as records.
+    pub fn submit_client_timings(&self, id: impl Into<String>, timings: Value) {
+        self.submit_entry(Entry::ClientTimings(ClientTimings {
+            id: id.into(),
+            timings,
+        }));
+    }
+
+    /// Hands feedback to the writer, on the same queue as records.
+    pub fn submit_feedback(&self, feedback: Feedback) {
+        self.submit_entry(Entry::Feedback(feedback));
+    }
+
+    fn submit_entry(&self, entry: Entry) {
+        let core = &self.handle.core;
+        let size = estimate(&entry);
+        core.add_pending(&entry);
+        // The gate: a submit that sees `closed` unset finishes its send before the thread
+        // drains the channel for the last time (see `Worker::close`).
+        core.sending.fetch_add(1, Ordering::SeqCst);
+        let entry = if core.closed.load(Ordering::SeqCst) || !core.reserve(size) {
+            Some(entry)
+        } else {
+            match self.handle.sender.send(Message::Entry(entry, size)) {
+                Ok(()) => None,
+                Err(mpsc::SendError(message)) => {
+                    core.release(size);
+                    match message {
+                        Message::Entry(entry, _) => Some(entry),
+                        Message::Flush(_) | Message::Close(_) => None,
+                    }
+                }
+            }
+        };
+        core.sending.fetch_sub(1, Ordering::SeqCst);
+        if let Some(entry) = entry {
+            core.spill(vec![entry]);
+        }
+    }
+
+    /// Resolves once everything submitted before this call is committed to the store or
+    /// written and fsynced to the spill. If the spill holds entries, the writer also tries to
+    /// replay it now (ignoring its retry backoff).
+    pub fn flush(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (done, wait) = oneshot::channel();
+        let sent = self.handle.sender.send(Message::Flush(done)).is_ok();
+        async move {
+            if sent {
+                // An error means the thread ended, after writing everything it had.
+                let _ = wait.await;
+            }
+        }
+    }
+
+    /// Flushes everything and stops the thread. Later submits through other clones go to the
+    /// spill, which the next start replays.
+    pub async fn close(self) {
+        let (done, wait) = oneshot::channel();
+        if self.handle.sender.send(Message::Close(done)).is_ok() {
+            let _ = wait.await;
+        }
+        let thread = lock(&self.handle.thread).take();
+        if let Some(thread) = thread {
+            // The thread has answered and is returning; joining takes microseconds, but it is
+            // still a blocking call, so it runs off the runtime.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Whether a record with this id was submitted and is not yet committed to the store
+    /// (queued, being written, or in the spill). Ids in spill segments left by a previous run
+    /// are not tracked.
+    pub fn in_queue(&self, id: &str) -> bool {
+        lock(&self.handle.core.pending).contains_key(id)
+    }
+
+    /// Whether `id` is pending in the writer or stored: what a beacon checks before accepting
+    /// timings or feedback. Checks the queue first, so an id committed between the two checks
+    /// is still found. Blocking: run it where store calls may block.
+    pub fn known(&self, id: &str, store: &dyn Store) -> Result<bool, StoreError> {
+        Ok(self.in_queue(id) || store.exists(id)?)
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        let core = &self.handle.core;
+        WriterStats {
+            queued_bytes: core.queued_bytes.load(Ordering::Relaxed),
+            queued_bytes_peak: core.queued_peak.load(Ordering::Relaxed),
+            written: core.written.load(Ordering::Relaxed),
+            spilled: core.spilled.load(Ordering::Relaxed),
+            dropped: core.dropped.load(Ordering::Relaxed),
+            replayed: core.replayed.load(Ordering::Relaxed),
+            spill_bytes: core.spill_bytes.load(Ordering::Relaxed),
+        }
+    }
+}

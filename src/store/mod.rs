@@ -1,0 +1,68 @@
+//! Capture storage: the only code in aloud that knows SQL.
+//!
+//! [`Store`] is a synchronous API, called from the capture writer's blocking thread (and from
+//! readers that run under `spawn_blocking`). [`SqliteStore`] implements it on one SQLite file in
+//! WAL mode; the schema and its migrations live in `schema.rs` and are described in
+//! docs/capture.md.
+//!
+//! **Invariant**: a record is stored at most once per `(id, attempt)`, so writing the same batch
+//! twice (a replayed spill segment, a retry after a crash) changes nothing.
+
+mod entry;
+mod error;
+mod query;
+mod schema;
+mod sqlite;
+
+pub use entry::{ClientTimings, Entry, Feedback};
+pub use error::{StoreError, StoreErrorKind};
+pub use query::Filter;
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+use crate::capture::CaptureRecord;
+use serde_json::Value;
+
+/// Rows from [`Store::query`], read lazily page by page.
+pub type Records<'a> = Box<dyn Iterator<Item = Result<CaptureRecord, StoreError>> + 'a>;
+
+/// Where capture records, client timings and feedback are kept.
+///
+/// Every method is blocking: call it from a dedicated thread or `spawn_blocking`, never on the
+/// runtime.
+pub trait Store: Send + 'static {
+    /// Stores `records` in one transaction and returns how many were new; a record whose
+    /// `(id, attempt)` is already stored is left as it is.
+    fn insert_batch(&mut self, records: &[CaptureRecord]) -> Result<usize, StoreError>;
+
+    /// Stores a mixed batch (records, client timings, feedback) in one transaction and returns
+    /// how many rows changed. Records are idempotent as in [`Store::insert_batch`]; timings and
+    /// feedback replace what an id had before.
+    fn write_batch(&mut self, entries: &[Entry]) -> Result<usize, StoreError>;
+
+    /// Every attempt stored for `id`, in attempt order (empty when none).
+    fn get(&self, id: &str) -> Result<Vec<CaptureRecord>, StoreError>;
+
+    /// Records matching `filter`, oldest first (by `started_at_ms`), streamed a page at a time.
+    fn query(&self, filter: &Filter) -> Result<Records<'_>, StoreError>;
+
+    /// Stores (or replaces) what the client reported about its own timings for `id`.
+    fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError>;
+
+    /// Stores (or replaces) the feedback given for `id`.
+    fn insert_feedback(
+        &mut self,
+        id: &str,
+        score: Option<f64>,
+        label: Option<String>,
+        comment: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// The client timings stored for `id`.
+    fn client_timings(&self, id: &str) -> Result<Option<Value>, StoreError>;
+
+    /// The feedback stored for `id`.
+    fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError>;
+
+    /// Whether any attempt of `id` is stored.
+    fn exists(&self, id: &str) -> Result<bool, StoreError>;
+}

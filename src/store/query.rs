@@ -1,0 +1,129 @@
+//! Filtered reads that stream: keyset pagination over `(started_at_ms, seq)`, one short
+//! statement per page, so no statement (and no read snapshot) outlives a page and memory is one
+//! page of records whatever the table holds.
+
+use super::StoreError;
+use crate::capture::CaptureRecord;
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+use std::collections::VecDeque;
+
+/// Which records [`Store::query`](super::Store::query) returns; `None` fields do not filter.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter {
+    /// Records whose request started at or after this Unix time in milliseconds.
+    pub since_ms: Option<i64>,
+    pub route: Option<String>,
+    pub model: Option<String>,
+    /// An outcome as written in the record (`ok`, `upstream_error`, …).
+    pub outcome: Option<String>,
+    /// Records that have feedback with a score at least this high.
+    pub min_score: Option<f64>,
+    /// At most this many records.
+    pub limit: Option<usize>,
+}
+
+/// Records per page.
+const PAGE: usize = 256;
+
+/// The iterator behind `SqliteStore::query`.
+pub(super) struct Pages<'a> {
+    conn: &'a Connection,
+    sql: String,
+    params: Vec<SqlValue>,
+    /// The last `(started_at_ms, seq)` returned; the next page starts after it.
+    after: (i64, i64),
+    buffer: VecDeque<Result<CaptureRecord, StoreError>>,
+    remaining: Option<usize>,
+    exhausted: bool,
+}
+
+impl<'a> Pages<'a> {
+    pub(super) fn new(conn: &'a Connection, filter: &Filter) -> Pages<'a> {
+        let mut conditions = vec!["(c.started_at_ms, c.seq) > (?1, ?2)".to_string()];
+        let mut params = Vec::new();
+        let mut push = |condition: &str, value: SqlValue| {
+            params.push(value);
+            conditions.push(condition.replace('#', &format!("?{}", params.len() + 3)));
+        };
+        if let Some(since) = filter.since_ms {
+            push("c.started_at_ms >= #", SqlValue::Integer(since));
+        }
+        if let Some(route) = &filter.route {
+            push("c.route = #", SqlValue::Text(route.clone()));
+        }
+        if let Some(model) = &filter.model {
+            push("c.model = #", SqlValue::Text(model.clone()));
+        }
+        if let Some(outcome) = &filter.outcome {
+            push("c.outcome = #", SqlValue::Text(outcome.clone()));
+        }
+        if let Some(score) = filter.min_score {
+            push(
+                "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.score >= #)",
+                SqlValue::Real(score),
+            );
+        }
+        let sql = format!(
+            "SELECT c.started_at_ms, c.seq, c.id, c.record FROM captures c WHERE {} \
+             ORDER BY c.started_at_ms, c.seq LIMIT ?3",
+            conditions.join(" AND ")
+        );
+        Pages {
+            conn,
+            sql,
+            params,
+            after: (i64::MIN, i64::MIN),
+            buffer: VecDeque::new(),
+            remaining: filter.limit,
+            exhausted: false,
+        }
+    }
+
+    fn fetch(&mut self) -> Result<(), StoreError> {
+        let want = self.remaining.map_or(PAGE, |r| r.min(PAGE));
+        let mut statement = self.conn.prepare(&self.sql)?;
+        let mut all = vec![
+            SqlValue::Integer(self.after.0),
+            SqlValue::Integer(self.after.1),
+            SqlValue::Integer(i64::try_from(want).unwrap_or(i64::MAX)),
+        ];
+        all.extend(self.params.iter().cloned());
+        let mut rows = statement.query(rusqlite::params_from_iter(all))?;
+        let mut got = 0;
+        while let Some(row) = rows.next()? {
+            got += 1;
+            self.after = (row.get(0)?, row.get(1)?);
+            let id: String = row.get(2)?;
+            let json: String = row.get(3)?;
+            self.buffer.push_back(
+                serde_json::from_str(&json).map_err(|source| StoreError::Json { id, source }),
+            );
+        }
+        if got < want {
+            self.exhausted = true;
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Pages<'_> {
+    type Item = Result<CaptureRecord, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == Some(0) {
+            return None;
+        }
+        if self.buffer.is_empty() && !self.exhausted {
+            if let Err(e) = self.fetch() {
+                self.exhausted = true;
+                return Some(Err(e));
+            }
+        }
+        let item = self.buffer.pop_front()?;
+        if let Some(remaining) = &mut self.remaining {
+            *remaining -= 1;
+        }
+        Some(item)
+    }
+}

@@ -1,0 +1,93 @@
+//! The schema, as an ordered list of migrations; `PRAGMA user_version` is how many have run.
+//!
+//! **Invariant**: a migration, once released, never changes; a new schema is a new entry at the
+//! end. docs/capture.md describes every version.
+
+use super::StoreError;
+use rusqlite::{Connection, TransactionBehavior};
+use std::path::Path;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: captures, client timings, feedback.
+    "CREATE TABLE captures (
+        seq                INTEGER PRIMARY KEY,
+        id                 TEXT    NOT NULL,
+        attempt            INTEGER NOT NULL,
+        started_at_ms      INTEGER NOT NULL,
+        route              TEXT    NOT NULL,
+        api                TEXT    NOT NULL,
+        model              TEXT,
+        method             TEXT    NOT NULL,
+        path               TEXT    NOT NULL,
+        client_status      INTEGER,
+        upstream_status    INTEGER,
+        streamed           INTEGER NOT NULL,
+        tier               TEXT    NOT NULL,
+        outcome            TEXT    NOT NULL,
+        partial            INTEGER NOT NULL,
+        first_feedback_ms  REAL,
+        first_token_ms     REAL,
+        done_ms            REAL,
+        longest_silence_ms REAL,
+        overhead_ms        REAL,
+        upstream_ms        REAL,
+        input_tokens       INTEGER,
+        output_tokens      INTEGER,
+        reasoning_tokens   INTEGER,
+        record             TEXT    NOT NULL,
+        UNIQUE (id, attempt)
+    );
+    CREATE INDEX captures_started_at ON captures (started_at_ms);
+    CREATE INDEX captures_route ON captures (route, started_at_ms);
+    CREATE INDEX captures_model ON captures (model, started_at_ms);
+    CREATE INDEX captures_outcome ON captures (outcome, started_at_ms);
+    CREATE TABLE client_timings (
+        id      TEXT PRIMARY KEY,
+        timings TEXT NOT NULL
+    );
+    CREATE TABLE feedback (
+        id      TEXT PRIMARY KEY,
+        score   REAL,
+        label   TEXT,
+        comment TEXT
+    );
+    CREATE INDEX feedback_score ON feedback (score);",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database at `path` up to [`VERSION`], one transaction per migration.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found = user_version(conn).map_err(|e| StoreError::opening(path, e))?;
+    if found > VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            known: VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| StoreError::opening(path, e))?;
+        // Another process may have migrated between our read and the lock.
+        if user_version(&tx).map_err(|e| StoreError::opening(path, e))? > index as i64 {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", index as i64 + 1))
+            .and_then(|()| tx.commit())
+            .map_err(|e| StoreError::opening(path, e))?;
+    }
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}

@@ -1,0 +1,292 @@
+//! [`SqliteStore`]: one SQLite file in WAL mode, `synchronous=NORMAL`, a short busy timeout.
+
+use super::query::Pages;
+use super::{Entry, Feedback, Filter, Records, Store, StoreError, schema};
+use crate::capture::CaptureRecord;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
+};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How a [`SqliteStore`] connection behaves.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// How long a statement waits for a lock held by another connection before failing with
+    /// [`StoreError::Busy`]. Default 50 ms: short, so a locked database shows up quickly as an
+    /// error the writer handles (by spilling) instead of stalling it.
+    pub busy_timeout: Duration,
+    /// Open without write access (exports and stats); the file must exist and be migrated.
+    pub read_only: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_millis(50),
+            read_only: false,
+        }
+    }
+}
+
+/// A [`Store`] on one SQLite database file.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, &SqliteOptions::default())
+    }
+
+    /// Opens the database at `path`. A file that is not a database, or is damaged, gives
+    /// [`StoreError::Corrupt`] naming the path.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: &SqliteOptions,
+    ) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref();
+        let flags = if options.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let opening = |e| StoreError::opening(path, e);
+        let mut conn = Connection::open_with_flags(path, flags).map_err(opening)?;
+        conn.busy_timeout(options.busy_timeout).map_err(opening)?;
+        if options.read_only {
+            // Reading the schema version touches the header: a garbage file fails here.
+            let found: i64 = conn
+                .query_row("PRAGMA user_version", [], |row| row.get(0))
+                .map_err(opening)?;
+            if found > schema::VERSION {
+                return Err(StoreError::SchemaTooNew {
+                    path: path.to_path_buf(),
+                    found,
+                    known: schema::VERSION,
+                });
+            }
+        } else {
+            // The first statement that reads the file: a garbage file fails here.
+            let _mode: String = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+                .map_err(opening)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(opening)?;
+            schema::migrate(&mut conn, path)?;
+        }
+        Ok(SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
+        // IMMEDIATE takes the write lock up front, so a busy database fails at BEGIN rather
+        // than half-way through a batch.
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+}
+
+const INSERT_RECORD: &str = "INSERT OR IGNORE INTO captures (
+    id, attempt, started_at_ms, route, api, model, method, path, client_status, upstream_status,
+    streamed, tier, outcome, partial, first_feedback_ms, first_token_ms, done_ms,
+    longest_silence_ms, overhead_ms, upstream_ms, input_tokens, output_tokens, reasoning_tokens,
+    record
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+    ?20, ?21, ?22, ?23, ?24)";
+
+const UPSERT_TIMINGS: &str = "INSERT INTO client_timings (id, timings) VALUES (?1, ?2)
+    ON CONFLICT (id) DO UPDATE SET timings = excluded.timings";
+
+const UPSERT_FEEDBACK: &str = "INSERT INTO feedback (id, score, label, comment)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (id) DO UPDATE SET
+        score = excluded.score, label = excluded.label, comment = excluded.comment";
+
+/// Token counts as SQLite integers (counts beyond `i64::MAX` are stored as `NULL`).
+fn count(value: Option<u64>) -> Option<i64> {
+    value.and_then(|v| i64::try_from(v).ok())
+}
+
+/// Runs the prepared [`INSERT_RECORD`] for one record; returns 1 if it was new, 0 if stored.
+fn insert_record(
+    statement: &mut Statement<'_>,
+    record: &CaptureRecord,
+) -> Result<usize, StoreError> {
+    let json = serde_json::to_string(record).map_err(|source| StoreError::Json {
+        id: record.id.clone(),
+        source,
+    })?;
+    let t = &record.timings;
+    let usage = record.usage.unwrap_or_default();
+    Ok(statement.execute(params![
+        record.id,
+        record.attempt,
+        record.started_at_ms,
+        record.route,
+        record.api,
+        record.model,
+        record.method,
+        record.path,
+        record.client_status,
+        record.upstream_status,
+        record.streamed,
+        record.tier,
+        record.outcome.as_str(),
+        record.partial,
+        t.first_feedback_ms,
+        t.first_token_ms,
+        t.done_ms,
+        t.longest_silence_ms,
+        t.overhead_ms,
+        t.upstream_ms,
+        count(usage.input),
+        count(usage.output),
+        count(usage.reasoning),
+        json,
+    ])?)
+}
+
+impl Store for SqliteStore {
+    fn insert_batch(&mut self, records: &[CaptureRecord]) -> Result<usize, StoreError> {
+        let tx = self.begin()?;
+        let mut added = 0;
+        {
+            let mut statement = tx.prepare(INSERT_RECORD)?;
+            for record in records {
+                added += insert_record(&mut statement, record)?;
+            }
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    fn write_batch(&mut self, entries: &[Entry]) -> Result<usize, StoreError> {
+        let tx = self.begin()?;
+        let mut changed = 0;
+        {
+            let mut records = tx.prepare(INSERT_RECORD)?;
+            let mut timings = tx.prepare(UPSERT_TIMINGS)?;
+            let mut feedback = tx.prepare(UPSERT_FEEDBACK)?;
+            for entry in entries {
+                changed += match entry {
+                    Entry::Record(record) => insert_record(&mut records, record)?,
+                    Entry::ClientTimings(t) => {
+                        timings.execute(params![t.id, t.timings.to_string()])?
+                    }
+                    Entry::Feedback(f) => {
+                        feedback.execute(params![f.id, f.score, f.label, f.comment])?
+                    }
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    fn get(&self, id: &str) -> Result<Vec<CaptureRecord>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT record FROM captures WHERE id = ?1 ORDER BY attempt")?;
+        let mut rows = statement.query([id])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let json: String = row.get(0)?;
+            out.push(
+                serde_json::from_str(&json).map_err(|source| StoreError::Json {
+                    id: id.to_string(),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn query(&self, filter: &Filter) -> Result<Records<'_>, StoreError> {
+        Ok(Box::new(Pages::new(&self.conn, filter)))
+    }
+
+    fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
+        self.conn
+            .execute(UPSERT_TIMINGS, params![id, timings.to_string()])?;
+        Ok(())
+    }
+
+    fn insert_feedback(
+        &mut self,
+        id: &str,
+        score: Option<f64>,
+        label: Option<String>,
+        comment: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(UPSERT_FEEDBACK, params![id, score, label, comment])?;
+        Ok(())
+    }
+
+    fn client_timings(&self, id: &str) -> Result<Option<Value>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT timings FROM client_timings WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|source| StoreError::Json {
+                id: id.to_string(),
+                source,
+            })
+        })
+        .transpose()
+    }
+
+    fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT score, label, comment FROM feedback WHERE id = ?1",
+                [id],
+                |row| {
+                    Ok(Feedback {
+                        id: id.to_string(),
+                        score: row.get(0)?,
+                        label: row.get(1)?,
+                        comment: row.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM captures WHERE id = ?1 LIMIT 1", [id], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+}
