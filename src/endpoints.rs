@@ -109,7 +109,15 @@ async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response
             "capture is off, so there is nothing to attach this to",
         );
     };
-    if !crate::request_id::is_valid(id) || !(app.progress.hub.knows(id) || sink.known(id)) {
+    let known = crate::request_id::is_valid(id)
+        && (app.progress.hub.knows(id) || {
+            // The writer's queue, then the database: a blocking read, so off the runtime.
+            let (sink, owned) = (std::sync::Arc::clone(sink), id.to_owned());
+            tokio::task::spawn_blocking(move || sink.known(&owned))
+                .await
+                .unwrap_or(false)
+        });
+    if !known {
         return refuse(
             StatusCode::NOT_FOUND,
             "unknown_request",

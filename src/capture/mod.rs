@@ -6,6 +6,8 @@
 pub mod beacon;
 pub mod record;
 pub mod recorder;
+pub mod redaction;
+pub mod sink;
 mod size;
 mod spill;
 mod worker;

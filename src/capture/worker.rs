@@ -104,7 +104,8 @@ where
         }
     }
 
-    fn push(&mut self, entry: Entry, size: usize) {
+    fn push(&mut self, mut entry: Entry, size: usize) {
+        self.core.config.prepare.apply(&mut entry);
         self.batch.push(entry);
         self.batch_bytes += size;
         self.batch_started.get_or_insert_with(Instant::now);

@@ -51,6 +51,30 @@ pub struct WriterConfig {
     pub retry_min: Duration,
     /// The longest wait between store retries. Default 5 s.
     pub retry_max: Duration,
+    /// Applied to every record before it is stored or spilled (redaction). Default: nothing.
+    pub prepare: Prepare,
+}
+
+/// A step applied to each record before anything is written: in aloud, redaction.
+#[derive(Clone, Default)]
+pub struct Prepare(pub Option<Arc<dyn Fn(&mut CaptureRecord) + Send + Sync>>);
+
+impl Prepare {
+    pub(crate) fn apply(&self, entry: &mut Entry) {
+        if let (Some(f), Entry::Record(record)) = (&self.0, entry) {
+            f(record);
+        }
+    }
+}
+
+impl std::fmt::Debug for Prepare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Prepare(set)"
+        } else {
+            "Prepare(none)"
+        })
+    }
 }
 
 impl Default for WriterConfig {
@@ -65,6 +89,7 @@ impl Default for WriterConfig {
             spill_segment_bytes: 16 << 20,
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
+            prepare: Prepare::default(),
         }
     }
 }
@@ -360,7 +385,9 @@ impl CaptureWriter {
             }
         };
         core.sending.fetch_sub(1, Ordering::SeqCst);
-        if let Some(entry) = entry {
+        if let Some(mut entry) = entry {
+            // The queue is full or closed: this entry skips the thread, so it is prepared here.
+            core.config.prepare.apply(&mut entry);
             core.spill(vec![entry]);
         }
     }

@@ -4,8 +4,11 @@ pub mod stall;
 pub mod tasks;
 
 use crate::app::{self, App};
-use crate::capture::CaptureSink;
+use crate::capture::sink::WriterSink;
+use crate::capture::{CaptureSink, CaptureWriter, WriterConfig};
+use crate::config::CaptureLevel;
 use crate::config::{Config, HttpUpstream, Upstream};
+use crate::store::SqliteStore;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -29,7 +32,48 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    serve_with(config, listener, shutdown, None).await
+    let capture = start_capture(&config)?;
+    let sink = capture
+        .as_ref()
+        .map(|(sink, _)| Arc::clone(sink) as Arc<dyn CaptureSink>);
+    let result = serve_with(config, listener, shutdown, sink).await;
+    // The capture writer drains last, once every connection (and its record) is done.
+    if let Some((sink, writer)) = capture {
+        drop(sink);
+        let handle = writer.clone();
+        writer.close().await;
+        let stats = writer_stats_line(&handle);
+        tracing::info!(%stats, "capture writer drained");
+    }
+    result
+}
+
+/// Starts the capture writer when capture is on for some route.
+fn start_capture(config: &Config) -> io::Result<Option<(Arc<WriterSink>, CaptureWriter)>> {
+    let c = &config.capture;
+    if !c.enabled || config.routes.iter().all(|r| r.capture == CaptureLevel::Off) {
+        return Ok(None);
+    }
+    let writer_config = WriterConfig {
+        queue_bytes: usize::try_from(c.queue_max).unwrap_or(usize::MAX),
+        batch_records: c.batch_max,
+        flush_interval: c.flush_interval,
+        spill_dir: c.spill_dir.clone(),
+        spill_max_bytes: c.spill_max,
+        prepare: crate::capture::redaction::prepare(config).map_err(io::Error::other)?,
+        ..WriterConfig::default()
+    };
+    let database = c.database.clone();
+    let open_path = database.clone();
+    let writer = CaptureWriter::start(writer_config, move || SqliteStore::open(&open_path))
+        .map_err(|e| io::Error::other(format!("cannot start capture: {e}")))?;
+    tracing::info!(database = %database.display(), spill = %c.spill_dir.display(), "capturing exchanges");
+    let sink = Arc::new(WriterSink::new(writer.clone(), database));
+    Ok(Some((sink, writer)))
+}
+
+fn writer_stats_line(writer: &CaptureWriter) -> String {
+    format!("{:?}", writer.stats())
 }
 
 /// `serve`, with capture records going to `sink` (tests hand in a sink of their own).

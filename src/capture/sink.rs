@@ -1,0 +1,83 @@
+//! The capture sink aloud runs with: records and beacons go to the batching writer; "is this
+//! id known" asks the writer's queue, then the database.
+
+use super::beacon::{ClientTimings, Feedback as BeaconFeedback};
+use super::writer::CaptureWriter;
+use super::{CaptureRecord, CaptureSink};
+use crate::store::{Feedback, SqliteOptions, SqliteStore, Store};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+pub struct WriterSink {
+    writer: CaptureWriter,
+    database: PathBuf,
+    /// A read-only connection for `known`, opened on first use.
+    lookup: Mutex<Option<SqliteStore>>,
+}
+
+impl WriterSink {
+    pub fn new(writer: CaptureWriter, database: PathBuf) -> Self {
+        WriterSink {
+            writer,
+            database,
+            lookup: Mutex::new(None),
+        }
+    }
+
+    pub fn writer(&self) -> &CaptureWriter {
+        &self.writer
+    }
+
+    fn stored(&self, id: &str) -> bool {
+        let mut lookup = self.lookup.lock().unwrap_or_else(|p| p.into_inner());
+        if lookup.is_none() {
+            let options = SqliteOptions {
+                read_only: true,
+                ..SqliteOptions::default()
+            };
+            match SqliteStore::open_with(&self.database, &options) {
+                Ok(s) => *lookup = Some(s),
+                Err(e) => {
+                    tracing::debug!(error = %e, "capture database not readable for a lookup");
+                    return false;
+                }
+            }
+        }
+        match lookup.as_ref().map(|s| s.exists(id)) {
+            Some(Ok(found)) => found,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "capture lookup failed");
+                *lookup = None;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+impl CaptureSink for WriterSink {
+    fn submit(&self, record: CaptureRecord) {
+        self.writer.submit(record);
+    }
+
+    /// May read the database: call it off the async runtime (`spawn_blocking`).
+    fn known(&self, id: &str) -> bool {
+        self.writer.in_queue(id) || self.stored(id)
+    }
+
+    fn timings(&self, id: &str, timings: ClientTimings) {
+        match serde_json::to_value(&timings) {
+            Ok(v) => self.writer.submit_client_timings(id, v),
+            Err(e) => tracing::error!(error = %e, id, "client timings cannot be encoded"),
+        }
+    }
+
+    fn feedback(&self, id: &str, feedback: BeaconFeedback) {
+        self.writer.submit_feedback(Feedback {
+            id: id.to_owned(),
+            score: feedback.score,
+            label: feedback.label,
+            comment: feedback.comment,
+        });
+    }
+}
