@@ -57,7 +57,10 @@ pub struct WriterConfig {
 
 /// A step applied to each record before anything is written: in aloud, redaction.
 #[derive(Clone, Default)]
-pub struct Prepare(pub Option<Arc<dyn Fn(&mut CaptureRecord) + Send + Sync>>);
+pub struct Prepare(pub Option<Arc<PrepareFn>>);
+
+/// What a prepare step does to one record.
+pub type PrepareFn = dyn Fn(&mut CaptureRecord) + Send + Sync;
 
 impl Prepare {
     pub(crate) fn apply(&self, entry: &mut Entry) {
