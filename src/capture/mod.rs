@@ -1,6 +1,7 @@
 //! Capture: one record per exchange, redacted, queued and written without slowing the request.
 
 pub mod record;
+pub mod redact;
 
 pub use record::{
     CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, TokenUsage,
