@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod cors;
 pub mod demo;
+pub mod export;
 pub mod progress;
 pub mod proxy;
 pub mod request_id;
