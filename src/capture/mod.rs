@@ -2,6 +2,7 @@
 
 pub mod record;
 pub mod redact;
+pub mod stats;
 
 pub use record::{
     CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, TokenUsage,
