@@ -3,7 +3,8 @@
 //! markers before a record leaves the request path.
 //!
 //! **Invariant:** redaction is pure and idempotent: redacting twice gives what redacting once
-//! gave, because text inside an existing marker is never matched again.
+//! gave, because text inside an existing marker is never matched again and each call repeats
+//! its passes until nothing changes.
 //!
 //! Markers: `[REDACTED:email]`, `[REDACTED:card]`, `[REDACTED:key]` (API-key shapes and
 //! configured secrets), `[REDACTED]` (JSON paths, credential-named members, custom patterns).
@@ -70,6 +71,7 @@ enum Check {
     Luhn,
     Entropy,
     Token,
+    Digit,
 }
 
 /// One regex with its marker. When the regex has a group named `s`, only that group is replaced
@@ -91,9 +93,11 @@ pub struct Redactor {
     paths: Vec<JsonPath>,
 }
 
+/// OpenAI (sk-, sk-proj-) and Anthropic (sk-ant-) keys; they must hold a digit, which spares
+/// hyphenated words like "sk-learn-compatible-estimators".
+const SK_PATTERN: &str = r"\bsk-[A-Za-z0-9_\-]{16,}";
+
 const API_KEY_PATTERNS: &[&str] = &[
-    // OpenAI (sk-, sk-proj-) and Anthropic (sk-ant-) keys.
-    r"\bsk-[A-Za-z0-9_\-]{16,}",
     // Google API keys.
     r"\bAIza[0-9A-Za-z_\-]{30,}",
     // GitHub tokens.
@@ -103,11 +107,14 @@ const API_KEY_PATTERNS: &[&str] = &[
     r"\bxox[bpaors]-[A-Za-z0-9\-]{10,}",
     // AWS access key ids.
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-    // Authorization header values.
 ];
 
 /// Authorization header values; the token must not read like a word ("bearer instruments").
 const AUTH_PATTERN: &str = r"(?i)\b(?:Bearer|Basic)\s+(?P<s>[A-Za-z0-9._~+/\-]{8,}=*)";
+
+/// Passwords after their name, whatever they look like (on one line, up to a separator).
+const PASSWORD_PATTERN: &str =
+    r#"(?i)\b(?:password|passwd|pwd)["']?[ \t]*[=:][ \t]*["']?(?P<s>[^\s"'&,;\[\]]{4,})"#;
 
 /// Long high-entropy values after a credential-like name (`key=`, `"api_key": "`, `token: `).
 const KEY_VALUE_PATTERN: &str = r#"(?i)\b(?:api[_\-]?key|x-api-key|key|access[_\-]?token|auth[_\-]?token|token|secret|client[_\-]?secret|password|passwd)["']?\s*[=:]\s*["']?(?P<s>[A-Za-z0-9._~+/\-]{16,})"#;
@@ -144,10 +151,12 @@ impl Redactor {
             add(&alternation.join("|"), MARKER_KEY, Check::None)?;
         }
         if config.api_keys {
+            add(SK_PATTERN, MARKER_KEY, Check::Digit)?;
             for p in API_KEY_PATTERNS {
                 add(p, MARKER_KEY, Check::None)?;
             }
             add(AUTH_PATTERN, MARKER_KEY, Check::Token)?;
+            add(PASSWORD_PATTERN, MARKER_KEY, Check::None)?;
             add(KEY_VALUE_PATTERN, MARKER_KEY, Check::Entropy)?;
         }
         if config.emails {
@@ -176,10 +185,30 @@ impl Redactor {
     }
 
     /// Replaces every match in `text`; borrows when nothing matched.
+    ///
+    /// A replacement can reveal a match that its neighbour hid (`4111…1111s3cret` shows a card
+    /// once the secret is a marker, because a word boundary appears), so passes repeat until
+    /// nothing changes. Each pass turns unfenced text into a fenced marker, so this ends; the
+    /// cap only bounds the cost of hostile input.
     pub fn redact_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        const MAX_PASSES: usize = 16;
+        let Some(mut out) = self.redact_pass(text) else {
+            return Cow::Borrowed(text);
+        };
+        for _ in 1..MAX_PASSES {
+            match self.redact_pass(&out) {
+                Some(next) => out = next,
+                None => break,
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// One pass over `text`: `None` when nothing matched.
+    fn redact_pass(&self, text: &str) -> Option<String> {
         let hits = self.set.matches(text);
         if !hits.matched_any() {
-            return Cow::Borrowed(text);
+            return None;
         }
         // Existing markers are fenced off so that redacting again changes nothing.
         let fences: Vec<(usize, usize)> = self
@@ -207,7 +236,7 @@ impl Redactor {
             }
         }
         if spans.is_empty() {
-            return Cow::Borrowed(text);
+            return None;
         }
         // Earliest first, longest first among equals; overlapping later spans are dropped.
         spans.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
@@ -222,7 +251,7 @@ impl Redactor {
             at = end;
         }
         out.push_str(text.get(at..).unwrap_or_default());
-        Cow::Owned(out)
+        Some(out)
     }
 
     /// Replaces the configured paths wholesale, the scalar values of credential-named members,
@@ -381,6 +410,7 @@ fn passes(check: Check, text: &str) -> bool {
         Check::None => true,
         Check::Luhn => is_card_number(text),
         Check::Entropy => looks_random(text),
+        Check::Digit => text.bytes().any(|b| b.is_ascii_digit()),
         Check::Token => text.len() >= 24 || text.bytes().any(|b| !b.is_ascii_alphabetic()),
     }
 }
