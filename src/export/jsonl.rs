@@ -9,7 +9,7 @@ use crate::capture::record::{CaptureRecord, Outcome};
 /// The record's conversation, or why it makes no sample. `text_answer`: the format's target is a
 /// string, so an answer of tool calls alone does not count.
 fn sample(record: &CaptureRecord, text_answer: bool) -> Result<(Vec<Message>, Message), Skip> {
-    if record.outcome != Outcome::Ok || record.partial {
+    if record.outcome != Outcome::Ok || record.partial || record.truncated {
         return Err(Skip::Incomplete);
     }
     let Conversation { messages, answer } = conversation(record);

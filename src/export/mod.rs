@@ -5,7 +5,8 @@
 //! no I/O but the `Write` given to [`Exporter::new`].
 //!
 //! Dataset formats (all but CSV) skip, and count, records that did not end whole (`outcome`
-//! other than `ok`, or `partial`), that have no usable request messages, or that have no answer
+//! other than `ok`, `partial`, or bodies `truncated` to the stored size), that have no usable
+//! request messages, or that have no answer
 //! (for `openai-evals` and `inspect`, no answer text: their target is a string).
 
 mod csv;
@@ -64,7 +65,8 @@ impl std::fmt::Display for Format {
 /// Why a record was left out of a dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Skip {
-    /// The exchange did not end whole: an error, timeout, disconnect, or a partial response.
+    /// The exchange did not end whole (an error, timeout, disconnect, partial response), or its
+    /// bodies were truncated when stored.
     Incomplete,
     /// No request body, or none this crate can read as a conversation.
     NoMessages,

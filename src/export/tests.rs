@@ -356,8 +356,11 @@ fn skips_are_counted_by_reason() {
     no_response.response = None;
     let mut empty_answer = responses();
     empty_answer.response = Some(Reassembled::default());
+    let mut truncated = gemini();
+    truncated.truncated = true;
     let records = [
         partial,
+        truncated,
         failed,
         no_request,
         text_body,
@@ -372,8 +375,8 @@ fn skips_are_counted_by_reason() {
             counts,
             ExportCounts {
                 written: 0,
-                skipped: 7,
-                skipped_incomplete: 2,
+                skipped: 8,
+                skipped_incomplete: 3,
                 skipped_no_messages: 3,
                 skipped_no_answer: 2,
             },
