@@ -2,6 +2,7 @@ use super::*;
 use crate::capture::record::{
     CaptureLevel, Delta, DeltaKind, Outcome, Reassembled, Timings, ToolCall,
 };
+use base64::Engine;
 use serde_json::json;
 
 fn default_redactor() -> Redactor {
