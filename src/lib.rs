@@ -32,6 +32,7 @@ pub mod config;
 pub mod cors;
 pub mod demo;
 pub mod endpoints;
+pub mod export;
 pub mod progress;
 pub mod proxy;
 pub mod request_id;

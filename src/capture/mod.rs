@@ -12,6 +12,8 @@ mod size;
 mod spill;
 mod worker;
 pub mod writer;
+pub mod redact;
+pub mod stats;
 
 pub use record::{
     CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, TokenUsage,

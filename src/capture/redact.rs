@@ -1,0 +1,416 @@
+//! Redaction: what must never be stored, spilled or exported — configured JSON paths, regexes,
+//! emails, card numbers, API-key shapes and the exact secrets aloud itself holds — replaced by
+//! markers before a record leaves the request path.
+//!
+//! **Invariant:** redaction is pure and idempotent: redacting twice gives what redacting once
+//! gave, because text inside an existing marker is never matched again and each call repeats
+//! its passes until nothing changes.
+//!
+//! Markers: `[REDACTED:email]`, `[REDACTED:card]`, `[REDACTED:key]` (API-key shapes and
+//! configured secrets), `[REDACTED]` (JSON paths, credential-named members, custom patterns).
+//!
+//! Limits: a secret split across two stream deltas is not seen in either delta alone (the
+//! record's reassembled text is redacted whole); JSON numbers are never rewritten.
+
+mod checks;
+mod path;
+
+use std::borrow::Cow;
+
+use regex::{Regex, RegexSet};
+use serde_json::Value;
+
+use checks::{is_card_number, looks_random, secret_forms};
+pub use path::JsonPath;
+
+use crate::capture::record::CaptureRecord;
+
+/// What to redact. `Default` turns on emails, card numbers and API keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedactConfig {
+    /// Paths (see [`JsonPath`]) whose values are replaced wholesale with `"[REDACTED]"`.
+    pub json_paths: Vec<String>,
+    /// Regexes (`regex` crate syntax); each match becomes `[REDACTED]`.
+    pub patterns: Vec<String>,
+    pub emails: bool,
+    /// Luhn-valid runs of 13–19 digits, optionally grouped by single spaces or dashes, starting
+    /// with 2–6 (the issuer ranges in use; this also spares millisecond timestamps).
+    pub card_numbers: bool,
+    /// Common key shapes: `sk-…`, `sk-ant-…`, `AIza…`, `ghp_…`, `xoxb-…`, `Bearer …`,
+    /// `AKIA…`, and long high-entropy values after `key=`, `api_key:`, `token=` and the like.
+    pub api_keys: bool,
+    /// Exact strings never to be stored (configured API keys, client tokens). Also matched in
+    /// their JSON-escaped and base64 (standard and URL-safe, at any alignment) forms.
+    pub secrets: Vec<String>,
+}
+
+impl Default for RedactConfig {
+    fn default() -> Self {
+        RedactConfig {
+            json_paths: Vec::new(),
+            patterns: Vec::new(),
+            emails: true,
+            card_numbers: true,
+            api_keys: true,
+            secrets: Vec::new(),
+        }
+    }
+}
+
+pub const MARKER: &str = "[REDACTED]";
+const MARKER_KEY: &str = "[REDACTED:key]";
+const MARKER_EMAIL: &str = "[REDACTED:email]";
+const MARKER_CARD: &str = "[REDACTED:card]";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    None,
+    Luhn,
+    Entropy,
+    Token,
+    Digit,
+}
+
+/// One regex with its marker. When the regex has a group named `s`, only that group is replaced
+/// (so `Bearer <token>` keeps `Bearer `).
+#[derive(Debug)]
+struct Rule {
+    regex: Regex,
+    marker: &'static str,
+    check: Check,
+}
+
+/// Built once from a [`RedactConfig`]; cheap to share (`Arc`) between requests.
+#[derive(Debug)]
+pub struct Redactor {
+    rules: Vec<Rule>,
+    /// All rule regexes, to find in one pass which rules can match a string at all.
+    set: RegexSet,
+    markers: Regex,
+    paths: Vec<JsonPath>,
+}
+
+/// OpenAI (sk-, sk-proj-) and Anthropic (sk-ant-) keys; they must hold a digit, which spares
+/// hyphenated words like "sk-learn-compatible-estimators".
+const SK_PATTERN: &str = r"\bsk-[A-Za-z0-9_\-]{16,}";
+
+const API_KEY_PATTERNS: &[&str] = &[
+    // Google API keys.
+    r"\bAIza[0-9A-Za-z_\-]{30,}",
+    // GitHub tokens.
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}",
+    r"\bgithub_pat_[A-Za-z0-9_]{30,}",
+    // Slack tokens.
+    r"\bxox[bpaors]-[A-Za-z0-9\-]{10,}",
+    // AWS access key ids.
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+];
+
+/// Authorization header values; the token must not read like a word ("bearer instruments").
+const AUTH_PATTERN: &str = r"(?i)\b(?:Bearer|Basic)\s+(?P<s>[A-Za-z0-9._~+/\-]{8,}=*)";
+
+/// Passwords after their name, whatever they look like (on one line, up to a separator).
+const PASSWORD_PATTERN: &str =
+    r#"(?i)\b(?:password|passwd|pwd)["']?[ \t]*[=:][ \t]*["']?(?P<s>[^\s"'&,;\[\]]{4,})"#;
+
+/// Long high-entropy values after a credential-like name (`key=`, `"api_key": "`, `token: `).
+const KEY_VALUE_PATTERN: &str = r#"(?i)\b(?:api[_\-]?key|x-api-key|key|access[_\-]?token|auth[_\-]?token|token|secret|client[_\-]?secret|password|passwd)["']?\s*[=:]\s*["']?(?P<s>[A-Za-z0-9._~+/\-]{16,})"#;
+
+const EMAIL_PATTERN: &str = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b";
+
+/// Card-shaped digit runs: 13–19 digits together, in groups of four split by spaces or by dashes,
+/// or Amex's 4-6-5; the Luhn check comes after.
+const CARD_PATTERN: &str = concat!(
+    r"\b(?:[2-6][0-9]{12,18}",
+    r"|[2-6][0-9]{3}(?: [0-9]{4}){2} [0-9]{1,4}(?: [0-9]{1,3})?",
+    r"|[2-6][0-9]{3}(?:-[0-9]{4}){2}-[0-9]{1,4}(?:-[0-9]{1,3})?",
+    r"|3[47][0-9]{2}[ \-][0-9]{6}[ \-][0-9]{5})\b",
+);
+
+const MARKER_PATTERN: &str = r"\[REDACTED(?::[a-z]+)?\]";
+
+impl Redactor {
+    pub fn new(config: &RedactConfig) -> Result<Redactor, String> {
+        let mut rules = Vec::new();
+        let mut add = |pattern: &str, marker, check| -> Result<(), String> {
+            let regex =
+                Regex::new(pattern).map_err(|e| format!("redact pattern {pattern:?}: {e}"))?;
+            rules.push(Rule {
+                regex,
+                marker,
+                check,
+            });
+            Ok(())
+        };
+        let secrets = secret_forms(&config.secrets)?;
+        if !secrets.is_empty() {
+            let alternation: Vec<String> = secrets.iter().map(|s| regex::escape(s)).collect();
+            add(&alternation.join("|"), MARKER_KEY, Check::None)?;
+        }
+        if config.api_keys {
+            add(SK_PATTERN, MARKER_KEY, Check::Digit)?;
+            for p in API_KEY_PATTERNS {
+                add(p, MARKER_KEY, Check::None)?;
+            }
+            add(AUTH_PATTERN, MARKER_KEY, Check::Token)?;
+            add(PASSWORD_PATTERN, MARKER_KEY, Check::None)?;
+            add(KEY_VALUE_PATTERN, MARKER_KEY, Check::Entropy)?;
+        }
+        if config.emails {
+            add(EMAIL_PATTERN, MARKER_EMAIL, Check::None)?;
+        }
+        if config.card_numbers {
+            add(CARD_PATTERN, MARKER_CARD, Check::Luhn)?;
+        }
+        for p in &config.patterns {
+            add(p, MARKER, Check::None)?;
+        }
+        let set = RegexSet::new(rules.iter().map(|r| r.regex.as_str()))
+            .map_err(|e| format!("redact patterns: {e}"))?;
+        let markers = Regex::new(MARKER_PATTERN).map_err(|e| e.to_string())?;
+        let paths = config
+            .json_paths
+            .iter()
+            .map(|p| JsonPath::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Redactor {
+            rules,
+            set,
+            markers,
+            paths,
+        })
+    }
+
+    /// Replaces every match in `text`; borrows when nothing matched.
+    ///
+    /// A replacement can reveal a match that its neighbour hid (`4111…1111s3cret` shows a card
+    /// once the secret is a marker, because a word boundary appears), so passes repeat until
+    /// nothing changes. Each pass turns unfenced text into a fenced marker, so this ends; the
+    /// cap only bounds the cost of hostile input.
+    pub fn redact_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        const MAX_PASSES: usize = 16;
+        let Some(mut out) = self.redact_pass(text) else {
+            return Cow::Borrowed(text);
+        };
+        for _ in 1..MAX_PASSES {
+            match self.redact_pass(&out) {
+                Some(next) => out = next,
+                None => break,
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// One pass over `text`: `None` when nothing matched.
+    fn redact_pass(&self, text: &str) -> Option<String> {
+        let hits = self.set.matches(text);
+        if !hits.matched_any() {
+            return None;
+        }
+        // Existing markers are fenced off so that redacting again changes nothing.
+        let fences: Vec<(usize, usize)> = self
+            .markers
+            .find_iter(text)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        let mut spans: Vec<(usize, usize, &'static str)> = Vec::new();
+        for i in hits.iter() {
+            let Some(rule) = self.rules.get(i) else {
+                continue;
+            };
+            for caps in rule.regex.captures_iter(text) {
+                let Some(m) = caps.name("s").or_else(|| caps.get(0)) else {
+                    continue;
+                };
+                if m.is_empty() || !passes(rule.check, m.as_str()) {
+                    continue;
+                }
+                let (start, end) = (m.start(), m.end());
+                if fences.iter().any(|&(fs, fe)| start < fe && fs < end) {
+                    continue;
+                }
+                spans.push((start, end, rule.marker));
+            }
+        }
+        if spans.is_empty() {
+            return None;
+        }
+        // Earliest first, longest first among equals; overlapping later spans are dropped.
+        spans.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end, marker) in spans {
+            if start < at {
+                continue;
+            }
+            out.push_str(text.get(at..start).unwrap_or_default());
+            out.push_str(marker);
+            at = end;
+        }
+        out.push_str(text.get(at..).unwrap_or_default());
+        Some(out)
+    }
+
+    /// Replaces the configured paths wholesale, the scalar values of credential-named members,
+    /// and every match in every string value (object keys are left as they are).
+    pub fn redact_json(&self, value: &mut Value) {
+        let marker = Value::String(MARKER.to_owned());
+        for path in &self.paths {
+            path.replace(value, &marker);
+        }
+        self.scan_json(value);
+    }
+
+    /// [`Redactor::redact_json`] without the paths: for documents whose shape the paths do not
+    /// describe (tool-call arguments).
+    fn scan_json(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => self.redact_string(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.scan_json(v)),
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    let scalar = matches!(v, Value::String(_) | Value::Number(_));
+                    if scalar && is_credential_name(k) {
+                        *v = Value::String(MARKER.to_owned());
+                    } else {
+                        self.scan_json(v);
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// Redacts a URL query string: values of credential-named parameters (Gemini's `key=`)
+    /// become `[REDACTED]`, and the rest is scanned like any text.
+    pub fn redact_query<'a>(&self, query: &'a str) -> Cow<'a, str> {
+        let mut changed = false;
+        let parts: Vec<Cow<'a, str>> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value))
+                    if (name == "key" || is_credential_name(name)) && !value.is_empty() =>
+                {
+                    changed = true;
+                    Cow::Owned(format!("{name}={MARKER}"))
+                }
+                _ => {
+                    let r = self.redact_str(pair);
+                    changed |= matches!(r, Cow::Owned(_));
+                    r
+                }
+            })
+            .collect();
+        if changed {
+            Cow::Owned(parts.join("&"))
+        } else {
+            Cow::Borrowed(query)
+        }
+    }
+
+    /// Redacts everything in a record that came from a client or upstream: the path (and a
+    /// query, should one be there), request, response text, reasoning, tool-call arguments and
+    /// body, deltas and error.
+    pub fn redact_record(&self, record: &mut CaptureRecord) {
+        let path = match record.path.split_once('?') {
+            Some((p, q)) => {
+                format!("{}?{}", self.redact_str(p), self.redact_query(q))
+            }
+            None => self.redact_str(&record.path).into_owned(),
+        };
+        record.path = path;
+        if let Some(request) = record.request.as_mut() {
+            self.redact_json(request);
+        }
+        if let Some(response) = record.response.as_mut() {
+            self.redact_string(&mut response.text);
+            self.redact_string(&mut response.reasoning);
+            for call in &mut response.tool_calls {
+                if let Cow::Owned(o) = self.redact_arguments(&call.arguments) {
+                    call.arguments = o;
+                }
+            }
+            if let Some(body) = response.body.as_mut() {
+                self.redact_json(body);
+            }
+        }
+        for delta in &mut record.deltas {
+            self.redact_string(&mut delta.text);
+        }
+        if let Some(error) = record.error.as_mut() {
+            self.redact_string(error);
+        }
+    }
+
+    fn redact_string(&self, text: &mut String) {
+        if let Cow::Owned(o) = self.redact_str(text) {
+            *text = o;
+        }
+    }
+
+    /// Tool-call arguments are JSON text: scanned as JSON when they parse (so credential-named
+    /// members are caught) and re-serialised only when something changed.
+    fn redact_arguments<'a>(&self, arguments: &'a str) -> Cow<'a, str> {
+        match serde_json::from_str::<Value>(arguments) {
+            Ok(parsed) => {
+                let mut redacted = parsed.clone();
+                self.scan_json(&mut redacted);
+                if redacted == parsed {
+                    Cow::Borrowed(arguments)
+                } else {
+                    Cow::Owned(redacted.to_string())
+                }
+            }
+            Err(_) => self.redact_str(arguments),
+        }
+    }
+}
+
+/// Member and parameter names whose scalar values are credentials. Compared without case,
+/// `-` or `_`, so `api_key`, `apiKey`, `x-api-key` and `X_API_KEY` all count. (A bare `key`
+/// counts only in a query string, where Gemini puts its key; as a JSON member it is too common.)
+fn is_credential_name(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "apikey",
+        "xapikey",
+        "xgoogapikey",
+        "authorization",
+        "proxyauthorization",
+        "password",
+        "passwd",
+        "secret",
+        "clientsecret",
+        "token",
+        "accesstoken",
+        "refreshtoken",
+        "authtoken",
+        "idtoken",
+        "sessiontoken",
+        "bearertoken",
+        "privatekey",
+        "secretkey",
+        "secretaccesskey",
+    ];
+    if name.len() > 32 {
+        return false;
+    }
+    let folded: String = name
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    NAMES.contains(&folded.as_str())
+}
+
+fn passes(check: Check, text: &str) -> bool {
+    match check {
+        Check::None => true,
+        Check::Luhn => is_card_number(text),
+        Check::Entropy => looks_random(text),
+        Check::Digit => text.bytes().any(|b| b.is_ascii_digit()),
+        Check::Token => text.len() >= 24 || text.bytes().any(|b| !b.is_ascii_alphabetic()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
