@@ -305,15 +305,15 @@ val() { echo "${V[$1]:-}"; }
 num_or_dash() { if [[ -n $1 && $1 != - ]]; then echo "$1"; else echo "-"; fi; }
 # met VALUE LIMIT: yes when VALUE <= LIMIT
 met() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-" || b == "") print "n/a"; else if (a + 0 <= b + 0) print "yes"; else print "**no**" }'; }
-per_stream_kib() { # tier -> (plateau - idle) / active streams, KiB
-    local t=$1
-    awk -v p="$(val "$t:plateau_rss_kib")" -v i="$(val "$t:idle_rss_kib")" -v n="$(val "$t:plateau_active")" \
+per_stream_kib() { # tier [plateau|late] -> (sample - idle) / active streams, KiB
+    local t=$1 at=${2:-plateau}
+    awk -v p="$(val "$t:${at}_rss_kib")" -v i="$(val "$t:idle_rss_kib")" -v n="$(val "$t:${at}_active")" \
         'BEGIN { if (p == "" || i == "" || n == "" || n == 0) print "-"; else printf "%.1f", (p - i) / n }'
 }
-cpu_per_beat() { # tier -> aloud CPU µs per heartbeat delivered (whole run incl. ramp)
+cpu_per_stream() { # tier -> aloud CPU ms per stream over its whole life (connect, waits, end)
     local t=$1
-    awk -v a="$(val "$t:after_cpu_ticks")" -v i="$(val "$t:idle_cpu_ticks")" -v n="$(val "$t:late_n")" -v hz="$CLK_TCK" \
-        'BEGIN { if (a == "" || i == "" || n == "" || n == 0) print "-"; else printf "%.0f", (a - i) / hz * 1e6 / n }'
+    awk -v a="$(val "$t:after_cpu_ticks")" -v i="$(val "$t:idle_cpu_ticks")" -v n="$(val "$t:streams")" -v hz="$CLK_TCK" \
+        'BEGIN { if (a == "" || i == "" || n == "" || n == 0) print "-"; else printf "%.2f", (a - i) / hz * 1e3 / n }'
 }
 
 report() {
@@ -346,20 +346,20 @@ report() {
     echo
     echo "## aloud's process (from /proc)"
     echo
-    echo "| tier | VmRSS idle MiB | at plateau MiB | streams open at plateau | (plateau − idle) / stream KiB | fds at plateau | VmRSS 1 s after the end MiB | CPU µs per heartbeat |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| tier | VmRSS idle MiB | at plateau MiB | streams open at plateau | (plateau − idle) / stream KiB | late in the wait MiB | (late − idle) / stream KiB | fds at plateau | VmRSS 1 s after the end MiB | aloud CPU ms per stream |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for t in "${TIERS[@]}"; do
         [[ -z $(val "$t:streams") ]] && continue
         mib() { awk -v k="$1" 'BEGIN { if (k == "") print "-"; else printf "%.1f", k / 1024 }'; }
-        echo "| $t | $(mib "$(val "$t:idle_rss_kib")") | $(mib "$(val "$t:plateau_rss_kib")") | $(val "$t:plateau_active") (at $(val "$t:plateau_at_s") s) | $(per_stream_kib "$t") | $(val "$t:plateau_fds") | $(mib "$(val "$t:after_rss_kib")") | $(cpu_per_beat "$t") |"
+        echo "| $t | $(mib "$(val "$t:idle_rss_kib")") | $(mib "$(val "$t:plateau_rss_kib")") | $(val "$t:plateau_active") (at $(val "$t:plateau_at_s") s) | $(per_stream_kib "$t") | $(mib "$(val "$t:late_rss_kib")") (at $(val "$t:late_at_s") s) | $(per_stream_kib "$t" late) | $(val "$t:plateau_fds") | $(mib "$(val "$t:after_rss_kib")") | $(cpu_per_stream "$t") |"
     done
     echo
     echo "## aloud's own heap per waiting request (in-process, counting allocator)"
     echo
     if [[ -n ${S[per_stream_bytes]:-} ]]; then
-        echo "| streams | live heap idle KiB | at plateau KiB | per stream bytes | plain hyper proxy, per stream bytes | aloud's own state per stream bytes |"
-        echo "|---:|---:|---:|---:|---:|---:|"
-        echo "| ${S[streams]} | ${S[idle_kib]} | ${S[plateau_kib]} | ${S[per_stream_bytes]} | ${S[baseline_per_stream_bytes]:--} | ${S[own_per_stream_bytes]:--} |"
+        echo "| streams | live heap idle KiB | at plateau KiB | aloud, per stream B | plain hyper proxy, per stream B | plain proxy keeping the request body, per stream B | aloud's own state per stream B (aloud − plain) | aloud's growth per stream per s of waiting B |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| ${S[streams]} | ${S[idle_kib]} | ${S[plateau_kib]} | ${S[per_stream_bytes]} | ${S[baseline_per_stream_bytes]:--} | ${S[keeping_per_stream_bytes]:--} | ${S[own_per_stream_bytes]:--} | ${S[growth_bytes_per_stream_s]:--} |"
     else
         echo "not measured$( ((STATE_STREAMS > 0)) && echo " (state_size failed: $(tail -c 200 "$WORK/state.err" 2>/dev/null | tr '\n' ' '))")"
     fi
@@ -388,7 +388,8 @@ report() {
     echo "|---|---|---:|---|"
     echo "| every heartbeat within 100 ms of its due time (p99) | ≤ 100 ms | $(num_or_dash "$late99") ms (max $(val "$c:late_max_ms")) | $(met "$late99" 100) |"
     echo "| steady heartbeats (after a heartbeat), p99 | ≤ 100 ms | $(num_or_dash "$(val "$c:late_steady_p99_ms")") ms | $(met "$(val "$c:late_steady_p99_ms")" 100) |"
-    echo "| memory per waiting request, all in (RSS delta / streams) | ≤ 64 KiB | $rss KiB | $(met "$rss" 64) |"
+    echo "| memory per waiting request, all in (RSS delta / streams), at the plateau | ≤ 64 KiB | $rss KiB | $(met "$rss" 64) |"
+    echo "| the same, late in the wait ($(val "$c:late_at_s") s in) | ≤ 64 KiB | $(per_stream_kib "$c" late) KiB | $(met "$(per_stream_kib "$c" late)" 64) |"
     echo "| aloud's own state per waiting request (counting allocator) | ≤ 4096 B | $(num_or_dash "$own") B | $(met "$own" 4096) |"
     echo "| interpretation per forwarded chunk (p99) | ≤ 200 µs | $(num_or_dash "$interp") µs | $(met "$interp" 200) |"
     echo "| streams that failed | 0 | $(val "$c:failed") | $(met "$(val "$c:failed")" 0) |"

@@ -26,7 +26,8 @@
 //!
 //! Output: `key=value` lines on stdout (read by `benches/heartbeats.sh`), progress on stderr,
 //! including a line `plateau open=N` once every stream has its response head and one and a half
-//! heartbeats passed (what `state_size` waits for).
+//! heartbeats passed (what `state_size` waits for), and `late open=N` 0.7 s before the first
+//! stream's wait ends (when that is at least 1 s after the plateau).
 #![expect(
     clippy::disallowed_methods,
     reason = "a standalone bench tool: plain tokio::spawn is fine here"
@@ -82,9 +83,7 @@ fn parse_args() -> Result<Args, String> {
             "--ramp" => a.ramp = val("--ramp")?.parse().map_err(|e| format!("{e}"))?,
             "--heartbeat-ms" => {
                 a.heartbeat = Duration::from_millis(
-                    val("--heartbeat-ms")?
-                        .parse()
-                        .map_err(|e| format!("{e}"))?,
+                    val("--heartbeat-ms")?.parse().map_err(|e| format!("{e}"))?,
                 )
             }
             "--events" => a.events = true,
@@ -121,7 +120,7 @@ fn parse_args() -> Result<Args, String> {
     if a.streams == 0 || a.streams > MAX_STREAMS {
         return Err(format!("--streams must be 1..={MAX_STREAMS}"));
     }
-    if !(a.ramp > 0.0) {
+    if a.ramp.is_nan() || a.ramp <= 0.0 {
         return Err("--ramp must be positive".into());
     }
     if a.threads == 0 {
@@ -302,18 +301,18 @@ async fn one_stream(args: Arc<Args>, counts: Arc<Counts>) -> Outcome {
     if let Err(e) = result {
         r.out.error.get_or_insert(e);
     } else if !r.saw_done {
-        r.out.error.get_or_insert("stream ended without [DONE]".into());
+        r.out
+            .error
+            .get_or_insert("stream ended without [DONE]".into());
     } else if args.events && !r.saw_aloud_done {
-        r.out.error.get_or_insert("stream ended without aloud.done".into());
+        r.out
+            .error
+            .get_or_insert("stream ended without aloud.done".into());
     }
     r.out
 }
 
-async fn run_stream(
-    args: &Args,
-    r: &mut Reader,
-    counts: &Counts,
-) -> Result<(), String> {
+async fn run_stream(args: &Args, r: &mut Reader, counts: &Counts) -> Result<(), String> {
     let stream = TcpStream::connect(&args.authority)
         .await
         .map_err(|e| format!("connect: {}", e.kind()))?;
@@ -440,6 +439,20 @@ async fn run(args: Args) -> Result<(), String> {
     let plateau_active = counts.active.load(Ordering::Relaxed);
     let plateau = args.rss_pid.and_then(proc_sample);
     eprintln!("plateau open={plateau_active} at={plateau_at:.1}s");
+    // Late in the wait, before the first stream ends: how a waiting request's cost grows.
+    let late_at = wait.saturating_sub(Duration::from_millis(700));
+    let late = if late_at.as_secs_f64() >= plateau_at + 1.0 {
+        tokio::time::sleep_until((start + late_at).into()).await;
+        let active = counts.active.load(Ordering::Relaxed);
+        let s = args.rss_pid.and_then(proc_sample);
+        eprintln!(
+            "late open={active} at={:.1}s",
+            start.elapsed().as_secs_f64()
+        );
+        Some((start.elapsed().as_secs_f64(), active, s))
+    } else {
+        None
+    };
     let mut results = Vec::with_capacity(args.streams);
     while let Some(r) = set.join_next().await {
         results.push(r.unwrap_or_else(|e| Outcome {
@@ -477,7 +490,10 @@ async fn run(args: Args) -> Result<(), String> {
     println!("plateau_at_s={plateau_at:.2}");
     println!("plateau_active={plateau_active}");
     println!("other_progress_events={other}");
-    println!("beats_per_stream_min={}", per_stream.first().copied().unwrap_or(0));
+    println!(
+        "beats_per_stream_min={}",
+        per_stream.first().copied().unwrap_or(0)
+    );
     println!(
         "beats_per_stream_mean={:.2}",
         per_stream.iter().sum::<i64>() as f64 / per_stream.len().max(1) as f64
@@ -488,10 +504,22 @@ async fn run(args: Args) -> Result<(), String> {
     emit_dist("late_first", first, 1000.0);
     emit_dist("late_steady", steady, 1000.0);
     emit_dist("late_server", server, 1.0);
-    if plateau_at + 0.5 > wait.as_secs_f64() {
-        println!("warning=plateau sampled after the first streams could have ended: raise wait or ramp");
+    if plateau_at + 0.2 > wait.as_secs_f64() {
+        println!(
+            "warning=plateau sampled after the first streams could have ended: raise wait or ramp"
+        );
     }
-    for (name, s) in [("idle", idle), ("plateau", plateau), ("after", after)] {
+    if let Some((at, active, _)) = late {
+        println!("late_at_s={at:.2}");
+        println!("late_active={active}");
+    }
+    let late = late.and_then(|l| l.2);
+    for (name, s) in [
+        ("idle", idle),
+        ("plateau", plateau),
+        ("late", late),
+        ("after", after),
+    ] {
         if let Some((rss, fds, cpu)) = s {
             println!("{name}_rss_kib={rss}");
             println!("{name}_fds={fds}");

@@ -3,7 +3,7 @@
 //! `aloud::sse::SseDecoder::feed` alone) and times every call with `std::time::Instant`.
 //!
 //! ```text
-//! interpret_cost [--chunks N (200000)] [--format table|kv]
+//! interpret_cost [--chunks N (200000)] [--format table|kv] [--detail]
 //! ```
 //!
 //! Streams (the test fixtures in `tests/fixtures/streams/`, compiled in): OpenAI chat with
@@ -13,7 +13,7 @@
 //! interpreter is not timed. The timer's own cost (two `Instant::now()`, ~50 ns here) is
 //! included, so the figures err high. One warm-up replay per stream is not counted.
 //!
-//! `--format kv` prints `NAME_n`, `NAME_p50_us`, `NAME_p99_us`, `NAME_max_us` lines (read by
+//! `--detail` also prints the median per event of each stream, on stderr. `--format kv` prints `NAME_n`, `NAME_p50_us`, `NAME_p99_us`, `NAME_max_us` lines (read by
 //! `benches/heartbeats.sh`); NAME is openai_chat, anthropic, responses, ollama, sse_decoder, all.
 
 use std::hint::black_box;
@@ -29,16 +29,20 @@ const OLLAMA: &str = include_str!("../tests/fixtures/streams/ollama_chat.ndjson"
 
 const MAX_CHUNKS: usize = 50_000_000;
 
-/// SSE text cut into events, each with its terminating blank line.
+/// SSE text cut into events, each with its terminating blank line (LF or CRLF line ends).
 fn sse_events(text: &str) -> Vec<&[u8]> {
     let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("\n\n") {
-        out.push(rest[..i + 2].as_bytes());
-        rest = &rest[i + 2..];
+    let mut start = 0;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        pos += line.len();
+        if line.trim_end_matches(['\r', '\n']).is_empty() && pos > start {
+            out.push(&text.as_bytes()[start..pos]);
+            start = pos;
+        }
     }
-    if !rest.trim().is_empty() {
-        out.push(rest.as_bytes());
+    if !text[start..].trim().is_empty() {
+        out.push(&text.as_bytes()[start..]);
     }
     out
 }
@@ -50,8 +54,9 @@ fn ndjson_lines(text: &str) -> Vec<&[u8]> {
         .collect()
 }
 
-/// Nanoseconds per `feed`, `n` of them, replaying `chunks` through fresh interpreters.
-fn time_interpreter(dialect: Dialect, chunks: &[&[u8]], n: usize) -> Vec<u64> {
+/// Nanoseconds per `feed`, `n` of them, replaying `chunks` through fresh interpreters. With
+/// `detail`, prints the median per event of the stream (to find an expensive kind of event).
+fn time_interpreter(dialect: Dialect, chunks: &[&[u8]], n: usize, detail: bool) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);
     let mut warm = StreamInterpreter::with_dialect(Some(dialect), Limits::default());
     for c in chunks {
@@ -70,6 +75,18 @@ fn time_interpreter(dialect: Dialect, chunks: &[&[u8]], n: usize) -> Vec<u64> {
             out.push(ns);
         }
         black_box(interp.finish());
+    }
+    if detail {
+        for (i, c) in chunks.iter().enumerate() {
+            let mut v: Vec<u64> = out.iter().skip(i).step_by(chunks.len()).copied().collect();
+            v.sort_unstable();
+            let head = String::from_utf8_lossy(&c[..c.len().min(110)]).replace('\n', "|");
+            eprintln!(
+                "{dialect:?} #{i}: {} B, p50 {:.2} µs  {head}",
+                c.len(),
+                pct(&v, 0.5) as f64 / 1000.0
+            );
+        }
     }
     out
 }
@@ -100,6 +117,7 @@ fn pct(sorted: &[u64], p: f64) -> u64 {
 fn main() -> std::process::ExitCode {
     let mut n = 200_000usize;
     let mut kv = false;
+    let mut detail = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -118,8 +136,11 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(2);
                 }
             },
+            "--detail" => detail = true,
             "-h" | "--help" => {
-                println!("usage: interpret_cost [--chunks N (200000)] [--format table|kv]");
+                println!(
+                    "usage: interpret_cost [--chunks N (200000)] [--format table|kv] [--detail]"
+                );
                 return std::process::ExitCode::SUCCESS;
             }
             other => {
@@ -130,18 +151,21 @@ fn main() -> std::process::ExitCode {
     }
     let chat = sse_events(CHAT);
     let runs: Vec<(&str, Vec<u64>)> = vec![
-        ("openai_chat", time_interpreter(Dialect::OpenAiChat, &chat, n)),
+        (
+            "openai_chat",
+            time_interpreter(Dialect::OpenAiChat, &chat, n, detail),
+        ),
         (
             "anthropic",
-            time_interpreter(Dialect::Anthropic, &sse_events(ANTHROPIC), n),
+            time_interpreter(Dialect::Anthropic, &sse_events(ANTHROPIC), n, detail),
         ),
         (
             "responses",
-            time_interpreter(Dialect::OpenAiResponses, &sse_events(RESPONSES), n),
+            time_interpreter(Dialect::OpenAiResponses, &sse_events(RESPONSES), n, detail),
         ),
         (
             "ollama",
-            time_interpreter(Dialect::OllamaNdjson, &ndjson_lines(OLLAMA), n),
+            time_interpreter(Dialect::OllamaNdjson, &ndjson_lines(OLLAMA), n, detail),
         ),
     ];
     let decoder = time_decoder(&chat, n);

@@ -43,7 +43,14 @@ const MAX_CHUNKS: u64 = 10_000;
 const MAX_GAP_MS: u64 = 10_000;
 
 const WORDS: [&str; 8] = [
-    "The", " answer", " is", " forty", "-two", ",", " as", " expected.",
+    "The",
+    " answer",
+    " is",
+    " forty",
+    "-two",
+    ",",
+    " as",
+    " expected.",
 ];
 
 type RespBody = BoxBody<Bytes, Infallible>;
@@ -234,9 +241,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--threads" => args.threads = num(val("--threads")?, "--threads")? as usize,
             "--wait-ms" => {
-                args.plan.wait = Duration::from_millis(
-                    num(val("--wait-ms")?, "--wait-ms")?.min(MAX_WAIT_MS),
-                )
+                args.plan.wait =
+                    Duration::from_millis(num(val("--wait-ms")?, "--wait-ms")?.min(MAX_WAIT_MS))
             }
             "--chunks" => args.plan.chunks = num(val("--chunks")?, "--chunks")?.min(MAX_CHUNKS),
             "--gap-ms" => {

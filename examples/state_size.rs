@@ -16,14 +16,16 @@
 //!    either). For each proxy: a warm-up of a few short streams, then the live heap is read
 //!    (bytes allocated minus bytes freed); then N streams whose upstream stays silent are
 //!    opened, and once every stream has its head and one and a half heartbeats have passed
-//!    (`heartbeat_load` prints `plateau`), the live heap is read again.
+//!    (`heartbeat_load` prints `plateau`), the live heap is read again, and once more late in
+//!    the wait (`--hold-s`, default 10 s after the plateau: `heartbeat_load` prints `late`).
 //! 3. (plateau − idle) / open streams = heap per waiting request in that proxy. aloud's figure
 //!    minus the plain proxy's = what aloud itself keeps per waiting request (relay, watcher,
 //!    progress state, interpreter, hub entry, request tap, ...), beyond the connection machinery
 //!    any hyper proxy needs (socket buffers in the kernel are in neither: see the RSS figure).
 //!
 //! Prints `key=value` lines: streams, idle_kib, plateau_kib, per_stream_bytes,
-//! baseline_per_stream_bytes, own_per_stream_bytes, allocs_per_stream.
+//! baseline_per_stream_bytes, own_per_stream_bytes, allocs_per_stream, and
+//! growth_bytes_per_stream_s: how much each waiting stream's heap grows per second of waiting.
 #![expect(
     clippy::disallowed_methods,
     reason = "a standalone bench tool: plain tokio::spawn is fine here"
@@ -35,17 +37,20 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aloud::config::{Config, MapEnv};
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use bytes::Bytes;
 use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tokio::net::TcpListener;
 
 /// Counts every allocation of the whole process (the `stats_alloc` dev-dependency: the crate
@@ -69,6 +74,7 @@ struct Args {
     heartbeat_ms: u64,
     ramp: f64,
     baseline: bool,
+    hold_s: u64,
     load_core: Option<String>,
 }
 
@@ -80,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
         heartbeat_ms: 1000,
         ramp: 500.0,
         baseline: true,
+        hold_s: 10,
         load_core: None,
     };
     let mut pin = true;
@@ -92,18 +99,22 @@ fn parse_args() -> Result<Args, String> {
             "--load-bin" => a.load_bin = PathBuf::from(val("--load-bin")?),
             "--streams" => a.streams = val("--streams")?.parse().map_err(|e| format!("{e}"))?,
             "--heartbeat-ms" => {
-                a.heartbeat_ms = val("--heartbeat-ms")?
-                    .parse()
-                    .map_err(|e| format!("{e}"))?
+                a.heartbeat_ms = val("--heartbeat-ms")?.parse().map_err(|e| format!("{e}"))?
             }
             "--ramp" => a.ramp = val("--ramp")?.parse().map_err(|e| format!("{e}"))?,
             "--no-baseline" => a.baseline = false,
+            "--hold-s" => {
+                a.hold_s = val("--hold-s")?
+                    .parse::<u64>()
+                    .map_err(|e| format!("{e}"))?
+                    .min(600)
+            }
             "--load-core" => core = Some(val("--load-core")?),
             "--pin" => pin = val("--pin")? != "0",
             "-h" | "--help" => {
                 println!(
                     "usage: state_size --upstream ADDR --load-bin PATH [--streams N] [--heartbeat-ms MS] \
-                     [--ramp R] [--no-baseline] [--load-core C] [--pin 0|1]"
+                     [--ramp R] [--hold-s S (10)] [--no-baseline] [--load-core C] [--pin 0|1]"
                 );
                 std::process::exit(0);
             }
@@ -125,14 +136,18 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// The open streams and the live heap (bytes, allocations) at one moment.
+type Sample = (usize, (isize, isize));
+
 /// Runs `heartbeat_load` against `url`; returns the open streams it reported at its plateau and
-/// the live heap then (read as soon as the line arrives; the streams are all waiting).
+/// the live heap then (read as soon as the line arrives; the streams are all waiting), and the
+/// same late in the wait (its `late` line), when it reports one.
 fn load(
     args: &Args,
     url: &str,
     streams: usize,
     wait_ms: u64,
-) -> Result<(usize, (isize, isize)), String> {
+) -> Result<(Sample, Option<(Sample, f64)>), String> {
     let url = format!("{url}?wait_ms={wait_ms}");
     let load_args = [
         "--url".to_owned(),
@@ -160,16 +175,21 @@ fn load(
         .map_err(|e| format!("cannot start {:?}: {e}", args.load_bin))?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let mut at_plateau = None;
+    let mut at_late = None;
+    let open_of = |rest: &str| {
+        rest.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         if let Some(rest) = line.strip_prefix("plateau open=") {
             let heap = live();
-            let open = rest
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            at_plateau = Some((open, heap));
+            at_plateau = Some(((open_of(rest), heap), std::time::Instant::now()));
+        } else if let Some(rest) = line.strip_prefix("late open=") {
+            let heap = live();
+            at_late = Some(((open_of(rest), heap), std::time::Instant::now()));
         } else if !line.starts_with("heartbeat_load: ") || line.contains("fail") {
             eprintln!("load: {line}");
         }
@@ -178,31 +198,37 @@ fn load(
     if !status.success() {
         return Err(format!("heartbeat_load exited with {status}"));
     }
-    at_plateau.ok_or_else(|| "heartbeat_load never reported its plateau".into())
+    let (plateau, plateau_at) =
+        at_plateau.ok_or_else(|| "heartbeat_load never reported its plateau".to_owned())?;
+    let late = at_late.map(|(s, at): (Sample, std::time::Instant)| {
+        (s, at.duration_since(plateau_at).as_secs_f64())
+    });
+    Ok((plateau, late))
 }
 
 /// Measures one proxy at `base` (e.g. `http://127.0.0.1:P/slow/v1/chat/completions`).
-fn measure(
-    rt: &tokio::runtime::Runtime,
-    args: &Args,
-    url: &str,
-) -> Result<Measured, String> {
+fn measure(rt: &tokio::runtime::Runtime, args: &Args, url: &str) -> Result<Measured, String> {
     // Warm-up: connection pools, maps, lazily built statics.
     load(args, url, 20.min(args.streams), 50)?;
-    rt.block_on(tokio::time::sleep(Duration::from_millis(300)));
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(300)).await });
     let idle = live();
     let ramp_ms = (args.streams as f64 / args.ramp * 1000.0) as u64;
-    let wait_ms = (ramp_ms + args.heartbeat_ms * 3 / 2 + 3000).max(4000);
-    let (open, plateau) = load(args, url, args.streams, wait_ms)?;
+    let wait_ms = ramp_ms + args.heartbeat_ms * 3 / 2 + 1000 + args.hold_s * 1000;
+    let ((open, plateau), late) = load(args, url, args.streams, wait_ms)?;
     if open == 0 {
         return Err("no stream was open at the plateau".into());
     }
+    // Growth while waiting: bytes per stream per second between the plateau and the late sample.
+    let growth = late.and_then(|((late_open, heap), secs)| {
+        (late_open == open && secs > 0.5).then(|| (heap.0 - plateau.0) as f64 / open as f64 / secs)
+    });
     Ok(Measured {
         idle: idle.0,
         plateau: plateau.0,
         open,
         per_stream: (plateau.0 - idle.0) / open as isize,
         allocs_per_stream: (plateau.1 - idle.1) / open as isize,
+        growth,
     })
 }
 
@@ -212,11 +238,16 @@ struct Measured {
     open: usize,
     per_stream: isize,
     allocs_per_stream: isize,
+    /// Heap growth per waiting stream per second after the plateau.
+    growth: Option<f64>,
 }
 
-/// A plain hyper proxy: `/slow/...` to the upstream's `/...`, bodies relayed untouched.
-async fn plain_proxy(listener: TcpListener, upstream: SocketAddr) {
-    let client: Client<HttpConnector, Incoming> =
+/// A plain hyper proxy: `/slow/...` to the upstream's `/...`, the response body relayed
+/// untouched. The request body is collected (zero-copy for one chunk) and sent on; with `keep`,
+/// a clone of it is also kept until the connection closes, as aloud's request tap keeps the
+/// body it saw (a `Bytes` slice of hyper's read buffer keeps that whole buffer alive).
+async fn plain_proxy(listener: TcpListener, upstream: SocketAddr, keep: bool) {
+    let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -225,11 +256,23 @@ async fn plain_proxy(listener: TcpListener, upstream: SocketAddr) {
         };
         let _ = stream.set_nodelay(true);
         let client = client.clone();
+        let kept: Arc<Mutex<Vec<Bytes>>> = Arc::default();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let client = client.clone();
+                let kept = Arc::clone(&kept);
                 async move {
                     let (mut parts, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|c| c.to_bytes())
+                        .unwrap_or_default();
+                    if keep {
+                        kept.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(body.clone());
+                    }
                     let pq = parts
                         .uri
                         .path_and_query()
@@ -240,12 +283,11 @@ async fn plain_proxy(listener: TcpListener, upstream: SocketAddr) {
                         .parse::<Uri>()
                         .unwrap_or_default();
                     parts.headers.remove(http::header::HOST);
-                    let resp = match client.request(Request::from_parts(parts, body)).await {
-                        Ok(r) => r.map(http_body_util::Either::Left),
+                    let upstream_req = Request::from_parts(parts, Full::new(body));
+                    let resp = match client.request(upstream_req).await {
+                        Ok(r) => r.map(Either::Left),
                         Err(_) => {
-                            let mut r = Response::new(http_body_util::Either::Right(
-                                http_body_util::Empty::<bytes::Bytes>::new(),
-                            ));
+                            let mut r = Response::new(Either::Right(Empty::<Bytes>::new()));
                             *r.status_mut() = http::StatusCode::BAD_GATEWAY;
                             r
                         }
@@ -260,25 +302,43 @@ async fn plain_proxy(listener: TcpListener, upstream: SocketAddr) {
     }
 }
 
+/// Starts a plain proxy and measures it.
+fn measure_plain(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    keep: bool,
+) -> Result<Measured, String> {
+    let listener = rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| format!("bind: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| format!("{e}"))?;
+    rt.spawn(plain_proxy(listener, args.upstream, keep));
+    let url = format!("http://{addr}/slow/v1/chat/completions");
+    let m = measure(rt, args, &url)?;
+    eprintln!(
+        "state_size: plain hyper proxy{}: {} B ({} allocations) per stream over {} streams",
+        if keep {
+            " keeping the request body"
+        } else {
+            ""
+        },
+        m.per_stream,
+        m.allocs_per_stream,
+        m.open
+    );
+    Ok(m)
+}
+
 fn run(args: &Args) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     let mut baseline = None;
+    let mut keeping = None;
     if args.baseline {
-        let listener = rt
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .map_err(|e| format!("bind: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| format!("{e}"))?;
-        rt.spawn(plain_proxy(listener, args.upstream));
-        let url = format!("http://{addr}/slow/v1/chat/completions");
-        let m = measure(&rt, args, &url)?;
-        eprintln!(
-            "state_size: plain hyper proxy: {} B ({} allocations) per stream over {} streams",
-            m.per_stream, m.allocs_per_stream, m.open
-        );
-        baseline = Some(m);
+        baseline = Some(measure_plain(&rt, args, false)?);
+        keeping = Some(measure_plain(&rt, args, true)?);
     }
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nmax_concurrent_requests = {}\n\n[progress]\nheartbeat = \"{}ms\"\n\n\
@@ -304,11 +364,23 @@ fn run(args: &Args) -> Result<(), String> {
     println!("plateau_kib={}", m.plateau / 1024);
     println!("per_stream_bytes={}", m.per_stream);
     println!("allocs_per_stream={}", m.allocs_per_stream);
+    if let Some(g) = m.growth {
+        println!("growth_bytes_per_stream_s={g:.0}");
+    }
     if let Some(b) = baseline {
         println!("baseline_per_stream_bytes={}", b.per_stream);
         println!("baseline_allocs_per_stream={}", b.allocs_per_stream);
         println!("own_per_stream_bytes={}", m.per_stream - b.per_stream);
-        println!("own_allocs_per_stream={}", m.allocs_per_stream - b.allocs_per_stream);
+        println!(
+            "own_allocs_per_stream={}",
+            m.allocs_per_stream - b.allocs_per_stream
+        );
+        if let Some(g) = b.growth {
+            println!("baseline_growth_bytes_per_stream_s={g:.0}");
+        }
+    }
+    if let Some(k) = keeping {
+        println!("keeping_per_stream_bytes={}", k.per_stream);
     }
     let _ = stop_tx.send(());
     let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
