@@ -394,6 +394,9 @@ fn emit_dist(name: &str, mut v: Vec<i64>, scale: f64) {
     v.sort_unstable();
     let f = |x: Option<i64>| x.map_or("-".to_owned(), |x| format!("{:.1}", x as f64 / scale));
     println!("{name}_n={}", v.len());
+    // Heartbeats more than 100 ms late (the bound), whatever the percentiles say.
+    let over = v.iter().filter(|&&x| x as f64 / scale > 100.0).count();
+    println!("{name}_over100={over}");
     println!("{name}_p50_ms={}", f(pct(&v, 0.50)));
     println!("{name}_p99_ms={}", f(pct(&v, 0.99)));
     println!("{name}_max_ms={}", f(v.last().copied()));

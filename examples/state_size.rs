@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! state_size --upstream 127.0.0.1:PORT --load-bin target/release/examples/heartbeat_load \
-//!     [--streams N (1000)] [--heartbeat-ms MS (1000)] [--ramp R (500)] [--no-baseline] \
+//!     [--streams N (1000)] [--heartbeat-ms MS (1000)] [--ramp R (500)] [--hold-s S (10)] \
+//!     [--no-baseline] [--no-keep] \
 //!     [--load-core C --pin 1]
 //! ```
 //!
@@ -74,6 +75,7 @@ struct Args {
     heartbeat_ms: u64,
     ramp: f64,
     baseline: bool,
+    keep_baseline: bool,
     hold_s: u64,
     load_core: Option<String>,
 }
@@ -86,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
         heartbeat_ms: 1000,
         ramp: 500.0,
         baseline: true,
+        keep_baseline: true,
         hold_s: 10,
         load_core: None,
     };
@@ -103,6 +106,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--ramp" => a.ramp = val("--ramp")?.parse().map_err(|e| format!("{e}"))?,
             "--no-baseline" => a.baseline = false,
+            "--no-keep" => a.keep_baseline = false,
             "--hold-s" => {
                 a.hold_s = val("--hold-s")?
                     .parse::<u64>()
@@ -114,7 +118,7 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 println!(
                     "usage: state_size --upstream ADDR --load-bin PATH [--streams N] [--heartbeat-ms MS] \
-                     [--ramp R] [--hold-s S (10)] [--no-baseline] [--load-core C] [--pin 0|1]"
+                     [--ramp R] [--hold-s S (10)] [--no-baseline] [--no-keep] [--load-core C] [--pin 0|1]"
                 );
                 std::process::exit(0);
             }
@@ -338,7 +342,9 @@ fn run(args: &Args) -> Result<(), String> {
     let mut keeping = None;
     if args.baseline {
         baseline = Some(measure_plain(&rt, args, false)?);
-        keeping = Some(measure_plain(&rt, args, true)?);
+        if args.keep_baseline {
+            keeping = Some(measure_plain(&rt, args, true)?);
+        }
     }
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nmax_concurrent_requests = {}\n\n[progress]\nheartbeat = \"{}ms\"\n\n\
