@@ -28,6 +28,23 @@ else
     cp "$req" "$stamp"
 fi
 
+# --- inspect_ai, to load exported datasets with their real consumer ------------------------
+# A venv of its own: its dependency tree is large and must not move the SDK pins above.
+ivenv="$root/.venv-inspect"
+ireq="$clients/requirements-inspect.txt"
+istamp="$ivenv/.requirements.txt"
+if [[ ! -x "$ivenv/bin/python" ]]; then
+    say "creating $ivenv"
+    python3 -m venv "$ivenv"
+fi
+if [[ -f "$istamp" ]] && cmp -s "$ireq" "$istamp"; then
+    say "inspect_ai already installed ($(grep -E '^inspect_ai==' "$ireq"))"
+else
+    say "pip install -r tests/clients/requirements-inspect.txt"
+    "$ivenv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet -r "$ireq"
+    cp "$ireq" "$istamp"
+fi
+
 # --- Node SDKs ---------------------------------------------------------------------------
 lock="$clients/package-lock.json"
 nm_lock="$clients/node_modules/.package-lock.json"

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 export ALOUD_TEST_PYTHON="$PWD/.venv/bin/python"
+export ALOUD_TEST_INSPECT_PYTHON="$PWD/.venv-inspect/bin/python"
 export ALOUD_TEST_CLIENTS="$PWD/tests/clients"
 export ALOUD_REQUIRE_CLIENTS=1
 cargo test --locked --all-targets

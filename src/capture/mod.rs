@@ -6,14 +6,14 @@
 pub mod beacon;
 pub mod record;
 pub mod recorder;
+pub mod redact;
 pub mod redaction;
 pub mod sink;
 mod size;
 mod spill;
+pub mod stats;
 mod worker;
 pub mod writer;
-pub mod redact;
-pub mod stats;
 
 pub use record::{
     CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, TokenUsage,

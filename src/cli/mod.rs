@@ -1,6 +1,7 @@
 //! The command line: `serve`, `check-config`, `simulate`; parsing and exit codes.
 
 mod check;
+mod data;
 mod serve;
 mod telemetry;
 
@@ -43,10 +44,38 @@ pub enum Command {
     Simulate {
         #[arg(long, default_value = "127.0.0.1:8788")]
         listen: SocketAddr,
-        /// Answer every call with this captured exchange (a capture record as JSON), at its
-        /// original pace.
-        #[arg(long, value_name = "RECORD.json")]
-        replay: Option<PathBuf>,
+        /// Answer every call with this captured exchange, at its original pace: a request id
+        /// from the capture database, or a capture record saved as JSON.
+        #[arg(long, value_name = "ID|RECORD.json")]
+        replay: Option<String>,
+        #[command(flatten)]
+        db: data::DbArgs,
+    },
+    /// Write captured exchanges as an eval dataset.
+    Export {
+        /// chat-jsonl, openai-evals, inspect or csv.
+        #[arg(long)]
+        format: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        filter: data::FilterArgs,
+        #[command(flatten)]
+        db: data::DbArgs,
+    },
+    /// What users felt against what the model took: counts, error rate and percentiles.
+    Stats {
+        /// Group rows by none, route or model.
+        #[arg(long, default_value = "none")]
+        by: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        filter: data::FilterArgs,
+        #[command(flatten)]
+        db: data::DbArgs,
     },
 }
 
@@ -56,8 +85,27 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check::run(config.as_deref()),
         Command::Serve { config, listen } => serve::serve(config.as_deref(), listen, cli.log_json),
-        Command::Simulate { listen, replay } => {
-            serve::simulate(listen, replay.as_deref(), cli.log_json)
+        Command::Simulate { listen, replay, db } => {
+            let record = match replay.map(|r| data::replay_record(&r, &db)).transpose() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            serve::simulate(listen, record, cli.log_json)
         }
+        Command::Export {
+            format,
+            out,
+            filter,
+            db,
+        } => data::export(&db, &filter, &format, out.as_deref()),
+        Command::Stats {
+            by,
+            json,
+            filter,
+            db,
+        } => data::stats(&db, &filter, &by, json),
     }
 }

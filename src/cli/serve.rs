@@ -29,15 +29,12 @@ pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) ->
     })
 }
 
-pub fn simulate(listen: SocketAddr, replay: Option<&Path>, log_json: bool) -> ExitCode {
+pub fn simulate(
+    listen: SocketAddr,
+    record: Option<crate::capture::CaptureRecord>,
+    log_json: bool,
+) -> ExitCode {
     telemetry::init(log_json);
-    let record = match replay.map(read_record).transpose() {
-        Ok(record) => record,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     run(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
@@ -52,14 +49,6 @@ pub fn simulate(listen: SocketAddr, replay: Option<&Path>, log_json: bool) -> Ex
             }
         }
     })
-}
-
-/// A capture record from a JSON file, for `aloud simulate --replay`.
-fn read_record(path: &Path) -> Result<crate::capture::CaptureRecord, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a capture record: {e}", path.display()))
 }
 
 fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {

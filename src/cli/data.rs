@@ -1,0 +1,213 @@
+//! `aloud export` and `aloud stats`: read the capture database, write datasets and latency
+//! tables. Also finds a record for `aloud simulate --replay ID`.
+
+use crate::capture::CaptureRecord;
+use crate::capture::stats::{GroupBy, Stats, render_json, render_table};
+use crate::config::units::parse_duration;
+use crate::config::{Config, ProcessEnv};
+use crate::export::{Exporter, Format};
+use crate::store::{Filter, SqliteOptions, SqliteStore, Store};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Where the database is: `--database`, else the config's `[capture] database`.
+#[derive(Debug, clap::Args)]
+pub struct DbArgs {
+    /// Config file whose `[capture] database` to read (found as for `serve`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The capture database, overriding the config.
+    #[arg(long)]
+    pub database: Option<PathBuf>,
+}
+
+/// Which records.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// Only records from this long ago on, like `24h`, `30m` or `7d`.
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub route: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// ok, upstream_error, proxy_error, timeout, client_disconnected or shutdown.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Only records whose feedback score is at least this.
+    #[arg(long)]
+    pub min_score: Option<f64>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn database(args: &DbArgs) -> Result<PathBuf, String> {
+    if let Some(db) = &args.database {
+        return Ok(db.clone());
+    }
+    Config::discover(args.config.as_deref(), &ProcessEnv)
+        .map(|c| c.capture.database)
+        .map_err(|e| e.to_string())
+}
+
+fn open(path: &Path) -> Result<SqliteStore, String> {
+    if !path.exists() {
+        return Err(format!(
+            "no capture database at {} (run `aloud serve` first, or pass --database)",
+            path.display()
+        ));
+    }
+    let options = SqliteOptions {
+        read_only: true,
+        ..SqliteOptions::default()
+    };
+    SqliteStore::open_with(path, &options).map_err(|e| e.to_string())
+}
+
+fn filter(args: &FilterArgs) -> Result<Filter, String> {
+    let since_ms = match &args.since {
+        None => None,
+        Some(text) => {
+            let d = parse_duration(text).map_err(|e| format!("--since: {e}"))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| e.to_string())?;
+            Some(now.saturating_sub(d).as_millis() as i64)
+        }
+    };
+    if let Some(o) = &args.outcome {
+        if crate::capture::Outcome::parse(o).is_none() {
+            return Err(format!(
+                "--outcome {o:?}: use ok, upstream_error, proxy_error, timeout, client_disconnected or shutdown"
+            ));
+        }
+    }
+    Ok(Filter {
+        since_ms,
+        route: args.route.clone(),
+        model: args.model.clone(),
+        outcome: args.outcome.clone(),
+        min_score: args.min_score,
+        limit: args.limit,
+    })
+}
+
+pub fn export(db: &DbArgs, which: &FilterArgs, format: &str, out: Option<&Path>) -> ExitCode {
+    let Some(format) = Format::parse(format) else {
+        return fail(format!(
+            "--format {format:?}: use chat-jsonl, openai-evals, inspect or csv"
+        ));
+    };
+    let (store, filter) = match database(db)
+        .and_then(|p| open(&p))
+        .and_then(|s| filter(which).map(|f| (s, f)))
+    {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let mut sink: Box<dyn Write> = match out {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => return fail(format!("cannot create {}: {e}", path.display())),
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    // A progress line on the terminal, only when the output goes to a file.
+    let progress = out.is_some() && std::io::stderr().is_terminal();
+    let records = match store.query(&filter) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let mut exporter = Exporter::new(format, &mut *sink);
+    if let Err(e) = exporter.write_header() {
+        return fail(format!("cannot write: {e}"));
+    }
+    for (n, record) in records.enumerate() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => return fail(format!("reading the database: {e}")),
+        };
+        if let Err(e) = exporter.write(&record) {
+            return fail(format!("cannot write: {e}"));
+        }
+        if progress && n % 500 == 0 {
+            eprint!("\rexporting… {n} records read");
+        }
+    }
+    let counts = match exporter.finish() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot write: {e}")),
+    };
+    if let Err(e) = sink.flush() {
+        return fail(format!("cannot write: {e}"));
+    }
+    if progress {
+        eprint!("\r");
+    }
+    eprintln!(
+        "exported {} record(s) as {format}; skipped {} ({:?})",
+        counts.written, counts.skipped, counts
+    );
+    ExitCode::SUCCESS
+}
+
+pub fn stats(db: &DbArgs, which: &FilterArgs, by: &str, json: bool) -> ExitCode {
+    let Some(group) = GroupBy::parse(by) else {
+        return fail(format!("--by {by:?}: use none, route or model"));
+    };
+    let (store, filter) = match database(db)
+        .and_then(|p| open(&p))
+        .and_then(|s| filter(which).map(|f| (s, f)))
+    {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let records = match store.query(&filter) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let mut failed = None;
+    let rows = Stats::from_records(
+        records.map_while(|r| match r {
+            Ok(r) => Some(r),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        }),
+        group,
+    );
+    if let Some(e) = failed {
+        return fail(format!("reading the database: {e}"));
+    }
+    println!(
+        "{}",
+        if json {
+            render_json(&rows)
+        } else {
+            render_table(&rows)
+        }
+    );
+    ExitCode::SUCCESS
+}
+
+/// The record to replay: a JSON file, or the last attempt of an id in the capture database.
+pub fn replay_record(what: &str, db: &DbArgs) -> Result<CaptureRecord, String> {
+    let path = Path::new(what);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {what}: {e}"))?;
+        return serde_json::from_str(&text)
+            .map_err(|e| format!("{what} is not a capture record: {e}"));
+    }
+    let store = open(&database(db)?)?;
+    let mut attempts = store.get(what).map_err(|e| e.to_string())?;
+    attempts
+        .pop()
+        .ok_or_else(|| format!("no capture record with id {what:?} (and no such file)"))
+}
