@@ -19,7 +19,7 @@ pub use env::{Env, MapEnv, ProcessEnv};
 pub mod defaults {
     use std::time::Duration;
     pub const LISTEN: &str = "127.0.0.1:8787";
-    pub const MAX_CONCURRENT_REQUESTS: u32 = 4096;
+    pub const MAX_CONCURRENT_REQUESTS: u32 = 10_000;
     pub const MAX_REQUEST_HEAD: u64 = 64 << 10;
     pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
     pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);

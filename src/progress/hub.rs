@@ -32,7 +32,7 @@ impl Default for HubLimits {
         HubLimits {
             retain: Duration::from_secs(300),
             max_requests: 10_000,
-            max_events: 512,
+            max_events: 64,
             await_request: Duration::from_secs(30),
         }
     }

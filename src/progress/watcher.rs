@@ -92,6 +92,13 @@ impl Watcher {
         changed.then(|| self.emit())
     }
 
+    /// Brings the next heartbeat forward to `at` when that is sooner.
+    pub fn beat_by(&mut self, at: Instant) {
+        if at < self.beat.deadline() {
+            self.beat.as_mut().reset(at);
+        }
+    }
+
     /// Whether the heartbeat is due (registers the waker when it is not).
     pub fn poll_beat(&mut self, cx: &mut Context<'_>) -> bool {
         self.beat.as_mut().poll(cx).is_ready()

@@ -28,7 +28,9 @@ pub struct RequestTap {
     pub sent: AtomicBool,
     /// When the whole body had gone upstream (the upstream request was written).
     sent_at: std::sync::OnceLock<Instant>,
-    kept: std::sync::Mutex<(Vec<Bytes>, usize)>,
+    /// A copy of the first bytes (a copy, so hyper's read buffers are not kept alive), and the
+    /// body's total length so far.
+    kept: std::sync::Mutex<(Vec<u8>, usize)>,
     keep: usize,
 }
 
@@ -41,7 +43,7 @@ impl RequestTap {
         })
     }
 
-    fn kept(&self) -> std::sync::MutexGuard<'_, (Vec<Bytes>, usize)> {
+    fn kept(&self) -> std::sync::MutexGuard<'_, (Vec<u8>, usize)> {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -49,7 +51,7 @@ impl RequestTap {
         let mut kept = self.kept();
         if kept.1 < self.keep {
             let take = data.len().min(self.keep - kept.1);
-            kept.0.push(data.slice(..take));
+            kept.0.extend_from_slice(&data[..take]);
             kept.1 += data.len();
         } else {
             kept.1 += data.len();
@@ -69,7 +71,7 @@ impl RequestTap {
     /// The kept bytes, and whether they are the whole body.
     pub fn body(&self) -> (Vec<u8>, bool) {
         let kept = self.kept();
-        let bytes: Vec<u8> = kept.0.iter().flat_map(|b| b.iter().copied()).collect();
+        let bytes = kept.0.clone();
         let whole = self.sent.load(Ordering::Acquire) && kept.1 == bytes.len();
         (bytes, whole)
     }

@@ -135,8 +135,9 @@ pub struct Exchange<'a> {
 /// The request header that picks a progress tier.
 pub const PROGRESS_HEADER: &str = "aloud-progress";
 
-/// Request bytes kept to decide whether the request streams (its `"stream"` field).
-const KEEP_REQUEST: usize = 1 << 20;
+/// Request bytes kept to decide whether the request streams (its `"stream"` field) when the
+/// exchange is not captured; a captured one keeps up to the route's `capture_max_body`.
+const KEEP_REQUEST: usize = 64 << 10;
 
 /// Forwards `req` (whose path is `rest` below the route's prefix) and returns the response.
 pub async fn forward(
@@ -278,7 +279,12 @@ async fn try_forward(
         }
     }
     let capture = capture_for(route, ex, &parts.method, rest, attempt, tier);
-    let keep = KEEP_REQUEST.max(route.capture_max_body as usize);
+    let keep = match &capture {
+        Some(_) if route.capture == CaptureLevel::Full => {
+            KEEP_REQUEST.max(route.capture_max_body as usize)
+        }
+        _ => KEEP_REQUEST,
+    };
     let tap = RequestTap::new(keep);
     let body = Body::new(LimitedBody::new(incoming, limit, Arc::clone(&tap)));
     let mut upstream_req = Request::new(body);

@@ -32,12 +32,15 @@ impl Relay {
         match self.spec.mode {
             Mode::Events if self.at_boundary => self.push_event(&p),
             // Before the head is sent, nothing may be queued (the client has no body yet).
-            Mode::Comments
-                if (self.committed || !matches!(self.state, State::Pending(_)))
-                    && self.at_boundary
-                    && self.last_upstream.elapsed() >= self.spec.heartbeat =>
-            {
-                self.out.push_back(frames::comment_bytes(&p));
+            Mode::Comments if self.committed || !matches!(self.state, State::Pending(_)) => {
+                let quiet_since = self.last_upstream.elapsed();
+                if quiet_since < self.spec.heartbeat {
+                    // The upstream spoke less than a heartbeat ago: the comment is due one
+                    // heartbeat after that, not a whole heartbeat from now.
+                    self.w.beat_by(self.last_upstream + self.spec.heartbeat);
+                } else if self.at_boundary {
+                    self.out.push_back(frames::comment_bytes(&p));
+                }
             }
             _ => {}
         }
