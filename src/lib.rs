@@ -6,23 +6,28 @@
 //! above it.
 //!
 //! ```text
-//! cli/                 serve, check-config, simulate (argument parsing, exit codes)
+//! cli/                 serve, check-config, simulate, export, stats (parsing, exit codes)
 //! server/              the accept loop, connection options, shutdown, task tracking
-//! app                  App and dispatch: own endpoints vs proxied routes; cors
-//! proxy/               the forwarding handler, upstream client, bodies, errors
+//! app, endpoints       App and dispatch; aloud's own endpoints (demo, side channel, beacons)
+//! cors, demo           CORS for browsers; the embedded demo page and JS client
+//! proxy/               forwarding, the relay body (tiers, capture hand-off), upstream client
+//! progress/            progress state machine, label ladders, side-channel hub, event bytes
 //! simulator/           a fake reasoning model speaking five apis (a server of its own)
-//! apis/                what differs per provider: error envelopes, credentials, stream readers
+//! capture/             the record and its recorder, redaction, stats, the batching writer
+//! export/              eval dataset formats (pure)
+//! store/               the only code that knows SQL: the capture database and its schema
+//! apis/                what differs per provider: envelopes, credentials, answer and stream readers
 //! sse/                 the pure SSE codec, NDJSON/JSON-array splitters, bounded gzip
 //! config/              raw TOML -> validated config; durations, sizes, env access
-//! capture/             the capture record; the writer (byte-bounded queue, batching thread, spill)
-//! store/               the only code that knows SQL: the capture database and its schema
 //! request_id           the Aloud-Request-Id header: validation and generation
 //! ```
 //!
 //! The request path: `server` accepts a connection and hands each request to `app::dispatch`,
 //! which answers aloud's own endpoints or calls `proxy::forward`. `forward` strips hop-by-hop
-//! headers, picks credentials, asks the upstream client for a response and wraps its body in a
-//! timed body that enforces idle and total deadlines. Nothing on that path buffers a body.
+//! headers, picks credentials and returns a `Relay` body: it waits for the upstream head (or
+//! commits early), relays the body frame by frame while a pure interpreter reads it, adds the
+//! tier's progress, and on drop hands a capture record to a writer that never blocks. Nothing on
+//! that path buffers a body.
 
 pub mod apis;
 pub mod app;
