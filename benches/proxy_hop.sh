@@ -47,6 +47,7 @@ STREAM_RUNS=""
 TARGETS="direct,nginx,aloud"
 ALOUD_BIN=${ALOUD_BIN:-}
 REQUIRE_ALOUD=0
+CAPTURE=off
 LOAD=""
 BUILD=1
 PIN=1
@@ -67,6 +68,7 @@ while (($#)); do
         --targets) TARGETS=$2; shift ;;
         --aloud-bin) ALOUD_BIN=$2; shift ;;
         --require-aloud) REQUIRE_ALOUD=1 ;;
+        --capture) CAPTURE=$2; shift ;;
         --load) LOAD=$2; shift ;;
         --no-build) BUILD=0 ;;
         --no-pin) PIN=0 ;;
@@ -358,11 +360,16 @@ if want aloud; then
 [server]
 listen = "127.0.0.1:$APORT"
 
+[capture]
+enabled = $([[ $CAPTURE == off ]] && echo false || echo true)
+database = "$WORK/aloud.db"
+
 [[routes]]
 name = "fast"
 prefix = "/fast"
 upstream = "http://127.0.0.1:$UP_PORT"
 api = "openai"
+capture = "$([[ $CAPTURE == off ]] && echo full || echo "$CAPTURE")"
 EOF
         # Quiet logs: nginx runs with access_log off, so aloud is not charged for per-request lines.
         RUST_LOG=${RUST_LOG:-warn} "${ON_PROXY[@]}" "$ALOUD_BIN" serve --config "$WORK/aloud.toml" \

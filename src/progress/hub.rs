@@ -71,8 +71,11 @@ impl Entry {
         }
     }
 
+    /// Wakes subscribers; with none (the common case) there is no one to wake.
     fn bump(&self) {
-        self.version.send_modify(|v| *v += 1);
+        if self.version.receiver_count() > 0 {
+            self.version.send_modify(|v| *v += 1);
+        }
     }
 }
 
