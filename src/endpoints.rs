@@ -102,21 +102,19 @@ async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response
             "beacons are POSTed",
         );
     }
-    let Some(sink) = app.capture.sink.as_ref() else {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "capture_off",
-            "capture is off, so there is nothing to attach this to",
-        );
-    };
+    let sink = app.capture.sink.as_ref();
     let known = crate::request_id::is_valid(id)
-        && (app.progress.hub.knows(id) || {
-            // The writer's queue, then the database: a blocking read, so off the runtime.
-            let (sink, owned) = (std::sync::Arc::clone(sink), id.to_owned());
-            tokio::task::spawn_blocking(move || sink.known(&owned))
-                .await
-                .unwrap_or(false)
-        });
+        && (app.progress.hub.knows(id)
+            || match sink {
+                // The writer's queue, then the database: a blocking read, so off the runtime.
+                Some(sink) => {
+                    let (sink, owned) = (std::sync::Arc::clone(sink), id.to_owned());
+                    tokio::task::spawn_blocking(move || sink.known(&owned))
+                        .await
+                        .unwrap_or(false)
+                }
+                None => false,
+            });
     if !known {
         return refuse(
             StatusCode::NOT_FOUND,
@@ -124,6 +122,16 @@ async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response
             &format!("no request with id {id:?} is known"),
         );
     }
+    let Some(sink) = sink else {
+        // Capture is off by configuration: there is nowhere to keep it, and that is not an error
+        // of the client's.
+        tracing::debug!(id, kind, "beacon for a request that is not captured");
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut()
+            .insert("x-aloud-capture", HeaderValue::from_static("off"));
+        return r;
+    };
     let body = match Limited::new(req.into_body(), beacon::MAX_BEACON)
         .collect()
         .await

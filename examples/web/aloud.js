@@ -11,6 +11,10 @@
 //   });
 //   call.cancel();                          // aborts the request; nothing is ever re-POSTed
 //
+// When the stream ends (or is cancelled) it sends what the user saw — first progress painted,
+// first token painted, done, abandoned — with navigator.sendBeacon to
+// /aloud/v1/requests/{id}/timings (pass `beacon: false` to opt out).
+//
 // It POSTs once with fetch and `Aloud-Progress: events`, reads the SSE stream, and calls the
 // callbacks. It never retries by itself: a retried model call is a second generation.
 
@@ -96,10 +100,27 @@ export function aloudFetch(url, options = {}) {
   );
   const body = typeof options.body === "string" ? options.body : JSON.stringify(options.body || {});
   let failed = false;
+  // What the user saw, measured here and sent to aloud once (options.beacon === false: never).
+  const t0 = performance.now();
+  const seen = {};
+  const mark = (name) => {
+    if (seen[name] === undefined) seen[name] = Math.round((performance.now() - t0) * 10) / 10;
+  };
+  let beaconSent = false;
+  const sendTimings = (extra) => {
+    if (beaconSent || options.beacon === false || typeof navigator === "undefined" || !navigator.sendBeacon) return;
+    beaconSent = true;
+    const body = Object.assign({}, seen, extra);
+    try {
+      const target = new URL(`/aloud/v1/requests/${requestId}/timings`, new URL(url, location.href));
+      navigator.sendBeacon(target, JSON.stringify(body)); // a string goes as text/plain: no preflight
+    } catch (_) {}
+  };
   const fail = (e) => {
     if (!failed) {
       failed = true;
       on.error(e);
+      if (controller.signal.aborted) sendTimings({ abandoned_ms: Math.round(performance.now() - t0), abandoned: true });
     }
   };
 
@@ -136,14 +157,23 @@ export function aloudFetch(url, options = {}) {
           } catch (_) {
             data = e.data;
           }
-          if (e.event === "aloud.progress") on.progress(data);
-          else if (e.event === "aloud.done") on.done(data);
+          if (e.event === "aloud.progress") {
+            on.progress(data);
+            mark("first_progress_painted_ms");
+          } else if (e.event === "aloud.done") {
+            on.done(data);
+            mark("done_ms");
+            sendTimings({});
+          }
           else if (e.event === "aloud.result") on.result(data);
           else if (e.event === "aloud.error") fail(data);
           else {
             on.event(e.event, data);
             const text = textDelta(e.event, data);
-            if (text) on.delta(text);
+            if (text) {
+              on.delta(text);
+              mark("first_token_painted_ms");
+            }
           }
         }
       }

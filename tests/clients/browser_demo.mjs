@@ -80,6 +80,11 @@ async function main() {
     const pageErrors = [];
     const consoleErrors = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));
+    // aloud.js reports what the user saw with a timings beacon when the stream ends.
+    const beacons = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/aloud/v1/requests/') && r.url().endsWith('/timings')) beacons.push(r.postData() || '');
+    });
     page.on('console', (m) => {
       if (m.type() === 'error') consoleErrors.push(`${m.text()} (${m.location().url})`);
     });
@@ -249,6 +254,13 @@ async function main() {
     check(summary.mid.headings.length > 0, 'no heading was listed while thinking');
 
     check(pageErrors.length === 0, `errors in the page: ${pageErrors.join('; ')}`);
+    await page.waitForFunction(() => true); // let the beacon request be observed
+    summary.beacons = beacons;
+    const beacon = beacons.length === 1 ? JSON.parse(beacons[0]) : null;
+    check(
+      beacon && beacon.first_progress_painted_ms >= 0 && beacon.first_token_painted_ms >= beacon.first_progress_painted_ms && beacon.done_ms >= beacon.first_token_painted_ms,
+      `expected one timings beacon with ordered first_progress/first_token/done; got ${JSON.stringify(beacons)}`,
+    );
     summary.console_errors = consoleErrors;
     summary.screenshots = [midPath, endPath];
   } finally {
