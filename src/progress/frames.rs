@@ -24,6 +24,7 @@ pub fn publish(seq: u64, name: &'static str, payload: &impl Serialize) -> Publis
         seq,
         name,
         data: Arc::from(data),
+        heartbeat: false,
     }
 }
 

@@ -13,6 +13,8 @@ pub struct Published {
     pub seq: u64,
     pub name: &'static str,
     pub data: Arc<str>,
+    /// A heartbeat (nothing changed but time): the hub keeps only the latest of a run of them.
+    pub heartbeat: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +165,10 @@ impl Hub {
         if let Some(entry) = entries.map.get_mut(id) {
             listened = entry.version.receiver_count() > 0;
             entry.last_seq = entry.last_seq.max(event.seq);
+            // Replay needs the changes, not every tick: a heartbeat replaces the one before it.
+            if event.heartbeat && entry.events.back().is_some_and(|e| e.heartbeat) {
+                entry.events.pop_back();
+            }
             if entry.events.len() >= self.limits.max_events {
                 entry.events.pop_front();
             }
@@ -313,6 +319,7 @@ mod tests {
             seq,
             name: "aloud.progress",
             data: Arc::from("{}"),
+            heartbeat: false,
         }
     }
 
@@ -332,6 +339,28 @@ mod tests {
         assert!(!hub.nothing_left(&id, 1));
         // A retry continues the sequence.
         assert_eq!(hub.begin(&id).unwrap(), (2, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_of_heartbeats_keeps_only_the_latest() {
+        let hub = Hub::new(HubLimits::default());
+        let id: Arc<str> = Arc::from("abcdefghijklmnop");
+        hub.begin(&id).unwrap();
+        hub.publish(&id, ev(1));
+        for seq in 2..=30 {
+            hub.publish(
+                &id,
+                Published {
+                    heartbeat: true,
+                    ..ev(seq)
+                },
+            );
+        }
+        hub.publish(&id, ev(31));
+        let Poll::Events(kept) = hub.poll(&id, 0) else {
+            panic!("no events")
+        };
+        assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 30, 31]);
     }
 
     #[tokio::test(start_paused = true)]

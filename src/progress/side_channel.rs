@@ -148,6 +148,7 @@ impl Sub {
                         seq: self.after + 1,
                         name: "aloud.error",
                         data: Arc::from(data.to_string()),
+                        heartbeat: false,
                     };
                     return Some((Ok(frame(&e)), self));
                 }

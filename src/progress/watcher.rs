@@ -66,9 +66,19 @@ impl Watcher {
 
     /// Emits an `aloud.progress` event now, and restarts the heartbeat.
     pub fn emit(&mut self) -> Published {
+        self.emit_as(false)
+    }
+
+    /// Emits the heartbeat's `aloud.progress` event (the hub keeps only the latest of a run).
+    pub fn emit_heartbeat(&mut self) -> Published {
+        self.emit_as(true)
+    }
+
+    fn emit_as(&mut self, heartbeat: bool) -> Published {
         let at = self.elapsed();
         let event = self.progress.event(at);
-        let published = frames::publish(event.seq, PROGRESS, &event);
+        let mut published = frames::publish(event.seq, PROGRESS, &event);
+        published.heartbeat = heartbeat;
         if self.hub.publish(&self.id, published.clone()) {
             self.progress.feedback(at);
         }

@@ -28,7 +28,7 @@ impl Relay {
 
     pub(super) fn heartbeat_tick(&mut self) {
         self.note_request_sent();
-        let p = self.w.emit();
+        let p = self.w.emit_heartbeat();
         match self.spec.mode {
             Mode::Events if self.at_boundary => self.push_event(&p),
             // Before the head is sent, nothing may be queued (the client has no body yet).
