@@ -350,3 +350,33 @@ async fn beacons_attach_to_known_requests_and_refuse_the_rest() {
     );
     aloud.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_of_known_length_ends_ok_not_as_a_disconnect() {
+    // Real providers answer non-streaming calls with Content-Length; hyper then never polls the
+    // body for its end, which must still count as complete.
+    let up = Upstream::start(|_req| async move {
+        response(200, &[("content-type", "application/json")], full(r#"{"object":"chat.completion","choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#))
+    })
+    .await;
+    let sink = Arc::new(MemorySink::default());
+    let aloud = Aloud::start_with_sink(
+        &route_config(up.addr, "openai", "", ""),
+        aloud::config::MapEnv::default(),
+        Some(sink.clone()),
+    )
+    .await;
+    let r = post(
+        &aloud.url("/up/v1/chat/completions"),
+        &[("aloud-request-id", "known-length-body-0001")],
+        call("oai", false).1,
+    )
+    .await;
+    assert!(r.headers().contains_key("content-length"));
+    assert_eq!(body_bytes(r).await.len(), 142);
+    let rec = sink.wait_for("known-length-body-0001").await;
+    assert_eq!(rec.outcome, Outcome::Ok, "{rec:?}");
+    assert!(!rec.partial);
+    assert_eq!(rec.response.unwrap().text, "hi");
+    aloud.stop().await;
+}

@@ -252,6 +252,14 @@ where
                 }
                 let next = Instant::now() + *this.idle;
                 this.idle_timer.as_mut().reset(next);
+                // A body of known length is complete after its last byte: hyper does not poll
+                // it again, so the end is reported now rather than as a drop.
+                if this.inner.is_end_stream() {
+                    *this.ended = Some(BodyEnd::Complete);
+                    if let Some(cb) = this.on_end.take() {
+                        cb.on_end(BodyEnd::Complete, *this.bytes);
+                    }
+                }
                 return Poll::Ready(Some(Ok(frame)));
             }
             Poll::Ready(Some(Err(e))) => {

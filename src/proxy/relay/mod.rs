@@ -277,7 +277,14 @@ impl Body for Relay {
                 }
                 State::Streaming { body, .. } => match Pin::new(body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(data) => this.on_chunk(data),
+                        Ok(data) => {
+                            this.on_chunk(data);
+                            // Its last byte (known length): end now, hyper may not poll again.
+                            if matches!(&this.state, State::Streaming { body, .. } if body.is_end_stream())
+                            {
+                                this.on_stream_end();
+                            }
+                        }
                         Err(trailers) if this.spec.mode == Mode::Pass => {
                             return Poll::Ready(Some(Ok(trailers)));
                         }
@@ -298,6 +305,10 @@ impl Body for Relay {
                             if buf.len() + data.len() <= flow::MAX_COLLECT {
                                 buf.extend_from_slice(&data);
                             }
+                        }
+                        if matches!(&this.state, State::Collecting { body, .. } if body.is_end_stream())
+                        {
+                            this.on_collected();
                         }
                     }
                     Poll::Ready(Some(Err(_)) | None) => this.on_collected(),
