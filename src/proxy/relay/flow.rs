@@ -228,23 +228,35 @@ impl Relay {
                 if status.is_success() {
                     self.out.push_back(Bytes::from(bytes));
                 } else {
-                    let dialect = Dialect::detect(
-                        self.spec.api,
-                        &self.spec.path_and_query,
-                        "text/event-stream",
-                    );
                     let message = format!("the upstream answered {status}");
-                    self.out.push_back(frames::in_stream_error(
-                        self.spec.api,
-                        dialect,
-                        status,
-                        Some(&bytes),
-                        &message,
-                    ));
+                    self.push_stream_error(status, Some(&bytes), &message);
                 }
                 self.w.finish(phase);
             }
         }
+    }
+}
+
+impl Relay {
+    /// After a commit, an error goes inside the stream in its dialect's own shape (SDKs raise it).
+    pub(super) fn push_stream_error(
+        &mut self,
+        status: http::StatusCode,
+        body: Option<&[u8]>,
+        message: &str,
+    ) {
+        let dialect = Dialect::detect(
+            self.spec.api,
+            &self.spec.path_and_query,
+            "text/event-stream",
+        );
+        self.out.push_back(frames::in_stream_error(
+            self.spec.api,
+            dialect,
+            status,
+            body,
+            message,
+        ));
     }
 }
 

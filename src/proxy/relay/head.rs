@@ -147,18 +147,7 @@ impl Relay {
                 }
             }
             Mode::Comments | Mode::Pass => {
-                let dialect = Dialect::detect(
-                    self.spec.api,
-                    &self.spec.path_and_query,
-                    "text/event-stream",
-                );
-                self.out.push_back(frames::in_stream_error(
-                    self.spec.api,
-                    dialect,
-                    e.status,
-                    None,
-                    &e.message,
-                ));
+                self.push_stream_error(e.status, None, &e.message);
                 self.w.finish(Phase::Error);
             }
         }
