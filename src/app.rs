@@ -10,7 +10,8 @@ use crate::progress::hub::HubLimits;
 use crate::progress::ladder::Rung;
 use crate::progress::{Hub, Ladder};
 use crate::proxy::error::{Origin, ProxyError};
-use crate::proxy::{self, CaptureSettings, Exchange, ProgressSettings, RouteRuntime};
+use crate::proxy::wrap::Budget;
+use crate::proxy::{self, CaptureSettings, ProgressSettings, RouteRuntime};
 use crate::request_id;
 use axum::body::Body;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -66,6 +67,8 @@ impl App {
                 ladder: Arc::new(ladder),
                 heartbeat: p.heartbeat,
                 hold: p.hold,
+                max_wrap_body: usize::try_from(p.max_wrap_body).unwrap_or(usize::MAX),
+                wrap_budget: Budget::new(usize::try_from(p.max_wrap_total).unwrap_or(usize::MAX)),
             },
             capture: CaptureSettings {
                 sink,
@@ -149,7 +152,7 @@ async fn answer(
         return endpoints::answer(app, req, path).await;
     }
     if let Some((rt, rest)) = route {
-        let ex = Exchange {
+        let cx = proxy::Context {
             id,
             started,
             client_tokens: &app.server.client_tokens,
@@ -157,7 +160,7 @@ async fn answer(
             progress: &app.progress,
             capture: &app.capture,
         };
-        return proxy::forward(rt, &rest, req, ex).await;
+        return proxy::forward(rt, &rest, req, cx).await;
     }
     if path == "/" {
         return endpoints::redirect("/aloud/", req.uri().query());

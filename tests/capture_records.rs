@@ -69,8 +69,14 @@ async fn exchange(
 ) -> (Vec<u8>, CaptureRecord) {
     let (path, body) = call(api, stream);
     let r = post(&aloud.url(&path), &headers(id, extra), body).await;
-    let bytes = body_bytes(r).await.to_vec();
-    (bytes, sink.wait_for(id).await)
+    let (bytes, clean) = read_to_end(r).await;
+    let rec = sink.wait_for(id).await;
+    // A cut exchange must reach the client as a failed transfer, never as a clean end (the
+    // events tier says so in an `aloud.error` event instead).
+    if !extra.contains(&("aloud-progress", "events")) {
+        assert_eq!(clean, !rec.partial, "{id}: clean end vs partial record");
+    }
+    (bytes, rec)
 }
 
 fn ordered(a: Option<f64>, b: Option<f64>, what: &str) {

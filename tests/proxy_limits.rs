@@ -128,7 +128,7 @@ async fn garbage_from_the_upstream_gets_502() {
 }
 
 #[tokio::test]
-async fn a_reset_mid_stream_ends_the_client_stream_after_the_bytes_so_far() {
+async fn a_reset_mid_stream_fails_the_client_transfer_after_the_bytes_so_far() {
     let up = Upstream::raw(|mut s| async move {
         let mut buf = [0u8; 1024];
         let _ = s.read(&mut buf).await;
@@ -143,8 +143,8 @@ async fn a_reset_mid_stream_ends_the_client_stream_after_the_bytes_so_far() {
     let mut body = r.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(first, Bytes::from_static(b"data: one\n\n"));
-    // The stream then ends cleanly: no error frame, just the end.
-    assert!(body.frame().await.is_none());
+    // Then the transfer fails, as it would without aloud: never a clean end.
+    assert!(matches!(body.frame().await, Some(Err(_))));
     aloud.stop().await;
 }
 
@@ -185,7 +185,7 @@ async fn the_headers_timeout_gives_504() {
 }
 
 #[tokio::test]
-async fn the_idle_timeout_ends_a_silent_stream() {
+async fn the_idle_timeout_fails_a_silent_stream() {
     let up = stalling_upstream(Duration::ZERO).await;
     let aloud = Aloud::start(&route_config(
         up.addr,
@@ -196,12 +196,14 @@ async fn the_idle_timeout_ends_a_silent_stream() {
     .await;
     let r = post(&aloud.url("/up/v1/chat/completions"), &[], "{}").await;
     assert_eq!(r.status(), 200);
-    assert_eq!(body_bytes(r).await, Bytes::from_static(b"data: first\n\n"));
+    let (bytes, clean) = read_to_end(r).await;
+    assert_eq!(bytes, b"data: first\n\n");
+    assert!(!clean, "a timed-out stream must not end cleanly");
     aloud.stop().await;
 }
 
 #[tokio::test]
-async fn the_total_timeout_ends_a_stream_that_keeps_going() {
+async fn the_total_timeout_fails_a_stream_that_keeps_going() {
     let up = Upstream::start(|_req| async move {
         let (tx, body) = channel_body();
         #[expect(clippy::disallowed_methods, reason = "test upstream driver")]
@@ -225,10 +227,14 @@ async fn the_total_timeout_ends_a_stream_that_keeps_going() {
     );
     let aloud = Aloud::start(&toml).await;
     let r = post(&aloud.url("/up/v1/chat/completions"), &[], "{}").await;
-    let bytes = body_bytes(r).await;
+    let (bytes, clean) = read_to_end(r).await;
     assert!(
         !bytes.is_empty() && bytes.len() % 8 == 0,
         "whole ticks only: {bytes:?}"
+    );
+    assert!(
+        !clean,
+        "a stream cut by the total timeout must not end cleanly"
     );
     aloud.stop().await;
 }

@@ -30,6 +30,8 @@ pub mod defaults {
     pub const MAX_REQUEST_BODY: u64 = 32 << 20;
     pub const HEARTBEAT: Duration = Duration::from_secs(1);
     pub const HOLD: Duration = Duration::from_secs(5);
+    pub const MAX_WRAP_BODY: u64 = 8 << 20;
+    pub const MAX_WRAP_TOTAL: u64 = 256 << 20;
     pub const RETAIN: Duration = Duration::from_secs(300);
     pub const RETAIN_MAX: u32 = 10_000;
     pub const AWAIT_REQUEST: Duration = Duration::from_secs(30);
@@ -93,6 +95,10 @@ pub struct ProgressConfig {
     pub retain_max: usize,
     /// How long a side-channel subscriber waits for its request to arrive.
     pub await_request: Duration,
+    /// Events tier: the largest whole (non-streaming) body collected for `aloud.result`.
+    pub max_wrap_body: u64,
+    /// Events tier: what every request's collected bodies may hold together.
+    pub max_wrap_total: u64,
     /// Configured label ladders: phase -> (time in phase, text), replacing the defaults.
     pub labels: Vec<(Phase, Vec<(Duration, String)>)>,
 }

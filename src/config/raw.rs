@@ -24,6 +24,8 @@ pub struct RawProgress {
     pub retain: Option<Dur>,
     pub retain_max: Option<Spanned<u32>>,
     pub await_request: Option<Dur>,
+    pub max_wrap_body: Option<Size>,
+    pub max_wrap_total: Option<Size>,
     /// Phase name -> rungs.
     pub labels: std::collections::BTreeMap<Spanned<String>, Vec<RawRung>>,
 }

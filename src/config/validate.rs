@@ -307,6 +307,8 @@ fn progress(raw: super::raw::RawProgress, ctx: &Ctx<'_>) -> Result<ProgressConfi
         retain: raw.retain.map_or(defaults::RETAIN, |d| d.0),
         retain_max,
         await_request: raw.await_request.map_or(defaults::AWAIT_REQUEST, |d| d.0),
+        max_wrap_body: raw.max_wrap_body.map_or(defaults::MAX_WRAP_BODY, |s| s.0),
+        max_wrap_total: raw.max_wrap_total.map_or(defaults::MAX_WRAP_TOTAL, |s| s.0),
         labels,
     })
 }

@@ -105,6 +105,7 @@ pub fn error(
     seq: u64,
     status: u16,
     body: Option<&[u8]>,
+    code: &str,
     message: &str,
 ) -> Published {
     let mut out = Map::new();
@@ -112,6 +113,7 @@ pub fn error(
     out.insert("request_id".into(), json!(request_id));
     out.insert("seq".into(), json!(seq));
     out.insert("status".into(), json!(status));
+    out.insert("code".into(), json!(code));
     out.insert("message".into(), json!(message));
     if let Some(b) = body {
         body_fields(b, &mut out);

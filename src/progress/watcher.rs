@@ -1,15 +1,14 @@
-//! One request's progress at the edge: the pure state machine plus a heartbeat timer and the hub.
+//! One request's progress at the edge: the pure state machine plus its side-channel entry. The
+//! exchange's single timer (in `proxy`) says when a heartbeat is due.
 
 use super::frames::{self, DONE, PROGRESS};
 use super::hub::{Hub, Published};
 use super::ladder::Ladder;
 use super::state::{Progress, VERSION};
 use crate::apis::stream::{Phase, Signal};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Context;
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// Publishes a request's progress to the hub, and hands the same events to the relay.
 pub struct Watcher {
@@ -17,8 +16,6 @@ pub struct Watcher {
     started: Instant,
     progress: Progress,
     hub: Arc<Hub>,
-    heartbeat: Duration,
-    beat: Pin<Box<Sleep>>,
     finished: bool,
 }
 
@@ -30,15 +27,12 @@ impl Watcher {
         first_seq: u64,
         hub: Arc<Hub>,
         ladder: Arc<Ladder>,
-        heartbeat: Duration,
     ) -> Self {
         Watcher {
             progress: Progress::new(Arc::clone(&id), ladder).continue_from(first_seq),
             id,
             started,
             hub,
-            heartbeat,
-            beat: Box::pin(tokio::time::sleep(heartbeat)),
             finished: false,
         }
     }
@@ -64,7 +58,7 @@ impl Watcher {
         &mut self.progress
     }
 
-    /// Emits an `aloud.progress` event now, and restarts the heartbeat.
+    /// Emits an `aloud.progress` event now.
     pub fn emit(&mut self) -> Published {
         self.emit_as(false)
     }
@@ -82,7 +76,6 @@ impl Watcher {
         if self.hub.publish(&self.id, published.clone()) {
             self.progress.feedback(at);
         }
-        self.beat.as_mut().reset(Instant::now() + self.heartbeat);
         published
     }
 
@@ -100,18 +93,6 @@ impl Watcher {
             changed |= self.progress.apply(s, at);
         }
         changed.then(|| self.emit())
-    }
-
-    /// Brings the next heartbeat forward to `at` when that is sooner.
-    pub fn beat_by(&mut self, at: Instant) {
-        if at < self.beat.deadline() {
-            self.beat.as_mut().reset(at);
-        }
-    }
-
-    /// Whether the heartbeat is due (registers the waker when it is not).
-    pub fn poll_beat(&mut self, cx: &mut Context<'_>) -> bool {
-        self.beat.as_mut().poll(cx).is_ready()
     }
 
     /// Publishes an event built elsewhere (`aloud.result`, `aloud.error`).
@@ -156,5 +137,3 @@ impl Drop for Watcher {
         }
     }
 }
-
-use std::future::Future;

@@ -55,7 +55,8 @@ impl ProxyError {
         self
     }
 
-    /// The response in `api`'s envelope, with `x-should-retry` and, when set, `Retry-After`.
+    /// The response in `api`'s envelope, with `x-should-retry` and, when set, `Retry-After`;
+    /// logged here (a proxied exchange logs in its own finish step instead).
     pub fn into_response(self, api: Api) -> Response<Body> {
         match self.origin {
             Origin::Downstream => {
@@ -69,6 +70,11 @@ impl ProxyError {
                 "request failed"
             ),
         }
+        self.into_response_unlogged(api)
+    }
+
+    /// The response in `api`'s envelope, for an exchange whose finish step writes the log line.
+    pub fn into_response_unlogged(self, api: Api) -> Response<Body> {
         let body = envelope::error_body(api, self.status, &self.message);
         let mut response = Response::new(Body::from(body.to_string()));
         *response.status_mut() = self.status;

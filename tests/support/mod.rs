@@ -219,6 +219,23 @@ pub async fn body_bytes(r: Response<Incoming>) -> Bytes {
     r.into_body().collect().await.unwrap().to_bytes()
 }
 
+/// The body's bytes, and whether it ended cleanly (false: the transfer failed).
+pub async fn read_to_end(r: Response<Incoming>) -> (Vec<u8>, bool) {
+    let mut body = r.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    bytes.extend_from_slice(d);
+                }
+            }
+            Err(_) => return (bytes, false),
+        }
+    }
+    (bytes, true)
+}
+
 pub async fn body_json(r: Response<Incoming>) -> serde_json::Value {
     serde_json::from_slice(&body_bytes(r).await).unwrap()
 }

@@ -1,0 +1,183 @@
+//! Admission and the upstream request: the tier asked for, client tokens, upgrades, the body
+//! limit, a concurrency slot, the upstream URI and headers with credentials, and sending.
+
+use super::body::{LimitedBody, RequestTap};
+use super::error::{Origin, ProxyError};
+use super::headers;
+use super::upstream::{self, UpstreamClient, UpstreamFailure};
+use crate::config::{HttpUpstream, Tier};
+use axum::body::Body;
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The request header that picks a progress tier.
+pub const PROGRESS_HEADER: &str = "aloud-progress";
+
+/// The tier this request asked for, else the route's default.
+pub fn tier(headers: &HeaderMap, default: Tier) -> Result<Tier, ProxyError> {
+    match headers.get(PROGRESS_HEADER) {
+        None => Ok(default),
+        Some(v) => v.to_str().ok().and_then(Tier::parse).ok_or_else(|| {
+            ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                Origin::Downstream,
+                "bad_progress_header",
+                "Aloud-Progress must be one of: events, comments, off",
+            )
+        }),
+    }
+}
+
+/// Checks the client's token (removing it from the headers) when tokens are configured.
+pub fn client_token(headers: &mut HeaderMap, tokens: &[String]) -> Result<(), ProxyError> {
+    if tokens.is_empty() || headers::take_client_token(headers, tokens) {
+        return Ok(());
+    }
+    Err(ProxyError::new(
+        StatusCode::UNAUTHORIZED,
+        Origin::Downstream,
+        "client_token_missing",
+        "this aloud requires a client token: send it in Aloud-Token, or as the API key",
+    ))
+}
+
+pub fn no_upgrade(headers: &HeaderMap) -> Result<(), ProxyError> {
+    if !headers.contains_key(header::UPGRADE) {
+        return Ok(());
+    }
+    Err(ProxyError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        Origin::Downstream,
+        "upgrade_refused",
+        "aloud does not proxy WebSocket or other protocol upgrades; use HTTP streaming (SSE)",
+    )
+    .closing())
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it.
+pub fn declared_length(headers: &HeaderMap, limit: u64) -> Result<(), ProxyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    Ok(())
+}
+
+pub fn slot(limiter: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, ProxyError> {
+    Arc::clone(limiter).try_acquire_owned().map_err(|_| {
+        ProxyError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Origin::Internal,
+            "overloaded",
+            "aloud is at its limit of concurrent requests; retry shortly",
+        )
+        .retry_after(1)
+    })
+}
+
+pub fn too_large(limit: u64) -> ProxyError {
+    ProxyError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Origin::Downstream,
+        "body_too_large",
+        format!("request body is larger than this route's limit of {limit} bytes"),
+    )
+}
+
+/// The upstream URI: always the configured scheme and host, whatever the request said.
+pub fn upstream_uri(
+    target: &HttpUpstream,
+    rest: &str,
+    query: Option<&str>,
+) -> Result<Uri, ProxyError> {
+    let path = if rest.is_empty() { "/" } else { rest };
+    let mut pq = String::with_capacity(
+        target.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+    );
+    pq.push_str(&target.base_path);
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    Uri::builder()
+        .scheme(target.scheme.clone())
+        .authority(target.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| {
+            ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                Origin::Downstream,
+                "bad_path",
+                format!("cannot forward this path: {e}"),
+            )
+        })
+}
+
+/// The headers that go upstream: hop-by-hop and `Aloud-*` removed, identity encoding asked
+/// (aloud reads every response), and the route's key when the client sent no credentials.
+pub fn upstream_headers(
+    client: HeaderMap,
+    query: Option<&str>,
+    route: &crate::config::Route,
+) -> Result<HeaderMap, ProxyError> {
+    let mut out = headers::request_headers_for_upstream(client);
+    out.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    if let Some(key) = route.api_key.as_deref() {
+        if !headers::has_credentials(&out, query)
+            && !headers::inject_credential(&mut out, route.api, key)
+        {
+            return Err(ProxyError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Origin::Internal,
+                "bad_api_key",
+                format!(
+                    "the key in {} is not a valid header value",
+                    route.api_key_env.as_deref().unwrap_or("api_key_env")
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The request body as it goes upstream: size-limited, observed by the tap.
+pub fn upstream_body(incoming: Incoming, limit: u64, tap: &Arc<RequestTap>) -> Body {
+    Body::new(LimitedBody::new(incoming, limit, Arc::clone(tap)))
+}
+
+/// Sends the request; the exchange's timer keeps the headers deadline.
+pub fn send(
+    client: UpstreamClient,
+    req: Request<Body>,
+    tap: Arc<RequestTap>,
+    limit: u64,
+) -> super::response::HeadFuture {
+    Box::pin(async move {
+        client.request(req).await.map_err(|e| {
+            if tap.tripped.load(std::sync::atomic::Ordering::Acquire)
+                || upstream::caused_by_body_limit(&e)
+            {
+                return too_large(limit);
+            }
+            let (kind, message) = upstream::describe(&e);
+            let (status, label) = match kind {
+                UpstreamFailure::ConnectTimeout => {
+                    (StatusCode::GATEWAY_TIMEOUT, "upstream_connect_timeout")
+                }
+                UpstreamFailure::Connect => (StatusCode::BAD_GATEWAY, "upstream_connect"),
+                UpstreamFailure::Other => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            };
+            ProxyError::new(status, Origin::Upstream, label, message)
+        })
+    })
+}

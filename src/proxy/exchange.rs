@@ -1,0 +1,317 @@
+//! One exchange's owner: its id, route, tier, slot, progress, recorder and timings, and the one
+//! finish step that turns how it ended into one capture record, one access-log line and the
+//! exchange's figures. `finish` runs exactly once: from the body's end, from a refusal, or from
+//! `Drop` when the client or a shutdown cut the exchange.
+
+use super::body::RequestTap;
+use crate::apis::Api;
+use crate::apis::stream::{Phase, Summary};
+use crate::capture::CaptureSink;
+use crate::capture::Outcome;
+use crate::capture::recorder::{End, Recorder};
+use crate::config::Tier;
+use crate::progress::Watcher;
+use http::Method;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+/// Capture for one exchange: the record being built and where it goes.
+pub struct Capture {
+    pub recorder: Recorder,
+    pub sink: Arc<dyn CaptureSink>,
+}
+
+/// How an exchange ended. The first one set wins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ending {
+    pub outcome: Outcome,
+    /// The response the client got was cut short.
+    pub partial: bool,
+    /// A low-cardinality cause for logs and metrics: `complete`, `upstream_error`,
+    /// `idle_timeout`, `total_timeout`, `client_gone`, `shutdown`, or a refusal's label.
+    pub cause: &'static str,
+    pub error: Option<String>,
+}
+
+impl Ending {
+    pub fn ok() -> Self {
+        Ending {
+            outcome: Outcome::Ok,
+            partial: false,
+            cause: "complete",
+            error: None,
+        }
+    }
+
+    pub fn new(outcome: Outcome, partial: bool, cause: &'static str, error: String) -> Self {
+        Ending {
+            outcome,
+            partial,
+            cause,
+            error: Some(error),
+        }
+    }
+}
+
+/// The figures of a finished exchange: what the access log shows and what later exporters
+/// (metrics, spans) take. Milliseconds from the request head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figures {
+    pub status: Option<u16>,
+    pub upstream_status: Option<u16>,
+    pub outcome: Outcome,
+    pub cause: &'static str,
+    pub streamed: bool,
+    pub headers_ms: Option<f64>,
+    pub first_feedback_ms: Option<f64>,
+    pub first_token_ms: Option<f64>,
+    pub total_ms: f64,
+    pub longest_silence_ms: f64,
+    /// aloud's own time: from the head to the request written upstream, plus from the
+    /// upstream's head to the client's.
+    pub overhead_ms: Option<f64>,
+    pub bytes: u64,
+}
+
+/// The owner of one exchange.
+pub struct Exchange {
+    pub id: Arc<str>,
+    pub route: Arc<str>,
+    pub api: Api,
+    pub tier: Tier,
+    method: Method,
+    /// The request path without its query (credentials may travel there).
+    path: String,
+    pub started: Instant,
+    permit: Option<OwnedSemaphorePermit>,
+    /// Progress, once the side channel admitted the attempt.
+    pub w: Option<Watcher>,
+    pub capture: Option<Capture>,
+    pub tap: Option<Arc<RequestTap>>,
+    upstream_head_at: Option<Instant>,
+    client_head_at: Option<Instant>,
+    pub upstream_status: Option<u16>,
+    client_status: Option<u16>,
+    pub streamed: bool,
+    pub bytes: u64,
+    shutting_down: Arc<AtomicBool>,
+    ending: Option<(Ending, Instant)>,
+    finished: bool,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+impl Exchange {
+    pub fn new(
+        id: Arc<str>,
+        route: Arc<str>,
+        api: Api,
+        tier: Tier,
+        (method, path): (Method, String),
+        started: Instant,
+        shutting_down: Arc<AtomicBool>,
+    ) -> Self {
+        Exchange {
+            id,
+            route,
+            api,
+            tier,
+            method,
+            path,
+            started,
+            permit: None,
+            w: None,
+            capture: None,
+            tap: None,
+            upstream_head_at: None,
+            client_head_at: None,
+            upstream_status: None,
+            client_status: None,
+            streamed: false,
+            bytes: 0,
+            shutting_down,
+            ending: None,
+            finished: false,
+        }
+    }
+
+    /// Holds a concurrency slot until the exchange finishes.
+    pub fn hold(&mut self, permit: OwnedSemaphorePermit) {
+        self.permit = Some(permit);
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn upstream_head(&mut self, at: Instant, status: u16) {
+        self.upstream_head_at.get_or_insert(at);
+        self.upstream_status.get_or_insert(status);
+    }
+
+    pub fn client_head(&mut self, at: Instant, status: u16) {
+        self.client_head_at.get_or_insert(at);
+        self.client_status.get_or_insert(status);
+    }
+
+    /// The client was handed `n` body bytes.
+    pub fn client_bytes(&mut self, n: usize) {
+        self.bytes += n as u64;
+        if let Some(c) = self.capture.as_mut() {
+            c.recorder.client_bytes(self.started.elapsed());
+        }
+    }
+
+    /// Records how the exchange ended; only the first call counts.
+    pub fn end(&mut self, ending: Ending) {
+        if self.ending.is_none() {
+            self.ending = Some((ending, Instant::now()));
+        }
+    }
+
+    pub fn has_ended(&self) -> bool {
+        self.ending.is_some()
+    }
+
+    /// The one finish step: one record, one log line. Runs once; later calls do nothing.
+    pub fn finish(&mut self, summary: Option<&Summary>) -> Option<Figures> {
+        if self.finished {
+            return None;
+        }
+        self.finished = true;
+        if self.ending.is_none() {
+            let ending = if self.shutting_down.load(Ordering::Acquire) {
+                Ending::new(
+                    Outcome::Shutdown,
+                    true,
+                    "shutdown",
+                    "aloud shut down before the response ended".into(),
+                )
+            } else {
+                Ending::new(
+                    Outcome::ClientDisconnected,
+                    true,
+                    "client_gone",
+                    "the client went away before the response ended".into(),
+                )
+            };
+            self.end(ending);
+        }
+        let (ending, ended_at) = self.ending.take()?;
+        let done = ended_at.saturating_duration_since(self.started);
+        if let Some(w) = self.w.as_mut() {
+            let phase = if ending.outcome == Outcome::Ok {
+                Phase::Done
+            } else {
+                Phase::Error
+            };
+            w.finish(phase);
+        }
+        let sent = self.tap.as_ref().and_then(|t| t.sent_at());
+        let head_gap = match (self.upstream_head_at, self.client_head_at) {
+            (Some(up), Some(client)) => client.saturating_duration_since(up),
+            _ => Duration::ZERO,
+        };
+        let overhead_ms = sent.map(|s| ms(s.saturating_duration_since(self.started) + head_gap));
+        let milestones = self.w.as_ref().map(|w| w.progress().milestones());
+        let longest_silence_ms = self
+            .w
+            .as_ref()
+            .map_or(ms(done), |w| w.progress().longest_silence(done));
+        let figures = Figures {
+            status: self.client_status,
+            upstream_status: self.upstream_status,
+            outcome: ending.outcome,
+            cause: ending.cause,
+            streamed: self.streamed,
+            headers_ms: self
+                .upstream_head_at
+                .map(|t| ms(t.saturating_duration_since(self.started))),
+            first_feedback_ms: milestones.and_then(|m| m.first_feedback_ms),
+            first_token_ms: milestones.and_then(|m| m.first_token_ms),
+            total_ms: ms(done),
+            longest_silence_ms,
+            overhead_ms,
+            bytes: self.bytes,
+        };
+        self.log(&figures);
+        if let Some(capture) = self.capture.take() {
+            let (request, whole) = self.tap.as_ref().map_or((Vec::new(), false), |t| t.body());
+            let upstream_ms = match (sent, self.upstream_head_at) {
+                (Some(s), Some(up)) => Some(ms(up.saturating_duration_since(s))),
+                _ => None,
+            };
+            let record = capture.recorder.finish(End {
+                request: self.tap.as_ref().map(|_| (&request[..], whole)),
+                client_status: self.client_status,
+                upstream_status: self.upstream_status,
+                streamed: self.streamed,
+                outcome: Some(ending.outcome),
+                partial: ending.partial,
+                milestones,
+                longest_silence_ms: self.w.as_ref().map(|_| longest_silence_ms),
+                done_ms: ms(done),
+                overhead_ms,
+                upstream_ms,
+                summary,
+                error: ending.error,
+            });
+            capture.sink.submit(record);
+        }
+        self.permit = None;
+        Some(figures)
+    }
+
+    /// The access-log line: aloud's time kept apart from the upstream's.
+    fn log(&self, f: &Figures) {
+        let status = f.status.unwrap_or(0);
+        let tier = self.tier.as_str();
+        let outcome = f.outcome.as_str();
+        let headers_ms = f.headers_ms.unwrap_or(-1.0);
+        let overhead_ms = f.overhead_ms.unwrap_or(-1.0);
+        let (id, route, method, path) = (&*self.id, &*self.route, self.method.as_str(), &self.path);
+        match f.outcome {
+            Outcome::Ok => tracing::info!(
+                id,
+                route,
+                method,
+                path,
+                status,
+                tier,
+                outcome,
+                end = f.cause,
+                headers_ms,
+                total_ms = f.total_ms,
+                overhead_ms,
+                bytes = f.bytes,
+                "proxied"
+            ),
+            _ => tracing::warn!(
+                id,
+                route,
+                method,
+                path,
+                status,
+                tier,
+                outcome,
+                end = f.cause,
+                headers_ms,
+                total_ms = f.total_ms,
+                overhead_ms,
+                bytes = f.bytes,
+                "proxied, failed"
+            ),
+        }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}

@@ -1,0 +1,350 @@
+//! The body as it flows: upstream chunks, heartbeats, deadlines, and how the body ends.
+
+use super::{Cut, ExchangeBody, Source};
+use crate::apis::stream::{Dialect, Phase};
+use crate::capture::Outcome;
+use crate::progress::frames;
+use crate::proxy::exchange::Ending;
+use crate::proxy::inject::{Beat, Mode};
+use crate::proxy::wrap::{Collector, Over};
+use bytes::Bytes;
+use http::StatusCode;
+use std::sync::atomic::Ordering;
+use std::task::Context;
+use tokio::time::Instant;
+
+/// How the upstream body ended.
+#[derive(Debug)]
+pub(super) enum UpstreamEnd {
+    Complete,
+    Failed(String),
+    IdleTimeout,
+    TotalTimeout,
+}
+
+impl ExchangeBody {
+    /// Connecting becomes waiting once the whole request body went upstream.
+    pub(super) fn note_request_sent(&mut self) {
+        let sent = self
+            .ex
+            .tap
+            .as_ref()
+            .is_some_and(|t| t.sent.load(Ordering::Acquire));
+        if sent && self.w().progress().phase() == Phase::Connecting {
+            if let Some(p) = self.w().phase(Phase::Waiting) {
+                self.push_event(&p);
+                self.dl.beat_done(Instant::now());
+            }
+        }
+    }
+
+    /// A heartbeat came due.
+    pub(super) fn heartbeat(&mut self) {
+        let now = Instant::now();
+        self.note_request_sent();
+        let p = self.w().emit_heartbeat();
+        let quiet = self
+            .dl
+            .last_upstream()
+            .map(|t| now.saturating_duration_since(t));
+        self.dl.beat_done(now);
+        match self.inj.heartbeat(&p, quiet) {
+            Beat::Send(bytes) => {
+                if self.inj.mode() == Mode::Events {
+                    let at = self.at();
+                    self.w().progress_mut().feedback(at);
+                }
+                self.out.push_back(bytes);
+            }
+            Beat::Defer(wait) => self.dl.beat_at(now + wait),
+            Beat::Quiet => {}
+        }
+    }
+
+    /// The upstream body is pending: act on any deadline. True when there is output or the
+    /// state changed.
+    pub(super) fn on_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(due) = self.timer.poll_due(cx, &self.dl) else {
+            return false;
+        };
+        if due.total {
+            self.on_end(UpstreamEnd::TotalTimeout);
+        } else if due.idle {
+            self.on_end(UpstreamEnd::IdleTimeout);
+        } else if due.beat {
+            self.heartbeat();
+        }
+        // Whatever else came due is re-read on the next poll.
+        true
+    }
+
+    /// One upstream data chunk.
+    pub(super) fn on_data(&mut self, data: Bytes) {
+        let now = Instant::now();
+        self.dl.upstream_spoke(now);
+        let at = self.at();
+        let Some(w) = self.ex.w.as_mut() else { return };
+        let (Some(obs), progress) = (self.obs.as_mut(), w.progress_mut()) else {
+            return;
+        };
+        let recorder = self.ex.capture.as_mut().map(|c| &mut c.recorder);
+        let seen = obs.chunk(&data, at, progress, recorder);
+        match &mut self.src {
+            Source::Stream { reframe, .. } => {
+                let reframes = reframe.reframes();
+                if let Err(over) = reframe.feed(data, &mut self.out) {
+                    self.wrap_failed(over);
+                    return;
+                }
+                self.inj
+                    .set_boundary(reframes && self.inj.mode() == Mode::Events || seen.boundary);
+            }
+            Source::Collect { buf, .. } => {
+                if let Err(over) = buf.push(&data) {
+                    self.wrap_failed(over);
+                    return;
+                }
+            }
+            Source::Pending(_) | Source::Done => {}
+        }
+        if let Some(p) = self.w().signals(&seen.signals) {
+            self.push_event(&p);
+            self.dl.beat_done(now);
+        }
+        let ended = match &self.src {
+            Source::Stream { body, .. } | Source::Collect { body, .. } => {
+                http_body::Body::is_end_stream(body)
+            }
+            _ => false,
+        };
+        if ended {
+            // Its last byte (known length): end now, hyper may not poll the body again.
+            self.on_end(UpstreamEnd::Complete);
+        }
+    }
+
+    /// The upstream body ended, completely or not.
+    pub(super) fn on_end(&mut self, end: UpstreamEnd) {
+        match std::mem::replace(&mut self.src, Source::Done) {
+            Source::Collect {
+                status,
+                headers,
+                buf,
+                ..
+            } => self.on_collected(end, status, &headers, buf),
+            Source::Stream { mut reframe, .. } => {
+                if let Err(over) = reframe.finish(&mut self.out) {
+                    self.wrap_failed(over);
+                    return;
+                }
+                self.on_stream_end(end);
+            }
+            Source::Pending(_) | Source::Done => {}
+        }
+    }
+
+    fn observe_end(&mut self) -> Option<String> {
+        let at = self.at();
+        let w = self.ex.w.as_mut()?;
+        let obs = self.obs.as_mut()?;
+        let recorder = self.ex.capture.as_mut().map(|c| &mut c.recorder);
+        let (signals, error) = obs.finish(at, w.progress_mut(), recorder);
+        let _ = w.signals(&signals);
+        error
+    }
+
+    fn on_stream_end(&mut self, end: UpstreamEnd) {
+        let stream_error = self.observe_end();
+        let upstream_ok = self
+            .ex
+            .upstream_status
+            .is_some_and(|s| (200..300).contains(&s));
+        let ending = match end {
+            UpstreamEnd::Complete if upstream_ok && stream_error.is_none() => Ending::ok(),
+            UpstreamEnd::Complete => Ending {
+                outcome: Outcome::UpstreamError,
+                partial: false,
+                cause: "upstream_status",
+                error: stream_error,
+            },
+            UpstreamEnd::IdleTimeout => cut(
+                Outcome::Timeout,
+                "idle_timeout",
+                "no upstream bytes within the idle timeout".into(),
+            ),
+            UpstreamEnd::TotalTimeout => cut(
+                Outcome::Timeout,
+                "total_timeout",
+                "the exchange ran past its total timeout".into(),
+            ),
+            UpstreamEnd::Failed(e) => cut(
+                Outcome::UpstreamError,
+                "upstream_error",
+                format!("the upstream failed mid-body: {e}"),
+            ),
+        };
+        let phase = if ending.outcome == Outcome::Ok {
+            Phase::Done
+        } else {
+            Phase::Error
+        };
+        if ending.partial {
+            let message = ending.error.clone().unwrap_or_default();
+            match (self.inj.mode(), self.committed) {
+                (Mode::Events, _) => self.push_error(502, None, ending.cause, &message),
+                (_, true) => self.push_stream_error(StatusCode::BAD_GATEWAY, None, &message),
+                // The client has the upstream's own head: its transfer must fail as it would
+                // without aloud.
+                (_, false) => self.cut = Some(Cut(message)),
+            }
+        }
+        self.ex.end(ending);
+        self.finish_progress(phase);
+    }
+
+    /// The collected body ended: wrap it for the events tier, or turn an error into the
+    /// stream's own error shape after an early commit.
+    fn on_collected(
+        &mut self,
+        end: UpstreamEnd,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+        buf: Collector,
+    ) {
+        let cut_short = !matches!(end, UpstreamEnd::Complete);
+        let bytes = decode_body(headers, buf.bytes(), self.max_wrap_body);
+        drop(buf);
+        if let Some(c) = self.ex.capture.as_mut() {
+            c.recorder.upstream_body(&bytes);
+        }
+        let ok = status.is_success() && !cut_short;
+        if ok {
+            let at = self.at();
+            self.w().progress_mut().whole_answer(at);
+        }
+        let ending = match end {
+            UpstreamEnd::IdleTimeout => cut(
+                Outcome::Timeout,
+                "idle_timeout",
+                "no upstream bytes within the idle timeout".into(),
+            ),
+            UpstreamEnd::TotalTimeout => cut(
+                Outcome::Timeout,
+                "total_timeout",
+                "the exchange ran past its total timeout".into(),
+            ),
+            UpstreamEnd::Failed(e) => cut(
+                Outcome::UpstreamError,
+                "upstream_error",
+                format!("the upstream failed mid-body: {e}"),
+            ),
+            UpstreamEnd::Complete if ok => Ending::ok(),
+            UpstreamEnd::Complete => Ending::new(
+                Outcome::UpstreamError,
+                false,
+                "upstream_status",
+                format!("the upstream answered {status}"),
+            ),
+        };
+        let phase = if ok { Phase::Done } else { Phase::Error };
+        match self.inj.mode() {
+            Mode::Events if ok => {
+                let seq = self.w().next_seq();
+                let v = self.w().version();
+                let id = self.ex.id.clone();
+                let event = frames::result(v, &id, seq, status, headers, &bytes);
+                let event = self.w().publish(event);
+                self.push_event(&event);
+            }
+            Mode::Events => {
+                let message = ending.error.clone().unwrap_or_default();
+                let code = if cut_short {
+                    ending.cause
+                } else {
+                    "upstream_status"
+                };
+                self.push_error(status.as_u16(), Some(&bytes), code, &message);
+            }
+            Mode::Comments | Mode::Pass => {
+                let message = ending.error.clone().unwrap_or_default();
+                self.push_stream_error(status, Some(&bytes), &message);
+            }
+        }
+        self.ex.end(ending);
+        self.finish_progress(phase);
+    }
+
+    /// The events tier's wrapping hit a bound: say so and stop reading the upstream.
+    fn wrap_failed(&mut self, over: Over) {
+        self.src = Source::Done;
+        let message = over.message();
+        self.push_error(502, None, over.code(), &message);
+        self.ex
+            .end(Ending::new(Outcome::ProxyError, true, over.code(), message));
+        self.finish_progress(Phase::Error);
+    }
+
+    /// `aloud.error` (events tier) with a machine-readable `code`.
+    pub(super) fn push_error(
+        &mut self,
+        status: u16,
+        body: Option<&[u8]>,
+        code: &str,
+        message: &str,
+    ) {
+        let seq = self.w().next_seq();
+        let v = self.w().version();
+        let id = self.ex.id.clone();
+        let err = frames::error(v, &id, seq, status, body, code, message);
+        let err = self.w().publish(err);
+        self.out.push_back(frames::event_bytes(&err));
+    }
+
+    /// After a commit, an error goes inside the stream in its dialect's own shape, which the
+    /// SDKs raise (docs/streams.md).
+    pub(super) fn push_stream_error(
+        &mut self,
+        status: StatusCode,
+        body: Option<&[u8]>,
+        message: &str,
+    ) {
+        let dialect = Dialect::detect(self.ex.api, &self.path_and_query, "text/event-stream");
+        self.out.push_back(frames::in_stream_error(
+            self.ex.api,
+            dialect,
+            status,
+            body,
+            message,
+        ));
+    }
+
+    /// Ends the progress: the final phase and `aloud.done` (sent in the events tier).
+    pub(super) fn finish_progress(&mut self, phase: Phase) {
+        for p in self.w().finish(phase) {
+            self.push_event(&p);
+        }
+    }
+}
+
+fn cut(outcome: Outcome, cause: &'static str, message: String) -> Ending {
+    Ending::new(outcome, true, cause, message)
+}
+
+/// The body after content decoding (gzip), bounded; undecodable bodies stay as they are.
+fn decode_body(headers: &http::HeaderMap, raw: &[u8], max: usize) -> Vec<u8> {
+    let gzip = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return raw.to_vec();
+    }
+    let mut d = crate::sse::GzipDecoder::new(max);
+    match (d.feed(raw), d.finish()) {
+        (Ok(mut a), Ok(b)) => {
+            a.extend(b);
+            a
+        }
+        _ => raw.to_vec(),
+    }
+}

@@ -1,0 +1,154 @@
+//! The upstream's answer arrives (or never does): pick how its body reaches the client.
+
+use super::{ExchangeBody, Source, ending_for};
+use crate::apis::stream::{Dialect, Limits as StreamLimits, Phase};
+use crate::progress::frames;
+use crate::proxy::error::{Origin, ProxyError};
+use crate::proxy::inject::Mode;
+use crate::proxy::observe::Observer;
+use crate::proxy::wrap::{Collector, Reframe};
+use http::{HeaderValue, Response, StatusCode, header};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+impl ExchangeBody {
+    pub(super) fn on_head(&mut self, response: Response<Incoming>) {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // aloud never asks for an upgrade and refuses the client's; an upstream that
+            // switches anyway has not answered the request.
+            self.on_failure(ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                Origin::Upstream,
+                "upstream_switched_protocols",
+                "the upstream answered 101 Switching Protocols to a plain HTTP request",
+            ));
+            return;
+        }
+        let (mut parts, incoming) = response.into_parts();
+        let status = parts.status;
+        let now = Instant::now();
+        let at = self.at();
+        self.ex.upstream_head(now, status.as_u16());
+        self.dl.head_arrived(now);
+        self.w()
+            .progress_mut()
+            .upstream_headers(status.as_u16(), at);
+        if let Some(p) = self.w().phase(Phase::Waiting) {
+            self.push_event(&p);
+            self.dl.beat_done(now);
+        }
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let encoding = parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        let compressed = encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+        let obs = Observer::new(
+            self.ex.api,
+            &self.path_and_query,
+            content_type,
+            encoding,
+            status.is_success(),
+        );
+        let dialect = obs.dialect();
+        self.ex.streamed = is_stream_type(content_type);
+        self.obs = Some(obs);
+        let streams = dialect.is_some() && status.is_success() && !compressed;
+        if !self.committed {
+            // Off and comments tiers before any commit: the client gets the upstream's own head.
+            if !(streams && dialect.is_some_and(Dialect::tolerates_comments)) {
+                self.inj.pass_only();
+            }
+            crate::proxy::headers::strip_hop_by_hop(&mut parts.headers);
+            if self.inj.mode() != Mode::Pass {
+                // Comments change the body's length.
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+            if crate::proxy::headers::is_event_stream(&parts.headers) {
+                parts
+                    .headers
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                parts
+                    .headers
+                    .insert("x-accel-buffering", HeaderValue::from_static("no"));
+            }
+            self.head = Some(parts);
+            self.src = Source::Stream {
+                body: incoming,
+                reframe: Reframe::None,
+            };
+            return;
+        }
+        let collect = |this: &Self| Collector::new(this.max_wrap_body, this.wrap_budget.clone());
+        match self.inj.mode() {
+            Mode::Comments | Mode::Pass => {
+                let note = serde_json::json!({
+                    "upstream_status": status.as_u16(),
+                    "upstream_headers": frames::headers_json(&parts.headers),
+                });
+                self.out.push_back(crate::sse::comment(&note.to_string()));
+                self.src = if status.is_success() {
+                    // A stream (or, unexpectedly, a whole answer) passes as it comes.
+                    Source::Stream {
+                        body: incoming,
+                        reframe: Reframe::None,
+                    }
+                } else {
+                    // An error becomes the stream's own error event: collect it, bounded.
+                    Source::Collect {
+                        body: incoming,
+                        status,
+                        headers: parts.headers,
+                        buf: collect(self),
+                    }
+                };
+            }
+            Mode::Events if streams => {
+                let reframe = Reframe::for_events(dialect, StreamLimits::default().max_event);
+                self.src = Source::Stream {
+                    body: incoming,
+                    reframe,
+                };
+            }
+            Mode::Events => {
+                self.src = Source::Collect {
+                    body: incoming,
+                    status,
+                    headers: parts.headers,
+                    buf: collect(self),
+                };
+            }
+        }
+    }
+
+    /// The attempt failed before any upstream head.
+    pub(super) fn on_failure(&mut self, e: ProxyError) {
+        self.src = Source::Done;
+        self.ex.end(ending_for(&e));
+        if !self.committed {
+            self.ex.client_head(Instant::now(), e.status.as_u16());
+            self.failure = Some(e);
+            return;
+        }
+        match self.inj.mode() {
+            Mode::Events => self.push_error(e.status.as_u16(), None, "upstream_failed", &e.message),
+            Mode::Comments | Mode::Pass => self.push_stream_error(e.status, None, &e.message),
+        }
+        self.finish_progress(Phase::Error);
+    }
+}
+
+/// An event stream or NDJSON, by content type (the capture's "streamed").
+fn is_stream_type(content_type: &str) -> bool {
+    let ct = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    ct == "text/event-stream" || ct.contains("ndjson") || ct == "application/jsonl"
+}

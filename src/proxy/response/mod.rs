@@ -1,0 +1,345 @@
+//! The response body of a proxied exchange: it owns the exchange and wires the small parts
+//! together — waiting for the head (`wait`), observing the body (`observe`), injecting at
+//! boundaries (`inject`), the events tier's wrapping (`wrap`), and the one timer
+//! (`deadlines`). `head` handles the upstream's head or failure, `flow` the body, its
+//! heartbeats and its end.
+//!
+//! Failure is never turned into success: in the off tier, and in the comments tier while the
+//! client has the upstream's own head, an upstream failure or a timeout after the head makes
+//! `poll_frame` return an error, so hyper aborts the response (HTTP/1.1: no terminating
+//! chunk), exactly as the client would see without aloud. After an early commit the error
+//! travels inside the stream in its dialect's own shape (docs/streams.md), and in the events
+//! tier as `aloud.error`.
+
+mod flow;
+mod head;
+
+use super::deadlines::{Deadlines, Timer};
+use super::error::ProxyError;
+use super::exchange::{Ending, Exchange};
+use super::inject::{Injector, Mode};
+use super::observe::Observer;
+use super::wait::{Waited, poll_head};
+use super::wrap::{Budget, Collector, Reframe};
+use crate::apis::stream::Phase;
+use crate::progress::Watcher;
+use crate::progress::hub::Published;
+use bytes::Bytes;
+use http::response::Parts;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub type HeadFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, ProxyError>> + Send>>;
+
+/// Everything the body needs besides the exchange and the head future.
+pub struct Spec {
+    pub mode: Mode,
+    pub path_and_query: String,
+    pub deadlines: Deadlines,
+    pub headers_timeout: Duration,
+    pub max_wrap_body: usize,
+    pub wrap_budget: Arc<Budget>,
+}
+
+enum Source {
+    Pending(HeadFuture),
+    Stream {
+        body: Incoming,
+        reframe: Reframe,
+    },
+    Collect {
+        body: Incoming,
+        status: StatusCode,
+        headers: http::HeaderMap,
+        buf: Collector,
+    },
+    Done,
+}
+
+/// The error a body returns so hyper aborts the client's response.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cut(pub String);
+
+/// What waiting for the head came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadWait {
+    /// The upstream answered, or failed before answering: take the head or the failure.
+    Settled,
+    /// The comments tier's hold ran out first.
+    HoldExpired,
+}
+
+pub struct ExchangeBody {
+    ex: Exchange,
+    src: Source,
+    obs: Option<Observer>,
+    inj: Injector,
+    dl: Deadlines,
+    timer: Timer,
+    out: VecDeque<Bytes>,
+    /// Once `out` drains, fail the client's transfer with this.
+    cut: Option<Cut>,
+    /// The client already got `200 text/event-stream` before the upstream answered.
+    committed: bool,
+    head: Option<Parts>,
+    failure: Option<ProxyError>,
+    path_and_query: String,
+    headers_timeout: Duration,
+    max_wrap_body: usize,
+    wrap_budget: Arc<Budget>,
+}
+
+impl ExchangeBody {
+    /// A body for `ex`, whose progress has been admitted (`ex.w` is set).
+    pub fn new(ex: Exchange, spec: Spec, head: HeadFuture) -> Self {
+        let heartbeat = spec.deadlines.heartbeat();
+        let timer = Timer::new(&spec.deadlines);
+        let mut body = ExchangeBody {
+            committed: spec.mode == Mode::Events,
+            inj: Injector::new(spec.mode, heartbeat),
+            ex,
+            src: Source::Pending(head),
+            obs: None,
+            dl: spec.deadlines,
+            timer,
+            out: VecDeque::new(),
+            cut: None,
+            head: None,
+            failure: None,
+            path_and_query: spec.path_and_query,
+            headers_timeout: spec.headers_timeout,
+            max_wrap_body: spec.max_wrap_body,
+            wrap_budget: spec.wrap_budget,
+        };
+        body.start();
+        body
+    }
+
+    /// Announces the request: `accepted`, then `connecting`. In the events tier these are the
+    /// client's first bytes.
+    fn start(&mut self) {
+        let accepted = self.w().emit();
+        self.push_event(&accepted);
+        if let Some(p) = self.w().phase(Phase::Connecting) {
+            self.push_event(&p);
+        }
+        if self.committed {
+            self.ex.client_head(Instant::now(), 200);
+        }
+    }
+
+    #[expect(
+        clippy::expect_used,
+        reason = "ExchangeBody::new is only given an admitted exchange"
+    )]
+    fn w(&mut self) -> &mut Watcher {
+        self.ex
+            .w
+            .as_mut()
+            .expect("an admitted exchange has progress")
+    }
+
+    fn at(&self) -> Duration {
+        self.ex.elapsed()
+    }
+
+    /// Waits for the upstream head, or until the comments tier's hold runs out.
+    pub async fn wait_head(&mut self, hold_until: Option<Instant>) -> HeadWait {
+        if let Some(h) = hold_until {
+            self.dl.hold_until(h);
+        }
+        let waited = std::future::poll_fn(|cx| {
+            if !matches!(self.src, Source::Pending(_)) {
+                return Poll::Ready(HeadWait::Settled);
+            }
+            match self.poll_pending(cx) {
+                Poll::Ready(true) => Poll::Ready(HeadWait::HoldExpired),
+                Poll::Ready(false) => Poll::Ready(HeadWait::Settled),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        self.dl.clear_hold();
+        waited
+    }
+
+    /// Commits `200 text/event-stream` before the upstream answered (the comments tier after
+    /// its hold): from now on failures travel inside the stream.
+    pub fn commit(&mut self) {
+        self.committed = true;
+        self.inj.head_out();
+        self.ex.client_head(Instant::now(), 200);
+    }
+
+    /// The response headers of a stream committed before the upstream answered.
+    pub fn committed_head() -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        h
+    }
+
+    /// The upstream's head, when it arrived before any commit. Taking it sends the client's.
+    pub fn take_head(&mut self) -> Option<Parts> {
+        let head = self.head.take()?;
+        self.ex.client_head(Instant::now(), head.status.as_u16());
+        self.inj.head_out();
+        Some(head)
+    }
+
+    /// The failure before any head, when nothing was committed.
+    pub fn take_failure(&mut self) -> Option<ProxyError> {
+        self.failure.take()
+    }
+
+    /// Queues an `aloud.*` event for the events tier (feedback the client sees).
+    fn push_event(&mut self, p: &Published) {
+        if let Some(bytes) = self.inj.event(p) {
+            self.out.push_back(bytes);
+            let at = self.at();
+            self.w().progress_mut().feedback(at);
+        }
+    }
+
+    /// Polls the head future and the timer. `Ready(true)`: the hold ran out; `Ready(false)`: the
+    /// head or a failure arrived.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        loop {
+            self.note_request_sent();
+            let Source::Pending(fut) = &mut self.src else {
+                return Poll::Ready(false);
+            };
+            match poll_head(
+                fut.as_mut(),
+                cx,
+                &self.dl,
+                &mut self.timer,
+                self.headers_timeout,
+            ) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Waited::Head(response)) => {
+                    self.on_head(response);
+                    return Poll::Ready(false);
+                }
+                Poll::Ready(Waited::Failed(e)) => {
+                    self.on_failure(e);
+                    return Poll::Ready(false);
+                }
+                Poll::Ready(Waited::Due(due)) => {
+                    if due.beat {
+                        self.heartbeat();
+                    }
+                    if due.hold {
+                        self.dl.clear_hold();
+                        return Poll::Ready(true);
+                    }
+                    if !self.out.is_empty() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the exchange now (the body is done): one record, one log line.
+    fn finish(&mut self) {
+        let summary = self.obs.as_ref().map(Observer::summary);
+        self.ex.finish(summary);
+    }
+}
+
+impl Body for ExchangeBody {
+    type Data = Bytes;
+    type Error = super::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(b) = this.out.pop_front() {
+                this.ex.client_bytes(b.len());
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if let Some(cut) = this.cut.take() {
+                this.src = Source::Done;
+                this.finish();
+                return Poll::Ready(Some(Err(Box::new(cut))));
+            }
+            let step = match &mut this.src {
+                Source::Done => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Source::Pending(_) => match this.poll_pending(cx) {
+                    Poll::Pending if this.out.is_empty() => return Poll::Pending,
+                    _ => continue,
+                },
+                Source::Stream { body, .. } | Source::Collect { body, .. } => {
+                    Pin::new(body).poll_frame(cx)
+                }
+            };
+            match step {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.on_data(data),
+                    Err(trailers) if this.inj.mode() == Mode::Pass && !this.committed => {
+                        return Poll::Ready(Some(Ok(trailers)));
+                    }
+                    Err(_) => {}
+                },
+                Poll::Ready(Some(Err(e))) => this.on_end(flow::UpstreamEnd::Failed(e.to_string())),
+                Poll::Ready(None) => this.on_end(flow::UpstreamEnd::Complete),
+                Poll::Pending => {
+                    if !this.on_idle(cx) {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.src, Source::Done) && self.out.is_empty() && self.cut.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.src, self.inj.mode()) {
+            (Source::Stream { body, .. }, Mode::Pass) if self.out.is_empty() && !self.committed => {
+                body.size_hint()
+            }
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for ExchangeBody {
+    fn drop(&mut self) {
+        // The client left (or a shutdown cut the connection) before the end: the exchange's
+        // finish step records that; at a normal end it already ran and this does nothing.
+        self.finish();
+    }
+}
+
+/// The ending for an error aloud answers itself.
+pub fn ending_for(e: &ProxyError) -> Ending {
+    let outcome = if e.status == StatusCode::GATEWAY_TIMEOUT {
+        crate::capture::Outcome::Timeout
+    } else {
+        crate::capture::Outcome::ProxyError
+    };
+    Ending::new(outcome, false, e.label, e.message.clone())
+}
