@@ -10,7 +10,7 @@
 //! server/              the accept loop, connection options, shutdown, task tracking
 //! app, endpoints       App and dispatch; aloud's own endpoints (demo, side channel, beacons)
 //! cors, demo           CORS for browsers; the embedded demo page and JS client
-//! proxy/               forwarding, the relay body (tiers, capture hand-off), upstream client
+//! proxy/               one owner per exchange: admission, head, body parts, one finish step
 //! progress/            progress state machine, label ladders, side-channel hub, event bytes
 //! simulator/           a fake reasoning model speaking five apis (a server of its own)
 //! capture/             the record and its recorder, redaction, stats, the batching writer
@@ -23,11 +23,12 @@
 //! ```
 //!
 //! The request path: `server` accepts a connection and hands each request to `app::dispatch`,
-//! which answers aloud's own endpoints or calls `proxy::forward`. `forward` strips hop-by-hop
-//! headers, picks credentials and returns a `Relay` body: it waits for the upstream head (or
-//! commits early), relays the body frame by frame while a pure interpreter reads it, adds the
-//! tier's progress, and on drop hands a capture record to a writer that never blocks. Nothing on
-//! that path buffers a body.
+//! which answers aloud's own endpoints or calls `proxy::forward`. `forward` makes one
+//! `Exchange` (the owner of the id, slot, progress, recorder and timings), admits it, sends the
+//! request upstream and waits for the head; the `ExchangeBody` then relays the body frame by
+//! frame while an observer feeds the pure interpreter and an injector adds the tier's progress
+//! at event boundaries. The exchange's one finish step writes one record (to a writer that
+//! never blocks) and one log line. Nothing on that path buffers a streamed body.
 
 pub mod apis;
 pub mod app;
