@@ -339,7 +339,9 @@ pub fn parse_sse(text: &str) -> Vec<SseEvent> {
 /// What a scripted upstream does after reading the request (chosen by its `x-mock` header).
 ///
 /// Modes ending in `-on-go` send their head and [`E1`], then wait for [`Scripted::go`] before
-/// failing, so the test knows the client already has the bytes before the failure.
+/// failing (or going on), so the test knows the client already has the bytes before the
+/// failure; `late-*` modes also wait for a go before their head, so a test can let aloud's
+/// hold run out first. `sse-ok` and `json-ok` keep the connection for the next request.
 pub const MODES: &[&str] = &[
     "sse-ok",
     "json-ok",
@@ -353,6 +355,9 @@ pub const MODES: &[&str] = &[
     "tick",
     "short-length",
     "switch",
+    "late-head-reset-on-go",
+    "late-reset",
+    "sse-length-on-go",
 ];
 
 /// A raw mock upstream driven by the request's `x-mock` header.
@@ -498,6 +503,28 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
             }
             wait_closed(s).await;
             None
+        }
+        // Head only after a go (past aloud's hold), then E1, then a reset on the next go.
+        "late-head-reset-on-go" => {
+            go.acquire().await.unwrap().forget();
+            s.write_all(&first).await.ok()?;
+            go.acquire().await.unwrap().forget();
+            rst(s)
+        }
+        // No head at all: a reset on go (past aloud's hold).
+        "late-reset" => {
+            go.acquire().await.unwrap().forget();
+            rst(s)
+        }
+        // An SSE body framed by Content-Length: E1, then (on go) E2 and DONE.
+        "sse-length-on-go" => {
+            let length = E1.len() + E2.len() + DONE.len();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {length}\r\n\r\n{E1}"
+            );
+            s.write_all(head.as_bytes()).await.ok()?;
+            go.acquire().await.unwrap().forget();
+            s.write_all(format!("{E2}{DONE}").as_bytes()).await.ok()
         }
         "bad-gzip" => {
             let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
