@@ -296,7 +296,12 @@ async fn sdks_raise_through_aloud_when_the_upstream_resets_after_its_head_commen
 /// After an early commit aloud may end with the stream's own error event instead of a cut, so
 /// the exception class may differ; that and where the SDK raises may not.
 #[tokio::test]
-async fn sdks_raise_through_aloud_when_the_upstream_fails_after_an_early_commit() {
+async fn sdks_raise_through_aloud_when_the_upstream_resets_mid_body_after_an_early_commit() {
     compare("late-reset", "comments", 3, false).await;
+}
+
+/// The same early commit, then a reset before the upstream sent any head.
+#[tokio::test]
+async fn sdks_raise_through_aloud_when_the_upstream_resets_before_its_head_after_an_early_commit() {
     compare("late-reset-before-head", "comments", 0, false).await;
 }
