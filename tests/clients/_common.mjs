@@ -56,3 +56,21 @@ export function run(main) {
     process.exit(1);
   });
 }
+
+/**
+ * Iterates a stream to its end or its first exception; reports where it stopped. Each item is
+ * announced on stderr (`aloud-test item N`) so a test driving a failing upstream knows when the
+ * client has everything before the failure.
+ */
+export async function streamOutcome(makeStream) {
+  let items = 0;
+  try {
+    for await (const _ of await makeStream()) {
+      items += 1;
+      process.stderr.write(`aloud-test item ${items}\n`);
+    }
+  } catch (e) {
+    return { raised: true, class: e?.constructor?.name ?? String(e), items, message: String(e?.message ?? e).slice(0, 500) };
+  }
+  return { raised: false, class: null, items };
+}

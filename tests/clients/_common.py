@@ -61,3 +61,19 @@ def error_doc(e):
 def emit(doc):
     json.dump(doc, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
+
+
+def stream_outcome(make_stream):
+    """Iterates a stream to its end or its first exception; reports where it stopped.
+
+    Each item is announced on stderr (`aloud-test item N`) as it arrives, so a test driving a
+    failing upstream knows when the client has everything before the failure.
+    """
+    items = 0
+    try:
+        for _ in make_stream():
+            items += 1
+            print(f"aloud-test item {items}", file=sys.stderr, flush=True)
+    except Exception as e:  # noqa: BLE001 - the class is what the test compares
+        return {"raised": True, "class": type(e).__name__, "items": items, "message": str(e)[:500]}
+    return {"raised": False, "class": None, "items": items}

@@ -7,7 +7,7 @@ The base URL is the one without /v1 (the SDK adds /v1/messages).
 
 import anthropic
 
-from _common import dump, emit, error_doc, parse_args
+from _common import dump, emit, error_doc, parse_args, stream_outcome
 
 MODEL = "claude-sim"
 MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
@@ -38,6 +38,13 @@ def messages_stream_helper(c):
     return {"events": events, "final_message": dump(final)}
 
 
+def messages_stream_raises(c):
+    """A stream whose upstream may fail: whether and where the SDK raised."""
+    return stream_outcome(
+        lambda: c.messages.create(model=MODEL, max_tokens=MAX_TOKENS, messages=MESSAGES, stream=True)
+    )
+
+
 def error(status):
     def run(c):
         try:
@@ -56,6 +63,7 @@ SCENARIOS = {
     "messages_thinking": messages_thinking,
     "messages_stream": messages_stream,
     "messages_stream_helper": messages_stream_helper,
+    "messages_stream_raises": messages_stream_raises,
     "error_529": error(529),
     "error_429": error(429),
     "error_401": error(401),

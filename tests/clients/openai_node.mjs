@@ -2,7 +2,7 @@
 //   node openai_node.mjs --base-url http://127.0.0.1:PORT/v1 SCENARIO [--header NAME=VALUE]...
 import OpenAI from 'openai';
 import { VERSION } from 'openai/version';
-import { collect, emit, parse, run } from './_common.mjs';
+import { collect, emit, parse, run, streamOutcome } from './_common.mjs';
 
 const MODEL = 'o-sim';
 const MESSAGES = [{ role: 'user', content: 'Why is the sky blue?' }];
@@ -32,6 +32,9 @@ const error = (status) => async (c) => {
 };
 
 const SCENARIOS = {
+  // A stream whose upstream may fail: whether and where the SDK raised.
+  chat_stream_raises: (c) =>
+    streamOutcome(() => c.chat.completions.create({ model: MODEL, messages: MESSAGES, stream: true })),
   chat: async (c) => ({
     completion: await c.chat.completions.create({ model: MODEL, messages: MESSAGES }),
   }),

@@ -5,7 +5,7 @@
 
 import openai
 
-from _common import dump, emit, error_doc, parse_args
+from _common import dump, emit, error_doc, parse_args, stream_outcome
 
 MODEL = "o-sim"
 MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
@@ -58,6 +58,13 @@ def responses_stream_helper(c):
     return {"events": events, "final_response": dump(final)}
 
 
+def chat_stream_raises(c):
+    """A stream whose upstream may fail: whether and where the SDK raised."""
+    return stream_outcome(
+        lambda: c.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    )
+
+
 def error(status):
     def run(c):
         try:
@@ -79,6 +86,7 @@ SCENARIOS = {
     "responses": responses,
     "responses_stream": responses_stream,
     "responses_stream_helper": responses_stream_helper,
+    "chat_stream_raises": chat_stream_raises,
     "error_429": error(429),
     "error_401": error(401),
     "error_500": error(500),
