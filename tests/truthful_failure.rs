@@ -193,9 +193,10 @@ async fn curl_fails_through_aloud_where_it_fails_directly() {
     );
     for tier in TIERS {
         let through = curl_code(&up, &aloud.url(PATH), tier).await;
+        // 18: transfer closed with outstanding read data; 56: failure receiving network data.
         assert!(
-            through != 0,
-            "{tier} tier: curl exits 0 through aloud, {direct} directly"
+            through == 18 || through == 56,
+            "{tier} tier: curl exits {through} through aloud, {direct} directly"
         );
     }
     aloud.stop().await;
