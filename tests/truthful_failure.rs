@@ -12,7 +12,8 @@
 mod support;
 
 use std::process::Stdio;
-use support::wire::{Conn, DONE, E1, E2, End, Reply, Scripted, parse_sse};
+use support::scripted::Scripted;
+use support::wire::{Conn, DONE, E1, E2, End, Reply, parse_sse};
 use support::{Aloud, route_config};
 use tokio::io::AsyncReadExt;
 
