@@ -11,8 +11,9 @@ mod support;
 use aloud::capture::{CaptureRecord, Outcome};
 use aloud::config::MapEnv;
 use std::net::SocketAddr;
+use support::scripted::Scripted;
 use support::stored::{Stored, describe};
-use support::wire::{Conn, Scripted};
+use support::wire::Conn;
 use support::{Aloud, route_config};
 
 const TIERS: [&str; 3] = ["off", "comments", "events"];
@@ -167,7 +168,7 @@ async fn a_chunked_body_over_the_limit_gives_one_row_per_request() {
         )
         .into_bytes();
         for _ in 0..4 {
-            req.extend(support::wire::chunk(&[b' '; 512]));
+            req.extend(support::scripted::chunk(&[b' '; 512]));
         }
         req.extend_from_slice(b"0\r\n\r\n");
         Conn::raw_request(aloud.addr, &req).await.finish().await;

@@ -13,7 +13,8 @@ use aloud::capture::Outcome;
 use aloud::store::{SqliteStore, Store};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::wire::{Conn, End, Scripted};
+use support::scripted::Scripted;
+use support::wire::{Conn, End};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -12,7 +12,8 @@
 mod support;
 
 use std::process::Stdio;
-use support::wire::{Conn, DONE, E1, E2, End, Reply, Scripted, parse_sse};
+use support::scripted::Scripted;
+use support::wire::{Conn, DONE, E1, E2, End, Reply, parse_sse};
 use support::{Aloud, route_config};
 use tokio::io::AsyncReadExt;
 
@@ -193,9 +194,10 @@ async fn curl_fails_through_aloud_where_it_fails_directly() {
     );
     for tier in TIERS {
         let through = curl_code(&up, &aloud.url(PATH), tier).await;
+        // 18: transfer closed with outstanding read data; 56: failure receiving network data.
         assert!(
-            through != 0,
-            "{tier} tier: curl exits 0 through aloud, {direct} directly"
+            through == 18 || through == 56,
+            "{tier} tier: curl exits {through} through aloud, {direct} directly"
         );
     }
     aloud.stop().await;

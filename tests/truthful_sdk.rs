@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use support::wire::{SSE_HEAD, chunk, read_request, wait_closed};
+use support::scripted::{SSE_HEAD, chunk, read_request, wait_closed};
 use support::{Aloud, Upstream};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
