@@ -44,6 +44,11 @@ impl Observer {
         self.interp.dialect()
     }
 
+    /// The body claimed a content encoding it does not have.
+    pub fn corrupt(&self) -> bool {
+        self.interp.decode_failed()
+    }
+
     pub fn summary(&self) -> &Summary {
         self.interp.summary()
     }

@@ -79,6 +79,8 @@ pub struct StreamInterpreter {
     reader: Reader,
     tally: Tally,
     gzip: Option<GzipDecoder>,
+    /// The body said gzip and was not: the upstream's response is corrupt.
+    gzip_failed: bool,
     limits: Limits,
 }
 
@@ -125,6 +127,7 @@ impl StreamInterpreter {
             reader,
             tally: Tally::new(limits.max_text),
             gzip: None,
+            gzip_failed: false,
             limits,
         }
     }
@@ -142,6 +145,11 @@ impl StreamInterpreter {
 
     pub fn dialect(&self) -> Option<Dialect> {
         self.dialect
+    }
+
+    /// Whether the body's content encoding could not be decoded (a corrupt response).
+    pub fn decode_failed(&self) -> bool {
+        self.gzip_failed
     }
 
     pub fn summary(&self) -> &Summary {
@@ -205,6 +213,7 @@ impl StreamInterpreter {
     }
 
     fn gzip_failed(&mut self) {
+        self.gzip_failed = true;
         self.tally.ignored();
         self.gzip = None;
         self.framing = Framing::Off;

@@ -155,6 +155,12 @@ impl ExchangeBody {
 
     fn on_stream_end(&mut self, end: UpstreamEnd) {
         let stream_error = self.observe_end();
+        let end = match end {
+            UpstreamEnd::Complete if self.obs.as_ref().is_some_and(|o| o.corrupt()) => {
+                UpstreamEnd::Failed("its body is not the gzip its Content-Encoding says".into())
+            }
+            end => end,
+        };
         let upstream_ok = self
             .ex
             .upstream_status
