@@ -14,7 +14,7 @@ use crate::capture::recorder::{End, Meta, Recorder};
 use crate::config::{CaptureLevel, HttpUpstream, Route, Tier, Upstream};
 use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
-use body::{BodyEnd, LimitedBody, OnEnd, RequestTap};
+use body::{BodyEnd, LimitedBody, OnEnd, RequestFault, RequestTap};
 use error::{Origin, ProxyError};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
@@ -127,6 +127,8 @@ pub struct Exchange<'a> {
     /// When the request head was parsed; all timings count from here.
     pub started: Instant,
     pub client_tokens: &'a [String],
+    /// Longest silence while reading the client's request body (`[server] request_body_timeout`).
+    pub request_body_timeout: Duration,
     pub limiter: &'a Arc<Semaphore>,
     pub progress: &'a ProgressSettings,
     pub capture: &'a CaptureSettings,
@@ -286,7 +288,13 @@ async fn try_forward(
         _ => KEEP_REQUEST,
     };
     let tap = RequestTap::new(keep);
-    let body = Body::new(LimitedBody::new(incoming, limit, Arc::clone(&tap)));
+    let body_timeout = ex.request_body_timeout;
+    let body = Body::new(LimitedBody::new(
+        incoming,
+        limit,
+        body_timeout,
+        Arc::clone(&tap),
+    ));
     let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = parts.method.clone();
     *upstream_req.uri_mut() = uri;
@@ -301,6 +309,7 @@ async fn try_forward(
         ex.started,
         Arc::clone(&tap),
         limit,
+        body_timeout,
     );
 
     let log = AccessLog {
@@ -416,6 +425,7 @@ fn send(
     started: Instant,
     tap: Arc<RequestTap>,
     limit: u64,
+    body_timeout: Duration,
 ) -> HeadFuture {
     Box::pin(async move {
         match tokio::time::timeout_at(headers_deadline, client.request(req)).await {
@@ -428,11 +438,10 @@ fn send(
                     headers_deadline.saturating_duration_since(started)
                 ),
             )),
-            Ok(Err(e))
-                if tap.tripped.load(std::sync::atomic::Ordering::Acquire)
-                    || upstream::caused_by_body_limit(&e) =>
-            {
-                Err(too_large(limit))
+            // A request body that failed is the client's fault, whatever the upstream made of it.
+            Ok(Err(e)) if tap.fault().is_some() || upstream::caused_by_body_limit(&e) => {
+                let fault = tap.fault().unwrap_or(RequestFault::TooLarge);
+                Err(ProxyError::from_request_fault(fault, limit, body_timeout))
             }
             Ok(Err(e)) => {
                 let (kind, message) = upstream::describe(&e);
