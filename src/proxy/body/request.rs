@@ -234,12 +234,9 @@ mod tests {
     use tokio::sync::mpsc;
     use tokio_stream::wrappers::ReceiverStream;
 
-    type Sender = mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
+    type Item = Result<Frame<Bytes>, BoxError>;
 
-    fn channel_body() -> (
-        Sender,
-        StreamBody<ReceiverStream<Result<Frame<Bytes>, BoxError>>>,
-    ) {
+    fn channel_body() -> (mpsc::Sender<Item>, StreamBody<ReceiverStream<Item>>) {
         let (tx, rx) = mpsc::channel(1);
         (tx, StreamBody::new(ReceiverStream::new(rx)))
     }

@@ -19,10 +19,9 @@ impl Relay {
     pub(super) fn note_request_sent(&mut self) {
         if self.w.progress().phase() == Phase::Connecting
             && self.spec.tap.sent.load(Ordering::Acquire)
+            && let Some(p) = self.w.phase(Phase::Waiting)
         {
-            if let Some(p) = self.w.phase(Phase::Waiting) {
-                self.push_event(&p);
-            }
+            self.push_event(&p);
         }
     }
 
@@ -100,10 +99,10 @@ impl Relay {
             // Answer content is feedback in every tier.
             self.w.progress_mut().feedback(at);
         }
-        if let Some(p) = self.w.signals(&step.signals) {
-            if self.at_boundary {
-                self.push_event(&p);
-            }
+        if let Some(p) = self.w.signals(&step.signals)
+            && self.at_boundary
+        {
+            self.push_event(&p);
         }
     }
 
