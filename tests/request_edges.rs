@@ -144,7 +144,7 @@ async fn absurd_configured_durations_do_not_break_requests() {
         up.addr,
         "openai",
         &format!("total_timeout = {huge}\nheaders_timeout = {huge}\nidle_timeout = {huge}"),
-        &format!("request_body_timeout = {huge}\nwrite_stall_timeout = {huge}"),
+        &format!("write_stall_timeout = {huge}"),
     );
     let config = format!("{config}[progress]\nhold = {huge}\nheartbeat = {huge}\n");
     let aloud = Aloud::start(&config).await;
