@@ -13,6 +13,7 @@ use crate::proxy::error::{Origin, ProxyError};
 use crate::proxy::wrap::Budget;
 use crate::proxy::{self, CaptureSettings, ProgressSettings, RouteRuntime};
 use crate::request_id;
+use crate::request_path;
 use axum::body::Body;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -92,15 +93,26 @@ impl App {
 pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
-    let route = app.route_for(&path).map(|(rt, rest)| (rt, rest.to_owned()));
-    let api = route.as_ref().map_or(Api::OpenAi, |(rt, _)| rt.route.api);
+    // The path is checked before a route's prefix is removed: a refused path reaches no route
+    // (its route, if any, only picks the error's envelope).
+    let checked = request_path::check(&path);
+    let found = app.route_for(&path);
+    let api = found.as_ref().map_or(Api::OpenAi, |(rt, _)| rt.route.api);
+    let route = found
+        .filter(|_| checked.is_ok())
+        .map(|(rt, rest)| (rt, rest.to_owned()));
     let origin = if app.cors.origins.is_empty() {
         None
     } else {
         cors::allowed_origin(&app.cors, req.headers()).cloned()
     };
     if !app.cors.origins.is_empty() && cors::is_preflight(req.method(), req.headers()) {
-        return cors::preflight(origin.as_ref(), req.headers());
+        let mut response = cors::preflight(origin.as_ref(), req.headers());
+        let id = request_id::from_headers(req.headers()).unwrap_or_else(|_| request_id::generate());
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(request_id::HEADER, v);
+        }
+        return response;
     }
     let (id, mut response) = match request_id::from_headers(req.headers()) {
         Err(e) => {
@@ -113,7 +125,16 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             (request_id::generate(), refused.into_response(api))
         }
         Ok(id) => {
-            let response = answer(&app, req, &path, route, &id, started).await;
+            let response = match checked {
+                Err(e) => ProxyError::new(
+                    StatusCode::BAD_REQUEST,
+                    Origin::Downstream,
+                    "bad_path",
+                    format!("{e}; aloud does not forward such paths"),
+                )
+                .into_response(api),
+                Ok(()) => answer(&app, req, &path, route, &id, started).await,
+            };
             (id, response)
         }
     };
@@ -156,6 +177,7 @@ async fn answer(
             id,
             started,
             client_tokens: &app.server.client_tokens,
+            request_body_timeout: app.server.request_body_timeout,
             limiter: &app.limiter,
             progress: &app.progress,
             capture: &app.capture,

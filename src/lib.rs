@@ -20,6 +20,7 @@
 //! sse/                 the pure SSE codec, NDJSON/JSON-array splitters, bounded gzip
 //! config/              raw TOML -> validated config; durations, sizes, env access
 //! request_id           the Aloud-Request-Id header: validation and generation
+//! request_path         the request path checked before routing (no escape from a route)
 //! ```
 //!
 //! The request path: `server` accepts a connection and hands each request to `app::dispatch`,
@@ -42,6 +43,7 @@ pub mod export;
 pub mod progress;
 pub mod proxy;
 pub mod request_id;
+pub mod request_path;
 pub mod server;
 pub mod simulator;
 pub mod sse;

@@ -119,6 +119,7 @@ fn documented_defaults_are_the_real_defaults() {
     );
     for (key, actual) in [
         ("request_head_timeout", s.request_head_timeout),
+        ("request_body_timeout", s.request_body_timeout),
         ("write_stall_timeout", s.write_stall_timeout),
         ("shutdown_grace", s.shutdown_grace),
     ] {

@@ -81,12 +81,12 @@ fn filter(args: &FilterArgs) -> Result<Filter, String> {
             Some(now.saturating_sub(d).as_millis() as i64)
         }
     };
-    if let Some(o) = &args.outcome {
-        if crate::capture::Outcome::parse(o).is_none() {
-            return Err(format!(
-                "--outcome {o:?}: use ok, upstream_error, proxy_error, timeout, client_disconnected or shutdown"
-            ));
-        }
+    if let Some(o) = &args.outcome
+        && crate::capture::Outcome::parse(o).is_none()
+    {
+        return Err(format!(
+            "--outcome {o:?}: use ok, upstream_error, proxy_error, timeout, client_disconnected or shutdown"
+        ));
     }
     Ok(Filter {
         since_ms,

@@ -22,6 +22,7 @@ pub mod defaults {
     pub const MAX_CONCURRENT_REQUESTS: u32 = 10_000;
     pub const MAX_REQUEST_HEAD: u64 = 64 << 10;
     pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
     pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,6 +119,8 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     pub max_request_head: usize,
     pub request_head_timeout: Duration,
+    /// Longest silence while reading a client's request body; past it, 408.
+    pub request_body_timeout: Duration,
     pub write_stall_timeout: Duration,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,

@@ -75,6 +75,7 @@ pub struct RawServer {
     pub max_concurrent_requests: Option<Spanned<u32>>,
     pub max_request_head: Option<Size>,
     pub request_head_timeout: Option<Dur>,
+    pub request_body_timeout: Option<Dur>,
     pub write_stall_timeout: Option<Dur>,
     pub shutdown_grace: Option<Dur>,
     pub log_format: Option<LogFormat>,

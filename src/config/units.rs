@@ -31,7 +31,13 @@ impl<'de> Deserialize<'de> for Offset {
     }
 }
 
+/// The longest duration kept from the config: 100 years, "never" in effect. Longer values are
+/// capped to it, so adding any configured duration to a clock reading (`Instant`) or scaling it
+/// a little can never overflow and panic.
+pub const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000); // "100y" (365.25 days)
+
 /// Parses "250ms", "1.5s", "2m", "1h 30m". A bare number is refused: durations carry units.
+/// Values over `MAX_DURATION` are capped to it.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
@@ -48,7 +54,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     match parsed? {
         d if d.is_zero() => Err(format!("duration {text:?} must be greater than zero")),
-        d => Ok(d),
+        d => Ok(d.min(MAX_DURATION)),
     }
 }
 
@@ -61,7 +67,7 @@ fn fractional_seconds(number: &str) -> Option<Duration> {
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(Duration::from_secs_f64)
+        .map(|v| Duration::try_from_secs_f64(v).unwrap_or(MAX_DURATION))
 }
 
 /// A byte count, written as an integer or with a unit: "512B", "64KiB", "32MiB", "1GiB", "10MB".
@@ -126,6 +132,20 @@ mod tests {
                 .contains("greater than zero")
         );
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn absurd_durations_are_capped_not_overflowing() {
+        for text in ["500000000000y", "1.0e300s", "99999999999999999.5s"] {
+            assert_eq!(parse_duration(text), Ok(MAX_DURATION), "{text}");
+        }
+        assert_eq!(
+            parse_duration("100y"),
+            Ok(Duration::from_secs(3_155_760_000))
+        );
+        // What the proxy does with them: no panic.
+        let _ = tokio::time::Instant::now() + MAX_DURATION;
+        let _ = std::time::Instant::now() + MAX_DURATION * 2;
     }
 
     #[test]

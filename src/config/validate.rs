@@ -119,6 +119,9 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
         request_head_timeout: s
             .request_head_timeout
             .map_or(defaults::REQUEST_HEAD_TIMEOUT, |d| d.0),
+        request_body_timeout: s
+            .request_body_timeout
+            .map_or(defaults::REQUEST_BODY_TIMEOUT, |d| d.0),
         write_stall_timeout: s
             .write_stall_timeout
             .map_or(defaults::WRITE_STALL_TIMEOUT, |d| d.0),

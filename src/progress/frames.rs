@@ -128,7 +128,8 @@ fn upstream_error_object(body: &[u8]) -> Option<Value> {
 }
 
 /// An upstream failure after the status was committed, in the stream's own error shape so the
-/// SDK raises it (wire-facts §3). `body` is the upstream's error body, when it sent one.
+/// SDK raises it (docs/streams.md, "Errors after the status was committed"). `body` is the
+/// upstream's error body, when it sent one.
 pub fn in_stream_error(
     api: Api,
     dialect: Option<Dialect>,

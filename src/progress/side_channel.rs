@@ -75,12 +75,13 @@ pub fn subscribe(
         Err(message) => return plain(StatusCode::BAD_REQUEST, message),
     };
     let reconnect = headers.contains_key("last-event-id");
-    if let Some(n) = after {
-        if (reconnect || n > 0) && hub.nothing_left(id, n) {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            return r;
-        }
+    if let Some(n) = after
+        && (reconnect || n > 0)
+        && hub.nothing_left(id, n)
+    {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        return r;
     }
     let changes = hub.watch(id);
     let closing = hub.closing();

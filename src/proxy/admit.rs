@@ -1,7 +1,7 @@
 //! Admission and the upstream request: the tier asked for, client tokens, upgrades, the body
 //! limit, a concurrency slot, the upstream URI and headers with credentials, and sending.
 
-use super::body::{LimitedBody, RequestTap};
+use super::body::{LimitedBody, RequestFault, RequestTap};
 use super::error::{Origin, ProxyError};
 use super::headers;
 use super::upstream::{self, UpstreamClient, UpstreamFailure};
@@ -150,9 +150,14 @@ pub fn upstream_headers(
     Ok(out)
 }
 
-/// The request body as it goes upstream: size-limited, observed by the tap.
-pub fn upstream_body(incoming: Incoming, limit: u64, tap: &Arc<RequestTap>) -> Body {
-    Body::new(LimitedBody::new(incoming, limit, Arc::clone(tap)))
+/// The request body as it goes upstream: size-limited, timed, observed by the tap.
+pub fn upstream_body(
+    incoming: Incoming,
+    limit: u64,
+    idle: std::time::Duration,
+    tap: &Arc<RequestTap>,
+) -> Body {
+    Body::new(LimitedBody::new(incoming, limit, idle, Arc::clone(tap)))
 }
 
 /// Sends the request; the exchange's timer keeps the headers deadline.
@@ -161,13 +166,14 @@ pub fn send(
     req: Request<Body>,
     tap: Arc<RequestTap>,
     limit: u64,
+    body_timeout: std::time::Duration,
 ) -> super::response::HeadFuture {
     Box::pin(async move {
         client.request(req).await.map_err(|e| {
-            if tap.tripped.load(std::sync::atomic::Ordering::Acquire)
-                || upstream::caused_by_body_limit(&e)
-            {
-                return too_large(limit);
+            // A request body that failed is the client's fault, whatever the upstream made of it.
+            if tap.fault().is_some() || upstream::caused_by_body_limit(&e) {
+                let fault = tap.fault().unwrap_or(RequestFault::TooLarge);
+                return ProxyError::from_request_fault(fault, limit, body_timeout);
             }
             let (kind, message) = upstream::describe(&e);
             let (status, label) = match kind {

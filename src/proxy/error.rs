@@ -1,8 +1,10 @@
 //! Errors aloud answers itself, in the route's api envelope, with a status and a log label.
 
+use super::body::RequestFault;
 use crate::apis::{Api, envelope};
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
+use std::time::Duration;
 
 /// Where an error came from, for logs and for deciding whether a retry may help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub struct ProxyError {
     pub retry_after_secs: Option<u32>,
     /// Close the client connection after this answer (its framing cannot be trusted further).
     pub close: bool,
+    /// Overrides `x-should-retry`, which otherwise follows the status.
+    pub should_retry: Option<bool>,
 }
 
 impl ProxyError {
@@ -42,7 +46,47 @@ impl ProxyError {
             message: message.into(),
             retry_after_secs: None,
             close: false,
+            should_retry: None,
         }
+    }
+
+    /// The answer to a request whose body failed on its way upstream (see `RequestTap::fault`):
+    /// the client's fault, so a 4xx, never the upstream's 502/504.
+    pub fn from_request_fault(fault: RequestFault, limit: u64, timeout: Duration) -> Self {
+        match fault {
+            RequestFault::TooLarge => ProxyError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Origin::Downstream,
+                "body_too_large",
+                format!("request body is larger than this route's limit of {limit} bytes"),
+            ),
+            // Sending the same body again would stall again as likely as not: the SDKs that
+            // retry 408 are told not to.
+            RequestFault::Stalled => ProxyError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                Origin::Downstream,
+                "request_body_timeout",
+                format!(
+                    "the request body stalled: nothing arrived for {}",
+                    humantime::format_duration(timeout)
+                ),
+            )
+            .no_retry()
+            .closing(),
+            RequestFault::Malformed => ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                Origin::Downstream,
+                "bad_request_body",
+                "the request body is malformed (bad chunked framing) or ended early",
+            )
+            .closing(),
+        }
+    }
+
+    /// Sends `x-should-retry: false` whatever the status.
+    pub fn no_retry(mut self) -> Self {
+        self.should_retry = Some(false);
+        self
     }
 
     pub fn retry_after(mut self, secs: u32) -> Self {
@@ -83,7 +127,10 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let retry = if envelope::should_retry(self.status) {
+        let retry = if self
+            .should_retry
+            .unwrap_or_else(|| envelope::should_retry(self.status))
+        {
             "true"
         } else {
             "false"
@@ -96,5 +143,27 @@ impl ProxyError {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_faults_are_the_clients() {
+        let limit = 10;
+        let timeout = Duration::from_secs(30);
+        for (fault, status, retry) in [
+            (RequestFault::TooLarge, 413, "false"),
+            (RequestFault::Stalled, 408, "false"),
+            (RequestFault::Malformed, 400, "false"),
+        ] {
+            let e = ProxyError::from_request_fault(fault, limit, timeout);
+            assert_eq!(e.origin, Origin::Downstream, "{fault:?}");
+            let r = e.into_response(Api::OpenAi);
+            assert_eq!(r.status().as_u16(), status, "{fault:?}");
+            assert_eq!(r.headers()["x-should-retry"], retry, "{fault:?}");
+        }
     }
 }

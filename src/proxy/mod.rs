@@ -100,6 +100,8 @@ pub struct Context<'a> {
     /// When the request head was parsed; all timings count from here.
     pub started: Instant,
     pub client_tokens: &'a [String],
+    /// Longest silence while reading the client's request body (`[server] request_body_timeout`).
+    pub request_body_timeout: Duration,
     pub limiter: &'a Arc<Semaphore>,
     pub progress: &'a ProgressSettings,
     pub capture: &'a CaptureSettings,
@@ -178,11 +180,22 @@ pub async fn forward(
     let tap = RequestTap::new(keep);
     ex.tap = Some(Arc::clone(&tap));
     let limit = route.limits.max_request_body;
-    let mut upstream_req = Request::new(admit::upstream_body(incoming, limit, &tap));
+    let mut upstream_req = Request::new(admit::upstream_body(
+        incoming,
+        limit,
+        cx.request_body_timeout,
+        &tap,
+    ));
     *upstream_req.method_mut() = parts.method.clone();
     *upstream_req.uri_mut() = uri;
     *upstream_req.headers_mut() = out_headers;
-    let head = admit::send(rt.client.clone(), upstream_req, Arc::clone(&tap), limit);
+    let head = admit::send(
+        rt.client.clone(),
+        upstream_req,
+        Arc::clone(&tap),
+        limit,
+        cx.request_body_timeout,
+    );
 
     let tier = ex.tier;
     let spec = Spec {

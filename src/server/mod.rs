@@ -32,6 +32,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    survive_file_size_limit();
     let capture = start_capture(&config)?;
     let sink = capture
         .as_ref()
@@ -47,6 +48,27 @@ pub async fn serve(
     }
     result
 }
+
+/// Keeps a file-size limit (`ulimit -f`) from killing aloud. Past the limit the kernel sends
+/// SIGXFSZ, whose default action ends the process without a log line; once the signal has a
+/// handler, the write that crossed the limit fails with EFBIG instead, and the capture writer
+/// handles that like a full disk (spill, backoff, counted drops, all logged).
+///
+/// Why tokio's signal handling: on first use for a signal it installs a process-wide handler
+/// (through signal-hook-registry, already in the tree) that stays for the rest of the
+/// program's lifetime, even after the `Signal` stream is dropped, as tokio documents. That is
+/// exactly "not the default action", with no `unsafe` (the crate forbids it) and no new
+/// dependency beyond `libc` for the signal's number, which differs between platforms.
+#[cfg(unix)]
+fn survive_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let Err(e) = signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+        tracing::warn!(error = %e, "cannot handle SIGXFSZ: a file-size limit will end aloud");
+    }
+}
+
+#[cfg(not(unix))]
+fn survive_file_size_limit() {}
 
 /// Starts the capture writer when capture is on for some route.
 fn start_capture(config: &Config) -> io::Result<Option<(Arc<WriterSink>, CaptureWriter)>> {

@@ -114,11 +114,12 @@ impl Iterator for Pages<'_> {
         if self.remaining == Some(0) {
             return None;
         }
-        if self.buffer.is_empty() && !self.exhausted {
-            if let Err(e) = self.fetch() {
-                self.exhausted = true;
-                return Some(Err(e));
-            }
+        if self.buffer.is_empty()
+            && !self.exhausted
+            && let Err(e) = self.fetch()
+        {
+            self.exhausted = true;
+            return Some(Err(e));
         }
         let item = self.buffer.pop_front()?;
         if let Some(remaining) = &mut self.remaining {

@@ -63,7 +63,7 @@ impl Dialect {
     }
 
     /// Whether clients of this dialect tolerate an injected `: comment` line between events
-    /// (see wire-facts §2). Gemini and Ollama clients do not.
+    /// (docs/streams.md, "Injected bytes"). Gemini and Ollama clients do not.
     pub fn tolerates_comments(self) -> bool {
         matches!(
             self,

@@ -101,10 +101,12 @@ impl ParagraphLabels {
     fn end_line(&mut self, out: &mut Vec<String>) {
         let line = std::mem::take(&mut self.line);
         let blank = self.candidate && line.trim().is_empty();
-        if self.candidate && self.para_start && !blank {
-            if let Some(label) = bold_heading(&line).or_else(|| clean(&line)) {
-                out.push(label);
-            }
+        if self.candidate
+            && self.para_start
+            && !blank
+            && let Some(label) = bold_heading(&line).or_else(|| clean(&line))
+        {
+            out.push(label);
         }
         self.para_start = blank;
         self.candidate = true;

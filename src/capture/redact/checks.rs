@@ -31,7 +31,7 @@ pub fn is_card_number(text: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A token that reads like a generated credential: letters and digits mixed, and at least
