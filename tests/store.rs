@@ -155,6 +155,7 @@ fn timings_and_feedback_replace_per_id() {
             score: Some(0.5),
             label: None,
             comment: Some("meh".into()),
+            owner: None,
         }),
     ];
     store.write_batch(&entries).unwrap();
@@ -165,7 +166,8 @@ fn timings_and_feedback_replace_per_id() {
             id: "a".into(),
             score: Some(0.5),
             label: None,
-            comment: Some("meh".into())
+            comment: Some("meh".into()),
+            owner: None,
         })
     );
     assert_eq!(store.get("a").unwrap().len(), 1);

@@ -11,7 +11,7 @@ use crate::apis::stream::{Dialect, request_streams};
 use crate::capture::CaptureSink;
 use crate::capture::Outcome;
 use crate::capture::recorder::{End, Meta, Recorder};
-use crate::config::{CaptureLevel, HttpUpstream, Route, Tier, Upstream};
+use crate::config::{CaptureLevel, HttpUpstream, Owner, Route, Tier, Upstream};
 use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
 use body::{BodyEnd, LimitedBody, OnEnd, RequestTap};
@@ -77,6 +77,7 @@ fn capture_for(
     method: &Method,
     rest: &str,
     attempt: u32,
+    owner: Option<Owner>,
     tier: Tier,
 ) -> Option<Capture> {
     let sink = ex.capture.sink.as_ref()?;
@@ -91,6 +92,7 @@ fn capture_for(
     let meta = Meta {
         id: ex.id.to_owned(),
         attempt,
+        owner,
         started_at_ms,
         route: route.name.clone(),
         api: route.api.as_str().to_owned(),
@@ -153,7 +155,7 @@ pub async fn forward(
         Ok(response) => response,
         Err(e) => {
             // Refused before an attempt started: still one record, marked as aloud's error.
-            if let Some(c) = capture_for(&rt.route, &ex, &method, rest, 0, tier) {
+            if let Some(c) = capture_for(&rt.route, &ex, &method, rest, 0, None, tier) {
                 let outcome = if e.status == StatusCode::GATEWAY_TIMEOUT {
                     Outcome::Timeout
                 } else {
@@ -198,9 +200,8 @@ async fn try_forward(
     let (parts, incoming) = req.into_parts();
     let mut client_headers = parts.headers;
 
-    if !ex.client_tokens.is_empty()
-        && !headers::take_client_token(&mut client_headers, ex.client_tokens)
-    {
+    let owner = headers::take_client_token(&mut client_headers, ex.client_tokens);
+    if !ex.client_tokens.is_empty() && owner.is_none() {
         return Err(ProxyError::new(
             StatusCode::UNAUTHORIZED,
             Origin::Downstream,
@@ -236,7 +237,7 @@ async fn try_forward(
         .retry_after(1)
     })?;
     let id: Arc<str> = Arc::from(ex.id);
-    let (first_seq, attempt) = ex.progress.hub.begin(&id).map_err(|e| {
+    let (first_seq, attempt) = ex.progress.hub.begin(&id, owner).map_err(|e| {
         ProxyError::new(
             StatusCode::CONFLICT,
             Origin::Downstream,
@@ -278,7 +279,7 @@ async fn try_forward(
             ));
         }
     }
-    let capture = capture_for(route, ex, &parts.method, rest, attempt, tier);
+    let capture = capture_for(route, ex, &parts.method, rest, attempt, owner, tier);
     let keep = match &capture {
         Some(_) if route.capture == CaptureLevel::Full => {
             KEEP_REQUEST.max(route.capture_max_body as usize)
