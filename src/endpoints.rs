@@ -27,7 +27,7 @@ pub async fn answer(app: &App, req: Request<Incoming>, path: &str) -> Response<B
         let query = req.uri().query();
         let owner = match auth::owner(&app.server.client_tokens, req.headers(), query) {
             Ok(owner) => owner,
-            Err(unauthorized) => return unauthorized,
+            Err(e) => return e.into_response(),
         };
         return progress::side_channel::subscribe(
             &app.progress.hub,
@@ -112,7 +112,7 @@ async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response
     }
     let owner = match auth::owner(&app.server.client_tokens, req.headers(), req.uri().query()) {
         Ok(owner) => owner,
-        Err(unauthorized) => return unauthorized,
+        Err(e) => return e.into_response(),
     };
     let sink = app.capture.sink.as_ref();
     // A request made with another token is answered exactly as an unknown one.

@@ -140,7 +140,12 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
     // With client tokens set, beacons and the side channel need one; a browser sends it as
     // `access_token`, which must reach no log (RUST_LOG=debug here) and no capture.
     let beacon = format!("{base}/aloud/v1/requests/e2e-capture-request-0000/feedback");
-    let fb = post(&beacon, &[("content-type", "text/plain")], r#"{"score": 1}"#).await;
+    let fb = post(
+        &beacon,
+        &[("content-type", "text/plain")],
+        r#"{"score": 1}"#,
+    )
+    .await;
     assert_eq!(fb.status(), 401);
     let fb = post(
         &format!("{beacon}?access_token={CLIENT_TOKEN}"),

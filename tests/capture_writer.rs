@@ -401,7 +401,11 @@ impl Store for Gated {
     fn exists(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.exists(id)
     }
-    fn exists_for(&self, id: &str, owner: Option<aloud::config::Owner>) -> Result<bool, StoreError> {
+    fn exists_for(
+        &self,
+        id: &str,
+        owner: Option<aloud::config::Owner>,
+    ) -> Result<bool, StoreError> {
         self.inner.exists_for(id, owner)
     }
 }

@@ -134,11 +134,18 @@ async fn the_side_channel_needs_a_token_and_shows_only_the_owners_requests() {
         seen.push(r.await.unwrap());
     }
     for alice in &seen[..2] {
-        assert!(alice.iter().any(|(n, _)| n == "aloud.progress"), "{alice:?}");
+        assert!(
+            alice.iter().any(|(n, _)| n == "aloud.progress"),
+            "{alice:?}"
+        );
         assert_eq!(alice.last().unwrap().0, "aloud.done", "{alice:?}");
     }
     for bob in &seen[2..4] {
-        assert_eq!(shape(bob), shape(&seen[4]), "Bob sees Alice's id as unknown");
+        assert_eq!(
+            shape(bob),
+            shape(&seen[4]),
+            "Bob sees Alice's id as unknown"
+        );
         assert_eq!(bob.len(), 1);
         assert_eq!(bob[0].1["status"], 404);
     }
@@ -194,12 +201,25 @@ async fn beacons_need_the_owners_token_and_never_overwrite_anothers_feedback() {
     let bob_h = [("aloud-token", BOB)];
     let unknown = beacon(&aloud, "tokens-never-used-0002", "", &bob_h, fb).await;
     assert_eq!(unknown, 404);
-    assert_eq!(beacon(&aloud, id, "", &bob_h, fb).await, unknown, "as unknown");
-    assert_eq!(beacon(&aloud, id, "", &[("aloud-token", ALICE)], fb).await, 204);
+    assert_eq!(
+        beacon(&aloud, id, "", &bob_h, fb).await,
+        unknown,
+        "as unknown"
+    );
+    assert_eq!(
+        beacon(&aloud, id, "", &[("aloud-token", ALICE)], fb).await,
+        204
+    );
     let q = format!("?access_token={ALICE}");
-    assert_eq!(beacon(&aloud, id, &q, &[], r#"{"score": 0.5, "label": "alice"}"#).await, 204);
+    assert_eq!(
+        beacon(&aloud, id, &q, &[], r#"{"score": 0.5, "label": "alice"}"#).await,
+        204
+    );
     let bob = r#"{"score": 0, "label": "bob"}"#;
-    assert_eq!(beacon(&aloud, id, &format!("?access_token={BOB}"), &[], bob).await, 404);
+    assert_eq!(
+        beacon(&aloud, id, &format!("?access_token={BOB}"), &[], bob).await,
+        404
+    );
     aloud.stop().await;
     writer.flush().await;
 
@@ -207,7 +227,10 @@ async fn beacons_need_the_owners_token_and_never_overwrite_anothers_feedback() {
     let aloud = Aloud::start_with_sink(SIM, env(), Some(Arc::clone(&sink))).await;
     assert_eq!(beacon(&aloud, id, "", &bob_h, bob).await, 404);
     let auth = format!("Bearer {BOB}");
-    assert_eq!(beacon(&aloud, id, "", &[("authorization", &auth)], bob).await, 404);
+    assert_eq!(
+        beacon(&aloud, id, "", &[("authorization", &auth)], bob).await,
+        404
+    );
     assert_eq!(beacon(&aloud, id, "", &[], bob).await, 401);
     let fb = r#"{"score": 0.75, "label": "alice"}"#;
     assert_eq!(beacon(&aloud, id, &q, &[], fb).await, 204);
@@ -217,13 +240,19 @@ async fn beacons_need_the_owners_token_and_never_overwrite_anothers_feedback() {
 
     let store = SqliteStore::open(dir.path().join("aloud.db")).unwrap();
     let row = store.feedback(id).unwrap().unwrap();
-    assert_eq!((row.score, row.label.as_deref()), (Some(0.75), Some("alice")));
+    assert_eq!(
+        (row.score, row.label.as_deref()),
+        (Some(0.75), Some("alice"))
+    );
     let alice = aloud::config::tokens::find(ALICE, &[ALICE.to_owned()]);
     assert!(alice.is_some());
     assert_eq!(row.owner, alice);
     let records = store.get(id).unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].owner, alice, "the record carries the fingerprint");
+    assert_eq!(
+        records[0].owner, alice,
+        "the record carries the fingerprint"
+    );
     assert!(store.exists_for(id, alice).unwrap());
     writer.close().await;
 }
@@ -255,7 +284,11 @@ async fn a_client_token_in_several_credential_headers_reaches_the_upstream_in_no
     let cases: [&[(&str, &str)]; 3] = [
         &[("aloud-token", ALICE), ("authorization", &bearer)],
         &[("authorization", &bearer), ("x-api-key", ALICE)],
-        &[("x-goog-api-key", BOB), ("api-key", ALICE), ("aloud-token", ALICE)],
+        &[
+            ("x-goog-api-key", BOB),
+            ("api-key", ALICE),
+            ("aloud-token", ALICE),
+        ],
     ];
     for headers in cases {
         let r = post(&aloud.url("/up/v1/chat/completions"), headers, "{}").await;

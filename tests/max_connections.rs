@@ -45,16 +45,14 @@ async fn proxied(addr: SocketAddr) -> String {
 #[tokio::test]
 async fn idle_connections_at_the_cap_refuse_new_ones_until_one_closes() {
     let up = Upstream::start(|_req| async {
-        response(200, &[("content-type", "application/json")], full("{\"ok\":1}"))
+        response(
+            200,
+            &[("content-type", "application/json")],
+            full("{\"ok\":1}"),
+        )
     })
     .await;
-    let aloud = Aloud::start(&route_config(
-        up.addr,
-        "openai",
-        "",
-        "max_connections = 3",
-    ))
-    .await;
+    let aloud = Aloud::start(&route_config(up.addr, "openai", "", "max_connections = 3")).await;
     let mut idle = Vec::new();
     for _ in 0..3 {
         idle.push(idle_connection(aloud.addr).await);

@@ -16,13 +16,17 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 /// The query parameter that carries a token (RFC 6750 §2.3).
 pub const ACCESS_TOKEN_PARAM: &str = "access_token";
 
-/// The owner the request's token stands for: `Ok(None)` when client tokens are off, `Err` with
-/// a 401 in aloud's error shape when they are on and no valid token came.
+/// No valid client token came while client tokens are set.
+#[derive(Debug)]
+pub struct Unauthorized;
+
+/// The owner the request's token stands for: `Ok(None)` when client tokens are off,
+/// `Unauthorized` when they are on and no valid token came.
 pub fn owner(
     tokens: &[String],
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<Option<Owner>, Response<Body>> {
+) -> Result<Option<Owner>, Unauthorized> {
     if tokens.is_empty() {
         return Ok(None);
     }
@@ -41,19 +45,22 @@ pub fn owner(
         .chain(from_query)
         .find_map(|t| tokens::find(&t, tokens))
         .map(Some)
-        .ok_or_else(unauthorized)
+        .ok_or(Unauthorized)
 }
 
-fn unauthorized() -> Response<Body> {
-    let mut r = ProxyError::new(
-        StatusCode::UNAUTHORIZED,
-        Origin::Downstream,
-        "client_token_missing",
-        "this aloud requires a client token: send it in Aloud-Token, as Authorization: Bearer, \
+impl Unauthorized {
+    /// 401 in aloud's error shape, with `WWW-Authenticate: Bearer`.
+    pub fn into_response(self) -> Response<Body> {
+        let mut r = ProxyError::new(
+            StatusCode::UNAUTHORIZED,
+            Origin::Downstream,
+            "client_token_missing",
+            "this aloud requires a client token: send it in Aloud-Token, as Authorization: Bearer, \
          or as the access_token query parameter",
-    )
-    .into_response(Api::OpenAi);
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    r
+        )
+        .into_response(Api::OpenAi);
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    }
 }

@@ -223,7 +223,12 @@ mod tests {
         let (rest, owner) = take_client_token_from_query("alt=sse&key=tok%2D1", &tokens).unwrap();
         assert_eq!(rest.as_deref(), Some("alt=sse"));
         assert_eq!(Some(owner), tokens::find("tok-1", &tokens));
-        assert_eq!(take_client_token_from_query("key=tok-1", &tokens).unwrap().0, None);
+        assert_eq!(
+            take_client_token_from_query("key=tok-1", &tokens)
+                .unwrap()
+                .0,
+            None
+        );
         assert!(take_client_token_from_query("alt=sse&key=AIza", &tokens).is_none());
     }
 

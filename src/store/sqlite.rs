@@ -202,18 +202,18 @@ impl Store for SqliteStore {
             for entry in entries {
                 changed += match entry {
                     Entry::Record(record) => insert_record(&mut records, record)?,
-                    Entry::ClientTimings(t) => {
-                        timings.execute(params![t.id, t.timings.to_string(), owner_text(t.owner)])?
-                    }
-                    Entry::Feedback(f) => {
-                        feedback.execute(params![
-                            f.id,
-                            f.score,
-                            f.label,
-                            f.comment,
-                            owner_text(f.owner)
-                        ])?
-                    }
+                    Entry::ClientTimings(t) => timings.execute(params![
+                        t.id,
+                        t.timings.to_string(),
+                        owner_text(t.owner)
+                    ])?,
+                    Entry::Feedback(f) => feedback.execute(params![
+                        f.id,
+                        f.score,
+                        f.label,
+                        f.comment,
+                        owner_text(f.owner)
+                    ])?,
                 };
             }
         }
@@ -244,8 +244,10 @@ impl Store for SqliteStore {
     }
 
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
-        self.conn
-            .execute(UPSERT_TIMINGS, params![id, timings.to_string(), None::<String>])?;
+        self.conn.execute(
+            UPSERT_TIMINGS,
+            params![id, timings.to_string(), None::<String>],
+        )?;
         Ok(())
     }
 
@@ -256,8 +258,10 @@ impl Store for SqliteStore {
         label: Option<String>,
         comment: Option<String>,
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(UPSERT_FEEDBACK, params![id, score, label, comment, None::<String>])?;
+        self.conn.execute(
+            UPSERT_FEEDBACK,
+            params![id, score, label, comment, None::<String>],
+        )?;
         Ok(())
     }
 

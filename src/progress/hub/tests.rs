@@ -100,7 +100,10 @@ async fn another_owner_sees_the_id_as_unknown() {
     assert_eq!(hub.poll(&id, 0, a), Poll::Events(vec![ev(1)]));
     assert!(hub.knows(&id, a) && !hub.knows(&id, b));
     hub.finish(&id);
-    assert!(hub.nothing_left(&id, 0, b), "a reconnect of B: as if unknown");
+    assert!(
+        hub.nothing_left(&id, 0, b),
+        "a reconnect of B: as if unknown"
+    );
     assert!(!hub.nothing_left(&id, 0, a));
     // B reuses the id: A's events are not replayed to B, nor its sequence numbers.
     assert_eq!(hub.begin(&id, b).unwrap(), (0, 2));
