@@ -26,6 +26,7 @@ fn record(i: usize, size: usize) -> CaptureRecord {
     CaptureRecord {
         id: format!("{i:012}-{:x}", i.wrapping_mul(0x9e37_79b9)),
         attempt: 1,
+        owner: None,
         started_at_ms: 1_760_000_000_000 + i as i64,
         route: ["openai", "anthropic", "local"][i % 3].to_string(),
         api: "openai_chat".to_string(),

@@ -12,6 +12,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+pub mod auth;
+
 /// Answers a request under `/aloud`.
 pub async fn answer(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> {
     if let Some(id) = path.strip_prefix("/aloud/v1/progress/") {
@@ -22,11 +24,17 @@ pub async fn answer(app: &App, req: Request<Incoming>, path: &str) -> Response<B
                 "the side channel answers GET",
             );
         }
+        let query = req.uri().query();
+        let owner = match auth::owner(&app.server.client_tokens, req.headers(), query) {
+            Ok(owner) => owner,
+            Err(e) => return e.into_response(),
+        };
         return progress::side_channel::subscribe(
             &app.progress.hub,
             id,
             req.headers(),
-            req.uri().query(),
+            query,
+            owner,
         );
     }
     if let Some(rest) = path.strip_prefix("/aloud/v1/requests/") {
@@ -91,7 +99,7 @@ async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response
         );
         r.headers_mut().insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("content-type"),
+            HeaderValue::from_static("content-type, aloud-token, authorization"),
         );
         return r;
     }
@@ -102,14 +110,19 @@ async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response
             "beacons are POSTed",
         );
     }
+    let owner = match auth::owner(&app.server.client_tokens, req.headers(), req.uri().query()) {
+        Ok(owner) => owner,
+        Err(e) => return e.into_response(),
+    };
     let sink = app.capture.sink.as_ref();
+    // A request made with another token is answered exactly as an unknown one.
     let known = crate::request_id::is_valid(id)
-        && (app.progress.hub.knows(id)
+        && (app.progress.hub.knows(id, owner)
             || match sink {
                 // The writer's queue, then the database: a blocking read, so off the runtime.
                 Some(sink) => {
                     let (sink, owned) = (std::sync::Arc::clone(sink), id.to_owned());
-                    tokio::task::spawn_blocking(move || sink.known(&owned))
+                    tokio::task::spawn_blocking(move || sink.known(&owned, owner))
                         .await
                         .unwrap_or(false)
                 }
@@ -146,9 +159,9 @@ async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response
         }
     };
     let result = if kind == "timings" {
-        beacon::parse_timings(&body).map(|t| sink.timings(id, t))
+        beacon::parse_timings(&body).map(|t| sink.timings(id, owner, t))
     } else {
-        beacon::parse_feedback(&body).map(|f| sink.feedback(id, f))
+        beacon::parse_feedback(&body).map(|f| sink.feedback(id, owner, f))
     };
     match result {
         Ok(()) => {

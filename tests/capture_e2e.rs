@@ -137,13 +137,29 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
         ("x-sim-tokens", "3"),
     ];
     body_bytes(post(&format!("{base}/ant/v1/messages"), &h, ant.to_string()).await).await;
+    // With client tokens set, beacons and the side channel need one; a browser sends it as
+    // `access_token`, which must reach no log (RUST_LOG=debug here) and no capture.
+    let beacon = format!("{base}/aloud/v1/requests/e2e-capture-request-0000/feedback");
     let fb = post(
-        &format!("{base}/aloud/v1/requests/e2e-capture-request-0000/feedback"),
+        &beacon,
+        &[("content-type", "text/plain")],
+        r#"{"score": 1}"#,
+    )
+    .await;
+    assert_eq!(fb.status(), 401);
+    let fb = post(
+        &format!("{beacon}?access_token={CLIENT_TOKEN}"),
         &[("content-type", "text/plain")],
         r#"{"score": 1}"#,
     )
     .await;
     assert_eq!(fb.status(), 204);
+    let progress = format!("{base}/aloud/v1/progress/e2e-capture-request-0001");
+    assert_eq!(get(&progress).await.status(), 401);
+    let replay = get(&format!("{progress}?access_token={CLIENT_TOKEN}&after=0")).await;
+    assert_eq!(replay.status(), 200);
+    let replay = String::from_utf8(body_bytes(replay).await.to_vec()).unwrap();
+    assert!(replay.contains("aloud.done"), "{replay}");
     // SIGTERM: in-flight work drains, then the capture writer.
     assert!(
         Command::new("kill")

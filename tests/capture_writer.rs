@@ -133,6 +133,7 @@ async fn healthy_store_gets_every_record_and_beacon() {
         score: Some(1.0),
         label: Some("good".into()),
         comment: None,
+        owner: None,
     });
     writer.flush().await;
     let stats = writer.stats();
@@ -149,8 +150,8 @@ async fn healthy_store_gets_every_record_and_beacon() {
         Some(1.0)
     );
     assert!(!writer.in_queue("ok-00001"));
-    assert!(writer.known("ok-00001", &store).unwrap());
-    assert!(!writer.known("nope", &store).unwrap());
+    assert!(writer.known("ok-00001", None, &store).unwrap());
+    assert!(!writer.known("nope", None, &store).unwrap());
     writer.close().await;
 }
 
@@ -399,6 +400,13 @@ impl Store for Gated {
     }
     fn exists(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.exists(id)
+    }
+    fn exists_for(
+        &self,
+        id: &str,
+        owner: Option<aloud::config::Owner>,
+    ) -> Result<bool, StoreError> {
+        self.inner.exists_for(id, owner)
     }
 }
 

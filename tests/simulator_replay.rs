@@ -30,6 +30,7 @@ fn record() -> CaptureRecord {
     CaptureRecord {
         id: "01JREPLAY".to_owned(),
         attempt: 1,
+        owner: None,
         started_at_ms: 1_767_225_600_000,
         route: "anthropic".to_owned(),
         api: "anthropic".to_owned(),

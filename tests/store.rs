@@ -155,6 +155,7 @@ fn timings_and_feedback_replace_per_id() {
             score: Some(0.5),
             label: None,
             comment: Some("meh".into()),
+            owner: None,
         }),
     ];
     store.write_batch(&entries).unwrap();
@@ -165,7 +166,8 @@ fn timings_and_feedback_replace_per_id() {
             id: "a".into(),
             score: Some(0.5),
             label: None,
-            comment: Some("meh".into())
+            comment: Some("meh".into()),
+            owner: None,
         })
     );
     assert_eq!(store.get("a").unwrap().len(), 1);
@@ -185,7 +187,7 @@ fn reopen_keeps_data_and_schema_version() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -273,4 +275,49 @@ fn read_only_reader_sees_commits_while_the_writer_is_open() {
     let mut reader = reader;
     let err = reader.insert_batch(&[record("b", 1, 1, 800)]).unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Io, "{err:?}");
+}
+
+#[test]
+fn feedback_and_timings_are_replaced_only_by_their_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path().join("capture.db")).unwrap();
+    let owner = |t: &str| aloud::config::tokens::find(t, &[t.to_owned()]);
+    let (a, b) = (owner("token-a-123456"), owner("token-b-123456"));
+    let fb = |score: f64, owner| {
+        Entry::Feedback(Feedback {
+            id: "x".into(),
+            score: Some(score),
+            owner,
+            ..Feedback::default()
+        })
+    };
+    let timings = |v: i64, owner| {
+        Entry::ClientTimings(aloud::store::ClientTimings {
+            id: "x".into(),
+            timings: json!({ "done_ms": v }),
+            owner,
+        })
+    };
+    store.write_batch(&[fb(1.0, a), timings(1, a)]).unwrap();
+    store
+        .write_batch(&[fb(0.0, b), fb(0.0, None), timings(2, b)])
+        .unwrap();
+    let row = store.feedback("x").unwrap().unwrap();
+    assert_eq!((row.score, row.owner), (Some(1.0), a));
+    assert_eq!(
+        store.client_timings("x").unwrap(),
+        Some(json!({ "done_ms": 1 }))
+    );
+    store.write_batch(&[fb(0.5, a), timings(3, a)]).unwrap();
+    assert_eq!(store.feedback("x").unwrap().unwrap().score, Some(0.5));
+    assert_eq!(
+        store.client_timings("x").unwrap(),
+        Some(json!({ "done_ms": 3 }))
+    );
+    let mut r = record("x", 1, 1, 100);
+    r.owner = a;
+    store.insert_batch(&[r]).unwrap();
+    assert!(store.exists_for("x", a).unwrap());
+    assert!(!store.exists_for("x", b).unwrap());
+    assert!(!store.exists_for("x", None).unwrap());
 }

@@ -17,6 +17,13 @@
 //
 // It POSTs once with fetch and `Aloud-Progress: events`, reads the SSE stream, and calls the
 // callbacks. It never retries by itself: a retried model call is a second generation.
+//
+// When aloud has client tokens (`[server] client_tokens_env`), pass `token`: the request sends
+// it in `Aloud-Token`, and the beacon as `?access_token=` (sendBeacon cannot set headers).
+// `watchProgress` and `sendFeedback` take the same `token` for the side channel and feedback:
+//
+//   const es = watchProgress(requestId, { token, onProgress(p) { ... } });  // an EventSource
+//   await sendFeedback(requestId, { score: 1 }, { token });
 
 /** Makes an id for Aloud-Request-Id (16-64 chars of [A-Za-z0-9_-]). */
 export function newRequestId() {
@@ -96,6 +103,7 @@ export function aloudFetch(url, options = {}) {
   };
   const headers = Object.assign(
     { "content-type": "application/json", "aloud-progress": "events", "aloud-request-id": requestId },
+    options.token ? { "aloud-token": options.token } : {},
     options.headers || {},
   );
   const body = typeof options.body === "string" ? options.body : JSON.stringify(options.body || {});
@@ -113,6 +121,7 @@ export function aloudFetch(url, options = {}) {
     const body = Object.assign({}, seen, extra);
     try {
       const target = new URL(`/aloud/v1/requests/${requestId}/timings`, new URL(url, location.href));
+      if (options.token) target.searchParams.set("access_token", options.token);
       navigator.sendBeacon(target, JSON.stringify(body)); // a string goes as text/plain: no preflight
     } catch (_) {}
   };
@@ -183,4 +192,56 @@ export function aloudFetch(url, options = {}) {
   })();
 
   return { requestId, cancel: () => controller.abort(), done };
+}
+
+/** Where aloud is: `options.base` (a URL), else this page's origin. */
+function aloudUrl(path, options) {
+  return new URL(path, options.base || location.href);
+}
+
+/**
+ * The side channel's URL for `requestId`. A token goes as `access_token`, since a browser's
+ * EventSource cannot send headers; `after` replays from a sequence number.
+ */
+export function progressUrl(requestId, options = {}) {
+  const u = aloudUrl(`/aloud/v1/progress/${requestId}`, options);
+  if (options.token) u.searchParams.set("access_token", options.token);
+  if (options.after !== undefined) u.searchParams.set("after", String(options.after));
+  return u.toString();
+}
+
+/**
+ * Follows a request's progress on the side channel (works in any tier, even for a request made
+ * by another client with the same token). Returns the EventSource; call `.close()` to stop.
+ */
+export function watchProgress(requestId, options = {}) {
+  const es = new EventSource(progressUrl(requestId, options));
+  const parse = (e) => {
+    try { return JSON.parse(e.data); } catch (_) { return e.data; }
+  };
+  es.addEventListener("aloud.progress", (e) => (options.onProgress || (() => {}))(parse(e)));
+  es.addEventListener("aloud.done", (e) => {
+    (options.onDone || (() => {}))(parse(e));
+    es.close();
+  });
+  es.addEventListener("aloud.error", (e) => {
+    (options.onError || (() => {}))(parse(e));
+    es.close();
+  });
+  return es;
+}
+
+/**
+ * Sends feedback ({score, label, comment}) for a request. With a token it goes in
+ * `Aloud-Token`. Resolves to the HTTP status (204: kept; 404: no such request for this token).
+ */
+export async function sendFeedback(requestId, feedback, options = {}) {
+  const headers = { "content-type": "application/json" };
+  if (options.token) headers["aloud-token"] = options.token;
+  const r = await fetch(aloudUrl(`/aloud/v1/requests/${requestId}/feedback`, options), {
+    method: "POST",
+    headers,
+    body: JSON.stringify(feedback),
+  });
+  return r.status;
 }

@@ -3,6 +3,8 @@
 //! `record` is the data; `writer` is the handle requests submit to, with its queue, batching
 //! thread (`worker`), disk spill (`spill`) and size estimate (`size`).
 
+use crate::config::Owner;
+
 pub mod beacon;
 pub mod record;
 pub mod recorder;
@@ -20,12 +22,17 @@ pub use record::{
     ToolCall,
 };
 
-/// Where finished records and beacons go (the batching writer). Nothing here may block.
+/// Where finished records and beacons go (the batching writer). Nothing here may block, except
+/// `known`, which may read the database (call it off the runtime).
+///
+/// `owner` is the fingerprint of the client token a beacon came with (`None` when client tokens
+/// are off): a beacon only counts for requests made with the same token.
 pub trait CaptureSink: Send + Sync {
     fn submit(&self, record: CaptureRecord);
-    /// Whether `id` is waiting in the queue or already stored (beacons for others get 404).
-    fn known(&self, id: &str) -> bool;
-    fn timings(&self, id: &str, timings: beacon::ClientTimings);
-    fn feedback(&self, id: &str, feedback: beacon::Feedback);
+    /// Whether a request `id` made by `owner` is waiting in the queue or already stored
+    /// (beacons for any other get 404).
+    fn known(&self, id: &str, owner: Option<Owner>) -> bool;
+    fn timings(&self, id: &str, owner: Option<Owner>, timings: beacon::ClientTimings);
+    fn feedback(&self, id: &str, owner: Option<Owner>, feedback: beacon::Feedback);
 }
 pub use writer::{CaptureWriter, WriterConfig, WriterError, WriterStats};

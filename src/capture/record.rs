@@ -3,6 +3,7 @@
 //!
 //! Plain data with serde; no I/O. Field names are the terms of docs/capture.md.
 
+use crate::config::Owner;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -132,6 +133,10 @@ pub struct CaptureRecord {
     pub id: String,
     /// 1 for the first request with this id; a retry with the same id is attempt 2, and so on.
     pub attempt: u32,
+    /// Who made it: the fingerprint of the client token it came with (never the token), when
+    /// client tokens are set. Beacons for the id must come with the same token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
     /// Unix time in milliseconds when the request head was parsed.
     pub started_at_ms: i64,
     pub route: String,

@@ -7,6 +7,7 @@ use super::record::{
     ToolCall,
 };
 use crate::apis::stream::{Reassembly, Summary};
+use crate::config::Owner;
 use crate::progress::state::Milestones;
 use serde_json::Value;
 use std::time::Duration;
@@ -19,6 +20,8 @@ const MAX_DELTAS: usize = 20_000;
 pub struct Meta {
     pub id: String,
     pub attempt: u32,
+    /// Who made the request (the client token's fingerprint), when client tokens are set.
+    pub owner: Option<Owner>,
     pub started_at_ms: i64,
     pub route: String,
     pub api: String,
@@ -206,6 +209,7 @@ impl Recorder {
         CaptureRecord {
             id: self.meta.id,
             attempt: self.meta.attempt,
+            owner: self.meta.owner,
             started_at_ms: self.meta.started_at_ms,
             route: self.meta.route,
             api: self.meta.api,
@@ -257,6 +261,7 @@ mod tests {
         Meta {
             id: "abcdefghijklmnop".into(),
             attempt: 1,
+            owner: None,
             started_at_ms: 0,
             route: "r".into(),
             api: "openai".into(),

@@ -4,6 +4,7 @@
 use super::beacon::{ClientTimings, Feedback as BeaconFeedback};
 use super::writer::CaptureWriter;
 use super::{CaptureRecord, CaptureSink};
+use crate::config::Owner;
 use crate::store::{Feedback, SqliteOptions, SqliteStore, Store};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -28,7 +29,7 @@ impl WriterSink {
         &self.writer
     }
 
-    fn stored(&self, id: &str) -> bool {
+    fn stored(&self, id: &str, owner: Option<Owner>) -> bool {
         let mut lookup = self.lookup.lock().unwrap_or_else(|p| p.into_inner());
         if lookup.is_none() {
             let options = SqliteOptions {
@@ -43,7 +44,7 @@ impl WriterSink {
                 }
             }
         }
-        match lookup.as_ref().map(|s| s.exists(id)) {
+        match lookup.as_ref().map(|s| s.exists_for(id, owner)) {
             Some(Ok(found)) => found,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "capture lookup failed");
@@ -61,23 +62,24 @@ impl CaptureSink for WriterSink {
     }
 
     /// May read the database: call it off the async runtime (`spawn_blocking`).
-    fn known(&self, id: &str) -> bool {
-        self.writer.in_queue(id) || self.stored(id)
+    fn known(&self, id: &str, owner: Option<Owner>) -> bool {
+        self.writer.in_queue_for(id, owner) || self.stored(id, owner)
     }
 
-    fn timings(&self, id: &str, timings: ClientTimings) {
+    fn timings(&self, id: &str, owner: Option<Owner>, timings: ClientTimings) {
         match serde_json::to_value(&timings) {
-            Ok(v) => self.writer.submit_client_timings(id, v),
+            Ok(v) => self.writer.submit_owned_client_timings(id, owner, v),
             Err(e) => tracing::error!(error = %e, id, "client timings cannot be encoded"),
         }
     }
 
-    fn feedback(&self, id: &str, feedback: BeaconFeedback) {
+    fn feedback(&self, id: &str, owner: Option<Owner>, feedback: BeaconFeedback) {
         self.writer.submit_feedback(Feedback {
             id: id.to_owned(),
             score: feedback.score,
             label: feedback.label,
             comment: feedback.comment,
+            owner,
         });
     }
 }

@@ -272,6 +272,7 @@ mod tests {
         CaptureRecord {
             id: "r".into(),
             attempt: 1,
+            owner: None,
             started_at_ms: 0,
             route: route.into(),
             api: "openai".into(),

@@ -18,6 +18,7 @@ use super::CaptureRecord;
 use super::size::estimate;
 use super::spill::{self, Spill};
 use super::worker::Worker;
+use crate::config::Owner;
 use crate::store::{ClientTimings, Entry, Feedback, Store, StoreError};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -156,8 +157,9 @@ pub(crate) struct Core {
     pub(crate) replayed: AtomicU64,
     pub(crate) spill_bytes: AtomicU64,
     pub(crate) spill: Mutex<Spill>,
-    /// Record ids submitted and not yet committed to the store, with how many are pending.
-    pending: Mutex<HashMap<String, u32>>,
+    /// Record ids submitted and not yet committed to the store, with the owner of each
+    /// pending record.
+    pending: Mutex<HashMap<String, Vec<Option<Owner>>>>,
     /// Set when the thread stops taking messages; see [`Core::close_gate`].
     pub(crate) closed: AtomicBool,
     /// Submits between their `closed` check and their send.
@@ -195,7 +197,10 @@ impl Core {
 
     fn add_pending(&self, entry: &Entry) {
         if let Entry::Record(record) = entry {
-            *lock(&self.pending).entry(record.id.clone()).or_insert(0) += 1;
+            lock(&self.pending)
+                .entry(record.id.clone())
+                .or_default()
+                .push(record.owner);
         }
     }
 
@@ -204,10 +209,12 @@ impl Core {
         let mut pending = lock(&self.pending);
         for entry in entries {
             if let Entry::Record(record) = entry
-                && let Some(count) = pending.get_mut(&record.id)
+                && let Some(owners) = pending.get_mut(&record.id)
             {
-                *count -= 1;
-                if *count == 0 {
+                if let Some(at) = owners.iter().position(|o| *o == record.owner) {
+                    owners.swap_remove(at);
+                }
+                if owners.is_empty() {
                     pending.remove(&record.id);
                 }
             }
@@ -355,9 +362,20 @@ impl CaptureWriter {
 
     /// Hands a client's timings beacon to the writer, on the same queue as records.
     pub fn submit_client_timings(&self, id: impl Into<String>, timings: Value) {
+        self.submit_owned_client_timings(id, None, timings);
+    }
+
+    /// Hands a client's timings, sent with `owner`'s token, to the writer.
+    pub fn submit_owned_client_timings(
+        &self,
+        id: impl Into<String>,
+        owner: Option<Owner>,
+        timings: Value,
+    ) {
         self.submit_entry(Entry::ClientTimings(ClientTimings {
             id: id.into(),
             timings,
+            owner,
         }));
     }
 
@@ -431,11 +449,23 @@ impl CaptureWriter {
         lock(&self.handle.core.pending).contains_key(id)
     }
 
-    /// Whether `id` is pending in the writer or stored: what a beacon checks before accepting
-    /// timings or feedback. Checks the queue first, so an id committed between the two checks
-    /// is still found. Blocking: run it where store calls may block.
-    pub fn known(&self, id: &str, store: &dyn Store) -> Result<bool, StoreError> {
-        Ok(self.in_queue(id) || store.exists(id)?)
+    /// Whether a record with this id made by `owner` is pending (as [`Self::in_queue`]).
+    pub fn in_queue_for(&self, id: &str, owner: Option<Owner>) -> bool {
+        lock(&self.handle.core.pending)
+            .get(id)
+            .is_some_and(|owners| owners.contains(&owner))
+    }
+
+    /// Whether `id`, made by `owner`, is pending in the writer or stored: what a beacon checks
+    /// before accepting timings or feedback. Checks the queue first, so an id committed between
+    /// the two checks is still found. Blocking: run it where store calls may block.
+    pub fn known(
+        &self,
+        id: &str,
+        owner: Option<Owner>,
+        store: &dyn Store,
+    ) -> Result<bool, StoreError> {
+        Ok(self.in_queue_for(id, owner) || store.exists_for(id, owner)?)
     }
 
     pub fn stats(&self) -> WriterStats {

@@ -2,6 +2,7 @@
 
 pub mod env;
 pub mod raw;
+pub mod tokens;
 pub mod units;
 mod validate;
 
@@ -14,12 +15,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use env::{Env, MapEnv, ProcessEnv};
+pub use tokens::Owner;
 
 /// Defaults, written down once; docs/config.md repeats them and a test keeps the two in step.
 pub mod defaults {
     use std::time::Duration;
     pub const LISTEN: &str = "127.0.0.1:8787";
     pub const MAX_CONCURRENT_REQUESTS: u32 = 10_000;
+    pub const MAX_CONNECTIONS: u32 = 4096;
     pub const MAX_REQUEST_HEAD: u64 = 64 << 10;
     pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
     pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -117,6 +120,8 @@ pub struct ServerConfig {
     pub client_tokens: Vec<String>,
     pub allow_open_relay: bool,
     pub max_concurrent_requests: usize,
+    /// Open client connections at most; the accept loop closes further ones at once.
+    pub max_connections: usize,
     pub max_request_head: usize,
     pub request_head_timeout: Duration,
     /// Longest silence while reading a client's request body; past it, 408.

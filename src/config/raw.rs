@@ -73,6 +73,7 @@ pub struct RawServer {
     pub client_tokens_env: Option<Spanned<String>>,
     pub allow_open_relay: bool,
     pub max_concurrent_requests: Option<Spanned<u32>>,
+    pub max_connections: Option<Spanned<u32>>,
     pub max_request_head: Option<Size>,
     pub request_head_timeout: Option<Dur>,
     pub request_body_timeout: Option<Dur>,

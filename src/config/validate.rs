@@ -107,11 +107,23 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
         Some(n) => *n.get_ref() as usize,
         None => defaults::MAX_CONCURRENT_REQUESTS as usize,
     };
+    let max_connections = match &s.max_connections {
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(ctx.err(
+                Some(n.span()),
+                "server.max_connections",
+                "must be at least 1",
+            ));
+        }
+        Some(n) => *n.get_ref() as usize,
+        None => defaults::MAX_CONNECTIONS as usize,
+    };
     let server = ServerConfig {
         listen,
         client_tokens,
         allow_open_relay: s.allow_open_relay,
         max_concurrent_requests,
+        max_connections,
         max_request_head: s
             .max_request_head
             .map_or(defaults::MAX_REQUEST_HEAD, |v| v.0)

@@ -15,6 +15,7 @@ fn base(
     CaptureRecord {
         id: format!("req-{api}"),
         attempt: 1,
+        owner: None,
         started_at_ms: 1_795_760_107_123,
         route: format!("{api}-route"),
         api: api.into(),

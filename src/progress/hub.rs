@@ -1,6 +1,7 @@
 //! The side channel's registry: progress events per request id, kept for replay and fanned out
 //! to subscribers. No I/O; the HTTP edge is `side_channel`.
 
+use crate::config::Owner;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -54,6 +55,8 @@ enum Stage {
 
 struct Entry {
     stage: Stage,
+    /// Who made the request (`None` when client tokens are off, or while awaited).
+    owner: Option<Owner>,
     /// How many requests used this id (retries reuse it).
     attempts: u32,
     events: VecDeque<Published>,
@@ -66,11 +69,18 @@ impl Entry {
     fn new(stage: Stage) -> Self {
         Entry {
             stage,
+            owner: None,
             attempts: 0,
             events: VecDeque::new(),
             last_seq: 0,
             version: watch::Sender::new(0),
         }
+    }
+
+    /// Whether a subscriber of `owner` must not see this entry: a request arrived, and it was
+    /// made with another token.
+    fn hidden_from(&self, owner: Option<Owner>) -> bool {
+        !matches!(self.stage, Stage::Awaited { .. }) && self.owner != owner
     }
 
     /// Wakes subscribers; with none (the common case) there is no one to wake.
@@ -112,6 +122,9 @@ pub enum Poll {
     End,
     /// The request never arrived within the wait: send an error and close.
     NeverArrived,
+    /// The id belongs to another owner: to this subscriber it has not arrived (the subscriber
+    /// times its own wait, so nothing it sees differs from an unknown id).
+    Hidden,
 }
 
 impl Hub {
@@ -133,16 +146,27 @@ impl Hub {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts an attempt for `id`. Returns the last sequence number of earlier attempts (0 for
-    /// none) and this attempt's number (1 for the first), or `InFlight` when another request
-    /// with this id has not finished.
-    pub fn begin(&self, id: &Arc<str>) -> Result<(u64, u32), InFlight> {
+    /// Starts an attempt for `id` made by `owner`. Returns the last sequence number of earlier
+    /// attempts (0 for none) and this attempt's number (1 for the first), or `InFlight` when
+    /// another request with this id has not finished.
+    ///
+    /// A finished request of another owner is forgotten here (its events are not replayed to
+    /// the new owner); the attempt count goes on, so stored records keep distinct attempts.
+    pub fn begin(&self, id: &Arc<str>, owner: Option<Owner>) -> Result<(u64, u32), InFlight> {
         let now = Instant::now();
         let mut entries = self.lock();
         self.prune(&mut entries, now);
         match entries.map.get_mut(id) {
             Some(entry) if entry.stage == Stage::InFlight => Err(InFlight),
             Some(entry) => {
+                let awaited = matches!(entry.stage, Stage::Awaited { .. });
+                if !awaited && entry.owner != owner {
+                    // Nothing of the other owner's request may show through, not even its
+                    // sequence numbers.
+                    entry.events.clear();
+                    entry.last_seq = 0;
+                }
+                entry.owner = owner;
                 entry.stage = Stage::InFlight;
                 entry.attempts += 1;
                 entry.bump();
@@ -150,6 +174,7 @@ impl Hub {
             }
             None => {
                 let mut entry = Entry::new(Stage::InFlight);
+                entry.owner = owner;
                 entry.attempts = 1;
                 entries.map.insert(Arc::clone(id), entry);
                 Ok((0, 1))
@@ -190,12 +215,14 @@ impl Hub {
         }
     }
 
-    /// Whether a reconnect (with `Last-Event-ID: after`) has nothing left to get: the request
-    /// finished and `after` is at or past its last event, or the id is unknown (expired).
-    pub fn nothing_left(&self, id: &str, after: u64) -> bool {
+    /// Whether a reconnect (with `Last-Event-ID: after`) by `owner` has nothing left to get:
+    /// the request finished and `after` is at or past its last event, or the id is unknown
+    /// (expired) to this owner.
+    pub fn nothing_left(&self, id: &str, after: u64, owner: Option<Owner>) -> bool {
         let entries = self.lock();
         match entries.map.get(id) {
             None => true,
+            Some(e) if e.hidden_from(owner) => true,
             Some(e) => matches!(e.stage, Stage::Finished { .. }) && after >= e.last_seq,
         }
     }
@@ -217,12 +244,16 @@ impl Hub {
         rx
     }
 
-    /// Events after `after`, or what the subscriber should do instead.
-    pub fn poll(&self, id: &str, after: u64) -> Poll {
+    /// Events after `after` for a subscriber of `owner`, or what it should do instead. A
+    /// request of another owner is answered as one that has not arrived: `Hidden`.
+    pub fn poll(&self, id: &str, after: u64, owner: Option<Owner>) -> Poll {
         let entries = self.lock();
         let Some(entry) = entries.map.get(id) else {
             return Poll::End;
         };
+        if entry.hidden_from(owner) {
+            return Poll::Hidden;
+        }
         let fresh: Vec<Published> = entry
             .events
             .iter()
@@ -292,12 +323,13 @@ impl Hub {
         }
     }
 
-    /// Whether a request with `id` is in flight or finished and still remembered.
-    pub fn knows(&self, id: &str) -> bool {
+    /// Whether a request with `id` made by `owner` is in flight or finished and still
+    /// remembered.
+    pub fn knows(&self, id: &str, owner: Option<Owner>) -> bool {
         self.lock()
             .map
             .get(id)
-            .is_some_and(|e| !matches!(e.stage, Stage::Awaited { .. }))
+            .is_some_and(|e| !matches!(e.stage, Stage::Awaited { .. }) && e.owner == owner)
     }
 
     /// How many ids the hub remembers (for tests and stats).
@@ -311,86 +343,4 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(seq: u64) -> Published {
-        Published {
-            seq,
-            name: "aloud.progress",
-            data: Arc::from("{}"),
-            heartbeat: false,
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn replays_after_a_seq_and_ends_after_finish() {
-        let hub = Hub::new(HubLimits::default());
-        let id: Arc<str> = Arc::from("abcdefghijklmnop");
-        assert_eq!(hub.begin(&id).unwrap(), (0, 1));
-        hub.publish(&id, ev(1));
-        hub.publish(&id, ev(2));
-        assert_eq!(hub.poll(&id, 1), Poll::Events(vec![ev(2)]));
-        assert_eq!(hub.poll(&id, 2), Poll::Wait);
-        assert!(hub.begin(&id).is_err(), "in flight: 409");
-        hub.finish(&id);
-        assert_eq!(hub.poll(&id, 2), Poll::End);
-        assert!(hub.nothing_left(&id, 2));
-        assert!(!hub.nothing_left(&id, 1));
-        // A retry continues the sequence.
-        assert_eq!(hub.begin(&id).unwrap(), (2, 2));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_run_of_heartbeats_keeps_only_the_latest() {
-        let hub = Hub::new(HubLimits::default());
-        let id: Arc<str> = Arc::from("abcdefghijklmnop");
-        hub.begin(&id).unwrap();
-        hub.publish(&id, ev(1));
-        for seq in 2..=30 {
-            hub.publish(
-                &id,
-                Published {
-                    heartbeat: true,
-                    ..ev(seq)
-                },
-            );
-        }
-        hub.publish(&id, ev(31));
-        let Poll::Events(kept) = hub.poll(&id, 0) else {
-            panic!("no events")
-        };
-        assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 30, 31]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_awaited_request_that_never_comes_ends_with_an_error() {
-        let hub = Hub::new(HubLimits::default());
-        let rx = hub.watch("abcdefghijklmnop");
-        assert_eq!(hub.poll("abcdefghijklmnop", 0), Poll::Wait);
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert_eq!(hub.poll("abcdefghijklmnop", 0), Poll::NeverArrived);
-        drop(rx);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn finished_requests_expire_and_the_count_is_bounded() {
-        let limits = HubLimits {
-            max_requests: 3,
-            ..HubLimits::default()
-        };
-        let hub = Hub::new(limits);
-        for i in 0..5 {
-            let id: Arc<str> = Arc::from(format!("request-id-{i:06}"));
-            hub.begin(&id).unwrap();
-            hub.publish(&id, ev(1));
-            hub.finish(&id);
-            tokio::time::advance(Duration::from_millis(1)).await;
-        }
-        hub.watch("request-id-999999");
-        assert!(hub.len() <= 4);
-        tokio::time::advance(Duration::from_secs(301)).await;
-        drop(hub.watch("another-id-00000001"));
-        assert!(hub.len() <= 2);
-    }
-}
+mod tests;

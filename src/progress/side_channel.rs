@@ -2,6 +2,7 @@
 //! plain browser `EventSource` can read, with replay from `Last-Event-ID` or `?after=N`.
 
 use super::hub::{Hub, Poll, Published};
+use crate::config::Owner;
 use crate::request_id;
 use axum::body::Body;
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use futures_util::stream;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Frames one event for the side channel: `id:` is the sequence number.
 pub fn frame(event: &Published) -> Bytes {
@@ -57,12 +59,14 @@ fn plain(status: StatusCode, message: String) -> Response<Body> {
     r
 }
 
-/// Answers a subscription for `id`.
+/// Answers a subscription for `id` by `owner` (the subscriber's token, already checked). A
+/// request made with another token is, to this subscriber, one that never arrives.
 pub fn subscribe(
     hub: &Arc<Hub>,
     id: &str,
     headers: &HeaderMap,
     query: Option<&str>,
+    owner: Option<Owner>,
 ) -> Response<Body> {
     if !request_id::is_valid(id) {
         return plain(
@@ -77,7 +81,7 @@ pub fn subscribe(
     let reconnect = headers.contains_key("last-event-id");
     if let Some(n) = after
         && (reconnect || n > 0)
-        && hub.nothing_left(id, n)
+        && hub.nothing_left(id, n, owner)
     {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
@@ -88,6 +92,8 @@ pub fn subscribe(
     let state = Sub {
         hub: Arc::clone(hub),
         id: Arc::from(id),
+        owner,
+        since: Instant::now(),
         after: after.unwrap_or(0),
         changes,
         closing,
@@ -109,6 +115,9 @@ pub fn subscribe(
 struct Sub {
     hub: Arc<Hub>,
     id: Arc<str>,
+    owner: Option<Owner>,
+    /// When this subscriber came: an id it may not see "never arrives" a wait after it.
+    since: Instant,
     after: u64,
     changes: watch::Receiver<u64>,
     closing: watch::Receiver<bool>,
@@ -127,7 +136,13 @@ impl Sub {
         }
         loop {
             self.changes.borrow_and_update();
-            match self.hub.poll(&self.id, self.after) {
+            let wait = self.hub.limits().await_request;
+            let poll = match self.hub.poll(&self.id, self.after, self.owner) {
+                Poll::Hidden if self.since.elapsed() >= wait => Poll::NeverArrived,
+                poll => poll,
+            };
+            let hidden = poll == Poll::Hidden;
+            match poll {
                 Poll::Events(events) => {
                     let mut out = Vec::new();
                     for e in &events {
@@ -153,17 +168,28 @@ impl Sub {
                     };
                     return Some((Ok(frame(&e)), self));
                 }
-                Poll::Wait => {}
+                Poll::Wait | Poll::Hidden => {}
             }
             if *self.closing.borrow() {
                 return None;
             }
-            let wait = self.hub.limits().await_request;
+            // Wake up to notice a request that never arrived (for this subscriber, if hidden).
+            let wake = if hidden {
+                self.since + wait
+            } else {
+                Instant::now() + wait
+            };
             tokio::select! {
-                changed = self.changes.changed() => if changed.is_err() { return None },
+                changed = self.changes.changed() => if changed.is_err() {
+                    if !hidden {
+                        return None;
+                    }
+                    // The other owner's entry went away: wait on the id afresh, as for any
+                    // unknown id.
+                    self.changes = self.hub.watch(&self.id);
+                },
                 _ = self.closing.changed() => return None,
-                // Wake up to notice a request that never arrived.
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep_until(wake) => {}
             }
         }
     }

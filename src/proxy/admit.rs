@@ -5,7 +5,7 @@ use super::body::{LimitedBody, RequestFault, RequestTap};
 use super::error::{Origin, ProxyError};
 use super::headers;
 use super::upstream::{self, UpstreamClient, UpstreamFailure};
-use crate::config::{HttpUpstream, Tier};
+use crate::config::{HttpUpstream, Owner, Tier};
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
 use hyper::body::Incoming;
@@ -30,10 +30,23 @@ pub fn tier(headers: &HeaderMap, default: Tier) -> Result<Tier, ProxyError> {
     }
 }
 
-/// Checks the client's token (removing it from the headers) when tokens are configured.
-pub fn client_token(headers: &mut HeaderMap, tokens: &[String]) -> Result<(), ProxyError> {
-    if tokens.is_empty() || headers::take_client_token(headers, tokens) {
-        return Ok(());
+/// Checks the client's token (removing it from every credential header) when tokens are
+/// configured; the token's owner fingerprint says whose exchange this is.
+pub fn client_token(
+    headers: &mut HeaderMap,
+    query: &mut Option<String>,
+    tokens: &[String],
+) -> Result<Option<Owner>, ProxyError> {
+    let mut owner = headers::take_client_token(headers, tokens);
+    // Gemini clients send their key as `?key=`: a client token there is removed too.
+    if let Some(q) = query.as_deref()
+        && let Some((rest, o)) = headers::take_client_token_from_query(q, tokens)
+    {
+        *query = rest;
+        owner = owner.or(Some(o));
+    }
+    if tokens.is_empty() || owner.is_some() {
+        return Ok(owner);
     }
     Err(ProxyError::new(
         StatusCode::UNAUTHORIZED,

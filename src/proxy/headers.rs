@@ -1,6 +1,7 @@
 //! Header hygiene on both legs: hop-by-hop removal, aloud's own headers, credentials.
 
 use crate::apis::Api;
+use crate::config::tokens::{self, Owner};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the de-facto ones); never forwarded on either leg.
@@ -77,31 +78,70 @@ pub fn inject_credential(headers: &mut HeaderMap, api: Api, key: &str) -> bool {
     }
 }
 
-/// Finds a client token among the request's headers. A token sent as a provider credential is
-/// removed, since it is aloud's and not the provider's; `Aloud-Token` is dropped later anyway.
-pub fn take_client_token(headers: &mut HeaderMap, tokens: &[String]) -> bool {
-    let matches = |v: &HeaderValue| {
-        let v = v.to_str().unwrap_or_default();
-        let v = v.strip_prefix("Bearer ").unwrap_or(v).trim();
-        tokens
-            .iter()
-            .any(|t| constant_time_eq(t.as_bytes(), v.as_bytes()))
-    };
-    if headers.get(CLIENT_TOKEN_HEADER).is_some_and(matches) {
-        return true;
+/// Finds a client token among the request's headers and returns its owner.
+///
+/// The token is aloud's, not the provider's: it is removed from every header it was sent in
+/// (`Aloud-Token` and each credential header), so a token sent twice reaches the upstream in
+/// neither. A credential header holding something else (the provider's key) is left alone.
+pub fn take_client_token(headers: &mut HeaderMap, tokens: &[String]) -> Option<Owner> {
+    if tokens.is_empty() {
+        return None;
     }
-    for name in CREDENTIAL_HEADERS {
-        if headers.get(name).is_some_and(matches) {
-            headers.remove(name);
-            return true;
+    let mut found = None;
+    for name in std::iter::once(CLIENT_TOKEN_HEADER).chain(CREDENTIAL_HEADERS) {
+        let owners: Vec<Option<Owner>> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| {
+                let v = v.to_str().unwrap_or_default();
+                tokens::find(tokens::strip_bearer(v), tokens)
+            })
+            .collect();
+        if owners.iter().all(Option::is_none) {
+            continue;
+        }
+        found = found.or(owners.iter().flatten().next().copied());
+        // Keep the values that are not client tokens (a provider key in another copy).
+        let kept: Vec<HeaderValue> = headers
+            .get_all(name)
+            .iter()
+            .zip(&owners)
+            .filter(|(_, o)| o.is_none())
+            .map(|(v, _)| v.clone())
+            .collect();
+        headers.remove(name);
+        for v in kept {
+            headers.append(name, v);
         }
     }
-    false
+    found
 }
 
-/// Compares secrets without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Removes a client token sent as Gemini's `key` query parameter; returns the query without it
+/// (`None` when nothing is left) and the owner, or `None` when no `key` holds a client token.
+pub fn take_client_token_from_query(
+    query: &str,
+    tokens: &[String],
+) -> Option<(Option<String>, Owner)> {
+    let mut owner = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| {
+            let Some(v) = kv.strip_prefix("key=") else {
+                return true;
+            };
+            match tokens::find(&tokens::percent_decode(v), tokens) {
+                Some(o) => {
+                    owner = owner.or(Some(o));
+                    false
+                }
+                None => true,
+            }
+        })
+        .collect();
+    let owner = owner?;
+    let rest = (!kept.is_empty()).then(|| kept.join("&"));
+    Some((rest, owner))
 }
 
 /// Whether a response body is an event stream (gets no-cache and no proxy buffering).
@@ -142,16 +182,54 @@ mod tests {
         let tokens = vec!["tok-1".to_owned()];
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer tok-1"));
-        assert!(take_client_token(&mut h, &tokens));
+        assert!(take_client_token(&mut h, &tokens).is_some());
         assert!(!h.contains_key("authorization"));
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer sk-real"));
         h.insert("aloud-token", HeaderValue::from_static("tok-1"));
-        assert!(take_client_token(&mut h, &tokens));
+        assert!(take_client_token(&mut h, &tokens).is_some());
         assert!(h.contains_key("authorization"));
         let mut h = HeaderMap::new();
         h.insert("x-api-key", HeaderValue::from_static("nope"));
-        assert!(!take_client_token(&mut h, &tokens));
+        assert!(take_client_token(&mut h, &tokens).is_none());
+        assert!(h.contains_key("x-api-key"));
+    }
+
+    #[test]
+    fn a_token_sent_in_several_headers_is_removed_from_all() {
+        let tokens = vec!["tok-1".to_owned(), "tok-2".to_owned()];
+        let mut h = HeaderMap::new();
+        h.insert("aloud-token", HeaderValue::from_static("tok-1"));
+        h.insert("authorization", HeaderValue::from_static("bearer tok-1"));
+        h.insert("x-api-key", HeaderValue::from_static("tok-1"));
+        h.insert("x-goog-api-key", HeaderValue::from_static("tok-2"));
+        h.insert("api-key", HeaderValue::from_static("sk-provider"));
+        h.append("x-api-key", HeaderValue::from_static("sk-provider-2"));
+        let owner = take_client_token(&mut h, &tokens);
+        assert_eq!(owner, tokens::find("tok-1", &tokens), "the first one found");
+        for gone in ["aloud-token", "authorization", "x-goog-api-key"] {
+            assert!(!h.contains_key(gone), "{gone} still there");
+        }
+        assert_eq!(h["api-key"], "sk-provider");
+        assert_eq!(
+            h.get_all("x-api-key").iter().collect::<Vec<_>>(),
+            ["sk-provider-2"]
+        );
+    }
+
+    #[test]
+    fn a_token_in_the_key_query_is_removed() {
+        let tokens = vec!["tok-1".to_owned()];
+        let (rest, owner) = take_client_token_from_query("alt=sse&key=tok%2D1", &tokens).unwrap();
+        assert_eq!(rest.as_deref(), Some("alt=sse"));
+        assert_eq!(Some(owner), tokens::find("tok-1", &tokens));
+        assert_eq!(
+            take_client_token_from_query("key=tok-1", &tokens)
+                .unwrap()
+                .0,
+            None
+        );
+        assert!(take_client_token_from_query("alt=sse&key=AIza", &tokens).is_none());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::apis::Api;
 use crate::apis::stream::{Dialect, request_streams};
 use crate::capture::CaptureSink;
 use crate::capture::recorder::{Meta, Recorder};
-use crate::config::{CaptureLevel, HttpUpstream, Route, Tier, Upstream};
+use crate::config::{CaptureLevel, HttpUpstream, Owner, Route, Tier, Upstream};
 use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
 use body::RequestTap;
@@ -130,8 +130,13 @@ pub async fn forward(
     );
     let (parts, incoming) = req.into_parts();
     let mut client_headers = parts.headers;
-    let admitted = admit::client_token(&mut client_headers, cx.client_tokens)
-        .and_then(|()| admit::no_upgrade(&client_headers))
+    let mut owner = None;
+    let mut query = parts.uri.query().map(str::to_owned);
+    let admitted = admit::client_token(&mut client_headers, &mut query, cx.client_tokens)
+        .and_then(|o| {
+            owner = o;
+            admit::no_upgrade(&client_headers)
+        })
         .and_then(|()| admit::tier(&client_headers, route.progress))
         .and_then(|tier| {
             ex.tier = tier;
@@ -140,7 +145,7 @@ pub async fn forward(
         .and_then(|()| admit::slot(cx.limiter))
         .and_then(|permit| {
             ex.hold(permit);
-            cx.progress.hub.begin(&ex.id).map_err(|e| {
+            cx.progress.hub.begin(&ex.id, owner).map_err(|e| {
                 ProxyError::new(
                     StatusCode::CONFLICT,
                     Origin::Downstream,
@@ -151,7 +156,7 @@ pub async fn forward(
         });
     let (first_seq, attempt) = match admitted {
         Ok(a) => a,
-        Err(e) => return refuse(ex, e, &parts.method, rest, &cx, rt),
+        Err(e) => return refuse(ex, e, &parts.method, rest, &cx, rt, owner),
     };
     ex.w = Some(Watcher::new(
         Arc::clone(&ex.id),
@@ -160,13 +165,13 @@ pub async fn forward(
         Arc::clone(&cx.progress.hub),
         Arc::clone(&cx.progress.ladder),
     ));
-    ex.capture = capture_for(route, &cx, &parts.method, rest, attempt, ex.tier);
-    let prepared = admit::upstream_uri(&rt.target, rest, parts.uri.query()).and_then(|uri| {
-        admit::upstream_headers(client_headers, parts.uri.query(), route).map(|h| (uri, h))
-    });
+    ex.capture = capture_for(route, &cx, &parts.method, rest, (attempt, owner), ex.tier);
+    let query = query.as_deref();
+    let prepared = admit::upstream_uri(&rt.target, rest, query)
+        .and_then(|uri| admit::upstream_headers(client_headers, query, route).map(|h| (uri, h)));
     let (uri, out_headers) = match prepared {
         Ok(p) => p,
-        Err(e) => return refuse(ex, e, &parts.method, rest, &cx, rt),
+        Err(e) => return refuse(ex, e, &parts.method, rest, &cx, rt, owner),
     };
     let path_and_query = uri
         .path_and_query()
@@ -257,9 +262,10 @@ fn refuse(
     rest: &str,
     cx: &Context<'_>,
     rt: &RouteRuntime,
+    owner: Option<Owner>,
 ) -> Response<Body> {
     if ex.capture.is_none() {
-        ex.capture = capture_for(&rt.route, cx, method, rest, 0, ex.tier);
+        ex.capture = capture_for(&rt.route, cx, method, rest, (0, owner), ex.tier);
     }
     ex.client_head(Instant::now(), e.status.as_u16());
     ex.end(ending_for(&e));
@@ -301,7 +307,7 @@ fn capture_for(
     cx: &Context<'_>,
     method: &Method,
     rest: &str,
-    attempt: u32,
+    (attempt, owner): (u32, Option<Owner>),
     tier: Tier,
 ) -> Option<Capture> {
     let sink = cx.capture.sink.as_ref()?;
@@ -328,6 +334,7 @@ fn capture_for(
         tier: tier.as_str().to_owned(),
         level: route.capture,
         max_body: route.capture_max_body as usize,
+        owner,
     };
     Some(Capture {
         recorder: Recorder::new(meta),

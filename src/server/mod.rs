@@ -1,5 +1,6 @@
 //! The accept loop, per-connection options, graceful shutdown and task tracking.
 
+mod limit;
 pub mod stall;
 pub mod tasks;
 
@@ -152,6 +153,7 @@ async fn accept_loop(
         .header_read_timeout(app.server.request_head_timeout)
         .max_buf_size(app.server.max_request_head)
         .keep_alive(true);
+    let mut limit = limit::ConnectionLimit::new(app.server.max_connections);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -166,6 +168,9 @@ async fn accept_loop(
                 }
             },
         };
+        let Some((stream, permit)) = limit.admit(stream) else {
+            continue;
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
@@ -178,6 +183,8 @@ async fn accept_loop(
         let conn = graceful.watch(builder.serve_connection(io, service));
         let hard_stop = hard_stop.clone();
         tasks.spawn("connection", async move {
+            // The connection's place under `max_connections`, freed when it ends.
+            let _permit = permit;
             tokio::select! {
                 result = conn => if let Err(e) = result {
                     log_connection_error(&e, peer);

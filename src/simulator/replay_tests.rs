@@ -26,6 +26,7 @@ fn record() -> CaptureRecord {
     CaptureRecord {
         id: "req-1".to_owned(),
         attempt: 1,
+        owner: None,
         started_at_ms: 1_767_225_600_000,
         route: "openai".to_owned(),
         api: "openai".to_owned(),

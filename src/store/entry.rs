@@ -4,6 +4,7 @@
 //! format: add fields only with `#[serde(default)]`.
 
 use crate::capture::CaptureRecord;
+use crate::config::Owner;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -12,6 +13,9 @@ use serde_json::Value;
 pub struct ClientTimings {
     pub id: String,
     pub timings: Value,
+    /// The fingerprint of the token that sent them; only the same owner may replace them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 /// A score, label and/or comment given for one request id.
@@ -24,6 +28,9 @@ pub struct Feedback {
     pub label: Option<String>,
     #[serde(default)]
     pub comment: Option<String>,
+    /// The fingerprint of the token that gave it; only the same owner may replace it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 /// One write for the store.

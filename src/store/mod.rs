@@ -20,6 +20,7 @@ pub use query::Filter;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use crate::capture::CaptureRecord;
+use crate::config::Owner;
 use serde_json::Value;
 
 /// Rows from [`Store::query`], read lazily page by page.
@@ -48,7 +49,7 @@ pub trait Store: Send + 'static {
     /// Stores (or replaces) what the client reported about its own timings for `id`.
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError>;
 
-    /// Stores (or replaces) the feedback given for `id`.
+    /// Stores (or replaces) the feedback given for `id`, with no owner.
     fn insert_feedback(
         &mut self,
         id: &str,
@@ -65,4 +66,7 @@ pub trait Store: Send + 'static {
 
     /// Whether any attempt of `id` is stored.
     fn exists(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Whether an attempt of `id` made by `owner` is stored (`None`: made without a token).
+    fn exists_for(&self, id: &str, owner: Option<Owner>) -> Result<bool, StoreError>;
 }

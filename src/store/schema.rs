@@ -53,6 +53,10 @@ const MIGRATIONS: &[&str] = &[
         comment TEXT
     );
     CREATE INDEX feedback_score ON feedback (score);",
+    // 2: owners (client-token fingerprints, never tokens) of captures, timings and feedback.
+    "ALTER TABLE captures ADD COLUMN owner TEXT;
+    ALTER TABLE client_timings ADD COLUMN owner TEXT;
+    ALTER TABLE feedback ADD COLUMN owner TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -3,6 +3,7 @@
 use super::query::Pages;
 use super::{Entry, Feedback, Filter, Records, Store, StoreError, schema};
 use crate::capture::CaptureRecord;
+use crate::config::Owner;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
 };
@@ -111,17 +112,26 @@ const INSERT_RECORD: &str = "INSERT OR IGNORE INTO captures (
     id, attempt, started_at_ms, route, api, model, method, path, client_status, upstream_status,
     streamed, tier, outcome, partial, first_feedback_ms, first_token_ms, done_ms,
     longest_silence_ms, overhead_ms, upstream_ms, input_tokens, output_tokens, reasoning_tokens,
-    record
+    record, owner
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-    ?20, ?21, ?22, ?23, ?24)";
+    ?20, ?21, ?22, ?23, ?24, ?25)";
 
-const UPSERT_TIMINGS: &str = "INSERT INTO client_timings (id, timings) VALUES (?1, ?2)
-    ON CONFLICT (id) DO UPDATE SET timings = excluded.timings";
+// Timings and feedback are replaced only by their own owner: a beacon sent with another token
+// (or none) never overwrites them.
+const UPSERT_TIMINGS: &str = "INSERT INTO client_timings (id, timings, owner) VALUES (?1, ?2, ?3)
+    ON CONFLICT (id) DO UPDATE SET timings = excluded.timings
+    WHERE client_timings.owner IS excluded.owner";
 
-const UPSERT_FEEDBACK: &str = "INSERT INTO feedback (id, score, label, comment)
-    VALUES (?1, ?2, ?3, ?4)
+const UPSERT_FEEDBACK: &str = "INSERT INTO feedback (id, score, label, comment, owner)
+    VALUES (?1, ?2, ?3, ?4, ?5)
     ON CONFLICT (id) DO UPDATE SET
-        score = excluded.score, label = excluded.label, comment = excluded.comment";
+        score = excluded.score, label = excluded.label, comment = excluded.comment
+    WHERE feedback.owner IS excluded.owner";
+
+/// An owner as stored: its fingerprint's hex digits.
+fn owner_text(owner: Option<Owner>) -> Option<String> {
+    owner.map(|o| o.to_string())
+}
 
 /// Token counts as SQLite integers (counts beyond `i64::MAX` are stored as `NULL`).
 fn count(value: Option<u64>) -> Option<i64> {
@@ -164,6 +174,7 @@ fn insert_record(
         count(usage.output),
         count(usage.reasoning),
         json,
+        owner_text(record.owner),
     ])?)
 }
 
@@ -191,12 +202,18 @@ impl Store for SqliteStore {
             for entry in entries {
                 changed += match entry {
                     Entry::Record(record) => insert_record(&mut records, record)?,
-                    Entry::ClientTimings(t) => {
-                        timings.execute(params![t.id, t.timings.to_string()])?
-                    }
-                    Entry::Feedback(f) => {
-                        feedback.execute(params![f.id, f.score, f.label, f.comment])?
-                    }
+                    Entry::ClientTimings(t) => timings.execute(params![
+                        t.id,
+                        t.timings.to_string(),
+                        owner_text(t.owner)
+                    ])?,
+                    Entry::Feedback(f) => feedback.execute(params![
+                        f.id,
+                        f.score,
+                        f.label,
+                        f.comment,
+                        owner_text(f.owner)
+                    ])?,
                 };
             }
         }
@@ -227,8 +244,10 @@ impl Store for SqliteStore {
     }
 
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
-        self.conn
-            .execute(UPSERT_TIMINGS, params![id, timings.to_string()])?;
+        self.conn.execute(
+            UPSERT_TIMINGS,
+            params![id, timings.to_string(), None::<String>],
+        )?;
         Ok(())
     }
 
@@ -239,8 +258,10 @@ impl Store for SqliteStore {
         label: Option<String>,
         comment: Option<String>,
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(UPSERT_FEEDBACK, params![id, score, label, comment])?;
+        self.conn.execute(
+            UPSERT_FEEDBACK,
+            params![id, score, label, comment, None::<String>],
+        )?;
         Ok(())
     }
 
@@ -266,14 +287,16 @@ impl Store for SqliteStore {
         Ok(self
             .conn
             .query_row(
-                "SELECT score, label, comment FROM feedback WHERE id = ?1",
+                "SELECT score, label, comment, owner FROM feedback WHERE id = ?1",
                 [id],
                 |row| {
+                    let owner: Option<String> = row.get(3)?;
                     Ok(Feedback {
                         id: id.to_string(),
                         score: row.get(0)?,
                         label: row.get(1)?,
                         comment: row.get(2)?,
+                        owner: owner.as_deref().and_then(Owner::parse),
                     })
                 },
             )
@@ -286,6 +309,18 @@ impl Store for SqliteStore {
             .query_row("SELECT 1 FROM captures WHERE id = ?1 LIMIT 1", [id], |_| {
                 Ok(())
             })
+            .optional()?
+            .is_some())
+    }
+
+    fn exists_for(&self, id: &str, owner: Option<Owner>) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM captures WHERE id = ?1 AND owner IS ?2 LIMIT 1",
+                params![id, owner_text(owner)],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }

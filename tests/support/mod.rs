@@ -296,13 +296,27 @@ impl aloud::capture::CaptureSink for MemorySink {
         self.records.lock().unwrap().push(record);
         self.changed.notify_waiters();
     }
-    fn known(&self, id: &str) -> bool {
-        self.records.lock().unwrap().iter().any(|r| r.id == id)
+    fn known(&self, id: &str, owner: Option<aloud::config::Owner>) -> bool {
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.id == id && r.owner == owner)
     }
-    fn timings(&self, id: &str, timings: aloud::capture::beacon::ClientTimings) {
+    fn timings(
+        &self,
+        id: &str,
+        _owner: Option<aloud::config::Owner>,
+        timings: aloud::capture::beacon::ClientTimings,
+    ) {
         self.timings.lock().unwrap().push((id.to_owned(), timings));
     }
-    fn feedback(&self, id: &str, feedback: aloud::capture::beacon::Feedback) {
+    fn feedback(
+        &self,
+        id: &str,
+        _owner: Option<aloud::config::Owner>,
+        feedback: aloud::capture::beacon::Feedback,
+    ) {
         self.feedback
             .lock()
             .unwrap()

@@ -12,6 +12,7 @@ pub fn record(id: &str, attempt: u32, started_at_ms: i64, size: usize) -> Captur
     CaptureRecord {
         id: id.to_string(),
         attempt,
+        owner: None,
         started_at_ms,
         route: "openai".to_string(),
         api: "openai_chat".to_string(),

@@ -7,6 +7,7 @@
 use aloud::capture::beacon::{ClientTimings, Feedback};
 use aloud::capture::sink::WriterSink;
 use aloud::capture::{CaptureRecord, CaptureSink, CaptureWriter, WriterConfig};
+use aloud::config::Owner;
 use aloud::store::{Filter, SqliteStore, Store};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -32,14 +33,14 @@ impl CaptureSink for Counting {
         self.inner.submit(record);
         self.changed.notify_waiters();
     }
-    fn known(&self, id: &str) -> bool {
-        self.inner.known(id)
+    fn known(&self, id: &str, owner: Option<Owner>) -> bool {
+        self.inner.known(id, owner)
     }
-    fn timings(&self, id: &str, timings: ClientTimings) {
-        self.inner.timings(id, timings);
+    fn timings(&self, id: &str, owner: Option<Owner>, timings: ClientTimings) {
+        self.inner.timings(id, owner, timings);
     }
-    fn feedback(&self, id: &str, feedback: Feedback) {
-        self.inner.feedback(id, feedback);
+    fn feedback(&self, id: &str, owner: Option<Owner>, feedback: Feedback) {
+        self.inner.feedback(id, owner, feedback);
     }
 }
 

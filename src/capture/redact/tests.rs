@@ -241,6 +241,7 @@ fn record() -> CaptureRecord {
     CaptureRecord {
         id: "r1".into(),
         attempt: 1,
+        owner: None,
         started_at_ms: 0,
         route: "gem".into(),
         api: "gemini".into(),

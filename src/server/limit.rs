@@ -1,0 +1,97 @@
+//! The cap on open client connections (`[server] max_connections`): a permit per connection,
+//! refusals answered with a canned 503 and closed at once, and logged at a bounded rate.
+//!
+//! Why a cap: each connection holds a file descriptor and some memory whether or not it sends
+//! anything, so idle sockets (20,000 side-channel subscribers, say) could otherwise use up the
+//! process's open-file limit and leave no room for the requests aloud exists to proxy.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// What a refused connection gets, if its socket takes it without waiting (never awaited).
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 112\r\n\r\n\
+{\"error\":{\"message\":\"aloud is at its limit of open connections; retry shortly\",\"type\":\"overloaded\",\"code\":null}}";
+
+/// At most one log line per this period, carrying how many were refused since the last.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+pub struct ConnectionLimit {
+    permits: Arc<Semaphore>,
+    max: usize,
+    refused: u64,
+    logged_at: Option<Instant>,
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> Self {
+        ConnectionLimit {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+            refused: 0,
+            logged_at: None,
+        }
+    }
+
+    /// A permit for a new connection (held until the connection ends), or `None` when the cap
+    /// is reached: the stream is then answered 503 if that does not block, and closed.
+    pub fn admit(&mut self, stream: TcpStream) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+        match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => Some((stream, permit)),
+            Err(_) => {
+                // Best effort: a full send buffer just means a plain close.
+                let _ = stream.try_write(REFUSAL);
+                drop(stream);
+                self.refused += 1;
+                self.log(Instant::now());
+                None
+            }
+        }
+    }
+
+    fn log(&mut self, now: Instant) {
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < LOG_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            refused = self.refused,
+            max_connections = self.max,
+            "at the limit of open connections; refusing new ones"
+        );
+        self.refused = 0;
+        self.logged_at = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_refusal_declares_its_length() {
+        let text = std::str::from_utf8(REFUSAL).unwrap_or_default();
+        let (_, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(text.contains(&format!("content-length: {}\r\n", body.len())));
+        assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_are_logged_at_most_once_a_period() {
+        let mut limit = ConnectionLimit::new(1);
+        let t0 = Instant::now();
+        limit.refused = 1;
+        limit.log(t0);
+        assert_eq!((limit.refused, limit.logged_at), (0, Some(t0)));
+        limit.refused = 5;
+        limit.log(t0 + Duration::from_millis(999));
+        assert_eq!(limit.refused, 5, "not logged again within the period");
+        limit.log(t0 + LOG_EVERY);
+        assert_eq!(limit.refused, 0);
+    }
+}
