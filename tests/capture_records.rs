@@ -145,10 +145,10 @@ async fn every_api_streamed_and_not_gives_a_complete_record() {
             assert!(t.longest_silence_ms.unwrap() >= 300.0, "{what}: {t:?}");
             if stream {
                 let answer: String = rec
-                    .deltas
+                    .delta_texts()
                     .iter()
                     .filter(|d| d.kind == DeltaKind::Answer)
-                    .map(|d| d.text.as_str())
+                    .map(|d| d.text)
                     .collect();
                 assert_eq!(answer, response.text, "{what}: deltas rebuild the answer");
                 assert!(

@@ -16,12 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 const ANSWER: &str = "The answer is forty-two.";
 
-fn delta(at_ms: f64, kind: DeltaKind, text: &str) -> Delta {
-    Delta {
-        at_ms,
-        kind,
-        text: text.to_owned(),
-    }
+/// One recorded piece; `Delta::from_pieces` turns them into the stored form.
+fn delta(at_ms: f64, kind: DeltaKind, text: &str) -> (f64, DeltaKind, &str) {
+    (at_ms, kind, text)
 }
 
 /// An Anthropic capture: a labelled thinking step, then the answer; short offsets keep tests fast.
@@ -70,7 +67,7 @@ fn record() -> CaptureRecord {
             finish_reason: Some("end_turn".to_owned()),
             body: None,
         }),
-        deltas: vec![
+        deltas: Delta::from_pieces(&[
             delta(25.0, Reasoning, "Reading the question\n"),
             delta(25.0, Label, "Reading the question"),
             delta(30.0, Reasoning, "It asks"),
@@ -78,7 +75,7 @@ fn record() -> CaptureRecord {
             delta(60.0, Answer, "The answer"),
             delta(70.0, Answer, " is forty"),
             delta(80.0, Answer, "-two."),
-        ],
+        ]),
         error: None,
         truncated: false,
     }

@@ -18,8 +18,8 @@ mod worker;
 pub mod writer;
 
 pub use record::{
-    CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, TokenUsage,
-    ToolCall,
+    CaptureLevel, CaptureRecord, Delta, DeltaKind, DeltaText, Outcome, Reassembled, Timings,
+    TokenUsage, ToolCall,
 };
 
 /// Where finished records and beacons go (the batching writer). Nothing here may block, except

@@ -114,13 +114,80 @@ pub enum DeltaKind {
     Label,
 }
 
-/// One delta with its arrival offset, for replay at the original pace (redacted text only;
-/// raw bytes are never kept, since a secret can be split across chunks).
+/// One delta with its arrival offset, for replay at the original pace.
+///
+/// Answer and reasoning deltas carry no text of their own, since a secret split across chunks
+/// would survive in the pieces: `end` is the byte offset in the record's `response.text`
+/// (answer) or `response.reasoning` (reasoning) where the delta ends, and it starts where the
+/// previous delta of its kind ended (0 for the first). Redaction rewrites these offsets with the
+/// text, so they always index the stored (redacted) text; [`CaptureRecord::delta_texts`] slices
+/// it. Labels (and tool deltas) are whole strings and keep them in `text`, redacted as one.
+/// Records stored before offsets existed have `text` in every delta and no `end`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
     pub at_ms: f64,
     pub kind: DeltaKind,
+    /// Answer and reasoning: where this delta ends in its kind's text, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<usize>,
+    /// Labels and tool deltas (and every delta of an older record): the text itself.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
+}
+
+impl Delta {
+    /// An answer or reasoning delta ending at byte `end` of its kind's text.
+    pub fn span(at_ms: f64, kind: DeltaKind, end: usize) -> Delta {
+        Delta {
+            at_ms,
+            kind,
+            end: Some(end),
+            text: String::new(),
+        }
+    }
+
+    /// A delta that keeps its text (labels and tool deltas).
+    pub fn text(at_ms: f64, kind: DeltaKind, text: impl Into<String>) -> Delta {
+        Delta {
+            at_ms,
+            kind,
+            end: None,
+            text: text.into(),
+        }
+    }
+
+    /// The deltas for pieces that arrived in this order: answer and reasoning pieces become
+    /// spans (their texts joined per kind are the record's texts), the rest keep their text.
+    pub fn from_pieces(pieces: &[(f64, DeltaKind, &str)]) -> Vec<Delta> {
+        let (mut answer, mut reasoning) = (0, 0);
+        pieces
+            .iter()
+            .map(|&(at_ms, kind, text)| match kind {
+                DeltaKind::Answer => {
+                    answer += text.len();
+                    Delta::span(at_ms, kind, answer)
+                }
+                DeltaKind::Reasoning => {
+                    reasoning += text.len();
+                    Delta::span(at_ms, kind, reasoning)
+                }
+                DeltaKind::Label | DeltaKind::Tool => Delta::text(at_ms, kind, text),
+            })
+            .collect()
+    }
+
+    /// Whether this delta is a span of its kind's text (not a text of its own).
+    pub fn is_span(&self) -> bool {
+        self.end.is_some() && matches!(self.kind, DeltaKind::Answer | DeltaKind::Reasoning)
+    }
+}
+
+/// A delta with its text, as [`CaptureRecord::delta_texts`] rebuilds it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeltaText<'a> {
+    pub at_ms: f64,
+    pub kind: DeltaKind,
+    pub text: &'a str,
 }
 
 /// How much of an exchange a route captures (defined with the config, which names it).
@@ -169,4 +236,44 @@ pub struct CaptureRecord {
     pub error: Option<String>,
     /// Bodies were cut to the route's maximum stored size.
     pub truncated: bool,
+}
+
+impl CaptureRecord {
+    /// Every delta with its text, in stored order: spans sliced out of the response text of
+    /// their kind, the others as they are. Offsets past the text or inside a character are
+    /// clamped to the character before; deltas left empty are skipped.
+    pub fn delta_texts(&self) -> Vec<DeltaText<'_>> {
+        let (answer, reasoning) = self
+            .response
+            .as_ref()
+            .map_or(("", ""), |r| (r.text.as_str(), r.reasoning.as_str()));
+        let (mut answer_at, mut reasoning_at) = (0, 0);
+        let mut out = Vec::with_capacity(self.deltas.len());
+        for d in &self.deltas {
+            let text = match (d.kind, d.end) {
+                (DeltaKind::Answer, Some(end)) => slice(answer, &mut answer_at, end),
+                (DeltaKind::Reasoning, Some(end)) => slice(reasoning, &mut reasoning_at, end),
+                _ => d.text.as_str(),
+            };
+            if !text.is_empty() {
+                out.push(DeltaText {
+                    at_ms: d.at_ms,
+                    kind: d.kind,
+                    text,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// `text[*from..end]`, with `end` clamped to a character boundary; moves `from` to the end.
+fn slice<'a>(text: &'a str, from: &mut usize, end: usize) -> &'a str {
+    let mut end = end.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let start = (*from).min(end);
+    *from = end.max(*from);
+    text.get(start..end).unwrap_or_default()
 }

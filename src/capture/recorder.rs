@@ -98,51 +98,36 @@ impl Recorder {
         self.body.extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    /// Records what the reassembly gained since last time, as deltas at `at`.
+    /// Records what the reassembly gained since last time, as deltas at `at`: answer and
+    /// reasoning as offsets into their growing text (no copy, see [`Delta`]), labels whole.
     pub fn after_feed(&mut self, out: &Reassembly, at: Duration) {
         if self.meta.level != CaptureLevel::Full {
             return;
         }
         let at_ms = ms(at);
-        let push = |deltas: &mut Vec<Delta>, truncated: &mut bool, kind, text: &str| {
-            if text.is_empty() {
-                return;
+        let mut push = |delta: Delta| {
+            if self.deltas.len() >= MAX_DELTAS {
+                self.truncated = true;
+            } else {
+                self.deltas.push(delta);
             }
-            if deltas.len() >= MAX_DELTAS {
-                *truncated = true;
-                return;
-            }
-            deltas.push(Delta {
-                at_ms,
-                kind,
-                text: text.to_owned(),
-            });
         };
-        if let Some(new) = out.answer.get(self.seen_answer..) {
-            push(
-                &mut self.deltas,
-                &mut self.truncated,
-                DeltaKind::Answer,
-                new,
-            );
+        if out.answer.len() > self.seen_answer {
+            self.seen_answer = out.answer.len();
+            push(Delta::span(at_ms, DeltaKind::Answer, self.seen_answer));
         }
-        self.seen_answer = out.answer.len();
-        if let Some(new) = out.reasoning.get(self.seen_reasoning..) {
-            push(
-                &mut self.deltas,
-                &mut self.truncated,
+        if out.reasoning.len() > self.seen_reasoning {
+            self.seen_reasoning = out.reasoning.len();
+            push(Delta::span(
+                at_ms,
                 DeltaKind::Reasoning,
-                new,
-            );
+                self.seen_reasoning,
+            ));
         }
-        self.seen_reasoning = out.reasoning.len();
         for label in out.labels.iter().skip(self.seen_labels) {
-            push(
-                &mut self.deltas,
-                &mut self.truncated,
-                DeltaKind::Label,
-                label,
-            );
+            if !label.is_empty() {
+                push(Delta::text(at_ms, DeltaKind::Label, label.as_str()));
+            }
         }
         self.seen_labels = out.labels.len();
     }
@@ -283,14 +268,21 @@ mod tests {
         r.after_feed(&out, Duration::from_millis(9));
         out.answer.push_str("lo");
         r.after_feed(&out, Duration::from_millis(12));
+        let summary = Summary {
+            phase: None,
+            counters: Default::default(),
+            output: out,
+        };
         let rec = r.finish(End {
             done_ms: 20.0,
+            summary: Some(&summary),
             ..End::default()
         });
+        assert!(rec.deltas.iter().all(|d| d.text.is_empty()), "no copies");
         let kinds: Vec<(f64, DeltaKind, &str)> = rec
-            .deltas
+            .delta_texts()
             .iter()
-            .map(|d| (d.at_ms, d.kind, d.text.as_str()))
+            .map(|d| (d.at_ms, d.kind, d.text))
             .collect();
         assert_eq!(
             kinds,

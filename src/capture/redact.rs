@@ -9,11 +9,13 @@
 //! Markers: `[REDACTED:email]`, `[REDACTED:card]`, `[REDACTED:key]` (API-key shapes and
 //! configured secrets), `[REDACTED]` (JSON paths, credential-named members, custom patterns).
 //!
-//! Limits: a secret split across two stream deltas is not seen in either delta alone (the
-//! record's reassembled text is redacted whole); JSON numbers are never rewritten.
+//! A record's answer and reasoning are redacted whole, and its deltas are offsets into them that
+//! redaction moves with the text (`record.rs`), so a secret split across stream chunks is seen
+//! whole and survives in no delta. Limit: JSON numbers are never rewritten.
 
 mod checks;
 mod path;
+mod record;
 
 use std::borrow::Cow;
 
@@ -22,8 +24,6 @@ use serde_json::Value;
 
 use checks::{is_card_number, looks_random, secret_forms};
 pub use path::JsonPath;
-
-use crate::capture::record::CaptureRecord;
 
 /// What to redact. `Default` turns on emails, card numbers and API keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +78,14 @@ struct Rule {
     regex: Regex,
     marker: &'static str,
     check: Check,
+}
+
+/// One replacement a pass made: `start..end` of its input became `marker`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Edit {
+    start: usize,
+    end: usize,
+    marker: &'static str,
 }
 
 /// Built once from a [`RedactConfig`]; cheap to share (`Arc`) between requests.
@@ -182,27 +190,39 @@ impl Redactor {
     }
 
     /// Replaces every match in `text`; borrows when nothing matched.
+    pub fn redact_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.redact_passes(text, |_, _| {}) {
+            Some(out) => Cow::Owned(out),
+            None => Cow::Borrowed(text),
+        }
+    }
+
+    /// Redacts `text` in passes, calling `on_pass` with each pass's input and the replacements
+    /// it made there (sorted, not overlapping); `None` when nothing matched.
     ///
     /// A replacement can reveal a match that its neighbour hid (`4111…1111s3cret` shows a card
     /// once the secret is a marker, because a word boundary appears), so passes repeat until
     /// nothing changes. Each pass turns unfenced text into a fenced marker, so this ends; the
     /// cap only bounds the cost of hostile input.
-    pub fn redact_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+    fn redact_passes(&self, text: &str, mut on_pass: impl FnMut(&str, &[Edit])) -> Option<String> {
         const MAX_PASSES: usize = 16;
-        let Some(mut out) = self.redact_pass(text) else {
-            return Cow::Borrowed(text);
-        };
+        let (mut out, edits) = self.redact_pass(text)?;
+        on_pass(text, &edits);
         for _ in 1..MAX_PASSES {
             match self.redact_pass(&out) {
-                Some(next) => out = next,
+                Some((next, edits)) => {
+                    on_pass(&out, &edits);
+                    out = next;
+                }
                 None => break,
             }
         }
-        Cow::Owned(out)
+        Some(out)
     }
 
-    /// One pass over `text`: `None` when nothing matched.
-    fn redact_pass(&self, text: &str) -> Option<String> {
+    /// One pass over `text`: `None` when nothing matched, else the new text and the
+    /// replacements made.
+    fn redact_pass(&self, text: &str) -> Option<(String, Vec<Edit>)> {
         let hits = self.set.matches(text);
         if !hits.matched_any() {
             return None;
@@ -213,7 +233,7 @@ impl Redactor {
             .find_iter(text)
             .map(|m| (m.start(), m.end()))
             .collect();
-        let mut spans: Vec<(usize, usize, &'static str)> = Vec::new();
+        let mut spans: Vec<Edit> = Vec::new();
         for i in hits.iter() {
             let Some(rule) = self.rules.get(i) else {
                 continue;
@@ -229,26 +249,31 @@ impl Redactor {
                 if fences.iter().any(|&(fs, fe)| start < fe && fs < end) {
                     continue;
                 }
-                spans.push((start, end, rule.marker));
+                spans.push(Edit {
+                    start,
+                    end,
+                    marker: rule.marker,
+                });
             }
         }
         if spans.is_empty() {
             return None;
         }
         // Earliest first, longest first among equals; overlapping later spans are dropped.
-        spans.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        spans.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
-        for (start, end, marker) in spans {
-            if start < at {
-                continue;
+        spans.retain(|e| {
+            if e.start < at {
+                return false;
             }
-            out.push_str(text.get(at..start).unwrap_or_default());
-            out.push_str(marker);
-            at = end;
-        }
+            out.push_str(text.get(at..e.start).unwrap_or_default());
+            out.push_str(e.marker);
+            at = e.end;
+            true
+        });
         out.push_str(text.get(at..).unwrap_or_default());
-        Some(out)
+        Some((out, spans))
     }
 
     /// Replaces the configured paths wholesale, the scalar values of credential-named members,
@@ -308,60 +333,9 @@ impl Redactor {
         }
     }
 
-    /// Redacts everything in a record that came from a client or upstream: the path (and a
-    /// query, should one be there), request, response text, reasoning, tool-call arguments and
-    /// body, deltas and error.
-    pub fn redact_record(&self, record: &mut CaptureRecord) {
-        let path = match record.path.split_once('?') {
-            Some((p, q)) => {
-                format!("{}?{}", self.redact_str(p), self.redact_query(q))
-            }
-            None => self.redact_str(&record.path).into_owned(),
-        };
-        record.path = path;
-        if let Some(request) = record.request.as_mut() {
-            self.redact_json(request);
-        }
-        if let Some(response) = record.response.as_mut() {
-            self.redact_string(&mut response.text);
-            self.redact_string(&mut response.reasoning);
-            for call in &mut response.tool_calls {
-                if let Cow::Owned(o) = self.redact_arguments(&call.arguments) {
-                    call.arguments = o;
-                }
-            }
-            if let Some(body) = response.body.as_mut() {
-                self.redact_json(body);
-            }
-        }
-        for delta in &mut record.deltas {
-            self.redact_string(&mut delta.text);
-        }
-        if let Some(error) = record.error.as_mut() {
-            self.redact_string(error);
-        }
-    }
-
     fn redact_string(&self, text: &mut String) {
         if let Cow::Owned(o) = self.redact_str(text) {
             *text = o;
-        }
-    }
-
-    /// Tool-call arguments are JSON text: scanned as JSON when they parse (so credential-named
-    /// members are caught) and re-serialised only when something changed.
-    fn redact_arguments<'a>(&self, arguments: &'a str) -> Cow<'a, str> {
-        match serde_json::from_str::<Value>(arguments) {
-            Ok(parsed) => {
-                let mut redacted = parsed.clone();
-                self.scan_json(&mut redacted);
-                if redacted == parsed {
-                    Cow::Borrowed(arguments)
-                } else {
-                    Cow::Owned(redacted.to_string())
-                }
-            }
-            Err(_) => self.redact_str(arguments),
         }
     }
 }

@@ -34,7 +34,7 @@ fn record_size(r: &CaptureRecord) -> usize {
         + r.upstream_timings.as_ref().map_or(0, value_size)
         + r.request.as_ref().map_or(0, value_size)
         + r.response.as_ref().map_or(0, response_size)
-        + r.deltas.iter().map(|d| 48 + d.text.len()).sum::<usize>()
+        + r.deltas.iter().map(|d| 56 + d.text.len()).sum::<usize>()
 }
 
 fn response_size(r: &Reassembled) -> usize {

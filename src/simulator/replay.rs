@@ -12,7 +12,7 @@ use super::headings::{self, Piece};
 use super::knobs::Knobs;
 use super::plan::Plan;
 use super::script::{Counts, DEFAULT_MODEL, Script, Timeline};
-use crate::capture::{CaptureRecord, Delta, DeltaKind};
+use crate::capture::{CaptureRecord, DeltaKind, DeltaText};
 use http::StatusCode;
 
 /// Answer pace when a record has text but no timing for it.
@@ -71,9 +71,10 @@ impl Script {
         mut knobs: Knobs,
     ) -> Self {
         let clock = Clock::new(record, &knobs);
-        let mut deltas: Vec<&Delta> = record.deltas.iter().collect();
+        // Texts first (spans are sliced in stored order), then in time order.
+        let mut deltas: Vec<DeltaText<'_>> = record.delta_texts();
         deltas.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
-        let timed = |d: &&Delta| (clock.at(d.at_ms), d.text.clone());
+        let timed = |d: &DeltaText<'_>| (clock.at(d.at_ms), d.text.to_owned());
         let mut answer: Vec<(u64, String)> = deltas
             .iter()
             .filter(|d| d.kind == DeltaKind::Answer)
@@ -84,11 +85,11 @@ impl Script {
             .filter_map(|d| match d.kind {
                 DeltaKind::Reasoning => Some(Piece::Reasoning {
                     at: clock.at(d.at_ms),
-                    text: d.text.clone(),
+                    text: d.text.to_owned(),
                 }),
                 DeltaKind::Label => Some(Piece::Label {
                     at: clock.at(d.at_ms),
-                    text: d.text.clone(),
+                    text: d.text.to_owned(),
                 }),
                 DeltaKind::Answer | DeltaKind::Tool => None,
             })

@@ -12,12 +12,9 @@ use serde_json::{Value, json};
 
 const HEADERS_MS: f64 = 200.0;
 
-fn delta(at_ms: f64, kind: DeltaKind, text: &str) -> Delta {
-    Delta {
-        at_ms,
-        kind,
-        text: text.to_owned(),
-    }
+/// One recorded piece; `Delta::from_pieces` turns them into the stored form.
+fn delta(at_ms: f64, kind: DeltaKind, text: &str) -> (f64, DeltaKind, &str) {
+    (at_ms, kind, text)
 }
 
 /// A Responses capture: two summary parts with bold headings, then three answer deltas.
@@ -61,7 +58,7 @@ fn record() -> CaptureRecord {
             finish_reason: Some("completed".to_owned()),
             body: None,
         }),
-        deltas: vec![
+        deltas: Delta::from_pieces(&[
             delta(300.0, Reasoning, "**Planning**\n\n"),
             delta(300.0, Label, "Planning"),
             delta(400.0, Reasoning, "Think"),
@@ -72,7 +69,7 @@ fn record() -> CaptureRecord {
             delta(1_200.0, Answer, "Hello"),
             delta(1_250.0, Answer, " world"),
             delta(1_400.0, Answer, "."),
-        ],
+        ]),
         error: None,
         truncated: false,
     }

@@ -57,6 +57,28 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE captures ADD COLUMN owner TEXT;
     ALTER TABLE client_timings ADD COLUMN owner TEXT;
     ALTER TABLE feedback ADD COLUMN owner TEXT;",
+    // 3: answer and reasoning deltas become offsets (`end`, bytes into the record's text of
+    // their kind) and lose their own text, which redaction could not see whole (a secret split
+    // across chunks survived in the pieces). Offsets are the running sums of the old texts'
+    // lengths, so replay keeps the pace; readers clamp them to the stored text.
+    "UPDATE captures SET record = json_set(record, '$.deltas', (
+        SELECT json_group_array(CASE
+            WHEN kind IN ('answer', 'reasoning') AND text IS NOT NULL
+            THEN json_object('at_ms', at_ms, 'kind', kind, 'end', total)
+            ELSE json(value) END)
+        FROM (
+            SELECT key, value,
+                json_extract(value, '$.kind') AS kind,
+                json_extract(value, '$.at_ms') AS at_ms,
+                json_extract(value, '$.text') AS text,
+                SUM(length(CAST(coalesce(json_extract(value, '$.text'), '') AS BLOB)))
+                    OVER (PARTITION BY json_extract(value, '$.kind') ORDER BY key) AS total
+            FROM json_each(captures.record, '$.deltas')
+            ORDER BY key)))
+    WHERE EXISTS (
+        SELECT 1 FROM json_each(captures.record, '$.deltas')
+        WHERE json_extract(value, '$.kind') IN ('answer', 'reasoning')
+            AND json_extract(value, '$.text') IS NOT NULL);",
 ];
 
 /// The schema version this build writes.
@@ -71,6 +93,11 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             found,
             known: VERSION,
         });
+    }
+    if found < VERSION {
+        // Pages a migration frees or rewrites are zeroed, so what it removes leaves the file.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(|e| StoreError::opening(path, e))?;
     }
     for (index, sql) in MIGRATIONS
         .iter()
@@ -89,9 +116,18 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             .and_then(|()| tx.commit())
             .map_err(|e| StoreError::opening(path, e))?;
     }
+    if found < VERSION {
+        // Old page images leave the -wal too: checkpoint into the file and truncate the log.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| StoreError::opening(path, e))?;
+    }
     Ok(())
 }
 
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
+
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod tests;

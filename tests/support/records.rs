@@ -54,11 +54,7 @@ pub fn record(id: &str, attempt: u32, started_at_ms: i64, size: usize) -> Captur
             finish_reason: Some("stop".to_string()),
             body: None,
         }),
-        deltas: vec![Delta {
-            at_ms: 900.25,
-            kind: DeltaKind::Answer,
-            text: "x".to_string(),
-        }],
+        deltas: vec![Delta::span(900.25, DeltaKind::Answer, 1)],
         error: None,
         truncated: false,
     }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::capture::record::{
-    CaptureLevel, Delta, DeltaKind, Outcome, Reassembled, Timings, ToolCall,
+    CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, ToolCall,
 };
 use base64::Engine;
 use serde_json::json;
@@ -270,11 +270,8 @@ fn record() -> CaptureRecord {
             finish_reason: None,
             body: Some(json!({"email": "x@y.io"})),
         }),
-        deltas: vec![Delta {
-            at_ms: 1.0,
-            kind: DeltaKind::Answer,
-            text: "x@y.io".into(),
-        }],
+        // A delta as records stored before offsets kept it: with its own text.
+        deltas: vec![Delta::text(1.0, DeltaKind::Answer, "x@y.io")],
         error: Some("upstream said: bad key sk-abcdefghij0123456789".into()),
         truncated: false,
     }

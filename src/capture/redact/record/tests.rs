@@ -1,0 +1,249 @@
+use super::super::RedactConfig;
+use super::*;
+use crate::capture::record::{CaptureLevel, DeltaText, Outcome, Reassembled, Timings};
+use proptest::prelude::*;
+
+const EMAIL: &str = "zelda.quux@wombat-mail.example";
+const CARD: &str = "5555-5555-5555-4444";
+const KEY: &str = "cfg-Secret-Quokka-7d41e9b2c3";
+
+fn redactor() -> Redactor {
+    Redactor::new(&RedactConfig {
+        secrets: vec![KEY.to_owned()],
+        ..RedactConfig::default()
+    })
+    .unwrap()
+}
+
+fn record(answer: &str, reasoning: &str, deltas: Vec<Delta>) -> CaptureRecord {
+    CaptureRecord {
+        id: "r".into(),
+        attempt: 1,
+        started_at_ms: 0,
+        route: "r".into(),
+        api: "openai".into(),
+        model: None,
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        client_status: Some(200),
+        upstream_status: Some(200),
+        streamed: true,
+        tier: "off".into(),
+        outcome: Outcome::Ok,
+        partial: false,
+        capture: CaptureLevel::Full,
+        timings: Timings::default(),
+        usage: None,
+        upstream_timings: None,
+        request: None,
+        response: Some(Reassembled {
+            text: answer.into(),
+            reasoning: reasoning.into(),
+            ..Reassembled::default()
+        }),
+        deltas,
+        error: None,
+        owner: None,
+        truncated: false,
+    }
+}
+
+fn texts(rec: &CaptureRecord) -> Vec<(f64, DeltaKind, String)> {
+    rec.delta_texts()
+        .iter()
+        .map(|d: &DeltaText<'_>| (d.at_ms, d.kind, d.text.to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_secret_split_across_deltas_becomes_one_marker_in_the_delta_that_completed_it() {
+    use DeltaKind::Answer;
+    let pieces = [
+        (1.0, Answer, "write to zel"),
+        (2.0, Answer, "da.quux@wom"),
+        (3.0, Answer, "bat-mail.exa"),
+        (4.0, Answer, "mple, card 5555-55"),
+        (5.0, Answer, "55-5555-4444 ok"),
+    ];
+    let answer: String = pieces.iter().map(|p| p.2).collect();
+    let mut rec = record(&answer, "", Delta::from_pieces(&pieces));
+    let r = redactor();
+    r.redact_record(&mut rec);
+    assert_eq!(
+        rec.response.as_ref().unwrap().text,
+        "write to [REDACTED:email], card [REDACTED:card] ok"
+    );
+    assert_eq!(
+        texts(&rec),
+        [
+            (1.0, Answer, "write to ".to_owned()),
+            (4.0, Answer, "[REDACTED:email], card ".to_owned()),
+            (5.0, Answer, "[REDACTED:card] ok".to_owned()),
+        ]
+    );
+    assert!(rec.deltas.iter().all(|d| d.text.is_empty()));
+    let once = rec.clone();
+    r.redact_record(&mut rec);
+    assert_eq!(rec, once, "idempotent");
+}
+
+#[test]
+fn labels_cut_inside_a_secret_lose_the_piece() {
+    use DeltaKind::{Label, Reasoning};
+    let reasoning = format!("**Mailing {EMAIL}**\n\nthen {KEY} later");
+    let pieces = [
+        (1.0, Reasoning, reasoning.as_str()),
+        (1.0, Label, "Mailing zelda.quux@wombat-ma…"),
+        (2.0, Label, "Secret-Quokka-7d41e9b2c3 later"),
+        (3.0, Label, "da.quux@wom"),
+        (4.0, Label, "Plain heading"),
+    ];
+    let mut rec = record("", &reasoning, Delta::from_pieces(&pieces));
+    redactor().redact_record(&mut rec);
+    let labels: Vec<String> = texts(&rec)
+        .into_iter()
+        .filter(|d| d.1 == Label)
+        .map(|d| d.2)
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "Mailing [REDACTED:email]…",
+            "[REDACTED:key] later",
+            "[REDACTED:email]",
+            "Plain heading"
+        ]
+    );
+}
+
+#[test]
+fn older_records_with_text_deltas_lose_the_pieces_too() {
+    let answer = format!("mail {EMAIL} now");
+    let old = |at, text: &str| Delta::text(at, DeltaKind::Answer, text);
+    let deltas = vec![
+        old(1.0, "mail zelda."),
+        old(2.0, "quux@wombat"),
+        old(3.0, "-mail.example now"),
+    ];
+    let mut rec = record(&answer, "", deltas);
+    redactor().redact_record(&mut rec);
+    let json = serde_json::to_string(&rec).unwrap();
+    for piece in ["zelda.", "quux@wombat", "-mail.example"] {
+        assert!(!json.contains(piece), "{piece} in {json}");
+    }
+}
+
+#[test]
+fn offsets_move_with_every_pass() {
+    // The card shows only once the secret after it is a marker (a word boundary appears).
+    let pieces = [
+        (1.0, DeltaKind::Answer, "x 5555555555554"),
+        (2.0, DeltaKind::Answer, &format!("444{KEY} y")[..]),
+    ];
+    let answer: String = pieces.iter().map(|p| p.2).collect();
+    let mut rec = record(&answer, "", Delta::from_pieces(&pieces));
+    redactor().redact_record(&mut rec);
+    let text = &rec.response.as_ref().unwrap().text;
+    assert_eq!(text, "x [REDACTED:card][REDACTED:key] y");
+    assert_eq!(
+        texts(&rec),
+        [
+            (1.0, DeltaKind::Answer, "x ".to_owned()),
+            (
+                2.0,
+                DeltaKind::Answer,
+                "[REDACTED:card][REDACTED:key] y".to_owned()
+            ),
+        ]
+    );
+}
+
+/// Words that share no four bytes with the secrets.
+fn filler() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just("lorem"),
+            Just("ipsum"),
+            Just("dolor"),
+            Just(" "),
+            Just(", "),
+            Just("\n"),
+            Just("é😀"),
+        ],
+        0..6,
+    )
+    .prop_map(|v| v.concat())
+}
+
+fn text_with_secrets() -> impl Strategy<Value = String> {
+    (filler(), filler(), filler(), filler())
+        .prop_map(|(a, b, c, d)| format!("{a} {EMAIL} {b} card {CARD} {c} key {KEY} {d}"))
+}
+
+/// `text` cut at the given char indices (taken modulo its length).
+fn chunks(text: &str, cuts: &[usize]) -> Vec<String> {
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    let mut at: Vec<usize> = cuts
+        .iter()
+        .map(|c| bounds[c % bounds.len()])
+        .chain([0, text.len()])
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    at.windows(2).map(|w| text[w[0]..w[1]].to_owned()).collect()
+}
+
+fn windows(secret: &str) -> Vec<&str> {
+    (0..=secret.len() - 4).map(|i| &secret[i..i + 4]).collect()
+}
+
+proptest! {
+    #[test]
+    fn no_chunking_leaves_a_piece_of_a_secret_in_any_delta(
+        answer in text_with_secrets(),
+        reasoning in text_with_secrets(),
+        answer_cuts in proptest::collection::vec(0usize..400, 0..30),
+        reasoning_cuts in proptest::collection::vec(0usize..400, 0..30),
+        label_window in (0usize..400, 0usize..60),
+    ) {
+        let answer_chunks = chunks(&answer, &answer_cuts);
+        let reasoning_chunks = chunks(&reasoning, &reasoning_cuts);
+        // A label cut out of the reasoning anywhere, ended by the length bound's ellipsis.
+        let chars: Vec<char> = reasoning.chars().collect();
+        let start = label_window.0 % chars.len();
+        let label: String = chars[start..]
+            .iter()
+            .take(label_window.1 + 1)
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let label = format!("{label}…");
+        let mut pieces: Vec<(f64, DeltaKind, &str)> = Vec::new();
+        for (i, c) in reasoning_chunks.iter().enumerate() {
+            pieces.push((i as f64, DeltaKind::Reasoning, c));
+        }
+        pieces.push((50.0, DeltaKind::Label, &label));
+        for (i, c) in answer_chunks.iter().enumerate() {
+            pieces.push((100.0 + i as f64, DeltaKind::Answer, c));
+        }
+        let mut rec = record(&answer, &reasoning, Delta::from_pieces(&pieces));
+        redactor().redact_record(&mut rec);
+        let response = rec.response.clone().unwrap();
+        let rebuilt = |kind| -> String {
+            texts(&rec).into_iter().filter(|d| d.1 == kind).map(|d| d.2).collect()
+        };
+        prop_assert_eq!(rebuilt(DeltaKind::Answer), response.text);
+        prop_assert_eq!(rebuilt(DeltaKind::Reasoning), response.reasoning);
+        prop_assert!(rec.deltas.len() <= pieces.len());
+        // What is stored of the deltas, and what they rebuild.
+        let rebuilt: Vec<String> = texts(&rec).into_iter().map(|d| d.2).collect();
+        let json = format!("{}{rebuilt:?}", serde_json::to_string(&rec.deltas).unwrap())
+            .replace("[REDACTED:email]", "[]");
+        for secret in [EMAIL, CARD, KEY] {
+            for w in windows(secret) {
+                prop_assert!(!json.contains(w), "{:?} in {}", w, json);
+            }
+        }
+    }
+}

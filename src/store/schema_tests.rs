@@ -1,0 +1,115 @@
+//! Migrations 2 and 3 on a version-1 database holding a record whose deltas kept their text.
+
+use super::{MIGRATIONS, VERSION};
+use crate::capture::{
+    CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings,
+};
+use crate::store::{SqliteStore, Store};
+use rusqlite::Connection;
+
+fn legacy_record() -> CaptureRecord {
+    let old = |at, kind, text: &str| Delta::text(at, kind, text);
+    CaptureRecord {
+        id: "legacy".into(),
+        attempt: 1,
+        started_at_ms: 1,
+        route: "r".into(),
+        api: "openai".into(),
+        model: None,
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        client_status: Some(200),
+        upstream_status: Some(200),
+        streamed: true,
+        tier: "off".into(),
+        outcome: Outcome::Ok,
+        partial: false,
+        capture: CaptureLevel::Full,
+        timings: Timings::default(),
+        usage: None,
+        upstream_timings: None,
+        // Large enough that the deltas sit in overflow pages, which the update frees.
+        request: Some(serde_json::Value::String("q".repeat(20_000))),
+        response: Some(Reassembled {
+            text: "mail [REDACTED:email] now".into(),
+            reasoning: "hm".into(),
+            ..Reassembled::default()
+        }),
+        deltas: vec![
+            old(0.5, DeltaKind::Reasoning, "hm"),
+            old(0.5, DeltaKind::Label, "Heading"),
+            old(1.0, DeltaKind::Answer, "mail zelda."),
+            old(2.0, DeltaKind::Answer, "quux@wombat"),
+            old(3.25, DeltaKind::Answer, "-mail.example now"),
+        ],
+        error: None,
+        owner: None,
+        truncated: false,
+    }
+}
+
+#[test]
+fn old_delta_texts_become_offsets_and_leave_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        let _: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let json = serde_json::to_string(&legacy_record()).unwrap();
+        assert!(json.contains("quux@wombat"));
+        conn.execute(
+            "INSERT INTO captures (id, attempt, started_at_ms, route, api, method, path, streamed,
+                tier, outcome, partial, record)
+             VALUES ('legacy', 1, 1, 'r', 'openai', 'POST', '/', 1, 'off', 'ok', 0, ?1)",
+            [json],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, VERSION);
+    let record = store.get("legacy").unwrap().remove(0);
+    let deltas: Vec<(f64, DeltaKind, Option<usize>, &str)> = record
+        .deltas
+        .iter()
+        .map(|d| (d.at_ms, d.kind, d.end, d.text.as_str()))
+        .collect();
+    assert_eq!(
+        deltas,
+        [
+            (0.5, DeltaKind::Reasoning, Some(2), ""),
+            (0.5, DeltaKind::Label, None, "Heading"),
+            (1.0, DeltaKind::Answer, Some(11), ""),
+            (2.0, DeltaKind::Answer, Some(22), ""),
+            (3.25, DeltaKind::Answer, Some(39), ""),
+        ]
+    );
+    let answer: String = record
+        .delta_texts()
+        .iter()
+        .filter(|d| d.kind == DeltaKind::Answer)
+        .map(|d| d.text)
+        .collect();
+    assert_eq!(answer, "mail [REDACTED:email] now");
+    // While the store is open (its -wal in use), and after it closed.
+    assert_clean(dir.path());
+    drop(store);
+    assert_clean(dir.path());
+}
+
+fn assert_clean(dir: &std::path::Path) {
+    for file in ["capture.db", "capture.db-wal"] {
+        let bytes = std::fs::read(dir.join(file)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for piece in ["zelda.", "quux@wombat", "-mail.example"] {
+            assert!(!text.contains(piece), "{file} still holds {piece:?}");
+        }
+    }
+}
