@@ -145,20 +145,19 @@ pub fn upstream_headers(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    if let Some(key) = route.api_key.as_deref() {
-        if !headers::has_credentials(&out, query)
-            && !headers::inject_credential(&mut out, route.api, key)
-        {
-            return Err(ProxyError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Origin::Internal,
-                "bad_api_key",
-                format!(
-                    "the key in {} is not a valid header value",
-                    route.api_key_env.as_deref().unwrap_or("api_key_env")
-                ),
-            ));
-        }
+    if let Some(key) = route.api_key.as_deref()
+        && !headers::has_credentials(&out, query)
+        && !headers::inject_credential(&mut out, route.api, key)
+    {
+        return Err(ProxyError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Origin::Internal,
+            "bad_api_key",
+            format!(
+                "the key in {} is not a valid header value",
+                route.api_key_env.as_deref().unwrap_or("api_key_env")
+            ),
+        ));
     }
     Ok(out)
 }

@@ -30,11 +30,12 @@ impl ExchangeBody {
             .tap
             .as_ref()
             .is_some_and(|t| t.sent.load(Ordering::Acquire));
-        if sent && self.w().progress().phase() == Phase::Connecting {
-            if let Some(p) = self.w().phase(Phase::Waiting) {
-                self.push_event(&p);
-                self.dl.beat_done(Instant::now());
-            }
+        if sent
+            && self.w().progress().phase() == Phase::Connecting
+            && let Some(p) = self.w().phase(Phase::Waiting)
+        {
+            self.push_event(&p);
+            self.dl.beat_done(Instant::now());
         }
     }
 
