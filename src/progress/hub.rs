@@ -1,6 +1,8 @@
 //! The side channel's registry: progress events per request id, kept for replay and fanned out
 //! to subscribers. No I/O; the HTTP edge is `side_channel`.
 
+use super::frames;
+use super::state::DoneEvent;
 use crate::config::Owner;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +19,9 @@ pub struct Published {
     /// A heartbeat (nothing changed but time): the hub keeps only the latest of a run of them.
     pub heartbeat: bool,
 }
+
+/// Events kept for one id however the limits are set (a kept `aloud.done` may add one).
+const MAX_EVENTS_HARD: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HubLimits {
@@ -60,20 +65,62 @@ struct Entry {
     /// How many requests used this id (retries reuse it).
     attempts: u32,
     events: VecDeque<Published>,
+    /// The final event of an attempt nobody watched, serialised only if someone asks.
+    done: Option<Box<DoneEvent>>,
     last_seq: u64,
-    /// Bumped on every change; subscribers wait on it.
-    version: watch::Sender<u64>,
+    /// Bumped on every change; subscribers wait on it. Shared with the request (a
+    /// `Listeners` handle), which reads from it, without a lock, whether anyone listens.
+    version: Arc<watch::Sender<u64>>,
+}
+
+/// A request's handle on its side-channel entry: whether anyone subscribes to it now.
+#[derive(Clone, Debug)]
+pub struct Listeners(Arc<watch::Sender<u64>>);
+
+impl Listeners {
+    /// Someone is subscribed (no lock: an atomic count).
+    pub fn any(&self) -> bool {
+        self.0.receiver_count() > 0
+    }
+
+    /// A handle nobody will ever subscribe to (tests, tools).
+    pub fn none() -> Self {
+        Listeners(Arc::new(watch::Sender::new(0)))
+    }
+}
+
+/// What `begin` hands the request.
+#[derive(Debug)]
+pub struct Begun {
+    /// The last sequence number of earlier attempts (0 for none).
+    pub last_seq: u64,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+    pub listeners: Listeners,
 }
 
 impl Entry {
+    /// Serialises a kept `aloud.done` into the event list (when someone asks, or before a
+    /// retry continues the sequence).
+    fn materialise_done(&mut self) {
+        if let Some(done) = self.done.take() {
+            if self.events.len() >= MAX_EVENTS_HARD {
+                self.events.pop_front();
+            }
+            self.events
+                .push_back(frames::publish(done.seq, frames::DONE, &*done));
+        }
+    }
+
     fn new(stage: Stage) -> Self {
         Entry {
             stage,
             owner: None,
             attempts: 0,
             events: VecDeque::new(),
+            done: None,
             last_seq: 0,
-            version: watch::Sender::new(0),
+            version: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -152,7 +199,7 @@ impl Hub {
     ///
     /// A finished request of another owner is forgotten here (its events are not replayed to
     /// the new owner); the attempt count goes on, so stored records keep distinct attempts.
-    pub fn begin(&self, id: &Arc<str>, owner: Option<Owner>) -> Result<(u64, u32), InFlight> {
+    pub fn begin(&self, id: &Arc<str>, owner: Option<Owner>) -> Result<Begun, InFlight> {
         let now = Instant::now();
         let mut entries = self.lock();
         self.prune(&mut entries, now);
@@ -164,20 +211,31 @@ impl Hub {
                     // Nothing of the other owner's request may show through, not even its
                     // sequence numbers.
                     entry.events.clear();
+                    entry.done = None;
                     entry.last_seq = 0;
                 }
+                entry.materialise_done();
                 entry.owner = owner;
                 entry.stage = Stage::InFlight;
                 entry.attempts += 1;
                 entry.bump();
-                Ok((entry.last_seq, entry.attempts))
+                Ok(Begun {
+                    last_seq: entry.last_seq,
+                    attempt: entry.attempts,
+                    listeners: Listeners(Arc::clone(&entry.version)),
+                })
             }
             None => {
                 let mut entry = Entry::new(Stage::InFlight);
                 entry.owner = owner;
                 entry.attempts = 1;
+                let listeners = Listeners(Arc::clone(&entry.version));
                 entries.map.insert(Arc::clone(id), entry);
-                Ok((0, 1))
+                Ok(Begun {
+                    last_seq: 0,
+                    attempt: 1,
+                    listeners,
+                })
             }
         }
     }
@@ -203,12 +261,17 @@ impl Hub {
         listened
     }
 
-    /// Marks the attempt finished; its events stay for `retain`.
-    pub fn finish(&self, id: &str) {
+    /// Marks the attempt finished; its events stay for `retain`. `done` is the final event of
+    /// an attempt nobody watched, kept unserialised until a subscriber asks for it.
+    pub fn finish(&self, id: &str, done: Option<DoneEvent>) {
         let mut entries = self.lock();
         let at = Instant::now();
         let key = entries.map.get_key_value(id).map(|(k, _)| Arc::clone(k));
         if let (Some(key), Some(entry)) = (key, entries.map.get_mut(id)) {
+            if let Some(done) = done {
+                entry.last_seq = entry.last_seq.max(done.seq);
+                entry.done = Some(Box::new(done));
+            }
             entry.stage = Stage::Finished { at };
             entry.bump();
             entries.finished.push_back((at, key));
@@ -247,13 +310,14 @@ impl Hub {
     /// Events after `after` for a subscriber of `owner`, or what it should do instead. A
     /// request of another owner is answered as one that has not arrived: `Hidden`.
     pub fn poll(&self, id: &str, after: u64, owner: Option<Owner>) -> Poll {
-        let entries = self.lock();
-        let Some(entry) = entries.map.get(id) else {
+        let mut entries = self.lock();
+        let Some(entry) = entries.map.get_mut(id) else {
             return Poll::End;
         };
         if entry.hidden_from(owner) {
             return Poll::Hidden;
         }
+        entry.materialise_done();
         let fresh: Vec<Published> = entry
             .events
             .iter()

@@ -1,8 +1,13 @@
 //! One request's progress at the edge: the pure state machine plus its side-channel entry. The
 //! exchange's single timer (in `proxy`) says when a heartbeat is due.
+//!
+//! Events cost only when someone sees them: an event is serialised and published when the
+//! request is in the events tier (`eager`), when a side-channel subscriber listens now, or when
+//! the caller needs its bytes (a comment). A request nobody watched leaves its side-channel
+//! entry the final `aloud.done`, unserialised until someone asks.
 
 use super::frames::{self, DONE, PROGRESS};
-use super::hub::{Hub, Published};
+use super::hub::{Hub, Listeners, Published};
 use super::ladder::Ladder;
 use super::state::{Progress, VERSION};
 use crate::apis::stream::{Phase, Signal};
@@ -16,6 +21,9 @@ pub struct Watcher {
     started: Instant,
     progress: Progress,
     hub: Arc<Hub>,
+    listeners: Listeners,
+    /// The client takes every event (the events tier).
+    eager: bool,
     finished: bool,
 }
 
@@ -27,8 +35,12 @@ impl Watcher {
         first_seq: u64,
         hub: Arc<Hub>,
         ladder: Arc<Ladder>,
+        listeners: Listeners,
+        eager: bool,
     ) -> Self {
         Watcher {
+            listeners,
+            eager,
             progress: Progress::new(Arc::clone(&id), ladder).continue_from(first_seq),
             id,
             started,
@@ -58,14 +70,20 @@ impl Watcher {
         &mut self.progress
     }
 
-    /// Emits an `aloud.progress` event now.
-    pub fn emit(&mut self) -> Published {
-        self.emit_as(false)
+    /// Whether anyone sees events now: the events tier, or a side-channel subscriber.
+    pub fn observed(&self) -> bool {
+        self.eager || self.listeners.any()
     }
 
-    /// Emits the heartbeat's `aloud.progress` event (the hub keeps only the latest of a run).
-    pub fn emit_heartbeat(&mut self) -> Published {
-        self.emit_as(true)
+    /// Emits an `aloud.progress` event now, when someone sees it.
+    pub fn emit(&mut self) -> Option<Published> {
+        self.observed().then(|| self.emit_as(false))
+    }
+
+    /// Emits the heartbeat's `aloud.progress` event (the hub keeps only the latest of a run),
+    /// when someone sees it or the caller needs its bytes (`needed`).
+    pub fn emit_heartbeat(&mut self, needed: bool) -> Option<Published> {
+        (needed || self.observed()).then(|| self.emit_as(true))
     }
 
     fn emit_as(&mut self, heartbeat: bool) -> Published {
@@ -82,7 +100,11 @@ impl Watcher {
     /// Moves to `phase`; returns the event to send when it changed.
     pub fn phase(&mut self, phase: Phase) -> Option<Published> {
         let at = self.elapsed();
-        self.progress.set_phase(phase, at).then(|| self.emit())
+        if self.progress.set_phase(phase, at) {
+            self.emit()
+        } else {
+            None
+        }
     }
 
     /// Applies interpreter signals; returns an event when one is worth sending now.
@@ -92,7 +114,7 @@ impl Watcher {
         for s in signals {
             changed |= self.progress.apply(s, at);
         }
-        changed.then(|| self.emit())
+        if changed { self.emit() } else { None }
     }
 
     /// Publishes an event built elsewhere (`aloud.result`, `aloud.error`).
@@ -116,9 +138,14 @@ impl Watcher {
         let mut out = Vec::with_capacity(2);
         out.extend(self.phase(phase));
         let done = self.progress.done(self.elapsed());
+        if !self.observed() {
+            // Nobody sees it now: the entry keeps it unserialised for a later subscriber.
+            self.hub.finish(&self.id, Some(done));
+            return out;
+        }
         let published = frames::publish(done.seq, DONE, &done);
         self.hub.publish(&self.id, published.clone());
-        self.hub.finish(&self.id);
+        self.hub.finish(&self.id, None);
         out.push(published);
         out
     }

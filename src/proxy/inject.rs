@@ -21,8 +21,8 @@ pub enum Mode {
 /// What a due heartbeat does.
 #[derive(Debug, PartialEq)]
 pub enum Beat {
-    /// Send these bytes now.
-    Send(Bytes),
+    /// Send the heartbeat's event now (`Injector::heartbeat_bytes`).
+    Send,
     /// The upstream spoke recently: the comment is due this much later.
     Defer(Duration),
     /// Nothing goes to the client (the side channel may still get the event).
@@ -78,17 +78,25 @@ impl Injector {
 
     /// A heartbeat came due; `quiet` is how long the upstream has been silent (`None` before its
     /// head).
-    pub fn heartbeat(&self, p: &Published, quiet: Option<Duration>) -> Beat {
+    pub fn heartbeat(&self, quiet: Option<Duration>) -> Beat {
         match self.mode {
-            Mode::Events if self.at_boundary => Beat::Send(frames::event_bytes(p)),
+            Mode::Events if self.at_boundary => Beat::Send,
             Mode::Comments if self.head_out => match quiet {
                 // The upstream spoke less than a heartbeat ago: the comment is due one heartbeat
                 // after that, not a whole heartbeat from now.
                 Some(q) if q < self.heartbeat => Beat::Defer(self.heartbeat - q),
-                _ if self.at_boundary => Beat::Send(frames::comment_bytes(p)),
+                _ if self.at_boundary => Beat::Send,
                 _ => Beat::Quiet,
             },
             _ => Beat::Quiet,
+        }
+    }
+
+    /// The bytes of a heartbeat that is to be sent: an event, or a comment.
+    pub fn heartbeat_bytes(&self, p: &Published) -> Bytes {
+        match self.mode {
+            Mode::Events => frames::event_bytes(p),
+            Mode::Comments | Mode::Pass => frames::comment_bytes(p),
         }
     }
 }
@@ -111,21 +119,22 @@ mod tests {
     fn comments_wait_for_the_head_for_silence_and_for_a_boundary() {
         let s = Duration::from_secs(1);
         let mut inj = Injector::new(Mode::Comments, s);
-        assert_eq!(inj.heartbeat(&ev(), None), Beat::Quiet, "no head yet");
+        assert_eq!(inj.heartbeat(None), Beat::Quiet, "no head yet");
         inj.head_out();
         assert_eq!(
-            inj.heartbeat(&ev(), Some(Duration::from_millis(300))),
+            inj.heartbeat(Some(Duration::from_millis(300))),
             Beat::Defer(Duration::from_millis(700))
         );
         inj.set_boundary(false);
-        assert_eq!(inj.heartbeat(&ev(), Some(s)), Beat::Quiet, "mid-event");
+        assert_eq!(inj.heartbeat(Some(s)), Beat::Quiet, "mid-event");
         inj.set_boundary(true);
+        assert_eq!(inj.heartbeat(Some(s)), Beat::Send);
         assert_eq!(
-            inj.heartbeat(&ev(), Some(s)),
-            Beat::Send(Bytes::from_static(b": aloud {\"seq\":3}\n"))
+            inj.heartbeat_bytes(&ev()),
+            Bytes::from_static(b": aloud {\"seq\":3}\n")
         );
         inj.pass_only();
-        assert_eq!(inj.heartbeat(&ev(), Some(s)), Beat::Quiet);
+        assert_eq!(inj.heartbeat(Some(s)), Beat::Quiet);
     }
 
     #[test]
@@ -134,7 +143,7 @@ mod tests {
         assert!(inj.event(&ev()).is_some());
         inj.set_boundary(false);
         assert!(inj.event(&ev()).is_none());
-        assert_eq!(inj.heartbeat(&ev(), None), Beat::Quiet);
+        assert_eq!(inj.heartbeat(None), Beat::Quiet);
         let pass = Injector::new(Mode::Pass, Duration::from_secs(1));
         assert!(pass.event(&ev()).is_none());
     }

@@ -154,18 +154,27 @@ pub async fn forward(
                 )
             })
         });
-    let (first_seq, attempt) = match admitted {
-        Ok(a) => a,
+    let begun = match admitted {
+        Ok(b) => b,
         Err(e) => return refuse(ex, e, &parts.method, rest, &cx, rt, owner),
     };
     ex.w = Some(Watcher::new(
         Arc::clone(&ex.id),
         cx.started,
-        first_seq,
+        begun.last_seq,
         Arc::clone(&cx.progress.hub),
         Arc::clone(&cx.progress.ladder),
+        begun.listeners,
+        ex.tier == Tier::Events,
     ));
-    ex.capture = capture_for(route, &cx, &parts.method, rest, (attempt, owner), ex.tier);
+    ex.capture = capture_for(
+        route,
+        &cx,
+        &parts.method,
+        rest,
+        (begun.attempt, owner),
+        ex.tier,
+    );
     let query = query.as_deref();
     let prepared = admit::upstream_uri(&rt.target, rest, query)
         .and_then(|uri| admit::upstream_headers(client_headers, query, route).map(|h| (uri, h)));

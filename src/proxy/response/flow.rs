@@ -43,22 +43,25 @@ impl ExchangeBody {
     pub(super) fn heartbeat(&mut self) {
         let now = Instant::now();
         self.note_request_sent();
-        let p = self.w().emit_heartbeat();
         let quiet = self
             .dl
             .last_upstream()
             .map(|t| now.saturating_duration_since(t));
         self.dl.beat_done(now);
-        match self.inj.heartbeat(&p, quiet) {
-            Beat::Send(bytes) => {
+        let beat = self.inj.heartbeat(quiet);
+        // The side channel gets the heartbeat when someone listens; the client when it is due.
+        let p = self.w().emit_heartbeat(beat == Beat::Send);
+        match (beat, p) {
+            (Beat::Send, Some(p)) => {
                 if self.inj.mode() == Mode::Events {
                     let at = self.at();
                     self.w().progress_mut().feedback(at);
                 }
+                let bytes = self.inj.heartbeat_bytes(&p);
                 self.out.push_back(bytes);
             }
-            Beat::Defer(wait) => self.dl.beat_at(now + wait),
-            Beat::Quiet => {}
+            (Beat::Defer(wait), _) => self.dl.beat_at(now + wait),
+            _ => {}
         }
     }
 

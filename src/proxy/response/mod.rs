@@ -127,8 +127,9 @@ impl ExchangeBody {
     /// Announces the request: `accepted`, then `connecting`. In the events tier these are the
     /// client's first bytes.
     fn start(&mut self) {
-        let accepted = self.w().emit();
-        self.push_event(&accepted);
+        if let Some(accepted) = self.w().emit() {
+            self.push_event(&accepted);
+        }
         if let Some(p) = self.w().phase(Phase::Connecting) {
             self.push_event(&p);
         }
