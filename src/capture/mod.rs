@@ -6,6 +6,7 @@
 use crate::config::Owner;
 
 pub mod beacon;
+mod overflow;
 pub mod record;
 pub mod recorder;
 pub mod redact;
@@ -29,6 +30,10 @@ pub use record::{
 /// are off): a beacon only counts for requests made with the same token.
 pub trait CaptureSink: Send + Sync {
     fn submit(&self, record: CaptureRecord);
+    /// Hands over a record still to be built; a sink with a thread of its own builds it there.
+    fn submit_pending(&self, pending: recorder::Pending) {
+        self.submit(pending.build());
+    }
     /// Whether a request `id` made by `owner` is waiting in the queue or already stored
     /// (beacons for any other get 404).
     fn known(&self, id: &str, owner: Option<Owner>) -> bool;

@@ -33,10 +33,11 @@ pub struct Meta {
     pub max_body: usize,
 }
 
-/// What is known when the exchange ends.
+/// What is known when the exchange ends (owned: the record is built on the writer's thread).
 #[derive(Debug, Default)]
-pub struct End<'a> {
-    pub request: Option<(&'a [u8], bool)>,
+pub struct End {
+    /// The kept request bytes, and whether they are the whole body.
+    pub request: Option<(Vec<u8>, bool)>,
     pub client_status: Option<u16>,
     pub upstream_status: Option<u16>,
     pub streamed: bool,
@@ -47,8 +48,46 @@ pub struct End<'a> {
     pub done_ms: f64,
     pub overhead_ms: Option<f64>,
     pub upstream_ms: Option<f64>,
-    pub summary: Option<&'a Summary>,
+    pub summary: Option<Summary>,
     pub error: Option<String>,
+}
+
+/// A record not built yet: the recorder and how the exchange ended. Building it (parsing the
+/// request's JSON, copying texts) is work for the capture writer's thread, not the request's.
+#[derive(Debug)]
+pub struct Pending {
+    recorder: Recorder,
+    end: End,
+}
+
+impl Pending {
+    pub fn new(recorder: Recorder, end: End) -> Self {
+        Pending { recorder, end }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.recorder.meta.id
+    }
+
+    pub fn owner(&self) -> Option<Owner> {
+        self.recorder.meta.owner
+    }
+
+    /// A cheap upper estimate of the built record's size, for the writer's byte-bounded queue.
+    pub fn size_estimate(&self) -> usize {
+        let text = self.end.summary.as_ref().map_or(0, |s| {
+            s.output.answer.len() + s.output.reasoning.len() + s.output.labels.len() * 64
+        });
+        1024 + self.recorder.body.len()
+            + self.recorder.deltas.len() * 64
+            + self.end.request.as_ref().map_or(0, |(r, _)| r.len() * 2)
+            + text * 2
+            + self.end.error.as_ref().map_or(0, String::len)
+    }
+
+    pub fn build(self) -> CaptureRecord {
+        self.recorder.finish(self.end)
+    }
 }
 
 #[derive(Debug)]
@@ -133,10 +172,11 @@ impl Recorder {
     }
 
     /// The finished record.
-    pub fn finish(self, end: End<'_>) -> CaptureRecord {
+    pub fn finish(self, end: End) -> CaptureRecord {
         let full = self.meta.level == CaptureLevel::Full;
         let request_json = end
             .request
+            .as_ref()
             .and_then(|(bytes, _)| serde_json::from_slice::<Value>(bytes).ok());
         let model = request_json
             .as_ref()
@@ -146,7 +186,7 @@ impl Recorder {
             .or_else(|| gemini_model(&self.meta.path));
         let mut truncated = self.truncated;
         let request = if full {
-            end.request.map(|(bytes, whole)| {
+            end.request.as_ref().map(|(bytes, whole)| {
                 truncated |= !whole;
                 request_json
                     .clone()
@@ -156,9 +196,7 @@ impl Recorder {
             None
         };
         let (reassembly, body) = match end.summary {
-            Some(s) if s.counters.events > 0 || !s.output.answer.is_empty() => {
-                (s.output.clone(), None)
-            }
+            Some(s) if s.counters.events > 0 || !s.output.answer.is_empty() => (s.output, None),
             _ => match serde_json::from_slice::<Value>(&self.body) {
                 Ok(v) => (crate::apis::answer::read(&v), Some(v)),
                 Err(_) => (Reassembly::default(), None),
@@ -275,7 +313,7 @@ mod tests {
         };
         let rec = r.finish(End {
             done_ms: 20.0,
-            summary: Some(&summary),
+            summary: Some(summary),
             ..End::default()
         });
         assert!(rec.deltas.iter().all(|d| d.text.is_empty()), "no copies");

@@ -61,6 +61,10 @@ impl CaptureSink for WriterSink {
         self.writer.submit(record);
     }
 
+    fn submit_pending(&self, pending: super::recorder::Pending) {
+        self.writer.submit_pending(pending);
+    }
+
     /// May read the database: call it off the async runtime (`spawn_blocking`).
     fn known(&self, id: &str, owner: Option<Owner>) -> bool {
         self.writer.in_queue_for(id, owner) || self.stored(id, owner)

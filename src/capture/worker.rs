@@ -67,7 +67,7 @@ where
                 None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match message {
-                Ok(Message::Entry(entry, size)) => self.push(entry, size),
+                Ok(Message::Entry(item, size)) => self.push(item.into_entry(), size),
                 Ok(Message::Flush(done)) => {
                     self.finish(Attempt::Now);
                     let _ = done.send(());
@@ -149,7 +149,7 @@ where
         let mut waiting = Vec::new();
         while let Ok(message) = receiver.try_recv() {
             match message {
-                Message::Entry(entry, size) => self.push(entry, size),
+                Message::Entry(item, size) => self.push(item.into_entry(), size),
                 Message::Flush(done) | Message::Close(done) => waiting.push(done),
             }
         }
@@ -307,10 +307,7 @@ where
     }
 
     fn sync_spill(&self) {
-        let work = lock(&self.core.spill).sync_handles();
-        if let Err(e) = work.and_then(|w| w.run()) {
-            error!(error = %e, dir = %self.core.config.spill_dir.display(), "capture spill fsync failed");
-        }
+        self.core.sync_spill();
     }
 }
 

@@ -15,6 +15,8 @@
 //! `queue_bytes` of estimated entry size.
 
 use super::CaptureRecord;
+use super::overflow::Overflow;
+use super::recorder::Pending;
 use super::size::estimate;
 use super::spill::{self, Spill};
 use super::worker::Worker;
@@ -141,16 +143,53 @@ pub enum WriterError {
 }
 
 pub(crate) enum Message {
-    Entry(Entry, usize),
+    /// An entry within the queue's byte budget.
+    Entry(Item, usize),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
+
+/// What requests hand the writer: an entry, or a record still to be built on the thread.
+pub(crate) enum Item {
+    Entry(Entry),
+    Pending(Box<Pending>),
+}
+
+impl Item {
+    pub(crate) fn into_entry(self) -> Entry {
+        match self {
+            Item::Entry(e) => e,
+            Item::Pending(p) => Entry::Record(Box::new(p.build())),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Item::Entry(e) => estimate(e),
+            Item::Pending(p) => p.size_estimate(),
+        }
+    }
+
+    /// The record's id and owner, for "is this id known" while it waits.
+    fn record_key(&self) -> Option<(&str, Option<Owner>)> {
+        match self {
+            Item::Entry(Entry::Record(r)) => Some((&r.id, r.owner)),
+            Item::Pending(p) => Some((p.id(), p.owner())),
+            Item::Entry(_) => None,
+        }
+    }
+}
+
+/// The overflow's byte budget: the queue's, and at least this much.
+const OVERFLOW_MIN_BYTES: usize = 16 << 20;
 
 /// What the handles and the thread share.
 pub(crate) struct Core {
     pub(crate) config: WriterConfig,
     pub(crate) queued_bytes: AtomicUsize,
     queued_peak: AtomicUsize,
+    /// Bytes sent past the queue's budget for the thread to spill (bounded like the queue).
+    overflow_bytes: AtomicUsize,
     pub(crate) written: AtomicU64,
     pub(crate) spilled: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -195,12 +234,33 @@ impl Core {
         self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
     }
 
-    fn add_pending(&self, entry: &Entry) {
-        if let Entry::Record(record) = entry {
+    fn add_pending(&self, item: &Item) {
+        if let Some((id, owner)) = item.record_key() {
             lock(&self.pending)
-                .entry(record.id.clone())
+                .entry(id.to_owned())
                 .or_default()
-                .push(record.owner);
+                .push(owner);
+        }
+    }
+
+    fn reserve_overflow(&self, size: usize) -> bool {
+        let limit = self.config.queue_bytes.max(OVERFLOW_MIN_BYTES);
+        self.overflow_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued.checked_add(size).filter(|&total| total <= limit)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn release_overflow(&self, size: usize) {
+        self.overflow_bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+
+    /// Fsyncs what was appended to the spill.
+    pub(crate) fn sync_spill(&self) {
+        let work = lock(&self.spill).sync_handles();
+        if let Err(e) = work.and_then(|w| w.run()) {
+            tracing::error!(error = %e, dir = %self.config.spill_dir.display(), "capture spill fsync failed");
         }
     }
 
@@ -297,6 +357,7 @@ struct Handle {
     sender: mpsc::Sender<Message>,
     core: Arc<Core>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    overflow: Overflow,
 }
 
 impl std::fmt::Debug for CaptureWriter {
@@ -328,6 +389,7 @@ impl CaptureWriter {
         let core = Arc::new(Core {
             queued_bytes: AtomicUsize::new(0),
             queued_peak: AtomicUsize::new(0),
+            overflow_bytes: AtomicUsize::new(0),
             written: AtomicU64::new(0),
             spilled: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -339,6 +401,7 @@ impl CaptureWriter {
             sending: AtomicUsize::new(0),
             config,
         });
+        let overflow = Overflow::start(Arc::clone(&core)).map_err(WriterError::Thread)?;
         let (sender, receiver) = mpsc::channel();
         let worker = Worker::new(core.clone(), open);
         let thread = std::thread::Builder::new()
@@ -350,6 +413,7 @@ impl CaptureWriter {
                 sender,
                 core,
                 thread: Mutex::new(Some(thread)),
+                overflow,
             }),
         })
     }
@@ -358,6 +422,11 @@ impl CaptureWriter {
     /// the queue, or (queue full, or writer closed) is appended to the spill.
     pub fn submit(&self, record: CaptureRecord) {
         self.submit_entry(Entry::Record(Box::new(record)));
+    }
+
+    /// Hands over a record to be built (and redacted) on the writer's thread.
+    pub fn submit_pending(&self, pending: Pending) {
+        self.enqueue(Item::Pending(Box::new(pending)));
     }
 
     /// Hands a client's timings beacon to the writer, on the same queue as records.
@@ -385,31 +454,54 @@ impl CaptureWriter {
     }
 
     fn submit_entry(&self, entry: Entry) {
+        self.enqueue(Item::Entry(entry));
+    }
+
+    /// Never blocks and never does file I/O on the caller's thread while the writer runs: past
+    /// the queue's budget an entry goes to the thread to be spilled at once (within a second
+    /// budget of the same size); past both it is dropped, counted and logged.
+    fn enqueue(&self, item: Item) {
         let core = &self.handle.core;
-        let size = estimate(&entry);
-        core.add_pending(&entry);
+        let size = item.size();
+        core.add_pending(&item);
         // The gate: a submit that sees `closed` unset finishes its send before the thread
         // drains the channel for the last time (see `Worker::close`).
         core.sending.fetch_add(1, Ordering::SeqCst);
-        let entry = if core.closed.load(Ordering::SeqCst) || !core.reserve(size) {
-            Some(entry)
+        let left = if core.closed.load(Ordering::SeqCst) {
+            Some(item)
+        } else if core.reserve(size) {
+            self.send(Message::Entry(item, size), || core.release(size))
+        } else if core.reserve_overflow(size) {
+            // Past the queue's budget: the overflow thread spills it (see `overflow`).
+            self.handle
+                .overflow
+                .send(item, size)
+                .inspect(|_| core.release_overflow(size))
         } else {
-            match self.handle.sender.send(Message::Entry(entry, size)) {
-                Ok(()) => None,
-                Err(mpsc::SendError(message)) => {
-                    core.release(size);
-                    match message {
-                        Message::Entry(entry, _) => Some(entry),
-                        Message::Flush(_) | Message::Close(_) => None,
-                    }
-                }
-            }
+            let entry = item.into_entry();
+            core.drop_entries(&[entry], "the capture queue and its overflow are full");
+            None
         };
         core.sending.fetch_sub(1, Ordering::SeqCst);
-        if let Some(mut entry) = entry {
-            // The queue is full or closed: this entry skips the thread, so it is prepared here.
+        if let Some(item) = left {
+            // The thread has stopped (shutdown): this entry is prepared and spilled here.
+            let mut entry = item.into_entry();
             core.config.prepare.apply(&mut entry);
             core.spill(vec![entry]);
+        }
+    }
+
+    /// Sends to the thread; gives the item back (after `undo`) when the thread is gone.
+    fn send(&self, message: Message, undo: impl FnOnce()) -> Option<Item> {
+        match self.handle.sender.send(message) {
+            Ok(()) => None,
+            Err(mpsc::SendError(message)) => {
+                undo();
+                match message {
+                    Message::Entry(item, _) => Some(item),
+                    Message::Flush(_) | Message::Close(_) => None,
+                }
+            }
         }
     }
 
@@ -417,9 +509,11 @@ impl CaptureWriter {
     /// written and fsynced to the spill. If the spill holds entries, the writer also tries to
     /// replay it now (ignoring its retry backoff).
     pub fn flush(&self) -> impl Future<Output = ()> + Send + 'static {
+        let overflowed = self.handle.overflow.barrier();
         let (done, wait) = oneshot::channel();
         let sent = self.handle.sender.send(Message::Flush(done)).is_ok();
         async move {
+            overflowed.await;
             if sent {
                 // An error means the thread ended, after writing everything it had.
                 let _ = wait.await;
@@ -434,8 +528,13 @@ impl CaptureWriter {
         if self.handle.sender.send(Message::Close(done)).is_ok() {
             let _ = wait.await;
         }
-        let thread = lock(&self.handle.thread).take();
-        if let Some(thread) = thread {
+        // After the writer closed, submits spill on their own thread: the overflow thread
+        // finishes what it was given, syncs and stops.
+        let threads = [
+            lock(&self.handle.thread).take(),
+            self.handle.overflow.stop(),
+        ];
+        for thread in threads.into_iter().flatten() {
             // The thread has answered and is returning; joining takes microseconds, but it is
             // still a blocking call, so it runs off the runtime.
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;

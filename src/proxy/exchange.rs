@@ -8,7 +8,7 @@ use crate::apis::Api;
 use crate::apis::stream::{Phase, Summary};
 use crate::capture::CaptureSink;
 use crate::capture::Outcome;
-use crate::capture::recorder::{End, Recorder};
+use crate::capture::recorder::{End, Pending, Recorder};
 use crate::config::Tier;
 use crate::progress::Watcher;
 use http::Method;
@@ -178,8 +178,12 @@ impl Exchange {
         self.ending.is_some()
     }
 
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// The one finish step: one record, one log line. Runs once; later calls do nothing.
-    pub fn finish(&mut self, summary: Option<&Summary>) -> Option<Figures> {
+    pub fn finish(&mut self, summary: Option<Summary>) -> Option<Figures> {
         if self.finished {
             return None;
         }
@@ -241,13 +245,12 @@ impl Exchange {
         };
         self.log(&figures);
         if let Some(capture) = self.capture.take() {
-            let (request, whole) = self.tap.as_ref().map_or((Vec::new(), false), |t| t.body());
             let upstream_ms = match (sent, self.upstream_head_at) {
                 (Some(s), Some(up)) => Some(ms(up.saturating_duration_since(s))),
                 _ => None,
             };
-            let record = capture.recorder.finish(End {
-                request: self.tap.as_ref().map(|_| (&request[..], whole)),
+            let end = End {
+                request: self.tap.as_ref().map(|t| t.body()),
                 client_status: self.client_status,
                 upstream_status: self.upstream_status,
                 streamed: self.streamed,
@@ -260,8 +263,11 @@ impl Exchange {
                 upstream_ms,
                 summary,
                 error: ending.error,
-            });
-            capture.sink.submit(record);
+            };
+            // The record is built, redacted and written on the writer's thread.
+            capture
+                .sink
+                .submit_pending(Pending::new(capture.recorder, end));
         }
         self.permit = None;
         Some(figures)

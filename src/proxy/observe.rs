@@ -53,6 +53,11 @@ impl Observer {
         self.interp.summary()
     }
 
+    /// Takes the summary for the capture record, once the body is over.
+    pub fn take_summary(&mut self) -> Summary {
+        self.interp.take_summary()
+    }
+
     /// One upstream chunk at `at`.
     pub fn chunk(
         &mut self,

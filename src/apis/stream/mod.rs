@@ -156,6 +156,11 @@ impl StreamInterpreter {
         &self.tally.summary
     }
 
+    /// Takes what the interpreter learnt, once the body is over (it starts empty again).
+    pub fn take_summary(&mut self) -> Summary {
+        std::mem::take(&mut self.tally.summary)
+    }
+
     /// True when a line injected now would sit between complete upstream events.
     pub fn at_boundary(&self) -> bool {
         match &self.framing {

@@ -49,7 +49,7 @@ pub struct Reassembly {
 }
 
 /// Everything an interpreter knows so far.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub phase: Option<Phase>,
     pub counters: Counters,

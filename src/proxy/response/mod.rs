@@ -257,7 +257,11 @@ impl ExchangeBody {
 
     /// Ends the exchange now (the body is done): one record, one log line.
     fn finish(&mut self) {
-        let summary = self.obs.as_ref().map(Observer::summary);
+        // Only a captured exchange needs what the interpreter learnt.
+        let summary = match (&self.ex.capture, self.obs.as_mut()) {
+            (Some(_), Some(obs)) if !self.ex.is_finished() => Some(obs.take_summary()),
+            _ => None,
+        };
         self.ex.finish(summary);
     }
 }
