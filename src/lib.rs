@@ -8,22 +8,24 @@
 //! ```text
 //! cli/                 serve, check-config, simulate, export, stats (parsing, exit codes)
 //! server/              the accept loop, connection options, shutdown, task tracking
-//! app, endpoints       App and dispatch; aloud's own endpoints (demo, side channel, beacons)
+//! dispatch             request ids, preflights, path checks; own endpoints or a route, or 404
+//! endpoints/           aloud's own endpoints: demo, side channel, beacons (with their tokens)
+//! app                  App: routes, limiter, progress and capture settings, built from config
 //! cors, demo           CORS for browsers; the embedded demo page and JS client
 //! proxy/               one owner per exchange: admission, head, body parts, one finish step
-//! progress/            progress state machine, label ladders, side-channel hub, event bytes
 //! simulator/           a fake reasoning model speaking five apis (a server of its own)
-//! capture/             the record and its recorder, redaction, stats, the batching writer
 //! export/              eval dataset formats (pure)
+//! capture/             the recorder, redaction, stats, the batching writer
 //! store/               the only code that knows SQL: the capture database and its schema
+//! record               the capture record, plain data
+//! progress/            progress state machine, label ladders, side-channel hub, event bytes
+//! config/              raw TOML -> validated config; durations, sizes, env access, tokens
 //! apis/                what differs per provider: envelopes, credentials, answer and stream readers
 //! sse/                 the pure SSE codec, NDJSON/JSON-array splitters, bounded gzip
-//! config/              raw TOML -> validated config; durations, sizes, env access
-//! request_id           the Aloud-Request-Id header: validation and generation
-//! request_path         the request path checked before routing (no escape from a route)
+//! request_id, request_path   the Aloud-Request-Id header; the path checked before routing
 //! ```
 //!
-//! The request path: `server` accepts a connection and hands each request to `app::dispatch`,
+//! The request path: `server` accepts a connection and hands each request to `dispatch`,
 //! which answers aloud's own endpoints or calls `proxy::forward`. `forward` makes one
 //! `Exchange` (the owner of the id, slot, progress, recorder and timings), admits it, sends the
 //! request upstream and waits for the head; the `ExchangeBody` then relays the body frame by
@@ -38,10 +40,12 @@ pub mod cli;
 pub mod config;
 pub mod cors;
 pub mod demo;
+pub mod dispatch;
 pub mod endpoints;
 pub mod export;
 pub mod progress;
 pub mod proxy;
+pub mod record;
 pub mod request_id;
 pub mod request_path;
 pub mod server;

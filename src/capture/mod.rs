@@ -7,7 +7,8 @@ use crate::config::Owner;
 
 pub mod beacon;
 mod overflow;
-pub mod record;
+/// The record is plain data on a floor of its own (`crate::record`), below the store.
+pub use crate::record;
 pub mod recorder;
 pub mod redact;
 pub mod redaction;

@@ -4,11 +4,12 @@ mod limit;
 pub mod stall;
 pub mod tasks;
 
-use crate::app::{self, App};
+use crate::app::App;
 use crate::capture::sink::WriterSink;
 use crate::capture::{CaptureSink, CaptureWriter, WriterConfig};
 use crate::config::CaptureLevel;
 use crate::config::{Config, HttpUpstream, Upstream};
+use crate::dispatch;
 use crate::store::SqliteStore;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -178,7 +179,7 @@ async fn accept_loop(
         let app = Arc::clone(&app);
         let service = service_fn(move |req| {
             let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(app::dispatch(app, req).await) }
+            async move { Ok::<_, Infallible>(dispatch::dispatch(app, req).await) }
         });
         let conn = graceful.watch(builder.serve_connection(io, service));
         let hard_stop = hard_stop.clone();

@@ -3,8 +3,8 @@
 //! These are also the lines of the writer's spill files, so their serde form is an on-disk
 //! format: add fields only with `#[serde(default)]`.
 
-use crate::capture::CaptureRecord;
 use crate::config::Owner;
+use crate::record::CaptureRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -19,8 +19,8 @@ pub use error::{StoreError, StoreErrorKind};
 pub use query::Filter;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
-use crate::capture::CaptureRecord;
 use crate::config::Owner;
+use crate::record::CaptureRecord;
 use serde_json::Value;
 
 /// Rows from [`Store::query`], read lazily page by page.

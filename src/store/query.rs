@@ -3,7 +3,7 @@
 //! page of records whatever the table holds.
 
 use super::StoreError;
-use crate::capture::CaptureRecord;
+use crate::record::CaptureRecord;
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use std::collections::VecDeque;

@@ -1,9 +1,7 @@
 //! Migrations 2 and 3 on a version-1 database holding a record whose deltas kept their text.
 
 use super::{MIGRATIONS, VERSION};
-use crate::capture::{
-    CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings,
-};
+use crate::record::{CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings};
 use crate::store::{SqliteStore, Store};
 use rusqlite::Connection;
 

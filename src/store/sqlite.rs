@@ -2,8 +2,8 @@
 
 use super::query::Pages;
 use super::{Entry, Feedback, Filter, Records, Store, StoreError, schema};
-use crate::capture::CaptureRecord;
 use crate::config::Owner;
+use crate::record::CaptureRecord;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
 };

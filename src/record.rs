@@ -1,4 +1,5 @@
-//! One capture record per exchange: identity, outcome, timings as the user felt them next to the
+//! The capture record, plain data on its own floor (the store below capture keeps it). One
+//! capture record per exchange: identity, outcome, timings as the user felt them next to the
 //! upstream's, usage, the (redacted) request and reassembled response, and replayable deltas.
 //!
 //! Plain data with serde; no I/O. Field names are the terms of docs/capture.md.
