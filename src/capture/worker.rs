@@ -10,7 +10,7 @@ use super::writer::{Core, Message, lock};
 use crate::store::{Entry, Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
@@ -56,33 +56,41 @@ where
     }
 
     pub(crate) fn run(mut self, receiver: Receiver<Message>) {
+        self.core.register_thread();
+        super::priority::background();
         // Leftovers from a previous run go in first.
         self.recover(Attempt::Now);
         loop {
-            let message = match self.next_wake() {
-                Some(wake) => {
-                    let timeout = wake.saturating_duration_since(Instant::now());
-                    receiver.recv_timeout(timeout)
-                }
-                None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match message {
-                Ok(Message::Entry(item, size)) => self.push(item.into_entry(), size),
-                Ok(Message::Flush(done)) => {
-                    self.finish(Attempt::Now);
-                    let _ = done.send(());
-                }
-                Ok(Message::Close(done)) => {
-                    self.close(&receiver);
-                    let _ = done.send(());
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => self.tick(),
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.close(&receiver);
-                    return;
+            // Everything queued, without blocking.
+            loop {
+                match receiver.try_recv() {
+                    Ok(Message::Entry(item, size)) => self.push(item.into_entry(), size),
+                    Ok(Message::Flush(done)) => {
+                        self.finish(Attempt::Now);
+                        let _ = done.send(());
+                    }
+                    Ok(Message::Close(done)) => {
+                        self.close(&receiver);
+                        let _ = done.send(());
+                        return;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.close(&receiver);
+                        return;
+                    }
                 }
             }
+            let now = Instant::now();
+            if self.next_wake().is_some_and(|wake| wake <= now) {
+                self.tick();
+            }
+            // Sleep until the next deadline, at most one flush interval. Submits do not wake
+            // this thread one by one (a wake-up per record costs a context switch on the cores
+            // that serve requests); a flush, a close or a full batch unparks it.
+            let interval = after(now, self.core.config.flush_interval);
+            let wake = self.next_wake().map_or(interval, |w| w.min(interval));
+            std::thread::park_timeout(wake.saturating_duration_since(Instant::now()));
         }
     }
 

@@ -203,6 +203,10 @@ pub(crate) struct Core {
     pub(crate) closed: AtomicBool,
     /// Submits between their `closed` check and their send.
     pub(crate) sending: AtomicUsize,
+    /// The writer thread, to unpark it (it is not woken per entry).
+    thread: std::sync::OnceLock<std::thread::Thread>,
+    /// Entries sent since the thread was last woken.
+    unwoken: AtomicUsize,
 }
 
 /// A lock that survives a panic elsewhere: the data it guards stays consistent between
@@ -254,6 +258,28 @@ impl Core {
 
     pub(crate) fn release_overflow(&self, size: usize) {
         self.overflow_bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+
+    /// Called by the writer thread when it starts.
+    pub(crate) fn register_thread(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Wakes the writer thread now.
+    pub(crate) fn wake(&self) {
+        self.unwoken.store(0, Ordering::Relaxed);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// An entry was queued: wake the thread once a batch's worth is waiting, not per entry.
+    fn nudge(&self) {
+        let waiting = self.unwoken.fetch_add(1, Ordering::Relaxed) + 1;
+        let half_full = self.queued_bytes.load(Ordering::Relaxed) * 2 >= self.config.queue_bytes;
+        if waiting >= self.config.batch_records || half_full {
+            self.wake();
+        }
     }
 
     /// Fsyncs what was appended to the spill.
@@ -399,6 +425,8 @@ impl CaptureWriter {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             sending: AtomicUsize::new(0),
+            thread: std::sync::OnceLock::new(),
+            unwoken: AtomicUsize::new(0),
             config,
         });
         let overflow = Overflow::start(Arc::clone(&core)).map_err(WriterError::Thread)?;
@@ -470,7 +498,9 @@ impl CaptureWriter {
         let left = if core.closed.load(Ordering::SeqCst) {
             Some(item)
         } else if core.reserve(size) {
-            self.send(Message::Entry(item, size), || core.release(size))
+            let left = self.send(Message::Entry(item, size), || core.release(size));
+            core.nudge();
+            left
         } else if core.reserve_overflow(size) {
             // Past the queue's budget: the overflow thread spills it (see `overflow`).
             self.handle
@@ -512,6 +542,7 @@ impl CaptureWriter {
         let overflowed = self.handle.overflow.barrier();
         let (done, wait) = oneshot::channel();
         let sent = self.handle.sender.send(Message::Flush(done)).is_ok();
+        self.handle.core.wake();
         async move {
             overflowed.await;
             if sent {
@@ -526,6 +557,7 @@ impl CaptureWriter {
     pub async fn close(self) {
         let (done, wait) = oneshot::channel();
         if self.handle.sender.send(Message::Close(done)).is_ok() {
+            self.handle.core.wake();
             let _ = wait.await;
         }
         // After the writer closed, submits spill on their own thread: the overflow thread
