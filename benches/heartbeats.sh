@@ -225,6 +225,7 @@ cat >"$WORK/aloud.toml" <<EOF
 [server]
 listen = "127.0.0.1:$APORT"
 max_concurrent_requests = $MAX_CONC
+max_connections = $MAX_CONC
 
 [progress]
 heartbeat = "${HB_MS}ms"

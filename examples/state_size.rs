@@ -347,11 +347,11 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmax_concurrent_requests = {}\n\n[progress]\nheartbeat = \"{}ms\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_concurrent_requests = {conc}\nmax_connections = {conc}\n\n[progress]\nheartbeat = \"{}ms\"\n\n\
          [[routes]]\nname = \"slow\"\nprefix = \"/slow\"\nupstream = \"http://{}\"\napi = \"openai\"\n",
-        (args.streams + 100).max(4096),
         args.heartbeat_ms,
-        args.upstream
+        args.upstream,
+        conc = (args.streams + 100).max(4096),
     );
     let config = Config::parse(&toml, Path::new("state_size.toml"), &MapEnv::default())
         .map_err(|e| format!("config: {e}"))?;

@@ -290,18 +290,20 @@ impl Core {
         }
     }
 
-    /// Entries are committed (or dropped): their ids are no longer pending.
+    /// Entries are committed (or dropped): their ids are no longer pending. The lock is taken
+    /// per entry: requests take it too, and the writer runs at idle priority, so it must never
+    /// hold it for a whole batch (a preempted holder would stall requests behind it).
     pub(crate) fn settle(&self, entries: &[Entry]) {
-        let mut pending = lock(&self.pending);
         for entry in entries {
-            if let Entry::Record(record) = entry
-                && let Some(owners) = pending.get_mut(&record.id)
-            {
-                if let Some(at) = owners.iter().position(|o| *o == record.owner) {
-                    owners.swap_remove(at);
-                }
-                if owners.is_empty() {
-                    pending.remove(&record.id);
+            if let Entry::Record(record) = entry {
+                let mut pending = lock(&self.pending);
+                if let Some(owners) = pending.get_mut(&record.id) {
+                    if let Some(at) = owners.iter().position(|o| *o == record.owner) {
+                        owners.swap_remove(at);
+                    }
+                    if owners.is_empty() {
+                        pending.remove(&record.id);
+                    }
                 }
             }
         }

@@ -115,6 +115,14 @@ impl RequestTap {
         self.sent_at.get().copied()
     }
 
+    /// Lets the kept bytes go (and keeps no more): once the head arrived, an exchange that is
+    /// not captured has no use for them, and a long wait should not hold them.
+    pub fn forget(&self) {
+        let mut kept = self.kept();
+        kept.0 = Vec::new();
+        kept.1 = kept.1.max(self.keep);
+    }
+
     /// The kept bytes, and whether they are the whole body.
     pub fn body(&self) -> (Vec<u8>, bool) {
         let kept = self.kept();

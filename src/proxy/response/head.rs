@@ -27,6 +27,12 @@ impl ExchangeBody {
         let (mut parts, incoming) = response.into_parts();
         let status = parts.status;
         let now = Instant::now();
+        if self.ex.capture.is_none()
+            && let Some(tap) = &self.ex.tap
+        {
+            // Only capture needs the request's bytes after this point.
+            tap.forget();
+        }
         let at = self.at();
         self.ex.upstream_head(now, status.as_u16());
         self.dl.head_arrived(now);
