@@ -177,21 +177,7 @@ impl ExchangeBody {
                 cause: "upstream_status",
                 error: stream_error,
             },
-            UpstreamEnd::IdleTimeout => cut(
-                Outcome::Timeout,
-                "idle_timeout",
-                "no upstream bytes within the idle timeout".into(),
-            ),
-            UpstreamEnd::TotalTimeout => cut(
-                Outcome::Timeout,
-                "total_timeout",
-                "the exchange ran past its total timeout".into(),
-            ),
-            UpstreamEnd::Failed(e) => cut(
-                Outcome::UpstreamError,
-                "upstream_error",
-                format!("the upstream failed mid-body: {e}"),
-            ),
+            end => cut(end),
         };
         let phase = if ending.outcome == Outcome::Ok {
             Phase::Done
@@ -233,21 +219,6 @@ impl ExchangeBody {
             self.w().progress_mut().whole_answer(at);
         }
         let ending = match end {
-            UpstreamEnd::IdleTimeout => cut(
-                Outcome::Timeout,
-                "idle_timeout",
-                "no upstream bytes within the idle timeout".into(),
-            ),
-            UpstreamEnd::TotalTimeout => cut(
-                Outcome::Timeout,
-                "total_timeout",
-                "the exchange ran past its total timeout".into(),
-            ),
-            UpstreamEnd::Failed(e) => cut(
-                Outcome::UpstreamError,
-                "upstream_error",
-                format!("the upstream failed mid-body: {e}"),
-            ),
             UpstreamEnd::Complete if ok => Ending::ok(),
             UpstreamEnd::Complete => Ending::new(
                 Outcome::UpstreamError,
@@ -255,6 +226,7 @@ impl ExchangeBody {
                 "upstream_status",
                 format!("the upstream answered {status}"),
             ),
+            end => cut(end),
         };
         let phase = if ok { Phase::Done } else { Phase::Error };
         match self.inj.mode() {
@@ -336,7 +308,31 @@ impl ExchangeBody {
     }
 }
 
-fn cut(outcome: Outcome, cause: &'static str, message: String) -> Ending {
+/// The ending of a body that did not complete.
+fn cut(end: UpstreamEnd) -> Ending {
+    let (outcome, cause, message) = match end {
+        UpstreamEnd::IdleTimeout => (
+            Outcome::Timeout,
+            "idle_timeout",
+            "no upstream bytes within the idle timeout".to_owned(),
+        ),
+        UpstreamEnd::TotalTimeout => (
+            Outcome::Timeout,
+            "total_timeout",
+            "the exchange ran past its total timeout".to_owned(),
+        ),
+        UpstreamEnd::Failed(e) => (
+            Outcome::UpstreamError,
+            "upstream_error",
+            format!("the upstream failed mid-body: {e}"),
+        ),
+        // Not called for a complete body; were it, it would still not read as a success.
+        UpstreamEnd::Complete => (
+            Outcome::UpstreamError,
+            "upstream_error",
+            "the upstream body ended early".to_owned(),
+        ),
+    };
     Ending::new(outcome, true, cause, message)
 }
 
