@@ -19,6 +19,7 @@ mod spill;
 pub mod stats;
 mod worker;
 pub mod writer;
+mod writer_config;
 
 pub use record::{
     CaptureLevel, CaptureRecord, Delta, DeltaKind, DeltaText, Outcome, Reassembled, Timings,
