@@ -66,6 +66,10 @@ impl Injector {
         self.head_out = true;
     }
 
+    pub fn at_boundary(&self) -> bool {
+        self.at_boundary
+    }
+
     /// Whether bytes sent so far end at a boundary.
     pub fn set_boundary(&mut self, at_boundary: bool) {
         self.at_boundary = at_boundary;

@@ -253,13 +253,16 @@ pub async fn forward(
     }
     match body.take_head() {
         Some(head) => Response::from_parts(head, Body::new(body)),
-        None => ProxyError::new(
-            StatusCode::BAD_GATEWAY,
-            Origin::Internal,
-            "no_head",
-            "the upstream gave no response head",
-        )
-        .into_response_unlogged(route.api),
+        None => {
+            let e = ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                Origin::Internal,
+                "no_head",
+                "the upstream gave no response head",
+            );
+            body.fail(&e);
+            e.into_response_unlogged(route.api)
+        }
     }
 }
 

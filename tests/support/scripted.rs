@@ -37,6 +37,9 @@ pub const MODES: &[&str] = &[
     "late-head-reset-on-go",
     "late-reset",
     "sse-length-on-go",
+    "partial-then-reset",
+    "done-without-blank",
+    "stream-error",
 ];
 
 /// A raw mock upstream driven by the request's `x-mock` header.
@@ -191,6 +194,31 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
             rst(s)
         }
         // No head at all: a reset on go (past aloud's hold).
+        // E1, half an event, then a reset.
+        "partial-then-reset" => {
+            s.write_all(&first).await.ok()?;
+            s.write_all(&chunk(b"data: {\"choices\":[{\"del"))
+                .await
+                .ok()?;
+            rst(s)
+        }
+        // E1 and a last event without its blank line, then a clean end.
+        "done-without-blank" => {
+            let mut out = first.clone();
+            out.extend(chunk(b"data: [DONE]\n"));
+            out.extend_from_slice(b"0\r\n\r\n");
+            s.write_all(&out).await.ok()
+        }
+        // E1, the stream's own error event, [DONE], a clean end.
+        "stream-error" => {
+            let mut out = first.clone();
+            out.extend(chunk(
+                b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n",
+            ));
+            out.extend(chunk(DONE.as_bytes()));
+            out.extend_from_slice(b"0\r\n\r\n");
+            s.write_all(&out).await.ok()
+        }
         "late-reset" => {
             go.acquire().await.unwrap().forget();
             rst(s)

@@ -193,9 +193,34 @@ impl ExchangeBody {
                 // without aloud.
                 (_, false) => self.cut = Some(Cut(message)),
             }
+        } else if ending.outcome != Outcome::Ok && self.inj.mode() == Mode::Events {
+            // The upstream's stream carried its own error event and ended: the events tier
+            // still ends with `aloud.error`.
+            let message = ending.error.clone().unwrap_or_default();
+            let status = self.ex.upstream_status.unwrap_or(502);
+            self.push_error(status, None, "upstream_stream_error", &message);
         }
-        self.ex.end(ending);
+        self.end(ending);
         self.finish_progress(phase);
+    }
+
+    /// Records the ending. A success counts once the client was handed the last byte: until
+    /// then a client that leaves makes it `client_disconnected` (see `poll_frame`).
+    pub(super) fn end(&mut self, ending: Ending) {
+        if ending.outcome == Outcome::Ok {
+            self.ok_when_drained = Some(ending);
+        } else {
+            self.ex.end(ending);
+        }
+    }
+
+    /// Before aloud adds an event of its own at the end of a stream, a partial upstream event is
+    /// closed, so the client's SSE parser sees aloud's event as an event.
+    fn close_partial_event(&mut self) {
+        if !self.inj.at_boundary() {
+            self.out.push_back(Bytes::from_static(b"\n\n"));
+            self.inj.set_boundary(true);
+        }
     }
 
     /// The collected body ended: wrap it for the events tier, or turn an error into the
@@ -252,7 +277,7 @@ impl ExchangeBody {
                 self.push_stream_error(status, Some(&bytes), &message);
             }
         }
-        self.ex.end(ending);
+        self.end(ending);
         self.finish_progress(phase);
     }
 
@@ -274,6 +299,7 @@ impl ExchangeBody {
         code: &str,
         message: &str,
     ) {
+        self.close_partial_event();
         let seq = self.w().next_seq();
         let v = self.w().version();
         let id = self.ex.id.clone();
@@ -290,6 +316,7 @@ impl ExchangeBody {
         body: Option<&[u8]>,
         message: &str,
     ) {
+        self.close_partial_event();
         let dialect = Dialect::detect(self.ex.api, &self.path_and_query, "text/event-stream");
         self.out.push_back(frames::in_stream_error(
             self.ex.api,
@@ -302,6 +329,9 @@ impl ExchangeBody {
 
     /// Ends the progress: the final phase and `aloud.done` (sent in the events tier).
     pub(super) fn finish_progress(&mut self, phase: Phase) {
+        if self.inj.mode() == Mode::Events {
+            self.close_partial_event();
+        }
         for p in self.w().finish(phase) {
             self.push_event(&p);
         }

@@ -88,6 +88,8 @@ pub struct ExchangeBody {
     out: VecDeque<Bytes>,
     /// Once `out` drains, fail the client's transfer with this.
     cut: Option<Cut>,
+    /// A successful ending, recorded once the client was handed the last byte.
+    ok_when_drained: Option<Ending>,
     /// The client already got `200 text/event-stream` before the upstream answered.
     committed: bool,
     head: Option<Parts>,
@@ -113,6 +115,7 @@ impl ExchangeBody {
             timer,
             out: VecDeque::new(),
             cut: None,
+            ok_when_drained: None,
             head: None,
             failure: None,
             path_and_query: spec.path_and_query,
@@ -255,6 +258,23 @@ impl ExchangeBody {
         }
     }
 
+    /// A success waiting for the last byte to be handed over counts now, when nothing is left
+    /// to send.
+    fn settle_ok(&mut self) {
+        if matches!(self.src, Source::Done)
+            && self.out.is_empty()
+            && self.cut.is_none()
+            && let Some(ending) = self.ok_when_drained.take()
+        {
+            self.ex.end(ending);
+        }
+    }
+
+    /// Ends with `e` (a failure aloud found itself after the head was handled).
+    pub fn fail(&mut self, e: &ProxyError) {
+        self.ex.end(ending_for(e));
+    }
+
     /// Ends the exchange now (the body is done): one record, one log line.
     fn finish(&mut self) {
         // Only a captured exchange needs what the interpreter learnt.
@@ -278,6 +298,11 @@ impl Body for ExchangeBody {
         loop {
             if let Some(b) = this.out.pop_front() {
                 this.ex.client_bytes(b.len());
+                if this.out.is_empty() {
+                    // The last byte of a body that ended well is handed over now (hyper may
+                    // not poll a body of known length again).
+                    this.settle_ok();
+                }
                 return Poll::Ready(Some(Ok(Frame::data(b))));
             }
             if let Some(cut) = this.cut.take() {
@@ -287,6 +312,7 @@ impl Body for ExchangeBody {
             }
             let step = match &mut this.src {
                 Source::Done => {
+                    this.settle_ok();
                     this.finish();
                     return Poll::Ready(None);
                 }
@@ -302,6 +328,11 @@ impl Body for ExchangeBody {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => this.on_data(data),
                     Err(trailers) if this.inj.mode() == Mode::Pass && !this.committed => {
+                        // Trailers are the body's last frame.
+                        this.on_end(flow::UpstreamEnd::Complete);
+                        if this.out.is_empty() && this.cut.is_none() {
+                            this.settle_ok();
+                        }
                         return Poll::Ready(Some(Ok(trailers)));
                     }
                     Err(_) => {}
