@@ -91,7 +91,8 @@ impl Watcher {
         let event = self.progress.event(at);
         let mut published = frames::publish(event.seq, PROGRESS, &event);
         published.heartbeat = heartbeat;
-        if self.hub.publish(&self.id, published.clone()) {
+        // A comment nobody else watches is not kept for replay: only the client needs it.
+        if self.observed() && self.hub.publish(&self.id, published.clone()) {
             self.progress.feedback(at);
         }
         published
