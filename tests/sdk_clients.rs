@@ -13,48 +13,16 @@
 
 mod support;
 
+use support::clients::{Clients, RUN_TIMEOUT, clients};
+
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use support::Aloud;
 use tokio::net::TcpListener;
-
-/// One client run may take this long (interpreter start-up included) before it counts as hung.
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Where the client scripts and their interpreters are.
-struct Clients {
-    python: PathBuf,
-    dir: PathBuf,
-}
-
-/// The installed clients, or `None` (skip) when they are not configured and not required.
-fn clients() -> Option<Clients> {
-    let python = std::env::var_os("ALOUD_TEST_PYTHON").filter(|v| !v.is_empty());
-    let dir = std::env::var_os("ALOUD_TEST_CLIENTS").filter(|v| !v.is_empty());
-    let required = std::env::var("ALOUD_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
-    match (python, dir) {
-        (Some(python), Some(dir)) => Some(Clients {
-            python: python.into(),
-            dir: dir.into(),
-        }),
-        _ if required => panic!(
-            "ALOUD_REQUIRE_CLIENTS=1 but ALOUD_TEST_PYTHON or ALOUD_TEST_CLIENTS is unset: \
-             run scripts/test.sh, or scripts/install-test-deps.sh and set them"
-        ),
-        _ => {
-            eprintln!(
-                "skipping SDK client tests: set ALOUD_TEST_PYTHON and ALOUD_TEST_CLIENTS \
-                 (scripts/test.sh does), or ALOUD_REQUIRE_CLIENTS=1 to make this an error"
-            );
-            None
-        }
-    }
-}
 
 /// The client scripts, each with the api it speaks and the path its SDK wants in a base URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,7 +270,9 @@ fn check_document(script: Script, scenario: &str, doc: &Value) {
 
 /// Runs each scenario directly and through aloud and compares the two documents.
 async fn direct_and_through_aloud(script: Script, scenarios: &[&str]) {
-    let Some(clients) = clients() else { return };
+    let Some(clients) = clients("SDK client tests") else {
+        return;
+    };
     with_stack(|stack| async move {
         for scenario in scenarios {
             let direct_url = stack.base_url(script, scenario, Target::Direct);
@@ -397,7 +367,9 @@ async fn vercel_ai_sdk() {
 /// SDKs parse: with ids, directly and through aloud, equals without ids.
 #[tokio::test]
 async fn sse_ids_change_nothing_parsed() {
-    let Some(clients) = clients() else { return };
+    let Some(clients) = clients("SDK client tests") else {
+        return;
+    };
     with_stack(|stack| async move {
         for (script, scenario) in [
             (Script::OpenAiPy, "responses_stream_helper"),
@@ -423,7 +395,9 @@ async fn sse_ids_change_nothing_parsed() {
 /// `Aloud-Progress: off` through aloud, and directly, give the same documents.
 #[tokio::test]
 async fn comments_change_nothing_parsed() {
-    let Some(clients) = clients() else { return };
+    let Some(clients) = clients("SDK client tests") else {
+        return;
+    };
     with_stack(|stack| async move {
         let long = ["x-sim-think-ms=700"];
         // First prove that comments really are injected with these settings.

@@ -14,8 +14,9 @@
 
 mod support;
 
+use support::clients::{Clients, RUN_TIMEOUT, clients};
+
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,40 +26,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// aloud's `[progress] hold` here, and how long a `late-*` upstream waits before its head: the
 /// hold running out is what these cases test, so letting it elapse is the point.
 const HOLD: &str = "200ms";
 const LATE: Duration = Duration::from_millis(700);
-
-struct Clients {
-    python: PathBuf,
-    dir: PathBuf,
-}
-
-/// The installed clients, or `None` (skip) when they are not configured and not required.
-fn clients() -> Option<Clients> {
-    let python = std::env::var_os("ALOUD_TEST_PYTHON").filter(|v| !v.is_empty());
-    let dir = std::env::var_os("ALOUD_TEST_CLIENTS").filter(|v| !v.is_empty());
-    let required = std::env::var("ALOUD_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
-    match (python, dir) {
-        (Some(python), Some(dir)) => Some(Clients {
-            python: python.into(),
-            dir: dir.into(),
-        }),
-        _ if required => panic!(
-            "ALOUD_REQUIRE_CLIENTS=1 but ALOUD_TEST_PYTHON or ALOUD_TEST_CLIENTS is unset: \
-             run scripts/test.sh, or scripts/install-test-deps.sh and set them"
-        ),
-        _ => {
-            eprintln!(
-                "skipping SDK failure tests: set ALOUD_TEST_PYTHON and ALOUD_TEST_CLIENTS \
-                 (scripts/test.sh does), or ALOUD_REQUIRE_CLIENTS=1 to make this an error"
-            );
-            None
-        }
-    }
-}
 
 /// A client script, its scenario, and the route (api) it speaks.
 #[derive(Clone, Copy, Debug)]
@@ -239,7 +210,9 @@ fn verdict(doc: &Value) -> (bool, u64, String) {
 
 /// Each script, directly and through aloud with `tier`, against the mock in `mode`.
 async fn compare(mode: &str, tier: &str, items: usize, same_class: bool) {
-    let Some(clients) = clients() else { return };
+    let Some(clients) = clients("SDK failure tests") else {
+        return;
+    };
     let go = Arc::new(Semaphore::new(0));
     let up = mock(Arc::clone(&go)).await;
     let toml = format!(

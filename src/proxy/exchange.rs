@@ -174,10 +174,6 @@ impl Exchange {
         }
     }
 
-    pub fn has_ended(&self) -> bool {
-        self.ending.is_some()
-    }
-
     pub fn is_finished(&self) -> bool {
         self.finished
     }
@@ -281,37 +277,30 @@ impl Exchange {
         let headers_ms = f.headers_ms.unwrap_or(-1.0);
         let overhead_ms = f.overhead_ms.unwrap_or(-1.0);
         let (id, route, method, path) = (&*self.id, &*self.route, self.method.as_str(), &self.path);
+        // One set of fields, two levels: a failed exchange is a warning.
+        macro_rules! line {
+            ($level:expr, $message:literal) => {
+                tracing::event!(
+                    $level,
+                    id,
+                    route,
+                    method,
+                    path,
+                    status,
+                    tier,
+                    outcome,
+                    end = f.cause,
+                    headers_ms,
+                    total_ms = f.total_ms,
+                    overhead_ms,
+                    bytes = f.bytes,
+                    $message
+                )
+            };
+        }
         match f.outcome {
-            Outcome::Ok => tracing::info!(
-                id,
-                route,
-                method,
-                path,
-                status,
-                tier,
-                outcome,
-                end = f.cause,
-                headers_ms,
-                total_ms = f.total_ms,
-                overhead_ms,
-                bytes = f.bytes,
-                "proxied"
-            ),
-            _ => tracing::warn!(
-                id,
-                route,
-                method,
-                path,
-                status,
-                tier,
-                outcome,
-                end = f.cause,
-                headers_ms,
-                total_ms = f.total_ms,
-                overhead_ms,
-                bytes = f.bytes,
-                "proxied, failed"
-            ),
+            Outcome::Ok => line!(tracing::Level::INFO, "proxied"),
+            _ => line!(tracing::Level::WARN, "proxied, failed"),
         }
     }
 }
