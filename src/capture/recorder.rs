@@ -10,6 +10,7 @@ use crate::apis::stream::{Reassembly, Summary};
 use crate::config::Owner;
 use crate::progress::state::Milestones;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most deltas kept per record; past it the record is marked truncated.
@@ -17,17 +18,18 @@ const MAX_DELTAS: usize = 20_000;
 
 /// What is known when the request arrives.
 #[derive(Clone, Debug)]
+/// Shared or static where it can be: every waiting stream keeps one (issue 7's state budget).
 pub struct Meta {
-    pub id: String,
+    pub id: Arc<str>,
     pub attempt: u32,
     /// Who made the request (the client token's fingerprint), when client tokens are set.
     pub owner: Option<Owner>,
     pub started_at_ms: i64,
-    pub route: String,
-    pub api: String,
-    pub method: String,
+    pub route: Arc<str>,
+    pub api: &'static str,
+    pub method: http::Method,
     pub path: String,
-    pub tier: String,
+    pub tier: &'static str,
     pub level: CaptureLevel,
     /// Largest request or response body kept, in bytes.
     pub max_body: usize,
@@ -230,19 +232,19 @@ impl Recorder {
         let outcome = end.outcome.unwrap_or(Outcome::Ok);
         let error = end.error.or_else(|| reassembly.error.clone());
         CaptureRecord {
-            id: self.meta.id,
+            id: self.meta.id.to_string(),
             attempt: self.meta.attempt,
             owner: self.meta.owner,
             started_at_ms: self.meta.started_at_ms,
-            route: self.meta.route,
-            api: self.meta.api,
+            route: self.meta.route.to_string(),
+            api: self.meta.api.to_owned(),
             model,
-            method: self.meta.method,
+            method: self.meta.method.as_str().to_owned(),
             path: self.meta.path,
             client_status: end.client_status,
             upstream_status: end.upstream_status,
             streamed: end.streamed,
-            tier: self.meta.tier,
+            tier: self.meta.tier.to_owned(),
             outcome,
             partial: end.partial,
             capture: self.meta.level,
@@ -287,10 +289,10 @@ mod tests {
             owner: None,
             started_at_ms: 0,
             route: "r".into(),
-            api: "openai".into(),
-            method: "POST".into(),
+            api: "openai",
+            method: http::Method::POST,
             path: "/v1beta/models/gem-x:generateContent".into(),
-            tier: "off".into(),
+            tier: "off",
             level: CaptureLevel::Full,
             max_body: 8,
         }

@@ -5,7 +5,7 @@ use super::frames;
 use super::state::DoneEvent;
 use crate::config::Owner;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -70,22 +70,45 @@ struct Entry {
     last_seq: u64,
     /// Bumped on every change; subscribers wait on it. Shared with the request (a
     /// `Listeners` handle), which reads from it, without a lock, whether anyone listens.
-    version: Arc<watch::Sender<u64>>,
+    version: Arc<Signal>,
+}
+
+/// Change notification for one entry. The channel (a few hundred bytes) is made by the first
+/// subscriber: an entry nobody watches carries only this pointer-sized cell.
+#[derive(Debug, Default)]
+struct Signal(OnceLock<watch::Sender<u64>>);
+
+impl Signal {
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.get_or_init(|| watch::Sender::new(0)).subscribe()
+    }
+
+    fn any(&self) -> bool {
+        self.0.get().is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    fn bump(&self) {
+        if let Some(tx) = self.0.get()
+            && tx.receiver_count() > 0
+        {
+            tx.send_modify(|v| *v += 1);
+        }
+    }
 }
 
 /// A request's handle on its side-channel entry: whether anyone subscribes to it now.
 #[derive(Clone, Debug)]
-pub struct Listeners(Arc<watch::Sender<u64>>);
+pub struct Listeners(Arc<Signal>);
 
 impl Listeners {
     /// Someone is subscribed (no lock: an atomic count).
     pub fn any(&self) -> bool {
-        self.0.receiver_count() > 0
+        self.0.any()
     }
 
     /// A handle nobody will ever subscribe to (tests, tools).
     pub fn none() -> Self {
-        Listeners(Arc::new(watch::Sender::new(0)))
+        Listeners(Arc::default())
     }
 }
 
@@ -120,7 +143,7 @@ impl Entry {
             events: VecDeque::new(),
             done: None,
             last_seq: 0,
-            version: Arc::new(watch::Sender::new(0)),
+            version: Arc::default(),
         }
     }
 
@@ -132,9 +155,7 @@ impl Entry {
 
     /// Wakes subscribers; with none (the common case) there is no one to wake.
     fn bump(&self) {
-        if self.version.receiver_count() > 0 {
-            self.version.send_modify(|v| *v += 1);
-        }
+        self.version.bump();
     }
 }
 
@@ -246,7 +267,7 @@ impl Hub {
         let mut entries = self.lock();
         let mut listened = false;
         if let Some(entry) = entries.map.get_mut(id) {
-            listened = entry.version.receiver_count() > 0;
+            listened = entry.version.any();
             entry.last_seq = entry.last_seq.max(event.seq);
             // Replay needs the changes, not every tick: a heartbeat replaces the one before it.
             if event.heartbeat && entry.events.back().is_some_and(|e| e.heartbeat) {
@@ -373,9 +394,7 @@ impl Hub {
             let (since, id) = (*since, Arc::clone(id));
             entries.awaited.pop_front();
             match entries.map.get(&id) {
-                Some(e)
-                    if e.stage == (Stage::Awaited { since }) && e.version.receiver_count() == 0 =>
-                {
+                Some(e) if e.stage == (Stage::Awaited { since }) && !e.version.any() => {
                     entries.map.remove(&id);
                 }
                 // Still watched: look again after another wait.

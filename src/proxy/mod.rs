@@ -169,6 +169,7 @@ pub async fn forward(
     ));
     ex.capture = capture_for(
         route,
+        (&ex.id, &ex.route),
         &cx,
         &parts.method,
         rest,
@@ -277,7 +278,15 @@ fn refuse(
     owner: Option<Owner>,
 ) -> Response<Body> {
     if ex.capture.is_none() {
-        ex.capture = capture_for(&rt.route, cx, method, rest, (0, owner), ex.tier);
+        ex.capture = capture_for(
+            &rt.route,
+            (&ex.id, &ex.route),
+            cx,
+            method,
+            rest,
+            (0, owner),
+            ex.tier,
+        );
     }
     ex.client_head(Instant::now(), e.status.as_u16());
     ex.end(ending_for(&e));
@@ -316,6 +325,7 @@ fn injectable(api: Api, path_and_query: &str, method: &Method, tap: &RequestTap)
 /// Whether this exchange is captured (route level, sampling by id), and its recorder.
 fn capture_for(
     route: &Route,
+    (id, name): (&Arc<str>, &Arc<str>),
     cx: &Context<'_>,
     method: &Method,
     rest: &str,
@@ -332,18 +342,18 @@ fn capture_for(
             d.as_millis() as i64 - cx.started.elapsed().as_millis() as i64
         });
     let meta = Meta {
-        id: cx.id.to_owned(),
+        id: Arc::clone(id),
         attempt,
         started_at_ms,
-        route: route.name.clone(),
-        api: route.api.as_str().to_owned(),
-        method: method.as_str().to_owned(),
+        route: Arc::clone(name),
+        api: route.api.as_str(),
+        method: method.clone(),
         path: if rest.is_empty() {
             "/".to_owned()
         } else {
             rest.to_owned()
         },
-        tier: tier.as_str().to_owned(),
+        tier: tier.as_str(),
         level: route.capture,
         max_body: route.capture_max_body as usize,
         owner,

@@ -153,7 +153,12 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .header_read_timeout(app.server.request_head_timeout)
         .max_buf_size(app.server.max_request_head)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Copy body chunks into the connection's one write buffer instead of queueing them for
+        // vectored writes: SSE chunks and heartbeats are small, and the queue (a few hundred
+        // bytes per connection that ever streamed) was the largest part of a waiting stream's
+        // state (benches/heartbeats.sh).
+        .writev(false);
     let mut limit = limit::ConnectionLimit::new(app.server.max_connections);
     tokio::pin!(shutdown);
     loop {
@@ -177,9 +182,14 @@ async fn accept_loop(
         }
         let io = TokioIo::new(StallGuard::new(stream, app.server.write_stall_timeout));
         let app = Arc::clone(&app);
+        // hyper keeps one box per connection sized to the service's future, for as long as the
+        // connection lives; boxing the (large) dispatch future here frees its state once the head
+        // is out, so a waiting stream or an idle keep-alive connection does not keep ~5 KiB of
+        // finished request state (benches/heartbeats.sh, state_size).
         let service = service_fn(move |req| {
             let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(dispatch::dispatch(app, req).await) }
+            let fut = Box::pin(dispatch::dispatch(app, req));
+            async move { Ok::<_, Infallible>(fut.await) }
         });
         let conn = graceful.watch(builder.serve_connection(io, service));
         let hard_stop = hard_stop.clone();

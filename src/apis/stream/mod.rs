@@ -78,7 +78,8 @@ pub struct StreamInterpreter {
     framing: Framing,
     reader: Reader,
     tally: Tally,
-    gzip: Option<GzipDecoder>,
+    /// Boxed: a gzip body is rare, and every waiting stream keeps its interpreter.
+    gzip: Option<Box<GzipDecoder>>,
     /// The body said gzip and was not: the upstream's response is corrupt.
     gzip_failed: bool,
     limits: Limits,
@@ -139,7 +140,7 @@ impl StreamInterpreter {
             let e = e.trim();
             e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip")
         });
-        self.gzip = gzip.then(|| GzipDecoder::new(self.limits.max_decoded));
+        self.gzip = gzip.then(|| Box::new(GzipDecoder::new(self.limits.max_decoded)));
         self
     }
 
@@ -194,7 +195,7 @@ impl StreamInterpreter {
 
     /// The body ended; returns the last signals.
     pub fn finish(&mut self) -> Vec<Signal> {
-        if let Some(result) = self.gzip.as_mut().map(GzipDecoder::finish) {
+        if let Some(result) = self.gzip.as_mut().map(|g| g.finish()) {
             match result {
                 Ok(plain) => {
                     self.frame(&plain);

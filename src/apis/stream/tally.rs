@@ -82,7 +82,12 @@ impl Tally {
     }
 
     pub fn drain_into(&mut self, out: &mut Vec<Signal>) {
-        out.append(&mut self.out);
+        // Hand over the buffer itself when `out` is empty: a waiting stream keeps no capacity.
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.out);
+        } else {
+            out.append(&mut self.out);
+        }
     }
 
     pub fn event(&mut self) {

@@ -1,6 +1,6 @@
 //! The body as it flows: upstream chunks, heartbeats, deadlines, and how the body ends.
 
-use super::{Cut, ExchangeBody, Source};
+use super::{Collecting, Cut, ExchangeBody, Source};
 use crate::apis::stream::{Dialect, Phase};
 use crate::capture::Outcome;
 use crate::progress::frames;
@@ -103,8 +103,8 @@ impl ExchangeBody {
                 self.inj
                     .set_boundary(reframes && self.inj.mode() == Mode::Events || seen.boundary);
             }
-            Source::Collect { buf, .. } => {
-                if let Err(over) = buf.push(&data) {
+            Source::Collect(c) => {
+                if let Err(over) = c.buf.push(&data) {
                     self.wrap_failed(over);
                     return;
                 }
@@ -116,9 +116,8 @@ impl ExchangeBody {
             self.dl.beat_done(now);
         }
         let ended = match &self.src {
-            Source::Stream { body, .. } | Source::Collect { body, .. } => {
-                http_body::Body::is_end_stream(body)
-            }
+            Source::Stream { body, .. } => http_body::Body::is_end_stream(body),
+            Source::Collect(c) => http_body::Body::is_end_stream(&c.body),
             _ => false,
         };
         if ended {
@@ -130,12 +129,15 @@ impl ExchangeBody {
     /// The upstream body ended, completely or not.
     pub(super) fn on_end(&mut self, end: UpstreamEnd) {
         match std::mem::replace(&mut self.src, Source::Done) {
-            Source::Collect {
-                status,
-                headers,
-                buf,
-                ..
-            } => self.on_collected(end, status, &headers, buf),
+            Source::Collect(c) => {
+                let Collecting {
+                    status,
+                    headers,
+                    buf,
+                    ..
+                } = *c;
+                self.on_collected(end, status, &headers, buf);
+            }
             Source::Stream { mut reframe, .. } => {
                 if let Err(over) = reframe.finish(&mut self.out) {
                     self.wrap_failed(over);

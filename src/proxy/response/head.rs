@@ -1,6 +1,6 @@
 //! The upstream's answer arrives (or never does): pick how its body reaches the client.
 
-use super::{ExchangeBody, Source, ending_for};
+use super::{Collecting, ExchangeBody, Source, ending_for};
 use crate::apis::stream::{Dialect, Limits as StreamLimits, Phase};
 use crate::progress::frames;
 use crate::proxy::error::{Origin, ProxyError};
@@ -82,7 +82,7 @@ impl ExchangeBody {
                     .headers
                     .insert("x-accel-buffering", HeaderValue::from_static("no"));
             }
-            self.head = Some(parts);
+            self.head = Some(Box::new(parts));
             self.src = Source::Stream {
                 body: incoming,
                 reframe: Reframe::None,
@@ -105,12 +105,12 @@ impl ExchangeBody {
                     }
                 } else {
                     // An error becomes the stream's own error event: collect it, bounded.
-                    Source::Collect {
+                    Source::Collect(Box::new(Collecting {
                         body: incoming,
                         status,
                         headers: parts.headers,
                         buf: collect(self),
-                    }
+                    }))
                 };
             }
             Mode::Events if streams => {
@@ -121,12 +121,12 @@ impl ExchangeBody {
                 };
             }
             Mode::Events => {
-                self.src = Source::Collect {
+                self.src = Source::Collect(Box::new(Collecting {
                     body: incoming,
                     status,
                     headers: parts.headers,
                     buf: collect(self),
-                };
+                }));
             }
         }
     }
@@ -137,7 +137,7 @@ impl ExchangeBody {
         self.ex.end(ending_for(&e));
         if !self.committed {
             self.ex.client_head(Instant::now(), e.status.as_u16());
-            self.failure = Some(e);
+            self.failure = Some(Box::new(e));
             return;
         }
         match self.inj.mode() {

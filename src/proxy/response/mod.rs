@@ -55,13 +55,17 @@ enum Source {
         body: Incoming,
         reframe: Reframe,
     },
-    Collect {
-        body: Incoming,
-        status: StatusCode,
-        headers: http::HeaderMap,
-        buf: Collector,
-    },
+    /// Boxed: rare (the events tier's whole answers, errors), and the body lives as long as
+    /// the exchange.
+    Collect(Box<Collecting>),
     Done,
+}
+
+struct Collecting {
+    body: Incoming,
+    status: StatusCode,
+    headers: http::HeaderMap,
+    buf: Collector,
 }
 
 /// The error a body returns so hyper aborts the client's response.
@@ -92,8 +96,9 @@ pub struct ExchangeBody {
     ok_when_drained: Option<Ending>,
     /// The client already got `200 text/event-stream` before the upstream answered.
     committed: bool,
-    head: Option<Parts>,
-    failure: Option<ProxyError>,
+    /// Boxed, like `failure`: each is taken once, just after the head wait.
+    head: Option<Box<Parts>>,
+    failure: Option<Box<ProxyError>>,
     path_and_query: String,
     headers_timeout: Duration,
     max_wrap_body: usize,
@@ -201,12 +206,12 @@ impl ExchangeBody {
         let head = self.head.take()?;
         self.ex.client_head(Instant::now(), head.status.as_u16());
         self.inj.head_out();
-        Some(head)
+        Some(*head)
     }
 
     /// The failure before any head, when nothing was committed.
     pub fn take_failure(&mut self) -> Option<ProxyError> {
-        self.failure.take()
+        self.failure.take().map(|f| *f)
     }
 
     /// Queues an `aloud.*` event for the events tier (feedback the client sees).
@@ -320,9 +325,8 @@ impl Body for ExchangeBody {
                     Poll::Pending if this.out.is_empty() => return Poll::Pending,
                     _ => continue,
                 },
-                Source::Stream { body, .. } | Source::Collect { body, .. } => {
-                    Pin::new(body).poll_frame(cx)
-                }
+                Source::Stream { body, .. } => Pin::new(body).poll_frame(cx),
+                Source::Collect(c) => Pin::new(&mut c.body).poll_frame(cx),
             };
             match step {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
