@@ -61,17 +61,41 @@ async fn every_exchange_gets_one_line_with_whole_milliseconds_even_without_a_hea
     let auth = [("Aloud-Token", TOKEN), ("x-mock", "json-ok")];
     let path = "/up/v1/chat/completions";
 
-    assert_eq!(send(&b, path, "access-ok-00000001", &auth, b"{}").await, 200);
     assert_eq!(
-        send(&b, path, "access-401-0000001", &[("x-mock", "json-ok")], b"{}").await,
+        send(&b, path, "access-ok-00000001", &auth, b"{}").await,
+        200
+    );
+    assert_eq!(
+        send(
+            &b,
+            path,
+            "access-401-0000001",
+            &[("x-mock", "json-ok")],
+            b"{}"
+        )
+        .await,
         401
     );
     assert_eq!(
-        send(&b, "/small/v1/chat/completions", "access-413-0000001", &auth, &[b'x'; 64]).await,
+        send(
+            &b,
+            "/small/v1/chat/completions",
+            "access-413-0000001",
+            &auth,
+            &[b'x'; 64]
+        )
+        .await,
         413
     );
     assert_eq!(
-        send(&b, "/gone/v1/chat/completions", "access-502-0000001", &auth, b"{}").await,
+        send(
+            &b,
+            "/gone/v1/chat/completions",
+            "access-502-0000001",
+            &auth,
+            b"{}"
+        )
+        .await,
         502
     );
     // One slot: a stream holds it, the next request is refused as overload.
@@ -87,7 +111,10 @@ async fn every_exchange_gets_one_line_with_whole_milliseconds_even_without_a_hea
     )
     .await;
     held.until_contains("\"Hel\"").await;
-    assert_eq!(send(&b, path, "access-503-0000001", &auth, b"{}").await, 503);
+    assert_eq!(
+        send(&b, path, "access-503-0000001", &auth, b"{}").await,
+        503
+    );
     drop(held);
     b.wait_json(|v| v["id"] == "access-held-000001" && v["outcome"].is_string())
         .await;
@@ -95,9 +122,27 @@ async fn every_exchange_gets_one_line_with_whole_milliseconds_even_without_a_hea
     let lines = b.json();
     for (id, route, status, outcome, end) in [
         ("access-ok-00000001", "up", 200, "ok", "complete"),
-        ("access-401-0000001", "up", 401, "proxy_error", "client_token_missing"),
-        ("access-413-0000001", "small", 413, "proxy_error", "body_too_large"),
-        ("access-502-0000001", "gone", 502, "proxy_error", "upstream_connect"),
+        (
+            "access-401-0000001",
+            "up",
+            401,
+            "proxy_error",
+            "client_token_missing",
+        ),
+        (
+            "access-413-0000001",
+            "small",
+            413,
+            "proxy_error",
+            "body_too_large",
+        ),
+        (
+            "access-502-0000001",
+            "gone",
+            502,
+            "proxy_error",
+            "upstream_connect",
+        ),
         ("access-503-0000001", "up", 503, "proxy_error", "overloaded"),
     ] {
         let access = access_lines(&lines, id);
@@ -130,7 +175,11 @@ async fn every_exchange_gets_one_line_with_whole_milliseconds_even_without_a_hea
         assert!(is_whole(&ok[field]), "{field} of a success: {ok}");
     }
     // Refused before any upstream head: no upstream time to speak of.
-    for id in ["access-401-0000001", "access-413-0000001", "access-503-0000001"] {
+    for id in [
+        "access-401-0000001",
+        "access-413-0000001",
+        "access-503-0000001",
+    ] {
         let l = access_lines(&lines, id)[0];
         assert!(l.get("headers_ms").is_none(), "{l}");
     }

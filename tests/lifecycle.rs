@@ -81,7 +81,10 @@ async fn a_second_stop_cuts_at_once_and_the_cut_exchange_is_spilled_as_shutdown(
     let took = second.elapsed();
     assert!(status.success(), "aloud exited with {status}");
     // The grace is 30 s: only the second stop can end it this soon.
-    assert!(took < Duration::from_secs(5), "took {took:?} after the second stop");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} after the second stop"
+    );
     let reply = conn.finish().await;
     assert_eq!(reply.end, End::Cut, "the client must see a cut transfer");
     let lines = b.json();
@@ -113,7 +116,7 @@ async fn a_second_stop_cuts_at_once_and_the_cut_exchange_is_spilled_as_shutdown(
     again
         .wait_json(|v| message(v) == "capture spill replayed into the store")
         .await;
-    let rows = SqliteStore::open(&dir.path().join("aloud.db"))
+    let rows = SqliteStore::open(dir.path().join("aloud.db"))
         .unwrap()
         .get(rid)
         .unwrap();
@@ -237,9 +240,8 @@ async fn the_access_log_and_the_capture_agree_on_how_streams_ended() {
     )
     .unwrap();
     let mut b = Binary::start(&config, &[]).await;
-    let proxied = |id: &'static str| {
-        move |v: &Value| v["id"] == id && message(v).starts_with("proxied")
-    };
+    let proxied =
+        |id: &'static str| move |v: &Value| v["id"] == id && message(v).starts_with("proxied");
 
     let gone = stalled(&b, "/up/v1/chat/completions", "agree-client-gone").await;
     drop(gone);
@@ -255,9 +257,13 @@ async fn the_access_log_and_the_capture_agree_on_how_streams_ended() {
     drop(cut);
 
     let lines = b.json();
-    let store = SqliteStore::open(&dir.path().join("aloud.db")).unwrap();
+    let store = SqliteStore::open(dir.path().join("aloud.db")).unwrap();
     for (id, outcome, end) in [
-        ("agree-client-gone", Outcome::ClientDisconnected, "client_gone"),
+        (
+            "agree-client-gone",
+            Outcome::ClientDisconnected,
+            "client_gone",
+        ),
         ("agree-idle-timeout", Outcome::Timeout, "idle_timeout"),
         ("agree-shutdown-cut", Outcome::Shutdown, "shutdown"),
     ] {
@@ -266,7 +272,12 @@ async fn the_access_log_and_the_capture_agree_on_how_streams_ended() {
         let rows = store.get(id).unwrap();
         assert_eq!(rows.len(), 1, "{id}: one record");
         assert_eq!(rows[0].outcome, outcome, "{id}: {:?}", rows[0].error);
-        assert_eq!(access[0]["outcome"], outcome.as_str(), "{id}: {}", access[0]);
+        assert_eq!(
+            access[0]["outcome"],
+            outcome.as_str(),
+            "{id}: {}",
+            access[0]
+        );
         assert_eq!(access[0]["end"], end, "{id}: {}", access[0]);
     }
 }

@@ -226,7 +226,11 @@ mod tests {
             "[server]\nlisten = \"127.0.0.1:2\"\nshutdown_grace = \"1s\"\n[capture]\ndatabase = \"other.db\"\n[[routes]]\nname = \"b\"\nprefix = \"/b\"\nupstream = \"http://127.0.0.1:9\"\napi = \"openai\"\n",
         );
         let changed = keep_restart_only(&running, &mut new);
-        assert_eq!(changed, ["server.listen", "capture.database"]);
+        // The spill directory follows the database by default.
+        assert_eq!(
+            changed,
+            ["server.listen", "capture.database", "capture.spill_dir"]
+        );
         assert_eq!(new.server.listen, running.server.listen);
         assert_eq!(new.capture.database, running.capture.database);
         // What reloads is left as the new config says.

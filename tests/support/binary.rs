@@ -61,7 +61,9 @@ impl Binary {
             seen,
             addr: "127.0.0.1:0".parse().unwrap(),
         };
-        let listening = b.wait_json(|v| message(v).starts_with("aloud listening")).await;
+        let listening = b
+            .wait_json(|v| message(v).starts_with("aloud listening"))
+            .await;
         b.addr = listening["addr"].as_str().unwrap().parse().unwrap();
         b
     }
@@ -103,11 +105,11 @@ impl Binary {
     pub async fn wait_json_after(&mut self, from: usize, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let found = self.log().iter().skip(from).find_map(|l| {
-                serde_json::from_str::<Value>(l)
-                    .ok()
-                    .filter(|v| pred(v))
-            });
+            let found = self
+                .log()
+                .iter()
+                .skip(from)
+                .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| pred(v)));
             if let Some(v) = found {
                 return v;
             }
@@ -116,13 +118,12 @@ impl Binary {
                 Ok(Ok(())) => {}
                 // The process closed its stderr: one last look.
                 Ok(Err(_)) => {
-                    let found = self
-                        .json()
-                        .into_iter()
-                        .skip(from)
-                        .find(|v| pred(v));
+                    let found = self.json().into_iter().skip(from).find(|v| pred(v));
                     return found.unwrap_or_else(|| {
-                        panic!("aloud ended without the line; log:\n{}", self.log().join("\n"))
+                        panic!(
+                            "aloud ended without the line; log:\n{}",
+                            self.log().join("\n")
+                        )
                     });
                 }
                 Err(_) => panic!(
