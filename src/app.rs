@@ -1,5 +1,6 @@
 //! Application state: routes with their clients, the concurrency limiter, progress and capture
-//! settings, CORS. Built once from the config; every request shares it.
+//! settings, CORS. Built from the config, and again on a reload; every request shares the one
+//! current when it arrived.
 
 use crate::capture::CaptureSink;
 use crate::config::CorsConfig;
@@ -12,6 +13,14 @@ use crate::proxy::{CaptureSettings, ProgressSettings, RouteRuntime};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::Semaphore;
+
+/// What a reload keeps from the app before it.
+struct Kept {
+    limiter: Arc<Semaphore>,
+    hub: Arc<Hub>,
+    wrap_budget: Arc<Budget>,
+    capture: CaptureSettings,
+}
 
 /// Everything a request needs, shared by all connections.
 pub struct App {
@@ -27,6 +36,58 @@ pub struct App {
 impl App {
     /// Builds the app from a config whose simulator routes already point at a loopback address.
     pub fn new(config: Config, sink: Option<Arc<dyn CaptureSink>>) -> Result<Arc<App>, String> {
+        let kept = Kept {
+            limiter: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
+            hub: Hub::new(HubLimits {
+                retain: config.progress.retain,
+                max_requests: config.progress.retain_max,
+                await_request: config.progress.await_request,
+                ..HubLimits::default()
+            }),
+            wrap_budget: Budget::new(
+                usize::try_from(config.progress.max_wrap_total).unwrap_or(usize::MAX),
+            ),
+            capture: CaptureSettings {
+                sink,
+                shutting_down: Arc::new(AtomicBool::new(false)),
+            },
+        };
+        Self::build(config, kept)
+    }
+
+    /// The app for a reloaded config: new routes, timeouts, progress settings and tokens, with
+    /// what in-flight requests share kept (the limiter, the side channel's hub, the events
+    /// tier's body budget, the capture sink and the draining flag). The config's restart-only
+    /// settings are expected to equal this app's.
+    pub fn reloaded(&self, config: Config) -> Result<Arc<App>, String> {
+        let kept = Kept {
+            limiter: Arc::clone(&self.limiter),
+            hub: Arc::clone(&self.progress.hub),
+            wrap_budget: Arc::clone(&self.progress.wrap_budget),
+            capture: CaptureSettings {
+                sink: self.capture.sink.clone(),
+                shutting_down: Arc::clone(&self.capture.shutting_down),
+            },
+        };
+        Self::build(config, kept)
+    }
+
+    /// Whether the server is draining (shutdown began): one flag shared by every app a server
+    /// built, so any of them answers (`/readyz` reads it).
+    pub fn is_draining(&self) -> bool {
+        self.capture
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Proxied requests holding a slot now.
+    pub fn in_flight(&self) -> usize {
+        self.server
+            .max_concurrent_requests
+            .saturating_sub(self.limiter.available_permits())
+    }
+
+    fn build(config: Config, kept: Kept) -> Result<Arc<App>, String> {
         let routes = config
             .routes
             .into_iter()
@@ -46,26 +107,17 @@ impl App {
                     .collect(),
             );
         }
-        let hub = Hub::new(HubLimits {
-            retain: p.retain,
-            max_requests: p.retain_max,
-            await_request: p.await_request,
-            ..HubLimits::default()
-        });
         Ok(Arc::new(App {
-            limiter: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
+            limiter: kept.limiter,
             progress: ProgressSettings {
-                hub,
+                hub: kept.hub,
                 ladder: Arc::new(ladder),
                 heartbeat: p.heartbeat,
                 hold: p.hold,
                 max_wrap_body: usize::try_from(p.max_wrap_body).unwrap_or(usize::MAX),
-                wrap_budget: Budget::new(usize::try_from(p.max_wrap_total).unwrap_or(usize::MAX)),
+                wrap_budget: kept.wrap_budget,
             },
-            capture: CaptureSettings {
-                sink,
-                shutting_down: Arc::new(AtomicBool::new(false)),
-            },
+            capture: kept.capture,
             server: config.server,
             cors: config.cors,
             routes,

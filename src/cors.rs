@@ -91,7 +91,13 @@ pub fn preflight(origin: Option<&HeaderValue>, headers: &HeaderMap) -> Response<
     r
 }
 
-/// Replaces the upstream's `Access-Control-*` headers with aloud's on an actual response.
+/// `Timing-Allow-Origin`: lets an allowed origin read `Server-Timing` through
+/// `PerformanceResourceTiming.serverTiming` (which CORS alone does not open).
+const TIMING_ALLOW_ORIGIN: header::HeaderName =
+    header::HeaderName::from_static("timing-allow-origin");
+
+/// Replaces the upstream's `Access-Control-*` (and `Timing-Allow-Origin`) headers with aloud's
+/// on an actual response; the allowed origin may read `Aloud-Request-Id` and `Server-Timing`.
 pub fn decorate(origin: &HeaderValue, headers: &mut HeaderMap) {
     let upstream: Vec<header::HeaderName> = headers
         .keys()
@@ -104,8 +110,9 @@ pub fn decorate(origin: &HeaderValue, headers: &mut HeaderMap) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Aloud-Request-Id"),
+        HeaderValue::from_static("Aloud-Request-Id, Server-Timing"),
     );
+    headers.insert(TIMING_ALLOW_ORIGIN, origin.clone());
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 

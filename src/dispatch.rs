@@ -41,6 +41,7 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         }
         return response;
     }
+    let route_name = found.map(|(rt, _)| Arc::clone(&rt.name));
     let (id, mut response) = match request_id::from_headers(req.headers()) {
         Err(e) => {
             let refused = ProxyError::new(
@@ -49,17 +50,23 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 "bad_request_id",
                 e.to_string(),
             );
-            (request_id::generate(), refused.into_response(api))
+            let id = request_id::generate();
+            let response = refuse(refused, api, &id, route_name.as_deref());
+            (id, response)
         }
         Ok(id) => {
             let response = match checked {
-                Err(e) => ProxyError::new(
-                    StatusCode::BAD_REQUEST,
-                    Origin::Downstream,
-                    "bad_path",
-                    format!("{e}; aloud does not forward such paths"),
-                )
-                .into_response(api),
+                Err(e) => refuse(
+                    ProxyError::new(
+                        StatusCode::BAD_REQUEST,
+                        Origin::Downstream,
+                        "bad_path",
+                        format!("{e}; aloud does not forward such paths"),
+                    ),
+                    api,
+                    &id,
+                    route_name.as_deref(),
+                ),
                 Ok(()) => answer(&app, req, &path, route, &id, started).await,
             };
             (id, response)
@@ -74,6 +81,20 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     response
 }
 
+/// A request aloud refuses before any route takes it: logged with its id (and the route its
+/// path names, if any), answered in `api`'s envelope.
+fn refuse(e: ProxyError, api: Api, id: &str, route: Option<&str>) -> Response<Body> {
+    tracing::info!(
+        id,
+        route,
+        status = e.status.as_u16(),
+        label = e.label,
+        message = %e.message,
+        "refused request"
+    );
+    e.into_response_unlogged(api)
+}
+
 async fn answer(
     app: &App,
     req: Request<Incoming>,
@@ -84,14 +105,15 @@ async fn answer(
 ) -> Response<Body> {
     if req.method() == Method::CONNECT {
         let api = route.as_ref().map_or(Api::OpenAi, |(rt, _)| rt.route.api);
-        return ProxyError::new(
+        let name = route.as_ref().map(|(rt, _)| &*rt.name);
+        let e = ProxyError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             Origin::Downstream,
             "connect_refused",
             "aloud is a reverse proxy for model APIs; CONNECT tunnels are not supported",
         )
-        .closing()
-        .into_response(api);
+        .closing();
+        return refuse(e, api, id, name);
     }
     if path == "/healthz" {
         return endpoints::json(StatusCode::OK, r#"{"status":"ok"}"#);
@@ -115,11 +137,11 @@ async fn answer(
         return endpoints::redirect("/aloud/", req.uri().query());
     }
     let prefixes: Vec<&str> = app.routes.iter().map(|r| r.route.prefix.as_str()).collect();
-    ProxyError::new(
+    let e = ProxyError::new(
         StatusCode::NOT_FOUND,
         Origin::Downstream,
         "no_route",
         format!("no route matches {path}; routes: {}", prefixes.join(", ")),
-    )
-    .into_response(Api::OpenAi)
+    );
+    refuse(e, Api::OpenAi, id, None)
 }

@@ -206,8 +206,9 @@ async fn cors_preflights_and_responses_for_allowed_origins() {
     );
     assert_eq!(
         r.headers()["access-control-expose-headers"],
-        "Aloud-Request-Id"
+        "Aloud-Request-Id, Server-Timing"
     );
+    assert_eq!(r.headers()["timing-allow-origin"], "http://app.test");
     let r = post(
         &aloud.url("/sim/v1/chat/completions"),
         &[("origin", "http://other.test"), ("x-sim-status", "400")],

@@ -3,19 +3,28 @@
 use super::redact::{RedactConfig, Redactor};
 use super::writer::Prepare;
 use crate::config::Config;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// The redactor for `config`: the configured paths and patterns, plus every secret aloud knows
 /// (route API keys, client tokens), which are never stored whatever the config says.
 pub fn redactor(config: &Config) -> Result<Redactor, String> {
-    let r = &config.capture.redact;
-    let secrets = config
+    redactor_with(config, secrets(config))
+}
+
+/// The secrets `config` holds: route API keys and client tokens.
+pub fn secrets(config: &Config) -> Vec<String> {
+    config
         .routes
         .iter()
         .filter_map(|r| r.api_key.clone())
         .chain(config.server.client_tokens.iter().cloned())
         .filter(|s| !s.is_empty())
-        .collect();
+        .collect()
+}
+
+/// The redactor for `config`'s redaction settings and these secrets.
+pub fn redactor_with(config: &Config, secrets: Vec<String>) -> Result<Redactor, String> {
+    let r = &config.capture.redact;
     Redactor::new(&RedactConfig {
         json_paths: r.json_paths.clone(),
         patterns: r.patterns.clone(),
@@ -33,4 +42,28 @@ pub fn prepare(config: &Config) -> Result<Prepare, String> {
     Ok(Prepare(Some(Arc::new(move |record| {
         redactor.redact_record(record)
     }))))
+}
+
+/// The redactor the writer applies, replaced when a reload brings new secrets (read once per
+/// record, on the writer's thread).
+pub struct Live(RwLock<Arc<Redactor>>);
+
+impl Live {
+    pub fn set(&self, redactor: Redactor) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(redactor);
+    }
+
+    fn get(&self) -> Arc<Redactor> {
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The writer's prepare step with a redactor a reload can replace.
+pub fn prepare_live(config: &Config) -> Result<(Prepare, Arc<Live>), String> {
+    let live = Arc::new(Live(RwLock::new(Arc::new(redactor(config)?))));
+    let used = Arc::clone(&live);
+    let prepare = Prepare(Some(Arc::new(move |record| {
+        used.get().redact_record(record)
+    })));
+    Ok((prepare, live))
 }

@@ -47,7 +47,7 @@ impl WriterSink {
         match lookup.as_ref().map(|s| s.exists_for(id, owner)) {
             Some(Ok(found)) => found,
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "capture lookup failed");
+                tracing::warn!(error = %e, id, "capture lookup failed");
                 *lookup = None;
                 false
             }

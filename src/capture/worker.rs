@@ -6,7 +6,7 @@
 //! queue was full are the exception; records are unaffected, as they are written once).
 
 use super::spill::{Closed, SegmentReader};
-use super::writer::{Core, Message, lock};
+use super::writer::{Closing, Core, Message, lock};
 use crate::store::{Entry, Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -69,14 +69,14 @@ where
                         self.finish(Attempt::Now);
                         let _ = done.send(());
                     }
-                    Ok(Message::Close(done)) => {
-                        self.close(&receiver);
+                    Ok(Message::Close(done, closing)) => {
+                        self.close(&receiver, closing);
                         let _ = done.send(());
                         return;
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        self.close(&receiver);
+                        self.close(&receiver, Closing::Store);
                         return;
                     }
                 }
@@ -112,16 +112,21 @@ where
         }
     }
 
-    fn push(&mut self, mut entry: Entry, size: usize) {
-        self.core.config.prepare.apply(&mut entry);
-        self.batch.push(entry);
-        self.batch_bytes += size;
-        self.batch_started.get_or_insert_with(Instant::now);
+    fn push(&mut self, entry: Entry, size: usize) {
+        self.add(entry, size);
         let config = &self.core.config;
         if self.batch.len() >= config.batch_records || self.batch_bytes >= config.batch_bytes {
             self.write_batch(Attempt::IfDue);
             self.sync_spill();
         }
+    }
+
+    /// Prepares `entry` and adds it to the batch, without writing.
+    fn add(&mut self, mut entry: Entry, size: usize) {
+        self.core.config.prepare.apply(&mut entry);
+        self.batch.push(entry);
+        self.batch_bytes += size;
+        self.batch_started.get_or_insert_with(Instant::now);
     }
 
     fn tick(&mut self) {
@@ -148,8 +153,8 @@ where
     }
 
     /// Stops taking messages: closes the gate, drains what was sent before it closed, writes
-    /// everything and makes a last replay attempt.
-    fn close(&mut self, receiver: &Receiver<Message>) {
+    /// everything and makes a last replay attempt (or, `Closing::Spill`, spills everything).
+    fn close(&mut self, receiver: &Receiver<Message>, closing: Closing) {
         self.core.closed.store(true, Ordering::SeqCst);
         while self.core.sending.load(Ordering::SeqCst) != 0 {
             std::thread::yield_now();
@@ -157,11 +162,26 @@ where
         let mut waiting = Vec::new();
         while let Ok(message) = receiver.try_recv() {
             match message {
+                Message::Entry(item, size) if closing == Closing::Spill => {
+                    self.add(item.into_entry(), size);
+                }
                 Message::Entry(item, size) => self.push(item.into_entry(), size),
-                Message::Flush(done) | Message::Close(done) => waiting.push(done),
+                Message::Flush(done) | Message::Close(done, _) => waiting.push(done),
             }
         }
-        self.finish(Attempt::Now);
+        match closing {
+            Closing::Store => self.finish(Attempt::Now),
+            Closing::Spill => {
+                let entries = std::mem::take(&mut self.batch);
+                let bytes = std::mem::take(&mut self.batch_bytes);
+                self.batch_started = None;
+                if !entries.is_empty() {
+                    self.core.spill(entries);
+                }
+                self.core.release(bytes);
+                self.sync_spill();
+            }
+        }
         for done in waiting {
             let _ = done.send(());
         }

@@ -34,7 +34,16 @@ pub(crate) enum Message {
     /// An entry within the queue's byte budget.
     Entry(Item, usize),
     Flush(oneshot::Sender<()>),
-    Close(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>, Closing),
+}
+
+/// Where a close puts what is still queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// The store (or the spill, when the store fails), with a last replay attempt.
+    Store,
+    /// The spill only, without waiting for the store: a stop that cannot wait.
+    Spill,
 }
 
 /// What requests hand the writer: an entry, or a record still to be built on the thread.
@@ -419,7 +428,7 @@ impl CaptureWriter {
                 undo();
                 match message {
                     Message::Entry(item, _) => Some(item),
-                    Message::Flush(_) | Message::Close(_) => None,
+                    Message::Flush(_) | Message::Close(..) => None,
                 }
             }
         }
@@ -445,8 +454,23 @@ impl CaptureWriter {
     /// Flushes everything and stops the thread. Later submits through other clones go to the
     /// spill, which the next start replays.
     pub async fn close(self) {
+        self.close_with(Closing::Store).await;
+    }
+
+    /// Writes what is queued to the spill (fsynced), without waiting for the store, and stops
+    /// the thread: the next start replays it. For a stop that cannot wait.
+    pub async fn close_to_spill(self) {
+        self.close_with(Closing::Spill).await;
+    }
+
+    async fn close_with(self, closing: Closing) {
         let (done, wait) = oneshot::channel();
-        if self.handle.sender.send(Message::Close(done)).is_ok() {
+        if self
+            .handle
+            .sender
+            .send(Message::Close(done, closing))
+            .is_ok()
+        {
             self.handle.core.wake();
             let _ = wait.await;
         }

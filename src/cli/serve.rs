@@ -1,10 +1,14 @@
 //! `aloud serve` and `aloud simulate`: build the runtime, bind, run until a signal arrives.
+//! For `serve`, signals steer the server: SIGINT/SIGTERM stop (a second one stops at once),
+//! SIGHUP reloads the config file.
 
 use super::telemetry;
 use crate::config::{Config, LogFormat, ProcessEnv};
+use crate::server::Command;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use tokio::sync::mpsc;
 
 pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) -> ExitCode {
     let mut config = match Config::discover(path, &ProcessEnv) {
@@ -18,15 +22,144 @@ pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) ->
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
+    let path = path.map(Path::to_owned);
     run(async move {
+        // Handlers first: from the "listening" line on, a signal is aloud's to handle.
+        let mut signals = Signals::new();
         let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
         let addr = listener.local_addr()?;
         for r in &config.routes {
             tracing::info!(route = %r.name, prefix = %r.prefix, api = %r.api, "route");
         }
+        warn_unset_keys(&config);
         tracing::info!(%addr, "aloud listening on http://{addr}/ (demo page at /aloud/)");
-        crate::server::serve(config, listener, shutdown_signal()).await
+        // Signals come one at a time, and each is handled before the next is read.
+        let (tx, rx) = mpsc::channel(4);
+        let served = crate::server::serve_controlled(config, listener, rx);
+        tokio::pin!(served);
+        loop {
+            tokio::select! {
+                result = &mut served => return result,
+                signal = signals.next() => {
+                    let command = match signal {
+                        Signal::Stop(name) => {
+                            tracing::info!("{name} received");
+                            Some(Command::Stop)
+                        }
+                        Signal::Reload => reload(path.as_deref(), listen),
+                    };
+                    // Never waits: the server may be past reading commands.
+                    if let Some(command) = command
+                        && tx.try_send(command).is_err()
+                    {
+                        tracing::debug!("signal not passed on: the server is stopping");
+                    }
+                }
+            }
+        }
     })
+}
+
+/// One line per route whose `api_key_env` is unset: its requests go upstream with only the
+/// client's own credentials.
+fn warn_unset_keys(config: &Config) {
+    for r in &config.routes {
+        if let (Some(env), None) = (&r.api_key_env, &r.api_key) {
+            tracing::warn!(
+                route = %r.name,
+                api_key_env = %env,
+                "route {}: {env} is not set; requests go upstream with the client's own credentials only",
+                r.name
+            );
+        }
+    }
+}
+
+/// SIGHUP: reads the config file again. A config that does not load is logged and the
+/// running one kept. (A config file is small; reading it on the runtime is a one-off.)
+fn reload(path: Option<&Path>, listen: Option<SocketAddr>) -> Option<Command> {
+    tracing::info!("SIGHUP received: reloading the config");
+    match Config::discover(path, &ProcessEnv) {
+        Ok(mut config) => {
+            if let Some(addr) = listen {
+                config.server.listen = addr;
+            }
+            warn_unset_keys(&config);
+            Some(Command::Reload(Box::new(config)))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "config not reloaded: {e}; the running config is kept");
+            None
+        }
+    }
+}
+
+enum Signal {
+    Stop(&'static str),
+    Reload,
+}
+
+/// SIGINT, SIGTERM and SIGHUP as they arrive; a signal that cannot be listened for is logged
+/// once and never arrives.
+struct Signals {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for {name}");
+                    None
+                }
+            };
+            Signals {
+                int: listen(SignalKind::interrupt(), "SIGINT"),
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                hup: listen(SignalKind::hangup(), "SIGHUP"),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        if s.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.int) => Signal::Stop("SIGINT"),
+                () = recv(&mut self.term) => Signal::Stop("SIGTERM"),
+                () = recv(&mut self.hup) => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+            Signal::Stop("Ctrl-C")
+        }
+    }
 }
 
 pub fn simulate(

@@ -73,7 +73,12 @@ pub struct Figures {
     /// aloud's own time: from the head to the request written upstream, plus from the
     /// upstream's head to the client's.
     pub overhead_ms: Option<f64>,
+    /// Body bytes handed to the client.
     pub bytes: u64,
+    /// Request body bytes read from the client.
+    pub bytes_in: u64,
+    /// The first body byte handed to the client.
+    pub first_byte_ms: Option<f64>,
 }
 
 /// The owner of one exchange.
@@ -93,6 +98,7 @@ pub struct Exchange {
     pub tap: Option<Arc<RequestTap>>,
     upstream_head_at: Option<Instant>,
     client_head_at: Option<Instant>,
+    first_byte_at: Option<Instant>,
     pub upstream_status: Option<u16>,
     client_status: Option<u16>,
     pub streamed: bool,
@@ -130,6 +136,7 @@ impl Exchange {
             tap: None,
             upstream_head_at: None,
             client_head_at: None,
+            first_byte_at: None,
             upstream_status: None,
             client_status: None,
             streamed: false,
@@ -161,6 +168,9 @@ impl Exchange {
 
     /// The client was handed `n` body bytes.
     pub fn client_bytes(&mut self, n: usize) {
+        if self.first_byte_at.is_none() {
+            self.first_byte_at = Some(Instant::now());
+        }
         self.bytes += n as u64;
         if let Some(c) = self.capture.as_mut() {
             c.recorder.client_bytes(self.started.elapsed());
@@ -238,6 +248,10 @@ impl Exchange {
             longest_silence_ms,
             overhead_ms,
             bytes: self.bytes,
+            bytes_in: self.tap.as_ref().map_or(0, |t| t.bytes_in()),
+            first_byte_ms: self
+                .first_byte_at
+                .map(|t| ms(t.saturating_duration_since(self.started))),
         };
         self.log(&figures);
         if let Some(capture) = self.capture.take() {
@@ -269,13 +283,29 @@ impl Exchange {
         Some(figures)
     }
 
-    /// The access-log line: aloud's time kept apart from the upstream's.
+    /// `Server-Timing` for the head going to the client now: aloud's own time and, once an
+    /// attempt started (`attempted`), the upstream's time to its headers.
+    pub fn server_timing(&self, attempted: bool) -> http::HeaderValue {
+        super::timing::header(&super::timing::Marks {
+            started: self.started,
+            sent: self.tap.as_ref().and_then(|t| t.sent_at()),
+            upstream_head: self.upstream_head_at,
+            attempted,
+            now: Instant::now(),
+        })
+    }
+
+    /// The access-log line: aloud's time kept apart from the upstream's, whole milliseconds
+    /// (aloud's own time in microseconds); absent figures are absent fields.
     fn log(&self, f: &Figures) {
-        let status = f.status.unwrap_or(0);
+        let whole = |v: f64| v.round() as u64;
+        let status = f.status;
         let tier = self.tier.as_str();
         let outcome = f.outcome.as_str();
-        let headers_ms = f.headers_ms.unwrap_or(-1.0);
-        let overhead_ms = f.overhead_ms.unwrap_or(-1.0);
+        let headers_ms = f.headers_ms.map(whole);
+        let first_byte_ms = f.first_byte_ms.map(whole);
+        let total_ms = whole(f.total_ms);
+        let overhead_us = f.overhead_ms.map(|v| whole(v * 1e3));
         let (id, route, method, path) = (&*self.id, &*self.route, self.method.as_str(), &self.path);
         // One set of fields, two levels: a failed exchange is a warning.
         macro_rules! line {
@@ -290,10 +320,12 @@ impl Exchange {
                     tier,
                     outcome,
                     end = f.cause,
+                    bytes_in = f.bytes_in,
+                    bytes_out = f.bytes,
                     headers_ms,
-                    total_ms = f.total_ms,
-                    overhead_ms,
-                    bytes = f.bytes,
+                    first_byte_ms,
+                    total_ms,
+                    overhead_us,
                     $message
                 )
             };

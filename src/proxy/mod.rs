@@ -15,6 +15,7 @@ pub mod headers;
 pub mod inject;
 pub mod observe;
 pub mod response;
+pub mod timing;
 pub mod upstream;
 pub mod wait;
 pub mod wrap;
@@ -250,7 +251,7 @@ pub async fn forward(
     }
     if let Some(e) = body.take_failure() {
         // The body's drop runs the exchange's finish step (the failure is its ending).
-        return e.into_response_unlogged(route.api);
+        return timed(e.into_response_unlogged(route.api), body.server_timing());
     }
     match body.take_head() {
         Some(head) => Response::from_parts(head, Body::new(body)),
@@ -262,7 +263,7 @@ pub async fn forward(
                 "the upstream gave no response head",
             );
             body.fail(&e);
-            e.into_response_unlogged(route.api)
+            timed(e.into_response_unlogged(route.api), body.server_timing())
         }
     }
 }
@@ -289,16 +290,24 @@ fn refuse(
         );
     }
     ex.client_head(Instant::now(), e.status.as_u16());
+    let timing = ex.server_timing(false);
     ex.end(ending_for(&e));
     ex.finish(None);
-    e.into_response_unlogged(rt.route.api)
+    timed(e.into_response_unlogged(rt.route.api), timing)
+}
+
+/// Adds aloud's `Server-Timing` line to a response aloud made itself.
+fn timed(mut response: Response<Body>, timing: http::HeaderValue) -> Response<Body> {
+    response.headers_mut().append(timing::SERVER_TIMING, timing);
+    response
 }
 
 /// A `200 text/event-stream` response whose body carries the whole exchange.
 fn committed(body: ExchangeBody) -> Response<Body> {
+    let timing = body.server_timing();
     let mut response = Response::new(Body::new(body));
     *response.headers_mut() = ExchangeBody::committed_head();
-    response
+    timed(response, timing)
 }
 
 /// Whether a comments-tier request may be committed early: it streams (by the request alone),

@@ -1,29 +1,47 @@
-//! The accept loop, per-connection options, graceful shutdown and task tracking.
+//! The server: capture writer first and last, the simulator, the accept loop (`accept`),
+//! reloads (`reload`), graceful and immediate shutdown, and task tracking.
 
+mod accept;
 mod limit;
+mod reload;
 pub mod stall;
 pub mod tasks;
 
-use crate::app::App;
+use crate::capture::redaction::Live;
 use crate::capture::sink::WriterSink;
 use crate::capture::{CaptureSink, CaptureWriter, WriterConfig};
 use crate::config::CaptureLevel;
-use crate::config::{Config, HttpUpstream, Upstream};
-use crate::dispatch;
+use crate::config::Config;
 use crate::store::SqliteStore;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use stall::StallGuard;
-use std::convert::Infallible;
+use reload::Reloader;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 pub use tasks::Tasks;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// What the process asks of a running server.
+#[derive(Debug)]
+pub enum Command {
+    /// Stop. The first one drains: no new connections, and in-flight requests get the grace
+    /// period. A second one stops at once: connections are cut, cut exchanges are recorded as
+    /// `shutdown`, and capture goes to the spill without waiting for the database.
+    Stop,
+    /// Serve new requests with this config (read and validated by the caller); in-flight ones
+    /// keep theirs. Settings that need a restart are logged and kept.
+    Reload(Box<Config>),
+}
+
+/// How the server stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every connection drained, or the grace period ran out and the rest were cut.
+    Drained,
+    /// A second stop cut everything at once.
+    Now,
+}
 
 /// Serves `config` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish within the grace period, and drains every task it started.
@@ -34,21 +52,62 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    until(shutdown, |commands| {
+        serve_controlled(config, listener, commands)
+    })
+    .await
+}
+
+/// `serve`, steered by `commands`: stops (one to drain, a second to stop at once) and reloads.
+pub async fn serve_controlled(
+    config: Config,
+    listener: TcpListener,
+    commands: mpsc::Receiver<Command>,
+) -> io::Result<()> {
     survive_file_size_limit();
     let capture = start_capture(&config)?;
     let sink = capture
         .as_ref()
-        .map(|(sink, _)| Arc::clone(sink) as Arc<dyn CaptureSink>);
-    let result = serve_with(config, listener, shutdown, sink).await;
+        .map(|(sink, _, _)| Arc::clone(sink) as Arc<dyn CaptureSink>);
+    let redaction = capture.as_ref().map(|(_, _, live)| Arc::clone(live));
+    let result = run(config, listener, commands, sink, redaction).await;
     // The capture writer drains last, once every connection (and its record) is done.
-    if let Some((sink, writer)) = capture {
+    if let Some((sink, writer, _)) = capture {
         drop(sink);
         let handle = writer.clone();
-        writer.close().await;
-        let stats = writer_stats_line(&handle);
-        tracing::info!(%stats, "capture writer drained");
+        if matches!(result, Ok(Stopped::Now)) {
+            writer.close_to_spill().await;
+            let stats = writer_stats_line(&handle);
+            tracing::info!(%stats, "capture written to the spill; the next start replays it");
+        } else {
+            writer.close().await;
+            let stats = writer_stats_line(&handle);
+            tracing::info!(%stats, "capture writer drained");
+        }
     }
-    result
+    result.map(|_| ())
+}
+
+/// Runs `serve` with a single stop: `shutdown` resolving.
+async fn until<F, R>(shutdown: impl Future<Output = ()>, serve: F) -> R::Output
+where
+    F: FnOnce(mpsc::Receiver<Command>) -> R,
+    R: Future,
+{
+    // One command at most is ever sent.
+    let (tx, rx) = mpsc::channel(1);
+    let served = serve(rx);
+    tokio::pin!(served, shutdown);
+    let mut sent = false;
+    loop {
+        tokio::select! {
+            out = &mut served => return out,
+            () = &mut shutdown, if !sent => {
+                sent = true;
+                let _ = tx.try_send(Command::Stop);
+            }
+        }
+    }
 }
 
 /// Keeps a file-size limit (`ulimit -f`) from killing aloud. Past the limit the kernel sends
@@ -73,18 +132,20 @@ fn survive_file_size_limit() {
 fn survive_file_size_limit() {}
 
 /// Starts the capture writer when capture is on for some route.
-fn start_capture(config: &Config) -> io::Result<Option<(Arc<WriterSink>, CaptureWriter)>> {
+fn start_capture(config: &Config) -> io::Result<Option<Started>> {
     let c = &config.capture;
     if !c.enabled || config.routes.iter().all(|r| r.capture == CaptureLevel::Off) {
         return Ok(None);
     }
+    let (prepare, live) =
+        crate::capture::redaction::prepare_live(config).map_err(io::Error::other)?;
     let writer_config = WriterConfig {
         queue_bytes: usize::try_from(c.queue_max).unwrap_or(usize::MAX),
         batch_records: c.batch_max,
         flush_interval: c.flush_interval,
         spill_dir: c.spill_dir.clone(),
         spill_max_bytes: c.spill_max,
-        prepare: crate::capture::redaction::prepare(config).map_err(io::Error::other)?,
+        prepare,
         ..WriterConfig::default()
     };
     let database = c.database.clone();
@@ -93,8 +154,11 @@ fn start_capture(config: &Config) -> io::Result<Option<(Arc<WriterSink>, Capture
         .map_err(|e| io::Error::other(format!("cannot start capture: {e}")))?;
     tracing::info!(database = %database.display(), spill = %c.spill_dir.display(), "capturing exchanges");
     let sink = Arc::new(WriterSink::new(writer.clone(), database));
-    Ok(Some((sink, writer)))
+    Ok(Some((sink, writer, live)))
 }
+
+/// A started capture writer: the proxy's sink, the writer, and its replaceable redactor.
+type Started = (Arc<WriterSink>, CaptureWriter, Arc<Live>);
 
 fn writer_stats_line(writer: &CaptureWriter) -> String {
     format!("{:?}", writer.stats())
@@ -102,137 +166,36 @@ fn writer_stats_line(writer: &CaptureWriter) -> String {
 
 /// `serve`, with capture records going to `sink` (tests hand in a sink of their own).
 pub async fn serve_with(
-    mut config: Config,
+    config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     sink: Option<Arc<dyn CaptureSink>>,
 ) -> io::Result<()> {
+    until(shutdown, |commands| async move {
+        run(config, listener, commands, sink, None)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+/// Starts the simulator if a route needs it, builds the app, accepts until stopped, and drains
+/// every task it started.
+async fn run(
+    config: Config,
+    listener: TcpListener,
+    commands: mpsc::Receiver<Command>,
+    sink: Option<Arc<dyn CaptureSink>>,
+    redaction: Option<Arc<Live>>,
+) -> io::Result<Stopped> {
     let tasks = Tasks::new();
     let sim_stop = CancellationToken::new();
-    if config
-        .routes
-        .iter()
-        .any(|r| r.upstream == Upstream::Simulator)
-    {
-        let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = sim_listener.local_addr()?;
-        let stop = sim_stop.clone();
-        tasks.spawn("simulator", async move {
-            if let Err(e) =
-                crate::simulator::serve(sim_listener, async move { stop.cancelled().await }).await
-            {
-                tracing::error!(error = %e, "built-in simulator stopped");
-            }
-        });
-        for route in config
-            .routes
-            .iter_mut()
-            .filter(|r| r.upstream == Upstream::Simulator)
-        {
-            route.upstream = Upstream::Http(HttpUpstream::loopback(addr));
-        }
-        tracing::debug!(%addr, "built-in simulator listening");
+    let result = async {
+        let mut reloader = Reloader::start(config, sink, redaction, &tasks, &sim_stop).await?;
+        Ok(accept::accept_loop(&mut reloader, listener, commands, &tasks).await)
     }
-    let app = App::new(config, sink).map_err(io::Error::other)?;
-    let result = accept_loop(Arc::clone(&app), listener, &tasks, shutdown).await;
+    .await;
     sim_stop.cancel();
     tasks.drain().await;
     result
-}
-
-async fn accept_loop(
-    app: Arc<App>,
-    listener: TcpListener,
-    tasks: &Tasks,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let hard_stop = CancellationToken::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(app.server.request_head_timeout)
-        .max_buf_size(app.server.max_request_head)
-        .keep_alive(true)
-        // Copy body chunks into the connection's one write buffer instead of queueing them for
-        // vectored writes: SSE chunks and heartbeats are small, and the queue (a few hundred
-        // bytes per connection that ever streamed) was the largest part of a waiting stream's
-        // state (benches/heartbeats.sh).
-        .writev(false);
-    let mut limit = limit::ConnectionLimit::new(app.server.max_connections);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Some((stream, permit)) = limit.admit(stream) else {
-            continue;
-        };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        let io = TokioIo::new(StallGuard::new(stream, app.server.write_stall_timeout));
-        let app = Arc::clone(&app);
-        // hyper keeps one box per connection sized to the service's future, for as long as the
-        // connection lives; boxing the (large) dispatch future here frees its state once the head
-        // is out, so a waiting stream or an idle keep-alive connection does not keep ~5 KiB of
-        // finished request state (benches/heartbeats.sh, state_size).
-        let service = service_fn(move |req| {
-            let app = Arc::clone(&app);
-            let fut = Box::pin(dispatch::dispatch(app, req));
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = graceful.watch(builder.serve_connection(io, service));
-        let hard_stop = hard_stop.clone();
-        tasks.spawn("connection", async move {
-            // The connection's place under `max_connections`, freed when it ends.
-            let _permit = permit;
-            tokio::select! {
-                result = conn => if let Err(e) = result {
-                    log_connection_error(&e, peer);
-                },
-                () = hard_stop.cancelled() => {}
-            }
-        });
-    }
-    drop(listener);
-    // Side-channel subscribers would otherwise hold their connections through the grace period.
-    app.progress.hub.close();
-    app.capture
-        .shutting_down
-        .store(true, std::sync::atomic::Ordering::Release);
-    let grace = app.server.shutdown_grace;
-    tracing::info!(
-        grace_ms = grace.as_millis() as u64,
-        "shutting down: no new connections; draining in-flight requests"
-    );
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!("shutdown grace period ended; closing remaining connections");
-            hard_stop.cancel();
-        }
-    }
-    Ok(())
-}
-
-fn log_connection_error(e: &hyper::Error, peer: std::net::SocketAddr) {
-    if e.is_incomplete_message() || e.is_canceled() {
-        tracing::debug!(%peer, error = %e, "client connection closed early");
-    } else if e.is_timeout() {
-        tracing::info!(%peer, error = %e, "client connection timed out");
-    } else if e.is_parse() || e.is_parse_too_large() {
-        tracing::info!(%peer, error = %e, "malformed request from client");
-    } else {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
-    }
 }

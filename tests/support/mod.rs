@@ -1,6 +1,7 @@
 //! Test support: aloud on port 0, mock upstreams over real sockets, and small HTTP clients.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod binary;
 pub mod clients;
 pub mod scripted;
 pub mod stored;

@@ -67,6 +67,8 @@ pub struct RequestTap {
     /// A copy of the first bytes (a copy, so hyper's read buffers are not kept alive), and the
     /// body's total length so far.
     kept: std::sync::Mutex<(Vec<u8>, usize)>,
+    /// Body bytes read from the client so far (the access log's `bytes_in`).
+    received: std::sync::atomic::AtomicU64,
     keep: usize,
 }
 
@@ -97,6 +99,8 @@ impl RequestTap {
     }
 
     fn observe(&self, data: &Bytes) {
+        self.received
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         let mut kept = self.kept();
         if kept.1 < self.keep {
             let take = data.len().min(self.keep - kept.1);
@@ -108,6 +112,11 @@ impl RequestTap {
     fn mark_sent(&self) {
         self.sent.store(true, Ordering::Release);
         let _ = self.sent_at.set(Instant::now());
+    }
+
+    /// Body bytes read from the client so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// When the upstream request was written in full.

@@ -203,10 +203,18 @@ impl ExchangeBody {
 
     /// The upstream's head, when it arrived before any commit. Taking it sends the client's.
     pub fn take_head(&mut self) -> Option<Parts> {
-        let head = self.head.take()?;
+        let mut head = self.head.take()?;
         self.ex.client_head(Instant::now(), head.status.as_u16());
         self.inj.head_out();
+        // A line of aloud's own next to the upstream's, which passes untouched.
+        head.headers
+            .append(super::timing::SERVER_TIMING, self.server_timing());
         Some(*head)
+    }
+
+    /// `Server-Timing` for the client's head, going out now.
+    pub fn server_timing(&self) -> HeaderValue {
+        self.ex.server_timing(true)
     }
 
     /// The failure before any head, when nothing was committed.

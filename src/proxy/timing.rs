@@ -1,0 +1,112 @@
+//! `Server-Timing` (W3C Server Timing): the time until the client's head, split into the
+//! upstream's time to its headers and aloud's own, so a browser's devtools show where the wait
+//! went. One small header value per response, formatted into one buffer.
+//!
+//! aloud appends its own header line and never touches the upstream's: `Server-Timing` is a
+//! list, and several lines of it are one list (RFC 9110, 5.3), so an upstream's own metrics pass
+//! through byte for byte next to aloud's.
+
+use http::{HeaderName, HeaderValue};
+use std::fmt::Write as _;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// The instants the header is made of.
+pub struct Marks {
+    /// The request head was parsed.
+    pub started: Instant,
+    /// The request was written upstream in full.
+    pub sent: Option<Instant>,
+    /// The upstream's head arrived.
+    pub upstream_head: Option<Instant>,
+    /// An upstream attempt started (false: aloud refused the request itself).
+    pub attempted: bool,
+    /// The client's head goes out.
+    pub now: Instant,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `upstream;dur=812.4;desc="upstream headers", aloud;dur=0.312`: the upstream's part runs from
+/// the request written upstream (or, when its body never finished, from the request head) to
+/// the upstream's head, or to now when the client's head goes first (an early commit, a
+/// failure); aloud's part is the rest. A refusal is aloud's alone.
+pub fn header(m: &Marks) -> HeaderValue {
+    let mut s = String::with_capacity(72);
+    if m.attempted {
+        let from = m.sent.unwrap_or(m.started);
+        let to = m.upstream_head.unwrap_or(m.now);
+        let upstream = to.saturating_duration_since(from);
+        let own = from.saturating_duration_since(m.started) + m.now.saturating_duration_since(to);
+        let desc = if m.upstream_head.is_some() {
+            "upstream headers"
+        } else {
+            "no upstream headers"
+        };
+        let _ = write!(
+            s,
+            "upstream;dur={:.1};desc=\"{desc}\", aloud;dur={:.3}",
+            ms(upstream),
+            ms(own)
+        );
+    } else {
+        let own = m.now.saturating_duration_since(m.started);
+        let _ = write!(s, "aloud;dur={:.3}", ms(own));
+    }
+    // Only ASCII digits, names and quotes were written.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
+        .unwrap_or_else(|_| HeaderValue::from_static("aloud"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn splits_the_wait_between_upstream_and_aloud() {
+        let t = Instant::now();
+        let v = header(&Marks {
+            started: t,
+            sent: Some(at(t, 2)),
+            upstream_head: Some(at(t, 814)),
+            attempted: true,
+            now: at(t, 815),
+        });
+        assert_eq!(
+            v,
+            "upstream;dur=812.0;desc=\"upstream headers\", aloud;dur=3.000"
+        );
+    }
+
+    #[test]
+    fn a_head_before_the_upstreams_says_so_and_a_refusal_is_aloud_alone() {
+        let t = Instant::now();
+        let early = header(&Marks {
+            started: t,
+            sent: None,
+            upstream_head: None,
+            attempted: true,
+            now: at(t, 5),
+        });
+        assert_eq!(
+            early,
+            "upstream;dur=5.0;desc=\"no upstream headers\", aloud;dur=0.000"
+        );
+        let refused = header(&Marks {
+            started: t,
+            sent: None,
+            upstream_head: None,
+            attempted: false,
+            now: at(t, 1),
+        });
+        assert_eq!(refused, "aloud;dur=1.000");
+    }
+}

@@ -1,0 +1,180 @@
+//! The accept loop and shutdown: connections are served with the app current for each request,
+//! commands reload or stop, and a stop drains for the grace period (or, on a second stop,
+//! cuts everything at once).
+
+use super::limit::ConnectionLimit;
+use super::reload::{Current, Reloader};
+use super::stall::StallGuard;
+use super::{Command, Stopped, Tasks};
+use crate::app::App;
+use crate::dispatch;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The HTTP/1 options of `app` (head timeout and size); kept until a reload changes the app.
+fn builder(app: &App) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.server.request_head_timeout)
+        .max_buf_size(app.server.max_request_head)
+        .keep_alive(true)
+        // Copy body chunks into the connection's one write buffer instead of queueing them for
+        // vectored writes: SSE chunks and heartbeats are small, and the queue (a few hundred
+        // bytes per connection that ever streamed) was the largest part of a waiting stream's
+        // state (benches/heartbeats.sh).
+        .writev(false);
+    builder
+}
+
+/// Accepts until the first stop, then drains; returns how it stopped.
+pub async fn accept_loop(
+    reloader: &mut Reloader,
+    listener: TcpListener,
+    mut commands: mpsc::Receiver<Command>,
+    tasks: &Tasks,
+) -> Stopped {
+    let graceful = GracefulShutdown::new();
+    let hard_stop = CancellationToken::new();
+    let current: Arc<Current> = Arc::clone(&reloader.current);
+    let mut app = current.get();
+    let mut options = builder(&app);
+    let mut limit = ConnectionLimit::new(app.server.max_connections);
+    let mut open = true;
+    loop {
+        let (stream, peer) = tokio::select! {
+            command = commands.recv(), if open => match command {
+                Some(Command::Stop) => break,
+                Some(Command::Reload(config)) => {
+                    reloader.reload(*config, tasks).await;
+                    continue;
+                }
+                // Nobody can send commands any more: serve on.
+                None => {
+                    open = false;
+                    continue;
+                }
+            },
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some((stream, permit)) = limit.admit(stream) else {
+            continue;
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let latest = current.get();
+        if !Arc::ptr_eq(&latest, &app) {
+            app = latest;
+            options = builder(&app);
+        }
+        let io = TokioIo::new(StallGuard::new(stream, app.server.write_stall_timeout));
+        let for_requests = Arc::clone(&current);
+        // Each request gets the app current when it arrives; it keeps it to its end.
+        // hyper keeps one box per connection sized to the service's future, for as long as the
+        // connection lives; boxing the (large) dispatch future here frees its state once the head
+        // is out, so a waiting stream or an idle keep-alive connection does not keep ~5 KiB of
+        // finished request state (benches/heartbeats.sh, state_size).
+        let service = service_fn(move |req| {
+            let fut = Box::pin(dispatch::dispatch(for_requests.get(), req));
+            async move { Ok::<_, Infallible>(fut.await) }
+        });
+        let conn = graceful.watch(options.serve_connection(io, service));
+        let hard_stop = hard_stop.clone();
+        tasks.spawn("connection", async move {
+            // The connection's place under `max_connections`, freed when it ends.
+            let _permit = permit;
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    log_connection_error(&e, peer);
+                },
+                () = hard_stop.cancelled() => {}
+            }
+        });
+    }
+    drop(listener);
+    drain(&current.get(), graceful, &hard_stop, &mut commands, open).await
+}
+
+/// No new connections; in-flight requests get the grace period, unless a second stop comes.
+async fn drain(
+    app: &App,
+    graceful: GracefulShutdown,
+    hard_stop: &CancellationToken,
+    commands: &mut mpsc::Receiver<Command>,
+    mut open: bool,
+) -> Stopped {
+    // Side-channel subscribers would otherwise hold their connections through the grace period.
+    app.progress.hub.close();
+    // Exchanges cut from here on are recorded as `shutdown` (and `/readyz` says draining).
+    app.capture
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::Release);
+    let grace = app.server.shutdown_grace;
+    let in_flight = app.in_flight();
+    tracing::info!(
+        in_flight,
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: {in_flight} requests in flight, up to {} grace; press Ctrl-C again to stop now",
+        humantime::format_duration(grace)
+    );
+    let drained = graceful.shutdown();
+    let grace_over = tokio::time::sleep(grace);
+    tokio::pin!(drained, grace_over);
+    loop {
+        tokio::select! {
+            () = &mut drained => {
+                tracing::info!("all connections drained");
+                return Stopped::Drained;
+            }
+            () = &mut grace_over => {
+                tracing::warn!("shutdown grace period ended; closing remaining connections");
+                hard_stop.cancel();
+                return Stopped::Drained;
+            }
+            command = commands.recv(), if open => match command {
+                Some(Command::Stop) => {
+                    let in_flight = app.in_flight();
+                    tracing::warn!(
+                        in_flight,
+                        "stopping now: {in_flight} requests cut; capture goes to the spill"
+                    );
+                    hard_stop.cancel();
+                    return Stopped::Now;
+                }
+                Some(Command::Reload(_)) => {
+                    tracing::info!("config reload ignored: shutting down");
+                }
+                None => open = false,
+            },
+        }
+    }
+}
+
+fn log_connection_error(e: &hyper::Error, peer: std::net::SocketAddr) {
+    if e.is_incomplete_message() || e.is_canceled() {
+        tracing::debug!(%peer, error = %e, "client connection closed early");
+    } else if e.is_timeout() {
+        tracing::info!(%peer, error = %e, "client connection timed out");
+    } else if e.is_parse() || e.is_parse_too_large() {
+        tracing::info!(%peer, error = %e, "malformed request from client");
+    } else {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}
