@@ -4,6 +4,7 @@
 use crate::capture::CaptureSink;
 use crate::config::CorsConfig;
 use crate::config::{Config, ServerConfig};
+use crate::metrics::Metrics;
 use crate::progress::hub::HubLimits;
 use crate::progress::ladder::Rung;
 use crate::progress::{Hub, Ladder};
@@ -22,15 +23,28 @@ pub struct App {
     pub progress: ProgressSettings,
     pub capture: CaptureSettings,
     pub cors: CorsConfig,
+    /// Prometheus metrics, when the admin listener is on.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl App {
     /// Builds the app from a config whose simulator routes already point at a loopback address.
-    pub fn new(config: Config, sink: Option<Arc<dyn CaptureSink>>) -> Result<Arc<App>, String> {
+    /// With `metrics`, every route gets its handles, and the side channel is watched.
+    pub fn new(
+        config: Config,
+        sink: Option<Arc<dyn CaptureSink>>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Arc<App>, String> {
         let routes = config
             .routes
             .into_iter()
-            .map(RouteRuntime::new)
+            .map(|r| {
+                let mut rt = RouteRuntime::new(r)?;
+                rt.metrics = metrics
+                    .as_ref()
+                    .map(|m| m.route(&rt.route.name, rt.route.api));
+                Ok::<_, String>(rt)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let p = &config.progress;
         let mut ladder = Ladder::default();
@@ -52,6 +66,9 @@ impl App {
             await_request: p.await_request,
             ..HubLimits::default()
         });
+        if let Some(m) = &metrics {
+            m.watch_hub(Arc::clone(&hub));
+        }
         Ok(Arc::new(App {
             limiter: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
             progress: ProgressSettings {
@@ -69,6 +86,7 @@ impl App {
             server: config.server,
             cors: config.cors,
             routes,
+            metrics,
         }))
     }
 

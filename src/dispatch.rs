@@ -5,6 +5,7 @@ use crate::apis::Api;
 use crate::app::App;
 use crate::cors;
 use crate::endpoints;
+use crate::metrics::Refusal;
 use crate::proxy::error::{Origin, ProxyError};
 use crate::proxy::{self, RouteRuntime};
 use crate::request_id;
@@ -49,17 +50,20 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 "bad_request_id",
                 e.to_string(),
             );
-            (request_id::generate(), refused.into_response(api))
+            (request_id::generate(), refuse(&app, refused, api))
         }
         Ok(id) => {
             let response = match checked {
-                Err(e) => ProxyError::new(
-                    StatusCode::BAD_REQUEST,
-                    Origin::Downstream,
-                    "bad_path",
-                    format!("{e}; aloud does not forward such paths"),
-                )
-                .into_response(api),
+                Err(e) => refuse(
+                    &app,
+                    ProxyError::new(
+                        StatusCode::BAD_REQUEST,
+                        Origin::Downstream,
+                        "bad_path",
+                        format!("{e}; aloud does not forward such paths"),
+                    ),
+                    api,
+                ),
                 Ok(()) => answer(&app, req, &path, route, &id, started).await,
             };
             (id, response)
@@ -84,14 +88,14 @@ async fn answer(
 ) -> Response<Body> {
     if req.method() == Method::CONNECT {
         let api = route.as_ref().map_or(Api::OpenAi, |(rt, _)| rt.route.api);
-        return ProxyError::new(
+        let e = ProxyError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             Origin::Downstream,
             "connect_refused",
             "aloud is a reverse proxy for model APIs; CONNECT tunnels are not supported",
         )
-        .closing()
-        .into_response(api);
+        .closing();
+        return refuse(app, e, api);
     }
     if path == "/healthz" {
         return endpoints::json(StatusCode::OK, r#"{"status":"ok"}"#);
@@ -115,11 +119,19 @@ async fn answer(
         return endpoints::redirect("/aloud/", req.uri().query());
     }
     let prefixes: Vec<&str> = app.routes.iter().map(|r| r.route.prefix.as_str()).collect();
-    ProxyError::new(
+    let e = ProxyError::new(
         StatusCode::NOT_FOUND,
         Origin::Downstream,
         "no_route",
         format!("no route matches {path}; routes: {}", prefixes.join(", ")),
-    )
-    .into_response(Api::OpenAi)
+    );
+    refuse(app, e, Api::OpenAi)
+}
+
+/// A refusal made before any route took the request: logged, counted, answered.
+fn refuse(app: &App, e: ProxyError, api: Api) -> Response<Body> {
+    if let (Some(m), Some(reason)) = (&app.metrics, Refusal::from_cause(e.label)) {
+        m.refused(reason);
+    }
+    e.into_response(api)
 }

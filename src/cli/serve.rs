@@ -6,7 +6,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) -> ExitCode {
+/// `listen` overrides `[server] listen`, `admin` `[admin] listen` (`""`: no admin listener).
+pub fn serve(
+    path: Option<&Path>,
+    (listen, admin): (Option<SocketAddr>, Option<&str>),
+    log_json: bool,
+) -> ExitCode {
     let mut config = match Config::discover(path, &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {
@@ -18,14 +23,40 @@ pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) ->
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
+    match admin.map(str::trim) {
+        None => {}
+        Some("") => config.admin.listen = None,
+        Some(a) => match a.parse() {
+            Ok(addr) => config.admin.listen = Some(addr),
+            Err(_) => {
+                eprintln!("error: --admin-listen {a:?} is not an address like 127.0.0.1:9787");
+                return ExitCode::from(2);
+            }
+        },
+    }
     run(async move {
         let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
         let addr = listener.local_addr()?;
+        let admin = match config.admin.listen {
+            Some(at) => {
+                let admin = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("admin listener on {at}: {e}"))
+                })?;
+                let addr = admin.local_addr()?;
+                tracing::info!(%addr, "admin listening on http://{addr}/ (/metrics, /healthz, /readyz)");
+                Some(admin)
+            }
+            None => None,
+        };
         for r in &config.routes {
             tracing::info!(route = %r.name, prefix = %r.prefix, api = %r.api, "route");
         }
         tracing::info!(%addr, "aloud listening on http://{addr}/ (demo page at /aloud/)");
-        crate::server::serve(config, listener, shutdown_signal()).await
+        let listeners = crate::server::Listeners {
+            proxy: listener,
+            admin,
+        };
+        crate::server::serve(config, listeners, shutdown_signal()).await
     })
 }
 

@@ -1,5 +1,6 @@
 //! The accept loop, per-connection options, graceful shutdown and task tracking.
 
+pub mod admin;
 mod limit;
 pub mod stall;
 pub mod tasks;
@@ -10,6 +11,7 @@ use crate::capture::{CaptureSink, CaptureWriter, WriterConfig};
 use crate::config::CaptureLevel;
 use crate::config::{Config, HttpUpstream, Upstream};
 use crate::dispatch;
+use crate::metrics::Metrics;
 use crate::store::SqliteStore;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -25,24 +27,93 @@ pub use tasks::Tasks;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Serves `config` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
-/// requests finish within the grace period, and drains every task it started.
+/// The sockets aloud serves: the proxy's, and the admin listener's (metrics and probes), if any.
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// The proxy's socket alone: no admin listener, no metrics.
+    pub fn proxy(proxy: TcpListener) -> Self {
+        Listeners { proxy, admin: None }
+    }
+}
+
+/// Serves `config` on `listeners` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish within the grace period, and drains every task it started.
 ///
 /// Simulator routes get a simulator on a loopback port of their own, reached like any upstream.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     survive_file_size_limit();
-    let capture = start_capture(&config)?;
-    let sink = capture
-        .as_ref()
-        .map(|(sink, _)| Arc::clone(sink) as Arc<dyn CaptureSink>);
-    let result = serve_with(config, listener, shutdown, sink).await;
+    serve_inner(config, listeners, shutdown, Capture::FromConfig).await
+}
+
+/// `serve`, with capture records going to `sink` (tests hand in a sink of their own).
+pub async fn serve_with(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    sink: Option<Arc<dyn CaptureSink>>,
+) -> io::Result<()> {
+    serve_inner(config, listeners, shutdown, Capture::Given(sink)).await
+}
+
+enum Capture {
+    /// Start the capture writer the config asks for.
+    FromConfig,
+    Given(Option<Arc<dyn CaptureSink>>),
+}
+
+async fn serve_inner(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    capture: Capture,
+) -> io::Result<()> {
+    let tasks = Tasks::new();
+    let ready = admin::Readiness::default();
+    let admin_stop = CancellationToken::new();
+    // The admin listener answers first (`/readyz` 503) while capture and routes start.
+    let metrics = listeners.admin.map(|listener| {
+        let metrics = Metrics::new(config.admin.max_model_labels);
+        let state = Arc::new(admin::AdminState {
+            metrics: Arc::clone(&metrics),
+            ready: ready.clone(),
+            token: config.admin.token.clone(),
+        });
+        admin::start(listener, state, &tasks, admin_stop.clone());
+        metrics
+    });
+    let (sink, writer) = match capture {
+        Capture::Given(sink) => (sink, None),
+        Capture::FromConfig => match start_capture(&config) {
+            Ok(Some((sink, writer))) => (Some(sink as Arc<dyn CaptureSink>), Some(writer)),
+            Ok(None) => (None, None),
+            Err(e) => {
+                admin_stop.cancel();
+                tasks.drain().await;
+                return Err(e);
+            }
+        },
+    };
+    if let (Some(m), Some(w)) = (&metrics, &writer) {
+        m.watch_capture(w.clone());
+    }
+    let run = Run {
+        tasks: &tasks,
+        metrics,
+        ready: &ready,
+    };
+    let result = run.serve(config, listeners.proxy, shutdown, sink).await;
+    admin_stop.cancel();
+    tasks.drain().await;
     // The capture writer drains last, once every connection (and its record) is done.
-    if let Some((sink, writer)) = capture {
-        drop(sink);
+    if let Some(writer) = writer {
         let handle = writer.clone();
         writer.close().await;
         let stats = writer_stats_line(&handle);
@@ -100,44 +171,53 @@ fn writer_stats_line(writer: &CaptureWriter) -> String {
     format!("{:?}", writer.stats())
 }
 
-/// `serve`, with capture records going to `sink` (tests hand in a sink of their own).
-pub async fn serve_with(
-    mut config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    sink: Option<Arc<dyn CaptureSink>>,
-) -> io::Result<()> {
-    let tasks = Tasks::new();
-    let sim_stop = CancellationToken::new();
-    if config
-        .routes
-        .iter()
-        .any(|r| r.upstream == Upstream::Simulator)
-    {
-        let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = sim_listener.local_addr()?;
-        let stop = sim_stop.clone();
-        tasks.spawn("simulator", async move {
-            if let Err(e) =
-                crate::simulator::serve(sim_listener, async move { stop.cancelled().await }).await
-            {
-                tracing::error!(error = %e, "built-in simulator stopped");
-            }
-        });
-        for route in config
+/// What one run shares: its tasks, metrics and readiness.
+struct Run<'a> {
+    tasks: &'a Tasks,
+    metrics: Option<Arc<Metrics>>,
+    ready: &'a admin::Readiness,
+}
+
+impl Run<'_> {
+    async fn serve(
+        self,
+        mut config: Config,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        sink: Option<Arc<dyn CaptureSink>>,
+    ) -> io::Result<()> {
+        let tasks = self.tasks;
+        let sim_stop = CancellationToken::new();
+        if config
             .routes
-            .iter_mut()
-            .filter(|r| r.upstream == Upstream::Simulator)
+            .iter()
+            .any(|r| r.upstream == Upstream::Simulator)
         {
-            route.upstream = Upstream::Http(HttpUpstream::loopback(addr));
+            let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+            let addr = sim_listener.local_addr()?;
+            let stop = sim_stop.clone();
+            tasks.spawn("simulator", async move {
+                if let Err(e) =
+                    crate::simulator::serve(sim_listener, async move { stop.cancelled().await })
+                        .await
+                {
+                    tracing::error!(error = %e, "built-in simulator stopped");
+                }
+            });
+            for route in config
+                .routes
+                .iter_mut()
+                .filter(|r| r.upstream == Upstream::Simulator)
+            {
+                route.upstream = Upstream::Http(HttpUpstream::loopback(addr));
+            }
+            tracing::debug!(%addr, "built-in simulator listening");
         }
-        tracing::debug!(%addr, "built-in simulator listening");
+        let app = App::new(config, sink, self.metrics).map_err(io::Error::other)?;
+        let result = accept_loop(Arc::clone(&app), listener, tasks, shutdown, self.ready).await;
+        sim_stop.cancel();
+        result
     }
-    let app = App::new(config, sink).map_err(io::Error::other)?;
-    let result = accept_loop(Arc::clone(&app), listener, &tasks, shutdown).await;
-    sim_stop.cancel();
-    tasks.drain().await;
-    result
 }
 
 async fn accept_loop(
@@ -145,6 +225,7 @@ async fn accept_loop(
     listener: TcpListener,
     tasks: &Tasks,
     shutdown: impl Future<Output = ()>,
+    ready: &admin::Readiness,
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
     let hard_stop = CancellationToken::new();
@@ -154,7 +235,8 @@ async fn accept_loop(
         .header_read_timeout(app.server.request_head_timeout)
         .max_buf_size(app.server.max_request_head)
         .keep_alive(true);
-    let mut limit = limit::ConnectionLimit::new(app.server.max_connections);
+    let mut limit = limit::ConnectionLimit::new(app.server.max_connections, app.metrics.clone());
+    ready.ready();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -195,6 +277,7 @@ async fn accept_loop(
         });
     }
     drop(listener);
+    ready.draining();
     // Side-channel subscribers would otherwise hold their connections through the grace period.
     app.progress.hub.close();
     app.capture
