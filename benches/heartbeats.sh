@@ -227,6 +227,9 @@ listen = "127.0.0.1:$APORT"
 max_concurrent_requests = $MAX_CONC
 max_connections = $MAX_CONC
 
+[admin]
+listen = "127.0.0.1:0"
+
 [progress]
 heartbeat = "${HB_MS}ms"
 

@@ -380,6 +380,9 @@ start_aloud() {
 [server]
 listen = "127.0.0.1:$port"
 
+[admin]
+listen = "127.0.0.1:0"
+
 [capture]
 enabled = $enabled
 database = "$dir/aloud.db"

@@ -360,9 +360,13 @@ fn run(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("bind: {e}"))?;
     let addr = listener.local_addr().map_err(|e| format!("{e}"))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(aloud::server::serve(config, listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = rt.spawn(aloud::server::serve(
+        config,
+        aloud::server::Listeners::proxy(listener),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     let url = format!("http://{addr}/slow/v1/chat/completions");
     let m = measure(&rt, args, &url)?;
     println!("streams={}", m.open);

@@ -4,6 +4,8 @@
 #   .venv/                      python3 -m venv, then tests/clients/requirements.txt (pinned)
 #   tests/clients/node_modules  npm ci from tests/clients/package-lock.json (pinned)
 #   /usr/bin/chromium           Debian's chromium, only when absent (needs root, as in CI)
+#   /usr/bin/prometheus         Debian's prometheus (and promtool), only when absent (root too);
+#                               its service is kept from starting: the tests run the binary
 # Safe to run again; works without stdin (CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,5 +72,36 @@ else
     "${sudo[@]}" apt-get update -qq
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium </dev/null
     say "installed $(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
+fi
+# --- Prometheus --------------------------------------------------------------------------
+# tests/prometheus.rs starts the binary itself on a port of its own; the package's service
+# (which would listen on :9090 and keep a database) is not wanted, so a policy-rc.d that denies
+# every start is in place while the package installs (only when the machine has none).
+if [[ -x /usr/bin/prometheus && -x /usr/bin/promtool ]]; then
+    say "prometheus already installed ($(/usr/bin/prometheus --version 2>&1 | head -n 1))"
+else
+    sudo=()
+    if [[ "$(id -u)" != 0 ]]; then
+        sudo=(sudo -n)
+    fi
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        own_policy=1
+    fi
+    say "apt-get install prometheus (Debian), its service not started"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    status=0
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends prometheus </dev/null || status=$?
+    if [[ "$own_policy" == 1 ]]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    if [[ "$status" != 0 ]]; then
+        exit "$status"
+    fi
+    say "installed $(/usr/bin/prometheus --version 2>&1 | head -n 1)"
 fi
 say "done"

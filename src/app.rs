@@ -5,6 +5,7 @@
 use crate::capture::CaptureSink;
 use crate::config::CorsConfig;
 use crate::config::{Config, ServerConfig};
+use crate::metrics::Metrics;
 use crate::progress::hub::HubLimits;
 use crate::progress::ladder::Rung;
 use crate::progress::{Hub, Ladder};
@@ -20,6 +21,7 @@ struct Kept {
     hub: Arc<Hub>,
     wrap_budget: Arc<Budget>,
     capture: CaptureSettings,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -31,11 +33,18 @@ pub struct App {
     pub progress: ProgressSettings,
     pub capture: CaptureSettings,
     pub cors: CorsConfig,
+    /// Prometheus metrics, when the admin listener is on.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl App {
     /// Builds the app from a config whose simulator routes already point at a loopback address.
-    pub fn new(config: Config, sink: Option<Arc<dyn CaptureSink>>) -> Result<Arc<App>, String> {
+    /// With `metrics`, every route gets its handles, and the side channel is watched.
+    pub fn new(
+        config: Config,
+        sink: Option<Arc<dyn CaptureSink>>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Arc<App>, String> {
         let kept = Kept {
             limiter: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
             hub: Hub::new(HubLimits {
@@ -51,7 +60,11 @@ impl App {
                 sink,
                 shutting_down: Arc::new(AtomicBool::new(false)),
             },
+            metrics,
         };
+        if let Some(m) = &kept.metrics {
+            m.watch_hub(Arc::clone(&kept.hub));
+        }
         Self::build(config, kept)
     }
 
@@ -68,6 +81,7 @@ impl App {
                 sink: self.capture.sink.clone(),
                 shutting_down: Arc::clone(&self.capture.shutting_down),
             },
+            metrics: self.metrics.clone(),
         };
         Self::build(config, kept)
     }
@@ -91,7 +105,14 @@ impl App {
         let routes = config
             .routes
             .into_iter()
-            .map(RouteRuntime::new)
+            .map(|r| {
+                let mut rt = RouteRuntime::new(r)?;
+                rt.metrics = kept
+                    .metrics
+                    .as_ref()
+                    .map(|m| m.route(&rt.route.name, rt.route.api));
+                Ok::<_, String>(rt)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let p = &config.progress;
         let mut ladder = Ladder::default();
@@ -121,6 +142,7 @@ impl App {
             server: config.server,
             cors: config.cors,
             routes,
+            metrics: kept.metrics,
         }))
     }
 

@@ -5,6 +5,7 @@ use crate::apis::Api;
 use crate::app::App;
 use crate::cors;
 use crate::endpoints;
+use crate::metrics::Refusal;
 use crate::proxy::error::{Origin, ProxyError};
 use crate::proxy::{self, RouteRuntime};
 use crate::request_id;
@@ -51,12 +52,13 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 e.to_string(),
             );
             let id = request_id::generate();
-            let response = refuse(refused, api, &id, route_name.as_deref());
+            let response = refuse(&app, refused, api, &id, route_name.as_deref());
             (id, response)
         }
         Ok(id) => {
             let response = match checked {
                 Err(e) => refuse(
+                    &app,
                     ProxyError::new(
                         StatusCode::BAD_REQUEST,
                         Origin::Downstream,
@@ -83,7 +85,10 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 
 /// A request aloud refuses before any route takes it: logged with its id (and the route its
 /// path names, if any), answered in `api`'s envelope.
-fn refuse(e: ProxyError, api: Api, id: &str, route: Option<&str>) -> Response<Body> {
+fn refuse(app: &App, e: ProxyError, api: Api, id: &str, route: Option<&str>) -> Response<Body> {
+    if let (Some(m), Some(reason)) = (&app.metrics, Refusal::from_cause(e.label)) {
+        m.refused(reason);
+    }
     tracing::info!(
         id,
         route,
@@ -113,7 +118,7 @@ async fn answer(
             "aloud is a reverse proxy for model APIs; CONNECT tunnels are not supported",
         )
         .closing();
-        return refuse(e, api, id, name);
+        return refuse(app, e, api, id, name);
     }
     if path == "/healthz" {
         return endpoints::json(StatusCode::OK, r#"{"status":"ok"}"#);
@@ -143,5 +148,5 @@ async fn answer(
         "no_route",
         format!("no route matches {path}; routes: {}", prefixes.join(", ")),
     );
-    refuse(e, Api::OpenAi, id, None)
+    refuse(app, e, Api::OpenAi, id, None)
 }

@@ -13,6 +13,7 @@
 //! app                  App: routes, limiter, progress and capture settings, built from config
 //! cors, demo           CORS for browsers; the embedded demo page and JS client
 //! proxy/               one owner per exchange: admission, head, body parts, one finish step
+//! metrics/             Prometheus metrics: per-route handles the finish step reports to
 //! simulator/           a fake reasoning model speaking five apis (a server of its own)
 //! export/              eval dataset formats (pure)
 //! capture/             the recorder, redaction, stats, the batching writer
@@ -43,6 +44,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod endpoints;
 pub mod export;
+pub mod metrics;
 pub mod progress;
 pub mod proxy;
 pub mod record;

@@ -67,6 +67,7 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nclient_tokens_env = \"T_TOKENS\"\nshutdown_grace = \"5s\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
              [capture]\ndatabase = \"{db}\"\nspill_dir = \"{spill}\"\nflush_interval = \"50ms\"\n\
              [[routes]]\nname = \"sim\"\nprefix = \"/sim\"\nupstream = \"builtin:simulator\"\napi = \"openai\"\napi_key_env = \"T_KEY\"\n\
              [[routes]]\nname = \"ant\"\nprefix = \"/ant\"\nupstream = \"builtin:simulator\"\napi = \"anthropic\"\n",

@@ -59,6 +59,7 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     assert_eq!(
         doc.keys().cloned().collect::<Vec<_>>(),
         [
+            "admin",
             "capture",
             "capture.redact",
             "cors",
@@ -106,6 +107,16 @@ fn documented_defaults_are_the_real_defaults() {
         c.batch_max
     );
     assert_eq!(quoted("routes", "capture_max_body"), "1MiB");
+    assert_eq!(
+        quoted("admin", "listen"),
+        config.admin.listen.unwrap().to_string()
+    );
+    assert_eq!(
+        quoted("admin", "max_model_labels")
+            .parse::<usize>()
+            .unwrap(),
+        config.admin.max_model_labels
+    );
     assert_eq!(quoted("server", "listen"), s.listen.to_string());
     assert_eq!(
         quoted("server", "max_concurrent_requests")

@@ -44,6 +44,7 @@ async fn a_file_size_limit_is_a_store_error_not_a_silent_death() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
              [capture]\ndatabase = \"{db}\"\nspill_dir = \"{spill}\"\nflush_interval = \"20ms\"\n\
              [[routes]]\nname = \"up\"\nprefix = \"/up\"\nupstream = \"http://{up}\"\napi = \"openai\"\nprogress = \"off\"\n",
             db = dir.path().join("aloud.db").display(),

@@ -35,6 +35,7 @@ async fn shutdown_past_the_grace_cuts_streams_and_records_and_logs_shutdown() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"300ms\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
              [capture]\ndatabase = \"{db}\"\nspill_dir = \"{spill}\"\nflush_interval = \"50ms\"\n\
              [[routes]]\nname = \"up\"\nprefix = \"/up\"\nupstream = \"http://{up}\"\napi = \"openai\"\n",
             db = db.display(),

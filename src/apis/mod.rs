@@ -44,3 +44,11 @@ impl std::fmt::Display for Api {
         f.write_str(self.as_str())
     }
 }
+
+/// The model a Gemini-style path names:
+/// `/v1beta/models/gemini-2.5-pro:streamGenerateContent` -> `gemini-2.5-pro`.
+pub fn model_in_path(path: &str) -> Option<&str> {
+    let after = path.split("/models/").nth(1)?;
+    let model = after.split(':').next()?;
+    (!model.is_empty()).then_some(model)
+}

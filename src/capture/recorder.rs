@@ -271,11 +271,8 @@ impl Recorder {
     }
 }
 
-/// `models/gemini-2.5-pro:streamGenerateContent` -> `gemini-2.5-pro`.
 fn gemini_model(path: &str) -> Option<String> {
-    let after = path.split("/models/").nth(1)?;
-    let model = after.split(':').next()?;
-    (!model.is_empty()).then(|| model.to_owned())
+    crate::apis::model_in_path(path).map(str::to_owned)
 }
 
 #[cfg(test)]

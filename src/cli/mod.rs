@@ -34,6 +34,9 @@ pub enum Command {
         /// Listen address, overriding `[server] listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Admin listener address (metrics, probes), overriding `[admin] listen`; "" for none.
+        #[arg(long, value_name = "ADDR")]
+        admin_listen: Option<String>,
     },
     /// Validate a config file and print the routes it defines.
     CheckConfig {
@@ -84,7 +87,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => check::run(config.as_deref()),
-        Command::Serve { config, listen } => serve::serve(config.as_deref(), listen, cli.log_json),
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => serve::serve(
+            config.as_deref(),
+            (listen, admin_listen.as_deref()),
+            cli.log_json,
+        ),
         Command::Simulate { listen, replay, db } => {
             let record = match replay.map(|r| data::replay_record(&r, &db)).transpose() {
                 Ok(r) => r,

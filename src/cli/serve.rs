@@ -10,7 +10,12 @@ use std::path::Path;
 use std::process::ExitCode;
 use tokio::sync::mpsc;
 
-pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) -> ExitCode {
+/// `listen` overrides `[server] listen`, `admin` `[admin] listen` (`""`: no admin listener).
+pub fn serve(
+    path: Option<&Path>,
+    (listen, admin): (Option<SocketAddr>, Option<&str>),
+    log_json: bool,
+) -> ExitCode {
     let mut config = match Config::discover(path, &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {
@@ -22,12 +27,38 @@ pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) ->
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
+    // `--admin-listen`: `Some(None)` turns the admin listener off.
+    let admin: Option<Option<SocketAddr>> = match admin.map(str::trim) {
+        None => None,
+        Some("") => Some(None),
+        Some(a) => match a.parse() {
+            Ok(addr) => Some(Some(addr)),
+            Err(_) => {
+                eprintln!("error: --admin-listen {a:?} is not an address like 127.0.0.1:9787");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if let Some(at) = admin {
+        config.admin.listen = at;
+    }
     let path = path.map(Path::to_owned);
     run(async move {
         // Handlers first: from the "listening" line on, a signal is aloud's to handle.
         let mut signals = Signals::new();
         let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
         let addr = listener.local_addr()?;
+        let admin_listener = match config.admin.listen {
+            Some(at) => {
+                let admin = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("admin listener on {at}: {e}"))
+                })?;
+                let addr = admin.local_addr()?;
+                tracing::info!(%addr, "admin listening on http://{addr}/ (/metrics, /healthz, /readyz)");
+                Some(admin)
+            }
+            None => None,
+        };
         for r in &config.routes {
             tracing::info!(route = %r.name, prefix = %r.prefix, api = %r.api, "route");
         }
@@ -35,7 +66,11 @@ pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) ->
         tracing::info!(%addr, "aloud listening on http://{addr}/ (demo page at /aloud/)");
         // Signals come one at a time, and each is handled before the next is read.
         let (tx, rx) = mpsc::channel(4);
-        let served = crate::server::serve_controlled(config, listener, rx);
+        let listeners = crate::server::Listeners {
+            proxy: listener,
+            admin: admin_listener,
+        };
+        let served = crate::server::serve_controlled(config, listeners, rx);
         tokio::pin!(served);
         loop {
             tokio::select! {
@@ -46,7 +81,7 @@ pub fn serve(path: Option<&Path>, listen: Option<SocketAddr>, log_json: bool) ->
                             tracing::info!("{name} received");
                             Some(Command::Stop)
                         }
-                        Signal::Reload => reload(path.as_deref(), listen),
+                        Signal::Reload => reload(path.as_deref(), (listen, admin)),
                     };
                     // Never waits: the server may be past reading commands.
                     if let Some(command) = command
@@ -77,12 +112,19 @@ fn warn_unset_keys(config: &Config) {
 
 /// SIGHUP: reads the config file again. A config that does not load is logged and the
 /// running one kept. (A config file is small; reading it on the runtime is a one-off.)
-fn reload(path: Option<&Path>, listen: Option<SocketAddr>) -> Option<Command> {
+/// Reads the config again; the command line's `--listen` and `--admin-listen` stay in force.
+fn reload(
+    path: Option<&Path>,
+    (listen, admin): (Option<SocketAddr>, Option<Option<SocketAddr>>),
+) -> Option<Command> {
     tracing::info!("SIGHUP received: reloading the config");
     match Config::discover(path, &ProcessEnv) {
         Ok(mut config) => {
             if let Some(addr) = listen {
                 config.server.listen = addr;
+            }
+            if let Some(at) = admin {
+                config.admin.listen = at;
             }
             warn_unset_keys(&config);
             Some(Command::Reload(Box::new(config)))

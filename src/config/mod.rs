@@ -21,6 +21,8 @@ pub use tokens::Owner;
 pub mod defaults {
     use std::time::Duration;
     pub const LISTEN: &str = "127.0.0.1:8787";
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9787";
+    pub const MAX_MODEL_LABELS: u32 = 20;
     pub const MAX_CONCURRENT_REQUESTS: u32 = 10_000;
     pub const MAX_CONNECTIONS: u32 = 4096;
     pub const MAX_REQUEST_HEAD: u64 = 64 << 10;
@@ -56,7 +58,19 @@ pub struct Config {
     pub progress: ProgressConfig,
     pub capture: CaptureConfig,
     pub cors: CorsConfig,
+    pub admin: AdminConfig,
     pub routes: Vec<Route>,
+}
+
+/// The admin listener: `/metrics`, `/healthz`, `/readyz`, apart from the proxy's port.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Where it listens; `None` when `listen = ""` turned it (and metrics) off.
+    pub listen: Option<SocketAddr>,
+    /// A bearer token every admin request must present (read from `token_env`).
+    pub token: Option<String>,
+    /// Distinct `model` label values per route; later models count as `other`.
+    pub max_model_labels: usize,
 }
 
 #[derive(Clone, Debug)]

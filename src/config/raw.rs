@@ -13,7 +13,16 @@ pub struct RawConfig {
     pub progress: RawProgress,
     pub capture: RawCapture,
     pub cors: RawCors,
+    pub admin: RawAdmin,
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub listen: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+    pub max_model_labels: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -172,6 +172,8 @@ pub struct Hub {
     entries: Mutex<Entries>,
     limits: HubLimits,
     closed: watch::Sender<bool>,
+    /// Open subscriber streams (`count::Subscribed` guards).
+    subscribers: std::sync::atomic::AtomicUsize,
 }
 
 /// A request with this id is still in flight.
@@ -201,6 +203,7 @@ impl Hub {
             entries: Mutex::default(),
             limits,
             closed: watch::Sender::new(false),
+            subscribers: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -424,6 +427,9 @@ impl Hub {
         self.len() == 0
     }
 }
+
+mod count;
+pub use count::{HubSnapshot, Subscribed};
 
 #[cfg(test)]
 mod tests;

@@ -90,6 +90,7 @@ pub fn subscribe(
     let changes = hub.watch(id);
     let closing = hub.closing();
     let state = Sub {
+        _counted: hub.subscribed(),
         hub: Arc::clone(hub),
         id: Arc::from(id),
         owner,
@@ -113,6 +114,8 @@ pub fn subscribe(
 }
 
 struct Sub {
+    /// Counts this stream among the hub's subscribers while it is open.
+    _counted: super::hub::Subscribed,
     hub: Arc<Hub>,
     id: Arc<str>,
     owner: Option<Owner>,

@@ -1,15 +1,17 @@
 //! One exchange's owner: its id, route, tier, slot, progress, recorder and timings, and the one
 //! finish step that turns how it ended into one capture record, one access-log line and the
 //! exchange's figures. `finish` runs exactly once: from the body's end, from a refusal, or from
-//! `Drop` when the client or a shutdown cut the exchange.
+//! `Drop` when the client or a shutdown cut the exchange. The figures go to the route's metrics
+//! from there too (one call, when metrics are on).
 
 use super::body::RequestTap;
 use crate::apis::Api;
-use crate::apis::stream::{Phase, Summary};
+use crate::apis::stream::{Phase, Summary, Usage};
 use crate::capture::CaptureSink;
 use crate::capture::Outcome;
 use crate::capture::recorder::{End, Pending, Recorder};
 use crate::config::Tier;
+use crate::metrics::{Done, ModelMetrics, RouteMetrics};
 use crate::progress::Watcher;
 use http::Method;
 use std::sync::Arc;
@@ -79,6 +81,8 @@ pub struct Figures {
     pub bytes_in: u64,
     /// The first body byte handed to the client.
     pub first_byte_ms: Option<f64>,
+    /// Tokens the upstream reported in its stream (a whole answer is read only by capture).
+    pub usage: Option<Usage>,
 }
 
 /// The owner of one exchange.
@@ -106,6 +110,10 @@ pub struct Exchange {
     shutting_down: Arc<AtomicBool>,
     ending: Option<(Ending, Instant)>,
     finished: bool,
+    /// The route's metric handles; `None` when metrics are off.
+    metrics: Option<Arc<RouteMetrics>>,
+    /// What the stream said about the answer: its model's handles and the usage.
+    answer: (Option<Arc<ModelMetrics>>, Option<Usage>),
 }
 
 fn ms(d: Duration) -> f64 {
@@ -144,12 +152,41 @@ impl Exchange {
             shutting_down,
             ending: None,
             finished: false,
+            metrics: None,
+            answer: (None, None),
         }
     }
 
-    /// Holds a concurrency slot until the exchange finishes.
+    /// Reports to the route's metrics (`None`: metrics are off, nothing is counted).
+    pub fn measured(mut self, metrics: Option<Arc<RouteMetrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Holds a concurrency slot until the exchange finishes: the exchange is in flight.
     pub fn hold(&mut self, permit: OwnedSemaphorePermit) {
+        if self.permit.is_none()
+            && let Some(m) = &self.metrics
+        {
+            m.admitted();
+        }
         self.permit = Some(permit);
+    }
+
+    /// What the upstream's stream said about the answer, taken before the finish step: the
+    /// model it named (the metrics' `model` label) and the tokens it reported. Read from the
+    /// interpreter's summary: nothing is parsed again.
+    pub fn answered(&mut self, model: Option<&str>, usage: Option<Usage>) {
+        let handles = self
+            .metrics
+            .as_ref()
+            .map(|m| m.model(model.or_else(|| self.request_model())));
+        self.answer = (handles, usage);
+    }
+
+    /// The model the request names without reading its body: Gemini puts it in the path.
+    fn request_model(&self) -> Option<&str> {
+        crate::apis::model_in_path(&self.path)
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -252,8 +289,10 @@ impl Exchange {
             first_byte_ms: self
                 .first_byte_at
                 .map(|t| ms(t.saturating_duration_since(self.started))),
+            usage: self.answer.1,
         };
         self.log(&figures);
+        self.measure(&figures);
         if let Some(capture) = self.capture.take() {
             let upstream_ms = match (sent, self.upstream_head_at) {
                 (Some(s), Some(up)) => Some(ms(up.saturating_duration_since(s))),
@@ -293,6 +332,33 @@ impl Exchange {
             attempted,
             now: Instant::now(),
         })
+    }
+
+    /// The one metrics call of the finish step (nothing when metrics are off).
+    fn measure(&mut self, f: &Figures) {
+        let Some(m) = self.metrics.as_ref() else {
+            return;
+        };
+        let answered = self.answer.0.take();
+        let s = |ms: f64| ms / 1e3;
+        m.finished(
+            &Done {
+                tier: self.tier,
+                streamed: f.streamed,
+                status: f.status,
+                outcome: f.outcome,
+                cause: f.cause,
+                admitted: self.permit.is_some(),
+                headers: f.headers_ms.map(s),
+                first_feedback: f.first_feedback_ms.map(s),
+                first_token: f.first_token_ms.map(s),
+                total: s(f.total_ms),
+                longest_silence: s(f.longest_silence_ms),
+                overhead: f.overhead_ms.map(s),
+                usage: f.usage,
+            },
+            || answered.unwrap_or_else(|| m.model(self.request_model())),
+        );
     }
 
     /// The access-log line: aloud's time kept apart from the upstream's, whole milliseconds

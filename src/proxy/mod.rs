@@ -51,6 +51,8 @@ pub struct RouteRuntime {
     pub name: Arc<str>,
     pub target: HttpUpstream,
     pub client: UpstreamClient,
+    /// The route's metric handles, when metrics are on.
+    pub metrics: Option<Arc<crate::metrics::RouteMetrics>>,
 }
 
 impl RouteRuntime {
@@ -71,6 +73,7 @@ impl RouteRuntime {
             route,
             target,
             client,
+            metrics: None,
         })
     }
 }
@@ -128,7 +131,8 @@ pub async fn forward(
         (req.method().clone(), req.uri().path().to_owned()),
         cx.started,
         Arc::clone(&cx.capture.shutting_down),
-    );
+    )
+    .measured(rt.metrics.clone());
     let (parts, incoming) = req.into_parts();
     let mut client_headers = parts.headers;
     let mut owner = None;

@@ -5,6 +5,7 @@
 use super::limit::ConnectionLimit;
 use super::reload::{Current, Reloader};
 use super::stall::StallGuard;
+use super::admin::Readiness;
 use super::{Command, Stopped, Tasks};
 use crate::app::App;
 use crate::dispatch;
@@ -41,13 +42,15 @@ pub async fn accept_loop(
     listener: TcpListener,
     mut commands: mpsc::Receiver<Command>,
     tasks: &Tasks,
+    ready: &Readiness,
 ) -> Stopped {
     let graceful = GracefulShutdown::new();
     let hard_stop = CancellationToken::new();
     let current: Arc<Current> = Arc::clone(&reloader.current);
     let mut app = current.get();
     let mut options = builder(&app);
-    let mut limit = ConnectionLimit::new(app.server.max_connections);
+    let mut limit = ConnectionLimit::new(app.server.max_connections, app.metrics.clone());
+    ready.ready();
     let mut open = true;
     loop {
         let (stream, peer) = tokio::select! {
@@ -109,6 +112,7 @@ pub async fn accept_loop(
         });
     }
     drop(listener);
+    ready.draining();
     drain(&current.get(), graceful, &hard_stop, &mut commands, open).await
 }
 

@@ -5,6 +5,7 @@
 //! anything, so idle sockets (20,000 side-channel subscribers, say) could otherwise use up the
 //! process's open-file limit and leave no room for the requests aloud exists to proxy.
 
+use crate::metrics::{Metrics, Refusal};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -21,15 +22,28 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
+    metrics: Option<Arc<Metrics>>,
     max: usize,
     refused: u64,
     logged_at: Option<Instant>,
 }
 
 impl ConnectionLimit {
-    pub fn new(max: usize) -> Self {
+    /// A cap of `max`; with `metrics`, open connections are readable at scrape time and
+    /// refusals are counted.
+    pub fn new(max: usize, metrics: Option<Arc<Metrics>>) -> Self {
+        let permits = Arc::new(Semaphore::new(max));
+        if let Some(m) = &metrics {
+            let permits = Arc::downgrade(&permits);
+            m.watch_connections(move || {
+                permits
+                    .upgrade()
+                    .map_or(0, |p| max.saturating_sub(p.available_permits()) as u64)
+            });
+        }
         ConnectionLimit {
-            permits: Arc::new(Semaphore::new(max)),
+            metrics,
+            permits,
             max,
             refused: 0,
             logged_at: None,
@@ -45,6 +59,9 @@ impl ConnectionLimit {
                 // Best effort: a full send buffer just means a plain close.
                 let _ = stream.try_write(REFUSAL);
                 drop(stream);
+                if let Some(m) = &self.metrics {
+                    m.refused(Refusal::Connections);
+                }
                 self.refused += 1;
                 self.log(Instant::now());
                 None
@@ -83,7 +100,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn refusals_are_logged_at_most_once_a_period() {
-        let mut limit = ConnectionLimit::new(1);
+        let mut limit = ConnectionLimit::new(1, None);
         let t0 = Instant::now();
         limit.refused = 1;
         limit.log(t0);

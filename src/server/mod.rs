@@ -2,6 +2,7 @@
 //! reloads (`reload`), graceful and immediate shutdown, and task tracking.
 
 mod accept;
+pub mod admin;
 mod limit;
 mod reload;
 pub mod stall;
@@ -12,6 +13,7 @@ use crate::capture::sink::WriterSink;
 use crate::capture::{CaptureSink, CaptureWriter, WriterConfig};
 use crate::config::CaptureLevel;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::SqliteStore;
 use reload::Reloader;
 use std::future::Future;
@@ -43,17 +45,30 @@ pub enum Stopped {
     Now,
 }
 
-/// Serves `config` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
-/// requests finish within the grace period, and drains every task it started.
+/// The sockets aloud serves: the proxy's, and the admin listener's (metrics and probes), if any.
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// The proxy's socket alone: no admin listener, no metrics.
+    pub fn proxy(proxy: TcpListener) -> Self {
+        Listeners { proxy, admin: None }
+    }
+}
+
+/// Serves `config` on `listeners` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish within the grace period, and drains every task it started.
 ///
 /// Simulator routes get a simulator on a loopback port of their own, reached like any upstream.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     until(shutdown, |commands| {
-        serve_controlled(config, listener, commands)
+        serve_inner(config, listeners, commands, Capture::FromConfig)
     })
     .await
 }
@@ -61,19 +76,82 @@ pub async fn serve(
 /// `serve`, steered by `commands`: stops (one to drain, a second to stop at once) and reloads.
 pub async fn serve_controlled(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     commands: mpsc::Receiver<Command>,
 ) -> io::Result<()> {
+    serve_inner(config, listeners, commands, Capture::FromConfig).await
+}
+
+/// `serve`, with capture records going to `sink` (tests hand in a sink of their own).
+pub async fn serve_with(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    sink: Option<Arc<dyn CaptureSink>>,
+) -> io::Result<()> {
+    until(shutdown, |commands| {
+        serve_inner(config, listeners, commands, Capture::Given(sink))
+    })
+    .await
+}
+
+enum Capture {
+    /// Start the capture writer the config asks for.
+    FromConfig,
+    Given(Option<Arc<dyn CaptureSink>>),
+}
+
+/// The admin listener first (`/readyz` 503 while starting), then capture, then the proxy; on
+/// the way out the proxy's connections drain, then the admin listener, then capture.
+async fn serve_inner(
+    config: Config,
+    listeners: Listeners,
+    commands: mpsc::Receiver<Command>,
+    capture: Capture,
+) -> io::Result<()> {
     survive_file_size_limit();
-    let capture = start_capture(&config)?;
-    let sink = capture
-        .as_ref()
-        .map(|(sink, _, _)| Arc::clone(sink) as Arc<dyn CaptureSink>);
-    let redaction = capture.as_ref().map(|(_, _, live)| Arc::clone(live));
-    let result = run(config, listener, commands, sink, redaction).await;
+    let admin_tasks = Tasks::new();
+    let ready = admin::Readiness::default();
+    let admin_stop = CancellationToken::new();
+    let metrics = listeners.admin.map(|listener| {
+        let metrics = Metrics::new(config.admin.max_model_labels);
+        let state = Arc::new(admin::AdminState {
+            metrics: Arc::clone(&metrics),
+            ready: ready.clone(),
+            token: config.admin.token.clone(),
+        });
+        admin::start(listener, state, &admin_tasks, admin_stop.clone());
+        metrics
+    });
+    let stop_admin = || async {
+        admin_stop.cancel();
+        admin_tasks.drain().await;
+    };
+    let (sink, started) = match capture {
+        Capture::Given(sink) => (sink, None),
+        Capture::FromConfig => match start_capture(&config) {
+            Ok(Some((sink, writer, live))) => {
+                (Some(sink as Arc<dyn CaptureSink>), Some((writer, live)))
+            }
+            Ok(None) => (None, None),
+            Err(e) => {
+                stop_admin().await;
+                return Err(e);
+            }
+        },
+    };
+    if let (Some(m), Some((w, _))) = (&metrics, &started) {
+        m.watch_capture(w.clone());
+    }
+    let redaction = started.as_ref().map(|(_, live)| Arc::clone(live));
+    let shared = Shared {
+        metrics,
+        ready: &ready,
+    };
+    let result = run(config, listeners.proxy, commands, (sink, redaction), shared).await;
+    stop_admin().await;
     // The capture writer drains last, once every connection (and its record) is done.
-    if let Some((sink, writer, _)) = capture {
-        drop(sink);
+    if let Some((writer, _)) = started {
         let handle = writer.clone();
         if matches!(result, Ok(Stopped::Now)) {
             writer.close_to_spill().await;
@@ -86,6 +164,12 @@ pub async fn serve_controlled(
         }
     }
     result.map(|_| ())
+}
+
+/// What a run shares with its parts besides the config: metrics and readiness.
+pub struct Shared<'a> {
+    pub metrics: Option<Arc<Metrics>>,
+    pub ready: &'a admin::Readiness,
 }
 
 /// Runs `serve` with a single stop: `shutdown` resolving.
@@ -164,35 +248,20 @@ fn writer_stats_line(writer: &CaptureWriter) -> String {
     format!("{:?}", writer.stats())
 }
 
-/// `serve`, with capture records going to `sink` (tests hand in a sink of their own).
-pub async fn serve_with(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    sink: Option<Arc<dyn CaptureSink>>,
-) -> io::Result<()> {
-    until(shutdown, |commands| async move {
-        run(config, listener, commands, sink, None)
-            .await
-            .map(|_| ())
-    })
-    .await
-}
-
 /// Starts the simulator if a route needs it, builds the app, accepts until stopped, and drains
 /// every task it started.
 async fn run(
     config: Config,
     listener: TcpListener,
     commands: mpsc::Receiver<Command>,
-    sink: Option<Arc<dyn CaptureSink>>,
-    redaction: Option<Arc<Live>>,
+    (sink, redaction): (Option<Arc<dyn CaptureSink>>, Option<Arc<Live>>),
+    shared: Shared<'_>,
 ) -> io::Result<Stopped> {
     let tasks = Tasks::new();
     let sim_stop = CancellationToken::new();
     let result = async {
-        let mut reloader = Reloader::start(config, sink, redaction, &tasks, &sim_stop).await?;
-        Ok(accept::accept_loop(&mut reloader, listener, commands, &tasks).await)
+        let mut reloader = Reloader::start(config, sink, redaction, shared.metrics, &tasks, &sim_stop).await?;
+        Ok(accept::accept_loop(&mut reloader, listener, commands, &tasks, shared.ready).await)
     }
     .await;
     sim_stop.cancel();

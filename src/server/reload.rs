@@ -11,6 +11,7 @@ use crate::app::App;
 use crate::capture::CaptureSink;
 use crate::capture::redaction::{self, Live};
 use crate::config::{CaptureLevel, Config, HttpUpstream, Upstream};
+use crate::metrics::Metrics;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -50,12 +51,13 @@ impl Reloader {
         config: Config,
         sink: Option<Arc<dyn CaptureSink>>,
         redaction: Option<Arc<Live>>,
+        metrics: Option<Arc<Metrics>>,
         tasks: &Tasks,
         sim_stop: &CancellationToken,
     ) -> io::Result<Reloader> {
         let mut simulator = None;
         let resolved = resolve(config.clone(), &mut simulator, tasks, sim_stop).await?;
-        let app = App::new(resolved, sink).map_err(io::Error::other)?;
+        let app = App::new(resolved, sink, metrics).map_err(io::Error::other)?;
         Ok(Reloader {
             current: Arc::new(Current(RwLock::new(app))),
             secrets: redaction::secrets(&config),
@@ -190,6 +192,9 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
         server.max_concurrent_requests
     );
     keep!("server.log_format", server.log_format);
+    keep!("admin.listen", admin.listen);
+    keep!("admin.token_env", admin.token);
+    keep!("admin.max_model_labels", admin.max_model_labels);
     keep!("capture.enabled", capture.enabled);
     keep!("capture.database", capture.database);
     keep!("capture.spill_dir", capture.spill_dir);

@@ -28,6 +28,9 @@ pub type BoxBody =
 /// A running aloud on a loopback port 0.
 pub struct Aloud {
     pub addr: SocketAddr,
+    /// The admin listener's address, when the config asked for one on port 0
+    /// (`[admin] listen = "127.0.0.1:0"`); tests never bind the default port.
+    pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     pub handle: JoinHandle<std::io::Result<()>>,
 }
@@ -51,6 +54,11 @@ impl Aloud {
             Config::parse(toml, Path::new("test.toml"), &env).expect("test config is valid");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin_listener = match config.admin.listen {
+            Some(at) if at.port() == 0 => Some(TcpListener::bind(at).await.unwrap()),
+            _ => None,
+        };
+        let admin = admin_listener.as_ref().map(|l| l.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         #[expect(
             clippy::disallowed_methods,
@@ -58,7 +66,10 @@ impl Aloud {
         )]
         let handle = tokio::spawn(aloud::server::serve_with(
             config,
-            listener,
+            aloud::server::Listeners {
+                proxy: listener,
+                admin: admin_listener,
+            },
             async move {
                 let _ = rx.await;
             },
@@ -66,6 +77,7 @@ impl Aloud {
         ));
         Aloud {
             addr,
+            admin,
             stop: Some(tx),
             handle,
         }
@@ -73,6 +85,14 @@ impl Aloud {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener (panics when the test asked for none).
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self
+            .admin
+            .expect("the config has [admin] listen = \"127.0.0.1:0\"");
+        format!("http://{admin}{path}")
     }
 
     /// Signals shutdown without waiting.

@@ -31,6 +31,7 @@ impl Gemini {
             return;
         }
         t.waiting();
+        t.model(v.get("modelVersion").and_then(Value::as_str));
         let candidate = v
             .get("candidates")
             .and_then(Value::as_array)

@@ -25,6 +25,7 @@ impl OpenAiChat {
             return;
         }
         t.waiting();
+        t.model(v.get("model").and_then(Value::as_str));
         let choice = v
             .get("choices")
             .and_then(Value::as_array)

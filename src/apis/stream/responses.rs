@@ -28,6 +28,7 @@ impl Responses {
         let kind = kind.strip_prefix("response.").unwrap_or(kind);
         match kind {
             "created" | "in_progress" => {
+                t.model(v.pointer("/response/model").and_then(Value::as_str));
                 match v.pointer("/response/status").and_then(Value::as_str) {
                     Some("queued") => t.phase(Phase::Queued),
                     _ => t.waiting(),

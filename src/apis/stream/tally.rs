@@ -44,6 +44,10 @@ pub struct Reassembly {
     pub usage: Option<Usage>,
     pub timings: Option<UpstreamTimings>,
     pub error: Option<String>,
+    /// The model the upstream said answered (its first mention), for metrics and spans; not
+    /// part of the record (which keeps the request's model).
+    #[serde(skip)]
+    pub model: Option<String>,
     /// Some text was cut at the bound.
     pub truncated: bool,
 }
@@ -220,6 +224,15 @@ impl Tally {
         self.summary.output.error = Some(message.clone());
         self.out.push(Signal::UpstreamError { message });
         self.phase(Phase::Error);
+    }
+
+    /// The model the upstream named; only the first mention is kept (one allocation).
+    pub fn model(&mut self, model: Option<&str>) {
+        if self.summary.output.model.is_none()
+            && let Some(m) = model.filter(|m| !m.is_empty())
+        {
+            self.summary.output.model = Some(m.to_owned());
+        }
     }
 
     pub fn done(&mut self) {

@@ -290,6 +290,10 @@ impl ExchangeBody {
 
     /// Ends the exchange now (the body is done): one record, one log line.
     fn finish(&mut self) {
+        if let Some(obs) = self.obs.as_ref().filter(|_| !self.ex.is_finished()) {
+            let out = &obs.summary().output;
+            self.ex.answered(out.model.as_deref(), out.usage);
+        }
         // Only a captured exchange needs what the interpreter learnt.
         let summary = match (&self.ex.capture, self.obs.as_mut()) {
             (Some(_), Some(obs)) if !self.ex.is_finished() => Some(obs.take_summary()),
