@@ -2,10 +2,10 @@
 //! commands reload or stop, and a stop drains for the grace period (or, on a second stop,
 //! cuts everything at once).
 
+use super::admin::Readiness;
 use super::limit::ConnectionLimit;
 use super::reload::{Current, Reloader};
 use super::stall::StallGuard;
-use super::admin::Readiness;
 use super::{Command, Stopped, Tasks};
 use crate::app::App;
 use crate::dispatch;

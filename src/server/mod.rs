@@ -260,7 +260,8 @@ async fn run(
     let tasks = Tasks::new();
     let sim_stop = CancellationToken::new();
     let result = async {
-        let mut reloader = Reloader::start(config, sink, redaction, shared.metrics, &tasks, &sim_stop).await?;
+        let mut reloader =
+            Reloader::start(config, sink, redaction, shared.metrics, &tasks, &sim_stop).await?;
         Ok(accept::accept_loop(&mut reloader, listener, commands, &tasks, shared.ready).await)
     }
     .await;

@@ -26,13 +26,21 @@ impl Binary {
     /// `PATH`) in its environment; returns once it logs its address.
     pub async fn start(config: &Path, env: &[(&str, &str)]) -> Binary {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aloud"));
-        cmd.args(["--log-json", "serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "--log-json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(config)
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         if let Ok(path) = std::env::var("PATH") {
             cmd.env("PATH", path);
         }
