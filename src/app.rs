@@ -9,6 +9,7 @@ use crate::progress::ladder::Rung;
 use crate::progress::{Hub, Ladder};
 use crate::proxy::wrap::Budget;
 use crate::proxy::{CaptureSettings, ProgressSettings, RouteRuntime};
+use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::Semaphore;
@@ -22,11 +23,17 @@ pub struct App {
     pub progress: ProgressSettings,
     pub capture: CaptureSettings,
     pub cors: CorsConfig,
+    /// The trace exporter, when `[telemetry]` is on.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 impl App {
     /// Builds the app from a config whose simulator routes already point at a loopback address.
-    pub fn new(config: Config, sink: Option<Arc<dyn CaptureSink>>) -> Result<Arc<App>, String> {
+    pub fn new(
+        config: Config,
+        sink: Option<Arc<dyn CaptureSink>>,
+        telemetry: Option<Arc<Telemetry>>,
+    ) -> Result<Arc<App>, String> {
         let routes = config
             .routes
             .into_iter()
@@ -68,6 +75,7 @@ impl App {
             },
             server: config.server,
             cors: config.cors,
+            telemetry,
             routes,
         }))
     }

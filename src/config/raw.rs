@@ -13,7 +13,18 @@ pub struct RawConfig {
     pub progress: RawProgress,
     pub capture: RawCapture,
     pub cors: RawCors,
+    pub telemetry: RawTelemetry,
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<Spanned<String>>,
+    pub service_name: Option<Spanned<String>>,
+    pub sample: Option<Spanned<f64>>,
+    pub capture_content: Option<bool>,
+    pub headers_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,6 +12,8 @@ use std::path::Path;
 use std::path::PathBuf;
 use toml::Spanned;
 
+mod telemetry;
+
 /// Paths that aloud answers itself; no route may claim them.
 const RESERVED: [&str; 2] = ["/aloud", "/healthz"];
 
@@ -142,6 +144,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
     };
     let progress = progress(raw.progress, ctx)?;
     let capture = capture(raw.capture, ctx)?;
+    let telemetry = telemetry::telemetry(raw.telemetry, ctx, env)?;
     let cors = CorsConfig {
         origins: raw
             .cors
@@ -181,6 +184,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
         progress,
         capture,
         cors,
+        telemetry,
         routes,
     })
 }

@@ -11,6 +11,7 @@ use crate::config::CaptureLevel;
 use crate::config::{Config, HttpUpstream, Upstream};
 use crate::dispatch;
 use crate::store::SqliteStore;
+use crate::telemetry::Telemetry;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -96,6 +97,23 @@ fn start_capture(config: &Config) -> io::Result<Option<(Arc<WriterSink>, Capture
     Ok(Some((sink, writer)))
 }
 
+/// The longest the trace exporter's last post may take at shutdown.
+const TELEMETRY_DRAIN: Duration = Duration::from_secs(5);
+
+/// Starts the trace exporter when `[telemetry] otlp_endpoint` is set.
+fn start_telemetry(config: &Config) -> io::Result<Option<Arc<Telemetry>>> {
+    let t = &config.telemetry;
+    if t.otlp_endpoint.is_none() {
+        return Ok(None);
+    }
+    let redactor = if t.capture_content {
+        Some(crate::capture::redaction::redactor(config).map_err(io::Error::other)?)
+    } else {
+        None
+    };
+    Telemetry::start(t, redactor, TELEMETRY_DRAIN)
+}
+
 fn writer_stats_line(writer: &CaptureWriter) -> String {
     format!("{:?}", writer.stats())
 }
@@ -133,10 +151,15 @@ pub async fn serve_with(
         }
         tracing::debug!(%addr, "built-in simulator listening");
     }
-    let app = App::new(config, sink).map_err(io::Error::other)?;
+    let telemetry = start_telemetry(&config)?;
+    let app = App::new(config, sink, telemetry.clone()).map_err(io::Error::other)?;
     let result = accept_loop(Arc::clone(&app), listener, &tasks, shutdown).await;
     sim_stop.cancel();
     tasks.drain().await;
+    // Every exchange has finished: its span is queued; the exporter posts what is left.
+    if let Some(t) = telemetry {
+        t.close(TELEMETRY_DRAIN + Duration::from_secs(1)).await;
+    }
     result
 }
 

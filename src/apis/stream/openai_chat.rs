@@ -25,6 +25,7 @@ impl OpenAiChat {
             return;
         }
         t.waiting();
+        t.response_ids(v.get("id"), v.get("model"));
         let choice = v
             .get("choices")
             .and_then(Value::as_array)

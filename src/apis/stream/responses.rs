@@ -26,6 +26,9 @@ impl Responses {
         };
         let kind = v.get("type").and_then(Value::as_str).or(name).unwrap_or("");
         let kind = kind.strip_prefix("response.").unwrap_or(kind);
+        if let Some(r) = v.get("response") {
+            t.response_ids(r.get("id"), r.get("model"));
+        }
         match kind {
             "created" | "in_progress" => {
                 match v.pointer("/response/status").and_then(Value::as_str) {

@@ -277,9 +277,10 @@ impl ExchangeBody {
 
     /// Ends the exchange now (the body is done): one record, one log line.
     fn finish(&mut self) {
-        // Only a captured exchange needs what the interpreter learnt.
-        let summary = match (&self.ex.capture, self.obs.as_mut()) {
-            (Some(_), Some(obs)) if !self.ex.is_finished() => Some(obs.take_summary()),
+        // Only a captured or traced exchange needs what the interpreter learnt.
+        let wanted = self.ex.capture.is_some() || self.ex.trace.is_some();
+        let summary = match self.obs.as_mut() {
+            Some(obs) if wanted && !self.ex.is_finished() => Some(obs.take_summary()),
             _ => None,
         };
         self.ex.finish(summary);
