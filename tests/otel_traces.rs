@@ -77,20 +77,30 @@ impl Receiver {
             if let Some(s) = self.spans().into_iter().find(|s| s["trace_id"] == trace_id) {
                 return s;
             }
-            assert!(Instant::now() < until, "no span for trace {trace_id}: {:?}", self.spans());
+            assert!(
+                Instant::now() < until,
+                "no span for trace {trace_id}: {:?}",
+                self.spans()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 }
 
 fn traceparent(n: u64) -> (String, String, String) {
-    let trace = format!("{:016x}{:016x}", 0x0af7_6519_16cd_43dd_u64, n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let trace = format!(
+        "{:016x}{:016x}",
+        0x0af7_6519_16cd_43dd_u64,
+        n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+    );
     let span = format!("{:016x}", 0xb7ad_6b71_6920_3331_u64 ^ n);
     (format!("00-{trace}-{span}-01"), trace, span)
 }
 
 fn telemetry_toml(endpoint: &str, extra: &str) -> String {
-    format!("[capture]\nenabled = false\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"aloud-test\"\n{extra}\n")
+    format!(
+        "[capture]\nenabled = false\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"aloud-test\"\n{extra}\n"
+    )
 }
 
 struct Case {
@@ -119,8 +129,12 @@ fn cases() -> Vec<Case> {
         out.push(Case {
             path: "/openai/v1/responses".into(),
             body: json!({"model": "sim-resp", "input": "hi", "stream": streamed}),
-            op: "chat", provider: "openai", model: "sim-resp", streamed,
-            id: "/id", usage: ("/usage/input_tokens", "/usage/output_tokens"),
+            op: "chat",
+            provider: "openai",
+            model: "sim-resp",
+            streamed,
+            id: "/id",
+            usage: ("/usage/input_tokens", "/usage/output_tokens"),
         });
         out.push(Case {
             path: "/anthropic/v1/messages".into(),
@@ -135,14 +149,25 @@ fn cases() -> Vec<Case> {
                 "/gemini/v1beta/models/sim-gemini:generateContent".into()
             },
             body: json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
-            op: "generate_content", provider: "gcp.gemini", model: "sim-gemini", streamed,
-            id: "/responseId", usage: ("/usageMetadata/promptTokenCount", "/usageMetadata/candidatesTokenCount"),
+            op: "generate_content",
+            provider: "gcp.gemini",
+            model: "sim-gemini",
+            streamed,
+            id: "/responseId",
+            usage: (
+                "/usageMetadata/promptTokenCount",
+                "/usageMetadata/candidatesTokenCount",
+            ),
         });
         out.push(Case {
             path: "/ollama/api/chat".into(),
             body: json!({"model": "sim-llama", "messages": msgs, "stream": streamed}),
-            op: "chat", provider: "ollama", model: "sim-llama", streamed,
-            id: "", usage: ("/prompt_eval_count", "/eval_count"),
+            op: "chat",
+            provider: "ollama",
+            model: "sim-llama",
+            streamed,
+            id: "",
+            usage: ("/prompt_eval_count", "/eval_count"),
         });
     }
     out
@@ -177,7 +202,9 @@ fn num(v: &Value) -> f64 {
 
 #[tokio::test]
 async fn every_api_streamed_and_not_gets_a_genai_span() {
-    let Some(rx) = Receiver::start("otel_traces").await else { return };
+    let Some(rx) = Receiver::start("otel_traces").await else {
+        return;
+    };
     let aloud = Aloud::start(&(telemetry_toml(&rx.endpoint(), "") + SIM_ROUTES)).await;
     let mut sent = Vec::new();
     for (i, case) in cases().into_iter().enumerate() {
@@ -207,8 +234,16 @@ async fn every_api_streamed_and_not_gets_a_genai_span() {
         assert_eq!(a["gen_ai.provider.name"], case.provider, "{what}");
         assert_eq!(a["gen_ai.request.model"], case.model, "{what}");
         assert_eq!(a["gen_ai.response.model"], case.model, "{what}");
-        let reasons = a["gen_ai.response.finish_reasons"].as_array().unwrap_or_else(|| panic!("{what}: {a}"));
-        assert!(!reasons.is_empty() && reasons.iter().all(|r| r.as_str().is_some_and(|r| !r.is_empty())), "{what}");
+        let reasons = a["gen_ai.response.finish_reasons"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: {a}"));
+        assert!(
+            !reasons.is_empty()
+                && reasons
+                    .iter()
+                    .all(|r| r.as_str().is_some_and(|r| !r.is_empty())),
+            "{what}"
+        );
         let input = num(&a["gen_ai.usage.input_tokens"]);
         let output = num(&a["gen_ai.usage.output_tokens"]);
         assert!(input > 0.0 && output > 0.0, "{what}: {a}");
@@ -216,13 +251,19 @@ async fn every_api_streamed_and_not_gets_a_genai_span() {
         if case.id.is_empty() {
             assert!(a.get("gen_ai.response.id").is_none(), "{what}");
         } else {
-            let rid = a["gen_ai.response.id"].as_str().unwrap_or_else(|| panic!("{what}: {a}"));
+            let rid = a["gen_ai.response.id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: {a}"));
             assert!(text.contains(rid), "{what}: {rid} not in the answer");
         }
         if !case.streamed {
             let v: Value = serde_json::from_slice(&body).unwrap();
             if !case.id.is_empty() {
-                assert_eq!(a["gen_ai.response.id"], v.pointer(case.id).unwrap().clone(), "{what}");
+                assert_eq!(
+                    a["gen_ai.response.id"],
+                    v.pointer(case.id).unwrap().clone(),
+                    "{what}"
+                );
             }
             assert_eq!(input, num(v.pointer(case.usage.0).unwrap()), "{what}");
             assert_eq!(output, num(v.pointer(case.usage.1).unwrap()), "{what}");
@@ -233,23 +274,45 @@ async fn every_api_streamed_and_not_gets_a_genai_span() {
         assert_eq!(a["aloud.request_id"], id, "{what}");
         assert_eq!(a["aloud.tier"], "comments", "{what}");
         assert_eq!(a["aloud.outcome"], "ok", "{what}");
-        for k in ["aloud.first_feedback_ms", "aloud.first_token_ms", "aloud.longest_silence_ms", "aloud.overhead_ms"] {
+        for k in [
+            "aloud.first_feedback_ms",
+            "aloud.first_token_ms",
+            "aloud.longest_silence_ms",
+            "aloud.overhead_ms",
+        ] {
             assert!(num(&a[k]) >= 0.0, "{what}: {k}");
         }
-        let events: Vec<&str> = s["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-        assert!(events.contains(&"aloud.phase.waiting") && events.last() == Some(&"aloud.phase.done"), "{what}: {events:?}");
+        let events: Vec<&str> = s["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            events.contains(&"aloud.phase.waiting") && events.last() == Some(&"aloud.phase.done"),
+            "{what}: {events:?}"
+        );
         if case.streamed {
-            assert!(events.contains(&"aloud.phase.generating"), "{what}: {events:?}");
+            assert!(
+                events.contains(&"aloud.phase.generating"),
+                "{what}: {events:?}"
+            );
         }
         for e in s["events"].as_array().unwrap() {
-            assert!(num(&e["time"]) >= num(&s["start"]) && num(&e["time"]) <= num(&s["end"]), "{what}");
+            assert!(
+                num(&e["time"]) >= num(&s["start"]) && num(&e["time"]) <= num(&s["end"]),
+                "{what}"
+            );
         }
     }
     aloud.stop().await;
 }
 
 /// A mock upstream that keeps each request's trace headers, and fails paths with "fail".
-async fn recording_upstream() -> (Upstream, Arc<Mutex<HashMap<String, (Option<String>, Option<String>)>>>) {
+async fn recording_upstream() -> (
+    Upstream,
+    Arc<Mutex<HashMap<String, (Option<String>, Option<String>)>>>,
+) {
     let seen = Arc::new(Mutex::new(HashMap::new()));
     let keep = Arc::clone(&seen);
     let up = Upstream::start(move |req| {
@@ -271,14 +334,18 @@ async fn recording_upstream() -> (Upstream, Arc<Mutex<HashMap<String, (Option<St
 }
 
 fn up_route(addr: std::net::SocketAddr) -> String {
-    format!("[[routes]]\nname = \"up\"\nprefix = \"/up\"\nupstream = \"http://{addr}\"\napi = \"openai\"\n")
+    format!(
+        "[[routes]]\nname = \"up\"\nprefix = \"/up\"\nupstream = \"http://{addr}\"\napi = \"openai\"\n"
+    )
 }
 
 const CHAT: &str = r#"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#;
 
 #[tokio::test]
 async fn trace_context_goes_upstream_and_a_failure_is_an_error_span() {
-    let Some(rx) = Receiver::start("otel_traces").await else { return };
+    let Some(rx) = Receiver::start("otel_traces").await else {
+        return;
+    };
     let (up, seen) = recording_upstream().await;
     let aloud = Aloud::start(&(telemetry_toml(&rx.endpoint(), "") + &up_route(up.addr))).await;
     let url = aloud.url("/up/v1/chat/completions");
@@ -296,28 +363,58 @@ async fn trace_context_goes_upstream_and_a_failure_is_an_error_span() {
     assert_eq!(s["name"], "chat gpt-test");
     assert_eq!(s["attributes"]["gen_ai.response.model"], "gpt-test-2025");
     assert_eq!(s["attributes"]["gen_ai.response.id"], "chatcmpl-9");
-    assert_eq!(s["attributes"]["gen_ai.response.finish_reasons"], json!(["stop"]));
+    assert_eq!(
+        s["attributes"]["gen_ai.response.finish_reasons"],
+        json!(["stop"])
+    );
     assert_eq!(s["attributes"]["server.port"], up.addr.port());
     // A client's trace is continued; its tracestate passes unchanged.
     let (client_tp, trace, client_span) = traceparent(77);
-    let r = post(&url, &[("x-case", "continued"), ("traceparent", &client_tp), ("tracestate", "vendor=1")], CHAT).await;
+    let r = post(
+        &url,
+        &[
+            ("x-case", "continued"),
+            ("traceparent", &client_tp),
+            ("tracestate", "vendor=1"),
+        ],
+        CHAT,
+    )
+    .await;
     body_bytes(r).await;
     let (tp, ts) = seen.lock().unwrap()["continued"].clone();
     let tp = tp.unwrap();
     assert_eq!(ts.as_deref(), Some("vendor=1"));
     let s = rx.span_of(&trace).await;
-    assert_eq!(tp, format!("00-{trace}-{}-01", s["span_id"].as_str().unwrap()));
+    assert_eq!(
+        tp,
+        format!("00-{trace}-{}-01", s["span_id"].as_str().unwrap())
+    );
     assert_ne!(s["span_id"], client_span);
     assert_eq!(s["parent_span_id"], client_span);
     assert_eq!(s["trace_state"], "vendor=1");
     // A client that did not sample its trace: no span, and its traceparent goes on as it was.
-    let unsampled = client_tp.replace("-01", "-00").replace(&trace[..8], "11111111");
-    let r = post(&url, &[("x-case", "unsampled"), ("traceparent", &unsampled)], CHAT).await;
+    let unsampled = client_tp
+        .replace("-01", "-00")
+        .replace(&trace[..8], "11111111");
+    let r = post(
+        &url,
+        &[("x-case", "unsampled"), ("traceparent", &unsampled)],
+        CHAT,
+    )
+    .await;
     body_bytes(r).await;
-    assert_eq!(seen.lock().unwrap()["unsampled"].0.as_deref(), Some(unsampled.as_str()));
+    assert_eq!(
+        seen.lock().unwrap()["unsampled"].0.as_deref(),
+        Some(unsampled.as_str())
+    );
     // An upstream 500: an error span.
     let (fail_tp, fail_trace, _) = traceparent(78);
-    let r = post(&aloud.url("/up/v1/fail/chat/completions"), &[("x-case", "fail"), ("traceparent", &fail_tp)], CHAT).await;
+    let r = post(
+        &aloud.url("/up/v1/fail/chat/completions"),
+        &[("x-case", "fail"), ("traceparent", &fail_tp)],
+        CHAT,
+    )
+    .await;
     assert_eq!(r.status(), 500);
     body_bytes(r).await;
     let s = rx.span_of(&fail_trace).await;
@@ -332,7 +429,9 @@ async fn trace_context_goes_upstream_and_a_failure_is_an_error_span() {
 
 #[tokio::test]
 async fn sample_zero_traces_only_what_clients_sampled_and_off_changes_nothing() {
-    let Some(rx) = Receiver::start("otel_traces").await else { return };
+    let Some(rx) = Receiver::start("otel_traces").await else {
+        return;
+    };
     let (up, seen) = recording_upstream().await;
     let toml = telemetry_toml(&rx.endpoint(), "sample = 0.0") + &up_route(up.addr);
     let aloud = Aloud::start(&toml).await;
@@ -346,11 +445,24 @@ async fn sample_zero_traces_only_what_clients_sampled_and_off_changes_nothing() 
     body_bytes(post(&url, &[("x-case", "sampled"), ("traceparent", &tp)], CHAT).await).await;
     rx.span_of(&trace).await;
     aloud.stop().await;
-    assert_eq!(rx.spans().len(), 1, "only the client-sampled exchange: {:?}", rx.spans());
+    assert_eq!(
+        rx.spans().len(),
+        1,
+        "only the client-sampled exchange: {:?}",
+        rx.spans()
+    );
 
     // Telemetry off: an incoming traceparent reaches the upstream unchanged.
     let off = Aloud::start(&up_route(up.addr)).await;
-    body_bytes(post(&off.url("/up/v1/chat/completions"), &[("x-case", "off"), ("traceparent", &tp)], CHAT).await).await;
+    body_bytes(
+        post(
+            &off.url("/up/v1/chat/completions"),
+            &[("x-case", "off"), ("traceparent", &tp)],
+            CHAT,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(seen.lock().unwrap()["off"].0.as_deref(), Some(tp.as_str()));
     off.stop().await;
 }
@@ -372,10 +484,18 @@ async fn a_collector_that_is_down_costs_counted_drops_not_latency() {
     }
     // Twenty local exchanges take milliseconds; a request that waited on the collector would
     // not (its connect is refused, and the exporter's post timeout is 10 s).
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let until = Instant::now() + DEADLINE;
     while aloud::telemetry::stats().dropped < before.dropped + 20 {
-        assert!(Instant::now() < until, "drops not counted: {:?}", aloud::telemetry::stats());
+        assert!(
+            Instant::now() < until,
+            "drops not counted: {:?}",
+            aloud::telemetry::stats()
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     aloud.stop().await;

@@ -222,7 +222,7 @@ impl Exporter {
 
     fn log_queue_drops(&self, log: &mut Logged) {
         let total = self.queue_full.load(Ordering::Relaxed);
-        if total > log.queue_full_seen && !log.last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+        if total > log.queue_full_seen && log.last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             tracing::warn!(
                 dropped_spans = total - log.queue_full_seen,
                 "the trace queue was full; spans dropped"

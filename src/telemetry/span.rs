@@ -80,9 +80,8 @@ pub fn operation(path: &str) -> Option<&'static str> {
         Some("embedContent" | "batchEmbedContents") => return Some("embeddings"),
         _ => {}
     }
-    if p.ends_with("/chat/completions") || p.ends_with("/api/chat") {
-        Some("chat")
-    } else if p.ends_with("/responses") || p.ends_with("/messages") {
+    let chat = ["/chat/completions", "/api/chat", "/responses", "/messages"];
+    if chat.iter().any(|c| p.ends_with(c)) {
         Some("chat")
     } else if p.ends_with("/completions") || p.ends_with("/api/generate") {
         Some("text_completion")
