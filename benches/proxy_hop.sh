@@ -26,7 +26,9 @@ usage: benches/proxy_hop.sh [options]
   --chunks N           events per stream for the per-chunk delay (default 1000)
   --gap-us U           microseconds between stream events (default 1000; smoke 100)
   --stream-runs N      streams per target, interleaved (default 3; smoke 1)
-  --targets LIST       comma-separated subset of direct,nginx,aloud,aloud+capture (default all four)
+  --targets LIST       comma-separated subset of direct,nginx,aloud,aloud+capture (default all four),
+                       plus the optional aloud+telemetry: capture off, OTLP traces on (sample 1.0)
+                       to nginx's /v1/traces, which answers 200 at once (nginx is started for it)
   --capture MODE       what the aloud+capture target captures: full (default) or metadata
   --aloud-bin PATH     aloud binary (default: $ALOUD_BIN or target/release/aloud, built here)
   --require-aloud      exit non-zero when an aloud target does not come up, serves nothing, or
@@ -221,7 +223,7 @@ if [[ $LOAD == oha ]] && ! command -v jq >/dev/null; then
     apt-get install -y -qq jq >&2 || die "could not install jq; try --load mini"
 fi
 
-if want nginx && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+if { want nginx || want aloud+telemetry; } && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     log "nginx not found: apt-get install -y nginx-light"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >&2 ||
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >&2 ||
@@ -305,7 +307,8 @@ fi
 # Check that /fast/json answers 200 through a proxy.
 answers() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1/json") == 200 ]]; }
 
-if want nginx; then
+TRACES_URL=""
+if want nginx || want aloud+telemetry; then
     if [[ -x $NGINX ]]; then
         NPORT=$(free_port)
         mkdir -p "$WORK/nginx/tmp"
@@ -331,6 +334,11 @@ http {
     }
     server {
         listen 127.0.0.1:$NPORT;
+        # The aloud+telemetry target's OTLP collector: takes every batch, answers 200 at once.
+        location = /v1/traces {
+            client_max_body_size 64m;
+            return 200;
+        }
         location /fast/ {
             proxy_pass http://fast/;
             proxy_http_version 1.1;
@@ -351,7 +359,8 @@ EOF
             # shellcheck disable=SC2206
             PROC_PIDS[nginx]="$NGINX_PID $workers"
             URL[nginx]="http://127.0.0.1:$NPORT/fast"
-            ACTIVE+=(nginx)
+            TRACES_URL="http://127.0.0.1:$NPORT/v1/traces"
+            want nginx && ACTIVE+=(nginx)
             log "nginx on 127.0.0.1:$NPORT (master $NGINX_PID, workers $workers)"
         else
             NOTE[nginx]="did not come up: $(tail -3 "$WORK/nginx/error.log" "$WORK/nginx/stdout" 2>/dev/null | tr '\n' ' ')"
@@ -364,9 +373,9 @@ fi
 
 # start_aloud TARGET CAPTURE: one aloud process with its own generated config and its own
 # database directory under $WORK/TARGET. CAPTURE is off (capture disabled) or a route capture mode
-# (full: every exchange, redacted, into SQLite).
+# (full: every exchange, redacted, into SQLite). EXTRA is more TOML (the telemetry target's).
 start_aloud() {
-    local t=$1 capture=$2 dir="$WORK/$1" port pid rc children enabled=true mode=$2
+    local t=$1 capture=$2 extra=${3:-} dir="$WORK/$1" port pid rc children enabled=true mode=$2
     if [[ ! -x $ALOUD_BIN ]]; then
         NOTE[$t]="no binary at $ALOUD_BIN"
         ((REQUIRE_ALOUD)) && die "$t is required (--require-aloud)"
@@ -386,7 +395,7 @@ listen = "127.0.0.1:0"
 [capture]
 enabled = $enabled
 database = "$dir/aloud.db"
-
+$extra
 [[routes]]
 name = "fast"
 prefix = "/fast"
@@ -424,6 +433,17 @@ EOF
 declare -A DB
 want aloud && start_aloud aloud off
 want aloud+capture && start_aloud aloud+capture "$CAPTURE"
+if want aloud+telemetry; then
+    if [[ -n $TRACES_URL ]]; then
+        start_aloud aloud+telemetry off "
+[telemetry]
+otlp_endpoint = \"$TRACES_URL\"
+sample = 1.0
+"
+    else
+        NOTE[aloud+telemetry]="needs nginx (its /v1/traces is the collector): ${NOTE[nginx]:-not started}"
+    fi
+fi
 
 [[ -n ${URL[direct]:-} || ${#ACTIVE[@]} -gt 0 ]] || die "nothing to measure"
 
@@ -539,13 +559,13 @@ done
 
 # A broken harness fails the run (--require-aloud); figures that miss their targets never do.
 if ((REQUIRE_ALOUD)); then
-    for t in aloud aloud+capture; do
+    for t in aloud aloud+capture aloud+telemetry; do
         want "$t" || continue
         [[ -z ${NOTE[$t]:-} ]] || die "$t: ${NOTE[$t]}"
         served=0
         for point in $RATES max; do served=$((served + ${R[$t:$point:ok]:-0})); done
         ((served > 0)) || die "$t answered no request with 2xx under load"
-        if [[ $t != aloud && ${ROWS[$t]:-} =~ ^[0-9]+$ && ${ROWS[$t]} == 0 ]]; then
+        if [[ $t == aloud+capture && ${ROWS[$t]:-} =~ ^[0-9]+$ && ${ROWS[$t]} == 0 ]]; then
             die "$t stored no capture record in ${DB[$t]}: $(tail -c 300 "$WORK/$t/aloud.err" | tr '\n' ' ')"
         fi
     done
@@ -555,7 +575,7 @@ fi
 # Report
 
 ALL=()
-for t in direct nginx aloud aloud+capture; do want "$t" && ALL+=("$t"); done
+for t in direct nginx aloud aloud+capture aloud+telemetry; do want "$t" && ALL+=("$t"); done
 val() { echo "${R[$1]:-}"; }
 us2ms() { awk -v x="$1" 'BEGIN { if (x == "") print ""; else print x / 1000 }'; }
 # verdict A B: PASS when A <= B, MISS when not, n/a when either is missing.
@@ -572,6 +592,7 @@ report() {
     echo "- upstream: examples/fast_upstream (1 thread), /json = 341-byte JSON; pinning: $PINNING"
     echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') 1 worker, keepalive upstream pool, proxy_buffering off, access_log off"
     echo "- aloud: $ALOUD_BIN, RUST_LOG=${RUST_LOG:-warn}; \`aloud\`: capture off (\`[capture] enabled = false\`); \`aloud+capture\`: route \`capture = \"$CAPTURE\"\` into its own SQLite database$([[ -n ${ROWS[aloud+capture]:-} ]] && echo " (${ROWS[aloud+capture]} records stored by the end of the run)")"
+    want aloud+telemetry && echo "- \`aloud+telemetry\`: capture off, \`[telemetry]\` OTLP/HTTP export of every exchange's span (sample 1.0) to nginx's \`/v1/traces\` (answers 200 at once)"
     for t in "${ALL[@]}"; do
         if [[ -n ${NOTE[$t]:-} ]]; then echo "- **$t**: ${NOTE[$t]}"; fi
     done
@@ -631,7 +652,7 @@ report() {
     echo
     echo "| target | VmRSS MB | processes summed |"
     echo "|---|---:|---|"
-    for t in nginx aloud aloud+capture; do
+    for t in nginx aloud aloud+capture aloud+telemetry; do
         want "$t" || continue
         if [[ -n ${RSS[$t]:-} ]]; then
             # shellcheck disable=SC2086
@@ -669,6 +690,19 @@ report() {
     n_ch=$(us2ms "$(val "nginx:chunk:p99")")
     [[ -n $n_ch ]] && ch_limit=$(awk -v n="$n_ch" 'BEGIN { printf "%.3f", n + 0.2 }')
     echo "| aloud, capture off | per-chunk p99 (ms) | ≤ nginx's + 0.2 = $ch_limit | $(fmt3 "$n_ch") | $(fmt3 "$a_ch") | $(verdict "${a_ch:--}" "$ch_limit") |"
+    if want aloud+telemetry; then
+        # Issue 8: metrics and an enabled OTLP exporter cost at most 5% of max throughput and
+        # 0.05 ms of p99, against plain aloud in this same run.
+        local t_max a_max t_add a_add99 min_max="-" lim99="-"
+        a_max=$(val "aloud:max:rps")
+        t_max=$(val "aloud+telemetry:max:rps")
+        a_add99=$(diff3 "$(val "aloud:$first_rate:p99")" "$(val "direct:$first_rate:p99")")
+        t_add=$(diff3 "$(val "aloud+telemetry:$first_rate:p99")" "$(val "direct:$first_rate:p99")")
+        [[ -n $a_max ]] && min_max=$(awk -v n="$a_max" 'BEGIN { printf "%.0f", 0.95 * n }')
+        [[ $a_add99 != "-" ]] && lim99=$(awk -v n="$a_add99" 'BEGIN { printf "%.3f", n + 0.05 }')
+        echo "| aloud+telemetry | max throughput (req/s) | ≥ 0.95 × aloud's = $min_max | $(fmt0 "$n_max") | $(fmt0 "$t_max") | $(verdict "$min_max" "${t_max:--}") |"
+        echo "| aloud+telemetry | p99 added at $first_rate req/s (ms) | ≤ aloud's + 0.05 = $lim99 | $n_add | $t_add | $(verdict "$t_add" "$lim99") |"
+    fi
     a_rss=$([[ -n ${RSS[aloud]:-} ]] && awk -v k="${RSS[aloud]}" 'BEGIN { printf "%.1f", k / 1024 }' || echo -)
     echo "| aloud, capture off | idle RSS (MB) | ≤ 20 | $([[ -n ${RSS[nginx]:-} ]] && awk -v k="${RSS[nginx]}" 'BEGIN { printf "%.1f", k / 1024 }' || echo -) | $a_rss | $(verdict "$a_rss" 20) |"
 }

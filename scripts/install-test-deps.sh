@@ -23,7 +23,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
     python3 -m venv "$venv"
 fi
 if [[ -f "$stamp" ]] && cmp -s "$req" "$stamp"; then
-    say "python SDKs already installed ($(grep -E '^(openai|anthropic)==' "$req" | paste -sd ' '))"
+    say "python SDKs already installed ($(grep -E '^(openai|anthropic|opentelemetry-proto)==' "$req" | paste -sd ' '))"
 else
     say "pip install -r tests/clients/requirements.txt"
     "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet -r "$req"

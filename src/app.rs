@@ -11,6 +11,7 @@ use crate::progress::ladder::Rung;
 use crate::progress::{Hub, Ladder};
 use crate::proxy::wrap::Budget;
 use crate::proxy::{CaptureSettings, ProgressSettings, RouteRuntime};
+use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::Semaphore;
@@ -22,6 +23,7 @@ struct Kept {
     wrap_budget: Arc<Budget>,
     capture: CaptureSettings,
     metrics: Option<Arc<Metrics>>,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -35,6 +37,8 @@ pub struct App {
     pub cors: CorsConfig,
     /// Prometheus metrics, when the admin listener is on.
     pub metrics: Option<Arc<Metrics>>,
+    /// The trace exporter, when `[telemetry]` is on.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 impl App {
@@ -44,6 +48,7 @@ impl App {
         config: Config,
         sink: Option<Arc<dyn CaptureSink>>,
         metrics: Option<Arc<Metrics>>,
+        telemetry: Option<Arc<Telemetry>>,
     ) -> Result<Arc<App>, String> {
         let kept = Kept {
             limiter: Arc::new(Semaphore::new(config.server.max_concurrent_requests)),
@@ -61,6 +66,7 @@ impl App {
                 shutting_down: Arc::new(AtomicBool::new(false)),
             },
             metrics,
+            telemetry,
         };
         if let Some(m) = &kept.metrics {
             m.watch_hub(Arc::clone(&kept.hub));
@@ -70,7 +76,7 @@ impl App {
 
     /// The app for a reloaded config: new routes, timeouts, progress settings and tokens, with
     /// what in-flight requests share kept (the limiter, the side channel's hub, the events
-    /// tier's body budget, the capture sink and the draining flag). The config's restart-only
+    /// tier's body budget, the capture sink, the draining flag, metrics and the trace exporter). The config's restart-only
     /// settings are expected to equal this app's.
     pub fn reloaded(&self, config: Config) -> Result<Arc<App>, String> {
         let kept = Kept {
@@ -82,6 +88,7 @@ impl App {
                 shutting_down: Arc::clone(&self.capture.shutting_down),
             },
             metrics: self.metrics.clone(),
+            telemetry: self.telemetry.clone(),
         };
         Self::build(config, kept)
     }
@@ -141,6 +148,7 @@ impl App {
             capture: kept.capture,
             server: config.server,
             cors: config.cors,
+            telemetry: kept.telemetry,
             routes,
             metrics: kept.metrics,
         }))

@@ -135,6 +135,7 @@ async fn answer(
             limiter: &app.limiter,
             progress: &app.progress,
             capture: &app.capture,
+            telemetry: app.telemetry.as_ref(),
         };
         return proxy::forward(rt, &rest, req, cx).await;
     }

@@ -14,6 +14,7 @@
 //! cors, demo           CORS for browsers; the embedded demo page and JS client
 //! proxy/               one owner per exchange: admission, head, body parts, one finish step
 //! metrics/             Prometheus metrics: per-route handles the finish step reports to
+//! telemetry/           OTLP traces: W3C trace context, spans per GenAI conventions, the exporter
 //! simulator/           a fake reasoning model speaking five apis (a server of its own)
 //! export/              eval dataset formats (pure)
 //! capture/             the recorder, redaction, stats, the batching writer
@@ -54,3 +55,4 @@ pub mod server;
 pub mod simulator;
 pub mod sse;
 pub mod store;
+pub mod telemetry;

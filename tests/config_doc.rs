@@ -66,6 +66,7 @@ fn every_key_is_documented_and_every_documented_key_exists() {
             "progress",
             "routes",
             "server",
+            "telemetry",
             "upstream"
         ]
     );
@@ -117,6 +118,17 @@ fn documented_defaults_are_the_real_defaults() {
             .unwrap(),
         config.admin.max_model_labels
     );
+    let t = &config.telemetry;
+    assert_eq!(quoted("telemetry", "service_name"), t.service_name);
+    assert_eq!(
+        quoted("telemetry", "sample").parse::<f64>().unwrap(),
+        t.sample
+    );
+    assert_eq!(
+        quoted("telemetry", "capture_content"),
+        t.capture_content.to_string()
+    );
+    assert_eq!(t.otlp_endpoint, None);
     assert_eq!(quoted("server", "listen"), s.listen.to_string());
     assert_eq!(
         quoted("server", "max_concurrent_requests")

@@ -1,7 +1,7 @@
 //! Reading a whole (non-streaming) answer body: text, reasoning, tool calls, finish reason and
 //! usage, per api shape. Pure; the streaming counterpart is `stream`.
 
-use super::stream::{Reassembly, ToolCallRecord, Usage};
+use super::stream::{Reassembly, ToolCallRecord, Usage, set_once};
 use serde_json::Value;
 
 fn text(v: Option<&Value>) -> &str {
@@ -28,6 +28,14 @@ pub fn read(body: &Value) -> Reassembly {
     } else if body.get("message").is_some() || body.get("response").is_some_and(Value::is_string) {
         ollama(body, &mut out);
     }
+    set_once(
+        &mut out.response_id,
+        body.get("id").or_else(|| body.get("responseId")),
+    );
+    set_once(
+        &mut out.response_model,
+        body.get("model").or_else(|| body.get("modelVersion")),
+    );
     if let Some(e) = body.get("error") {
         out.error = Some(
             e.get("message")

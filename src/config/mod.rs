@@ -10,6 +10,7 @@ use crate::apis::Api;
 use crate::apis::stream::Phase;
 use http::uri::{Authority, Scheme};
 pub use raw::{CaptureLevel, LogFormat, Tier};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub mod defaults {
     pub const QUEUE_MAX: u64 = 64 << 20;
     pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
     pub const BATCH_MAX: u32 = 256;
+    pub const SERVICE_NAME: &str = "aloud";
+    pub const TELEMETRY_SAMPLE: f64 = 1.0;
 }
 
 /// The upstream value that selects the built-in simulator.
@@ -59,6 +62,7 @@ pub struct Config {
     pub capture: CaptureConfig,
     pub cors: CorsConfig,
     pub admin: AdminConfig,
+    pub telemetry: TelemetryConfig,
     pub routes: Vec<Route>,
 }
 
@@ -71,6 +75,21 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Distinct `model` label values per route; later models count as `other`.
     pub max_model_labels: usize,
+}
+
+/// OpenTelemetry traces (`[telemetry]`); off unless `otlp_endpoint` is set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP (protobuf) traces URL, used as it is; `None` turns traces off.
+    pub otlp_endpoint: Option<http::Uri>,
+    /// `service.name` of the resource every span belongs to.
+    pub service_name: String,
+    /// The share of new traces sampled, 0.0 to 1.0 (a client's sampled flag decides its own).
+    pub sample: f64,
+    /// Redacted prompts and answers go into span events.
+    pub capture_content: bool,
+    /// Extra headers for the collector (from `headers_env`), already checked as header values.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug)]

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub capture: RawCapture,
     pub cors: RawCors,
     pub admin: RawAdmin,
+    pub telemetry: RawTelemetry,
     pub routes: Vec<RawRoute>,
 }
 
@@ -23,6 +24,16 @@ pub struct RawAdmin {
     pub listen: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,
     pub max_model_labels: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<Spanned<String>>,
+    pub service_name: Option<Spanned<String>>,
+    pub sample: Option<Spanned<f64>>,
+    pub capture_content: Option<bool>,
+    pub headers_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

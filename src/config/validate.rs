@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 mod admin;
+mod telemetry;
 
 /// Paths that aloud answers itself; no route may claim them.
 const RESERVED: [&str; 2] = ["/aloud", "/healthz"];
@@ -145,6 +146,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
     let progress = progress(raw.progress, ctx)?;
     let capture = capture(raw.capture, ctx)?;
     let admin = admin::admin(raw.admin, ctx, env)?;
+    let telemetry = telemetry::telemetry(raw.telemetry, ctx, env)?;
     let cors = CorsConfig {
         origins: raw
             .cors
@@ -185,6 +187,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
         capture,
         cors,
         admin,
+        telemetry,
         routes,
     })
 }

@@ -93,7 +93,12 @@ pub struct Progress {
     milestones: Milestones,
     usage: Option<Usage>,
     status: Option<u16>,
+    /// Phase changes with their offsets, kept only for an exchange that is traced.
+    phases: Option<Vec<(Phase, Duration)>>,
 }
+
+/// Most phase changes kept for a span; later ones are not recorded.
+const MAX_PHASES: usize = 64;
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
@@ -112,7 +117,18 @@ impl Progress {
             milestones: Milestones::default(),
             usage: None,
             status: None,
+            phases: None,
         }
+    }
+
+    /// Starts keeping phase changes (for the exchange's span), from the current phase on.
+    pub fn keep_phases(&mut self) {
+        self.phases = Some(vec![(self.phase, self.phase_since)]);
+    }
+
+    /// The phase changes kept since `keep_phases` (empty when none were kept).
+    pub fn take_phases(&mut self) -> Vec<(Phase, Duration)> {
+        self.phases.take().unwrap_or_default()
     }
 
     /// Continues the sequence of an earlier attempt with the same id.
@@ -149,6 +165,9 @@ impl Progress {
         self.phase = phase;
         self.phase_since = at;
         self.heading = None;
+        if let Some(p) = self.phases.as_mut().filter(|p| p.len() < MAX_PHASES) {
+            p.push((phase, at));
+        }
         if phase == Phase::Done {
             self.milestones.done_ms.get_or_insert(ms(at));
         }
@@ -311,6 +330,19 @@ mod tests {
         assert_eq!(p.label(s(30)), "Weighing the options");
         assert!(p.apply(&Signal::Phase(Phase::Generating), s(5)));
         assert_eq!(p.label(s(5)), "Writing…");
+    }
+
+    #[test]
+    fn phase_changes_are_kept_only_when_asked() {
+        let mut p = Progress::new(Arc::from("r"), Arc::new(Ladder::default()));
+        p.set_phase(Phase::Waiting, Duration::from_millis(1));
+        assert!(p.take_phases().is_empty());
+        p.keep_phases();
+        p.set_phase(Phase::Thinking, Duration::from_millis(2));
+        p.set_phase(Phase::Thinking, Duration::from_millis(3));
+        p.set_phase(Phase::Done, Duration::from_millis(4));
+        let kept: Vec<_> = p.take_phases().into_iter().map(|(ph, _)| ph).collect();
+        assert_eq!(kept, [Phase::Waiting, Phase::Thinking, Phase::Done]);
     }
 
     #[test]

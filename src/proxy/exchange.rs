@@ -10,13 +10,15 @@ use crate::apis::stream::{Phase, Summary, Usage};
 use crate::capture::CaptureSink;
 use crate::capture::Outcome;
 use crate::capture::recorder::{End, Pending, Recorder};
+use crate::config::HttpUpstream;
 use crate::config::Tier;
 use crate::metrics::{Done, ModelMetrics, RouteMetrics};
 use crate::progress::Watcher;
-use http::Method;
+use crate::telemetry::{Finished, Telemetry, Traced};
+use http::{HeaderMap, Method};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -114,6 +116,9 @@ pub struct Exchange {
     metrics: Option<Arc<RouteMetrics>>,
     /// What the stream said about the answer: its model's handles and the usage.
     answer: (Option<Arc<ModelMetrics>>, Option<Usage>),
+    /// The exchange's span, when telemetry is on and it is sampled.
+    pub trace: Option<Box<Traced>>,
+    tracer: Option<Arc<Telemetry>>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -154,6 +159,32 @@ impl Exchange {
             finished: false,
             metrics: None,
             answer: (None, None),
+            trace: None,
+            tracer: None,
+        }
+    }
+
+    /// Starts the exchange's span when `telemetry` samples it (the client's `traceparent` in
+    /// `headers` is continued).
+    pub fn begin_trace(
+        &mut self,
+        telemetry: &Arc<Telemetry>,
+        headers: &HeaderMap,
+        target: &HttpUpstream,
+    ) {
+        let server = || {
+            let port = target.authority.port_u16().unwrap_or(
+                if target.scheme == http::uri::Scheme::HTTPS {
+                    443
+                } else {
+                    80
+                },
+            );
+            (target.authority.host().to_owned(), port)
+        };
+        if let Some(traced) = telemetry.begin(headers, server) {
+            self.trace = Some(Box::new(traced));
+            self.tracer = Some(Arc::clone(telemetry));
         }
     }
 
@@ -293,6 +324,8 @@ impl Exchange {
         };
         self.log(&figures);
         self.measure(&figures);
+        let mut summary = summary;
+        self.span(&figures, &ending, done, &mut summary);
         if let Some(capture) = self.capture.take() {
             let upstream_ms = match (sent, self.upstream_head_at) {
                 (Some(s), Some(up)) => Some(ms(up.saturating_duration_since(s))),
@@ -359,6 +392,58 @@ impl Exchange {
             },
             || answered.unwrap_or_else(|| m.model(self.request_model())),
         );
+    }
+
+    /// The exchange's span, when it is traced: plain data handed to the exporter, which does
+    /// the JSON work on its own thread. Takes what the span needs of `summary` (all of it when
+    /// capture does not keep it).
+    fn span(
+        &mut self,
+        f: &Figures,
+        ending: &Ending,
+        done: Duration,
+        summary: &mut Option<Summary>,
+    ) {
+        let (Some(traced), Some(tracer)) = (self.trace.take(), self.tracer.take()) else {
+            return;
+        };
+        let summary = if self.capture.is_some() {
+            summary.as_ref().map(|s| tracer.span_summary(s))
+        } else {
+            summary.take()
+        };
+        let start = SystemTime::now()
+            .checked_sub(self.started.elapsed())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let phases = self
+            .w
+            .as_mut()
+            .map(|w| w.progress_mut().take_phases())
+            .unwrap_or_default();
+        tracer.submit(Finished {
+            traced: *traced,
+            start,
+            done,
+            api: self.api,
+            path: self.path.clone(),
+            method: self.method.as_str().to_owned(),
+            request_id: self.id.to_string(),
+            route: self.route.to_string(),
+            tier: self.tier.as_str(),
+            outcome: f.outcome,
+            cause: f.cause,
+            error: ending.error.clone(),
+            status: f.status,
+            upstream_status: f.upstream_status,
+            streamed: f.streamed,
+            first_feedback_ms: f.first_feedback_ms,
+            first_token_ms: f.first_token_ms,
+            longest_silence_ms: f.longest_silence_ms,
+            overhead_ms: f.overhead_ms,
+            phases,
+            request: self.tap.as_ref().map(|t| t.body().0),
+            summary,
+        });
     }
 
     /// The access-log line: aloud's time kept apart from the upstream's, whole milliseconds

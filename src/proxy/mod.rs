@@ -109,6 +109,8 @@ pub struct Context<'a> {
     pub limiter: &'a Arc<Semaphore>,
     pub progress: &'a ProgressSettings,
     pub capture: &'a CaptureSettings,
+    /// The trace exporter, when `[telemetry]` is on.
+    pub telemetry: Option<&'a Arc<crate::telemetry::Telemetry>>,
 }
 
 /// Request bytes kept to decide whether the request streams (its `"stream"` field) when the
@@ -134,6 +136,9 @@ pub async fn forward(
     )
     .measured(rt.metrics.clone());
     let (parts, incoming) = req.into_parts();
+    if let Some(t) = cx.telemetry {
+        ex.begin_trace(t, &parts.headers, &rt.target);
+    }
     let mut client_headers = parts.headers;
     let mut owner = None;
     let mut query = parts.uri.query().map(str::to_owned);
@@ -172,6 +177,9 @@ pub async fn forward(
         begun.listeners,
         ex.tier == Tier::Events,
     ));
+    if let (Some(w), Some(_)) = (ex.w.as_mut(), &ex.trace) {
+        w.progress_mut().keep_phases();
+    }
     ex.capture = capture_for(
         route,
         (&ex.id, &ex.route),
@@ -184,10 +192,17 @@ pub async fn forward(
     let query = query.as_deref();
     let prepared = admit::upstream_uri(&rt.target, rest, query)
         .and_then(|uri| admit::upstream_headers(client_headers, query, route).map(|h| (uri, h)));
-    let (uri, out_headers) = match prepared {
+    let (uri, mut out_headers) = match prepared {
         Ok(p) => p,
         Err(e) => return refuse(ex, e, &parts.method, rest, &cx, rt, owner),
     };
+    if let Some(t) = &ex.trace {
+        // The upstream's parent is aloud's span; a client's `tracestate` passes unchanged.
+        let value = crate::telemetry::format_traceparent(&t.context);
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            out_headers.insert("traceparent", v);
+        }
+    }
     let path_and_query = uri
         .path_and_query()
         .map_or_else(|| rest.to_owned(), |pq| pq.as_str().to_owned());

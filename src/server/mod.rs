@@ -15,10 +15,12 @@ use crate::config::CaptureLevel;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::SqliteStore;
+use crate::telemetry::Telemetry;
 use reload::Reloader;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 pub use tasks::Tasks;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -243,6 +245,22 @@ fn start_capture(config: &Config) -> io::Result<Option<Started>> {
 
 /// A started capture writer: the proxy's sink, the writer, and its replaceable redactor.
 type Started = (Arc<WriterSink>, CaptureWriter, Arc<Live>);
+/// The longest the trace exporter's last post may take at shutdown.
+const TELEMETRY_DRAIN: Duration = Duration::from_secs(5);
+
+/// Starts the trace exporter when `[telemetry] otlp_endpoint` is set.
+fn start_telemetry(config: &Config) -> io::Result<Option<Arc<Telemetry>>> {
+    let t = &config.telemetry;
+    if t.otlp_endpoint.is_none() {
+        return Ok(None);
+    }
+    let redactor = if t.capture_content {
+        Some(crate::capture::redaction::redactor(config).map_err(io::Error::other)?)
+    } else {
+        None
+    };
+    Telemetry::start(t, redactor, TELEMETRY_DRAIN)
+}
 
 fn writer_stats_line(writer: &CaptureWriter) -> String {
     format!("{:?}", writer.stats())
@@ -259,13 +277,25 @@ async fn run(
 ) -> io::Result<Stopped> {
     let tasks = Tasks::new();
     let sim_stop = CancellationToken::new();
+    let telemetry = start_telemetry(&config)?;
+    let observers = (shared.metrics, telemetry.clone());
     let result = async {
         let mut reloader =
-            Reloader::start(config, sink, redaction, shared.metrics, &tasks, &sim_stop).await?;
+            Reloader::start(config, sink, redaction, observers, &tasks, &sim_stop).await?;
         Ok(accept::accept_loop(&mut reloader, listener, commands, &tasks, shared.ready).await)
     }
     .await;
     sim_stop.cancel();
     tasks.drain().await;
+    // Every exchange has finished: its span is queued; the exporter posts what is left (for a
+    // moment only when a second stop asked for an immediate one).
+    if let Some(t) = telemetry {
+        let bound = if matches!(result, Ok(Stopped::Now)) {
+            Duration::from_secs(1)
+        } else {
+            TELEMETRY_DRAIN + Duration::from_secs(1)
+        };
+        t.close(bound).await;
+    }
     result
 }

@@ -12,6 +12,7 @@ use crate::capture::CaptureSink;
 use crate::capture::redaction::{self, Live};
 use crate::config::{CaptureLevel, Config, HttpUpstream, Upstream};
 use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -51,13 +52,13 @@ impl Reloader {
         config: Config,
         sink: Option<Arc<dyn CaptureSink>>,
         redaction: Option<Arc<Live>>,
-        metrics: Option<Arc<Metrics>>,
+        (metrics, telemetry): (Option<Arc<Metrics>>, Option<Arc<Telemetry>>),
         tasks: &Tasks,
         sim_stop: &CancellationToken,
     ) -> io::Result<Reloader> {
         let mut simulator = None;
         let resolved = resolve(config.clone(), &mut simulator, tasks, sim_stop).await?;
-        let app = App::new(resolved, sink, metrics).map_err(io::Error::other)?;
+        let app = App::new(resolved, sink, metrics, telemetry).map_err(io::Error::other)?;
         Ok(Reloader {
             current: Arc::new(Current(RwLock::new(app))),
             secrets: redaction::secrets(&config),
@@ -195,6 +196,7 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
     keep!("admin.listen", admin.listen);
     keep!("admin.token_env", admin.token);
     keep!("admin.max_model_labels", admin.max_model_labels);
+    keep!("telemetry", telemetry);
     keep!("capture.enabled", capture.enabled);
     keep!("capture.database", capture.database);
     keep!("capture.spill_dir", capture.spill_dir);

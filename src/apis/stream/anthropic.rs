@@ -26,7 +26,7 @@ impl Anthropic {
         match kind {
             "message_start" => {
                 t.waiting();
-                t.model(v.pointer("/message/model").and_then(Value::as_str));
+                t.response_ids(v.pointer("/message/id"), v.pointer("/message/model"));
                 let u = v.pointer("/message/usage");
                 self.input = u.and_then(|u| num(u.get("input_tokens")));
                 t.usage(Usage {

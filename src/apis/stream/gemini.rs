@@ -26,12 +26,12 @@ impl Gemini {
             Value::Array(mut items) if items.len() == 1 => items.swap_remove(0),
             other => other,
         };
+        t.response_ids(v.get("responseId"), v.get("modelVersion"));
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             t.error(&error_message(err));
             return;
         }
         t.waiting();
-        t.model(v.get("modelVersion").and_then(Value::as_str));
         let candidate = v
             .get("candidates")
             .and_then(Value::as_array)

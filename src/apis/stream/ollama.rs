@@ -26,7 +26,7 @@ impl Ollama {
             return;
         }
         t.waiting();
-        t.model(v.get("model").and_then(Value::as_str));
+        t.response_ids(None, v.get("model"));
         let msg = v.get("message");
         let field = |k: &str| {
             msg.and_then(|m| m.get(k))

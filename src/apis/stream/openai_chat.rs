@@ -25,7 +25,7 @@ impl OpenAiChat {
             return;
         }
         t.waiting();
-        t.model(v.get("model").and_then(Value::as_str));
+        t.response_ids(v.get("id"), v.get("model"));
         let choice = v
             .get("choices")
             .and_then(Value::as_array)

@@ -26,9 +26,11 @@ impl Responses {
         };
         let kind = v.get("type").and_then(Value::as_str).or(name).unwrap_or("");
         let kind = kind.strip_prefix("response.").unwrap_or(kind);
+        if let Some(r) = v.get("response") {
+            t.response_ids(r.get("id"), r.get("model"));
+        }
         match kind {
             "created" | "in_progress" => {
-                t.model(v.pointer("/response/model").and_then(Value::as_str));
                 match v.pointer("/response/status").and_then(Value::as_str) {
                     Some("queued") => t.phase(Phase::Queued),
                     _ => t.waiting(),

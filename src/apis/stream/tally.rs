@@ -44,10 +44,10 @@ pub struct Reassembly {
     pub usage: Option<Usage>,
     pub timings: Option<UpstreamTimings>,
     pub error: Option<String>,
-    /// The model the upstream said answered (its first mention), for metrics and spans; not
-    /// part of the record (which keeps the request's model).
-    #[serde(skip)]
-    pub model: Option<String>,
+    /// The upstream's id for this response (`chatcmpl-...`, `msg_...`, Gemini's `responseId`).
+    pub response_id: Option<String>,
+    /// The model that answered, as the upstream named it (Gemini's `modelVersion`).
+    pub response_model: Option<String>,
     /// Some text was cut at the bound.
     pub truncated: bool,
 }
@@ -162,6 +162,17 @@ impl Tally {
         self.out.push(Signal::ToolCall { name });
     }
 
+    /// The response's id and model, the first time the upstream names them (bounded, cleaned).
+    pub fn response_ids(
+        &mut self,
+        id: Option<&serde_json::Value>,
+        model: Option<&serde_json::Value>,
+    ) {
+        let out = &mut self.summary.output;
+        set_once(&mut out.response_id, id);
+        set_once(&mut out.response_model, model);
+    }
+
     pub fn has_tool(&self, key: &str) -> bool {
         self.summary.output.tool_calls.iter().any(|t| t.key == key)
     }
@@ -226,21 +237,23 @@ impl Tally {
         self.phase(Phase::Error);
     }
 
-    /// The model the upstream named; only the first mention is kept (one allocation).
-    pub fn model(&mut self, model: Option<&str>) {
-        if self.summary.output.model.is_none()
-            && let Some(m) = model.filter(|m| !m.is_empty())
-        {
-            self.summary.output.model = Some(m.to_owned());
-        }
-    }
-
     pub fn done(&mut self) {
         self.phase(Phase::Done);
     }
 }
 
 /// Appends within `max` bytes; returns true if anything was cut.
+/// Sets `slot` from a JSON string the first time one comes (at most 256 chars, no controls).
+pub fn set_once(slot: &mut Option<String>, v: Option<&serde_json::Value>) {
+    if slot.is_none()
+        && let Some(s) = v
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+    {
+        *slot = Some(s.chars().filter(|c| !c.is_control()).take(256).collect());
+    }
+}
+
 fn push_bounded(s: &mut String, text: &str, max: usize) -> bool {
     let room = max.saturating_sub(s.len());
     if text.len() <= room {

@@ -28,9 +28,10 @@ impl ExchangeBody {
         let status = parts.status;
         let now = Instant::now();
         if self.ex.capture.is_none()
+            && self.ex.trace.is_none()
             && let Some(tap) = &self.ex.tap
         {
-            // Only capture needs the request's bytes after this point.
+            // Only capture and the span need the request's bytes after this point.
             tap.forget();
         }
         let at = self.at();

@@ -292,11 +292,12 @@ impl ExchangeBody {
     fn finish(&mut self) {
         if let Some(obs) = self.obs.as_ref().filter(|_| !self.ex.is_finished()) {
             let out = &obs.summary().output;
-            self.ex.answered(out.model.as_deref(), out.usage);
+            self.ex.answered(out.response_model.as_deref(), out.usage);
         }
-        // Only a captured exchange needs what the interpreter learnt.
-        let summary = match (&self.ex.capture, self.obs.as_mut()) {
-            (Some(_), Some(obs)) if !self.ex.is_finished() => Some(obs.take_summary()),
+        // Only a captured or traced exchange needs what the interpreter learnt.
+        let wanted = self.ex.capture.is_some() || self.ex.trace.is_some();
+        let summary = match self.obs.as_mut() {
+            Some(obs) if wanted && !self.ex.is_finished() => Some(obs.take_summary()),
             _ => None,
         };
         self.ex.finish(summary);
