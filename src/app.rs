@@ -93,14 +93,6 @@ impl App {
         Self::build(config, kept)
     }
 
-    /// Whether the server is draining (shutdown began): one flag shared by every app a server
-    /// built, so any of them answers (`/readyz` reads it).
-    pub fn is_draining(&self) -> bool {
-        self.capture
-            .shutting_down
-            .load(std::sync::atomic::Ordering::Acquire)
-    }
-
     /// Proxied requests holding a slot now.
     pub fn in_flight(&self) -> usize {
         self.server

@@ -223,3 +223,46 @@ async fn readyz_turns_503_while_draining_and_the_in_flight_gauge_sees_the_stream
     assert!(clean && bytes.ends_with(b"[DONE]\n\n"));
     aloud.stop().await;
 }
+
+/// A client cannot fill a route's capped `model` labels with names the upstream refuses:
+/// only a model the upstream answered 2xx for takes a slot.
+#[tokio::test]
+async fn models_the_upstream_refused_take_no_label() {
+    let up = Upstream::start(|req: Request<hyper::body::Incoming>| async move {
+        let status = if req.uri().path().contains("junk") {
+            404
+        } else {
+            200
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(full("{\"candidates\":[]}"))
+            .unwrap()
+    })
+    .await;
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\nmax_model_labels = 2\n";
+    let config = route_config(up.addr, "gemini", "progress = \"off\"", "") + admin;
+    let aloud = Aloud::start(&config).await;
+    for i in 0..4 {
+        let url = aloud.url(&format!("/up/v1beta/models/junk{i}:generateContent"));
+        let r = post(&url, &[], "{}").await;
+        assert_eq!(r.status(), 404);
+        body_bytes(r).await;
+    }
+    let url = aloud.url("/up/v1beta/models/gem-real:generateContent");
+    let r = post(&url, &[], "{}").await;
+    assert_eq!(r.status(), 200);
+    body_bytes(r).await;
+    let (_, _, text) = scrape(&aloud, None).await;
+    assert!(
+        text.contains("aloud_request_duration_seconds_count{route=\"up\",model=\"gem-real\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("junk"), "{text}");
+    assert!(
+        text.contains("aloud_request_duration_seconds_count{route=\"up\",model=\"unknown\"} 4"),
+        "{text}"
+    );
+    aloud.stop().await;
+}

@@ -473,7 +473,8 @@ async fn a_collector_that_is_down_costs_counted_drops_not_latency() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}/v1/traces", closed.local_addr().unwrap());
     drop(closed);
-    let aloud = Aloud::start(&(telemetry_toml(&endpoint, "") + &up_route(up.addr))).await;
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let aloud = Aloud::start(&(telemetry_toml(&endpoint, "") + admin + &up_route(up.addr))).await;
     let before = aloud::telemetry::stats();
     let url = aloud.url("/up/v1/chat/completions");
     let started = Instant::now();
@@ -498,5 +499,17 @@ async fn a_collector_that_is_down_costs_counted_drops_not_latency() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // Operators see the drops in Prometheus, not only in a log line.
+    let r = support::get(&aloud.admin_url("/metrics")).await;
+    let text = String::from_utf8(body_bytes(r).await.to_vec()).unwrap();
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("aloud_trace_spans_dropped_total "))
+        .unwrap_or_else(|| panic!("no dropped-spans counter in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(dropped >= before.dropped + 20, "{dropped}");
+    assert!(text.contains("aloud_trace_spans_exported_total "), "{text}");
     aloud.stop().await;
 }

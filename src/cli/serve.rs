@@ -81,13 +81,19 @@ pub fn serve(
                             tracing::info!("{name} received");
                             Some(Command::Stop)
                         }
+                        // The last two places stay free for stops: a burst of SIGHUPs
+                        // cannot crowd out a Ctrl-C.
+                        Signal::Reload if tx.capacity() <= 2 => {
+                            tracing::warn!("SIGHUP ignored: earlier reloads are still pending");
+                            None
+                        }
                         Signal::Reload => reload(path.as_deref(), (listen, admin)),
                     };
                     // Never waits: the server may be past reading commands.
                     if let Some(command) = command
-                        && tx.try_send(command).is_err()
+                        && let Err(e) = tx.try_send(command)
                     {
-                        tracing::debug!("signal not passed on: the server is stopping");
+                        tracing::warn!("signal not passed on ({e}): the server is stopping");
                     }
                 }
             }

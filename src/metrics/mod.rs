@@ -88,12 +88,18 @@ pub(crate) struct Families {
     tokens: Family<TokenLabels, Counter>,
 }
 
+/// A route's handles, by its name and api.
+type KnownRoute = ((String, Api), Arc<RouteMetrics>);
+
 /// Every metric aloud exports, and where the scraped-only values come from.
 pub struct Metrics {
     registry: Registry,
     families: Arc<Families>,
     sources: Arc<scrape::Sources>,
     max_model_labels: usize,
+    /// Each route's handles, kept across reloads: a reload must not reopen a route's capped
+    /// model table (its series are never removed).
+    routes: std::sync::Mutex<Vec<KnownRoute>>,
 }
 
 impl Metrics {
@@ -184,17 +190,25 @@ impl Metrics {
             families: Arc::new(f),
             sources,
             max_model_labels,
+            routes: std::sync::Mutex::default(),
         })
     }
 
-    /// The handles of route `name`, made once when the app is built.
+    /// The handles of route `name`: made when an app first has the route, and the same ones
+    /// for every reloaded app after it.
     pub fn route(&self, name: &str, api: Api) -> Arc<RouteMetrics> {
-        Arc::new(RouteMetrics::new(
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, r)) = routes.iter().find(|((n, a), _)| n == name && *a == api) {
+            return Arc::clone(r);
+        }
+        let made = Arc::new(RouteMetrics::new(
             labels::model_value(name),
             api.as_str(),
             Arc::clone(&self.families),
             self.max_model_labels,
-        ))
+        ));
+        routes.push(((name.to_owned(), api), Arc::clone(&made)));
+        made
     }
 
     /// Counts a refusal made before any route was involved (dispatch, connection cap).
@@ -210,6 +224,11 @@ impl Metrics {
     /// Reads the side channel's size at each scrape.
     pub fn watch_hub(&self, hub: Arc<Hub>) {
         let _ = self.sources.hub.set(hub);
+    }
+
+    /// Reads the trace exporter's counters at each scrape.
+    pub fn watch_traces(&self) {
+        let _ = self.sources.traces.set(());
     }
 
     /// Reads the number of open client connections at each scrape.

@@ -18,6 +18,8 @@ pub(super) struct Sources {
     pub capture: OnceLock<CaptureWriter>,
     pub hub: OnceLock<Arc<Hub>>,
     pub connections: OnceLock<Reader>,
+    /// Set when the trace exporter runs: its counters are scraped too.
+    pub traces: OnceLock<()>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -85,6 +87,21 @@ impl Collector for Sources {
             ] {
                 counter(&mut e, name, help, v)?;
             }
+        }
+        if self.traces.get().is_some() {
+            let t = crate::telemetry::stats();
+            counter(
+                &mut e,
+                "aloud_trace_spans_exported",
+                "Spans the OTLP collector accepted",
+                t.exported,
+            )?;
+            counter(
+                &mut e,
+                "aloud_trace_spans_dropped",
+                "Spans lost: the export queue was full, or the collector failed, refused or timed out",
+                t.dropped,
+            )?;
         }
         if let Some(hub) = self.hub.get() {
             let s = hub.snapshot();

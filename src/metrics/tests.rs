@@ -79,3 +79,16 @@ fn the_writer_and_the_hub_are_read_at_scrape_time() {
     let text = m.openmetrics().unwrap_or_default();
     assert!(text.contains("aloud_side_channel_subscribers 0"), "{text}");
 }
+
+#[test]
+fn a_route_keeps_its_handles_across_reloads() {
+    let m = Metrics::new(20);
+    let a = m.route("r", crate::apis::Api::OpenAi);
+    let b = m.route("r", crate::apis::Api::OpenAi);
+    assert!(
+        Arc::ptr_eq(&a, &b),
+        "a reload must not reopen the route's model table"
+    );
+    let c = m.route("r", crate::apis::Api::Anthropic);
+    assert!(!Arc::ptr_eq(&a, &c));
+}

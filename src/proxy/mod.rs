@@ -136,15 +136,17 @@ pub async fn forward(
     )
     .measured(rt.metrics.clone());
     let (parts, incoming) = req.into_parts();
-    if let Some(t) = cx.telemetry {
-        ex.begin_trace(t, &parts.headers, &rt.target);
-    }
     let mut client_headers = parts.headers;
     let mut owner = None;
     let mut query = parts.uri.query().map(str::to_owned);
     let admitted = admit::client_token(&mut client_headers, &mut query, cx.client_tokens)
         .and_then(|o| {
             owner = o;
+            // Only a client with a token (when tokens are set) starts a span: an anonymous
+            // one cannot fill the export queue or choose trace ids in the backend.
+            if let Some(t) = cx.telemetry {
+                ex.begin_trace(t, &client_headers, &rt.target);
+            }
             admit::no_upgrade(&client_headers)
         })
         .and_then(|()| admit::tier(&client_headers, route.progress))

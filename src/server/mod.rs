@@ -278,6 +278,9 @@ async fn run(
     let tasks = Tasks::new();
     let sim_stop = CancellationToken::new();
     let telemetry = start_telemetry(&config)?;
+    if let (Some(m), Some(_)) = (&shared.metrics, &telemetry) {
+        m.watch_traces();
+    }
     let observers = (shared.metrics, telemetry.clone());
     let result = async {
         let mut reloader =

@@ -37,7 +37,8 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
 pub enum Msg {
-    Span(Box<Finished>),
+    /// A finished exchange and the bytes it holds (counted against the queue's byte budget).
+    Span(Box<Finished>, usize),
     /// Sends what is queued now, then answers.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -54,6 +55,8 @@ pub struct Exporter {
     pub drain_bound: Duration,
     /// Queue drops seen by requests, logged (rate-limited) from here.
     pub queue_full: Arc<AtomicU64>,
+    /// Bytes held by spans waiting in the queue.
+    pub queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -115,7 +118,10 @@ impl Exporter {
             };
             let mut idle = false;
             match msg {
-                Ok(Msg::Span(f)) => batch.push(build(*f, self.redactor.as_ref())),
+                Ok(Msg::Span(f, weight)) => {
+                    self.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
+                    batch.push(build(*f, self.redactor.as_ref()));
+                }
                 Ok(Msg::Flush(ack)) => {
                     // A flush answers once what was queued before it has been posted.
                     acks.push(ack);

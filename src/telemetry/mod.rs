@@ -21,12 +21,16 @@ use crate::config::TelemetryConfig;
 use export::{Exporter, Msg};
 use http::HeaderMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Duration;
 
 /// Finished exchanges waiting for the exporter at most (the OpenTelemetry SDKs' default).
 pub const QUEUE_MAX: usize = 2048;
+
+/// Bytes the queued spans may hold at most (kept request bodies and whole answers): a collector
+/// that is down costs counted drops, never memory.
+pub const QUEUE_BYTES: usize = 64 << 20;
 
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -55,6 +59,7 @@ pub struct Telemetry {
     capture_content: bool,
     closing: Arc<AtomicBool>,
     queue_full: Arc<AtomicU64>,
+    queued_bytes: Arc<AtomicUsize>,
     done: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
 
@@ -80,6 +85,7 @@ impl Telemetry {
         let (tx, rx) = sync_channel(QUEUE_MAX);
         let closing = Arc::new(AtomicBool::new(false));
         let queue_full = Arc::new(AtomicU64::new(0));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let exporter = Exporter {
             rx,
             endpoint: endpoint.clone(),
@@ -89,6 +95,7 @@ impl Telemetry {
             closing: Arc::clone(&closing),
             drain_bound,
             queue_full: Arc::clone(&queue_full),
+            queued_bytes: Arc::clone(&queued_bytes),
         };
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -106,6 +113,7 @@ impl Telemetry {
             capture_content: config.capture_content,
             closing,
             queue_full,
+            queued_bytes,
             done: tokio::sync::Mutex::new(Some(done_rx)),
         })))
     }
@@ -172,9 +180,15 @@ impl Telemetry {
 
     /// Hands a finished exchange to the exporter; never waits. A full queue drops it (counted).
     pub fn submit(&self, finished: Finished) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.tx.try_send(Msg::Span(Box::new(finished)))
-        {
+        let weight = finished.weight();
+        let held = self.queued_bytes.fetch_add(weight, Ordering::Relaxed);
+        let sent = held + weight <= QUEUE_BYTES
+            && self
+                .tx
+                .try_send(Msg::Span(Box::new(finished), weight))
+                .is_ok();
+        if !sent {
+            self.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
             DROPPED.fetch_add(1, Ordering::Relaxed);
             self.queue_full.fetch_add(1, Ordering::Relaxed);
         }

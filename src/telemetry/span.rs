@@ -70,6 +70,22 @@ pub struct Finished {
     pub summary: Option<Summary>,
 }
 
+impl Finished {
+    /// The bytes it holds beyond its fixed size: what the export queue's byte budget counts.
+    pub fn weight(&self) -> usize {
+        let summary = self.summary.as_ref().map_or(0, |s| {
+            let o = &s.output;
+            o.answer.len()
+                + o.reasoning.len()
+                + o.tool_calls
+                    .iter()
+                    .map(|t| t.arguments.len())
+                    .sum::<usize>()
+        });
+        self.request.as_ref().map_or(0, Vec::len) + self.traced.body.len() + summary
+    }
+}
+
 /// The GenAI operation an endpoint performs (`gen_ai.operation.name`), by its path.
 pub fn operation(path: &str) -> Option<&'static str> {
     let p = path.trim_end_matches('/');

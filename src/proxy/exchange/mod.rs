@@ -4,6 +4,8 @@
 //! `Drop` when the client or a shutdown cut the exchange. The figures go to the route's metrics
 //! from there too (one call, when metrics are on).
 
+mod report;
+
 use super::body::RequestTap;
 use crate::apis::Api;
 use crate::apis::stream::{Phase, Summary, Usage};
@@ -12,13 +14,13 @@ use crate::capture::Outcome;
 use crate::capture::recorder::{End, Pending, Recorder};
 use crate::config::HttpUpstream;
 use crate::config::Tier;
-use crate::metrics::{Done, ModelMetrics, RouteMetrics};
+use crate::metrics::{ModelMetrics, RouteMetrics};
 use crate::progress::Watcher;
-use crate::telemetry::{Finished, Telemetry, Traced};
+use crate::telemetry::{Telemetry, Traced};
 use http::{HeaderMap, Method};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -208,15 +210,25 @@ impl Exchange {
     /// model it named (the metrics' `model` label) and the tokens it reported. Read from the
     /// interpreter's summary: nothing is parsed again.
     pub fn answered(&mut self, model: Option<&str>, usage: Option<Usage>) {
-        let handles = self
-            .metrics
-            .as_ref()
-            .map(|m| m.model(model.or_else(|| self.request_model())));
+        let handles = self.metrics.as_ref().map(|m| {
+            let model = model.filter(|_| self.upstream_ok());
+            m.model(model.or_else(|| self.request_model()))
+        });
         self.answer = (handles, usage);
+    }
+
+    /// Whether the upstream answered 2xx: only then may a model take one of the route's
+    /// capped label slots (a client must not fill them with names that 404).
+    fn upstream_ok(&self) -> bool {
+        self.upstream_status
+            .is_some_and(|s| (200..300).contains(&s))
     }
 
     /// The model the request names without reading its body: Gemini puts it in the path.
     fn request_model(&self) -> Option<&str> {
+        if self.api != Api::Gemini || !self.upstream_ok() {
+            return None;
+        }
         crate::apis::model_in_path(&self.path)
     }
 
@@ -353,138 +365,6 @@ impl Exchange {
         }
         self.permit = None;
         Some(figures)
-    }
-
-    /// `Server-Timing` for the head going to the client now: aloud's own time and, once an
-    /// attempt started (`attempted`), the upstream's time to its headers.
-    pub fn server_timing(&self, attempted: bool) -> http::HeaderValue {
-        super::timing::header(&super::timing::Marks {
-            started: self.started,
-            sent: self.tap.as_ref().and_then(|t| t.sent_at()),
-            upstream_head: self.upstream_head_at,
-            attempted,
-            now: Instant::now(),
-        })
-    }
-
-    /// The one metrics call of the finish step (nothing when metrics are off).
-    fn measure(&mut self, f: &Figures) {
-        let Some(m) = self.metrics.as_ref() else {
-            return;
-        };
-        let answered = self.answer.0.take();
-        let s = |ms: f64| ms / 1e3;
-        m.finished(
-            &Done {
-                tier: self.tier,
-                streamed: f.streamed,
-                status: f.status,
-                outcome: f.outcome,
-                cause: f.cause,
-                admitted: self.permit.is_some(),
-                headers: f.headers_ms.map(s),
-                first_feedback: f.first_feedback_ms.map(s),
-                first_token: f.first_token_ms.map(s),
-                total: s(f.total_ms),
-                longest_silence: s(f.longest_silence_ms),
-                overhead: f.overhead_ms.map(s),
-                usage: f.usage,
-            },
-            || answered.unwrap_or_else(|| m.model(self.request_model())),
-        );
-    }
-
-    /// The exchange's span, when it is traced: plain data handed to the exporter, which does
-    /// the JSON work on its own thread. Takes what the span needs of `summary` (all of it when
-    /// capture does not keep it).
-    fn span(
-        &mut self,
-        f: &Figures,
-        ending: &Ending,
-        done: Duration,
-        summary: &mut Option<Summary>,
-    ) {
-        let (Some(traced), Some(tracer)) = (self.trace.take(), self.tracer.take()) else {
-            return;
-        };
-        let summary = if self.capture.is_some() {
-            summary.as_ref().map(|s| tracer.span_summary(s))
-        } else {
-            summary.take()
-        };
-        let start = SystemTime::now()
-            .checked_sub(self.started.elapsed())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let phases = self
-            .w
-            .as_mut()
-            .map(|w| w.progress_mut().take_phases())
-            .unwrap_or_default();
-        tracer.submit(Finished {
-            traced: *traced,
-            start,
-            done,
-            api: self.api,
-            path: self.path.clone(),
-            method: self.method.as_str().to_owned(),
-            request_id: self.id.to_string(),
-            route: self.route.to_string(),
-            tier: self.tier.as_str(),
-            outcome: f.outcome,
-            cause: f.cause,
-            error: ending.error.clone(),
-            status: f.status,
-            upstream_status: f.upstream_status,
-            streamed: f.streamed,
-            first_feedback_ms: f.first_feedback_ms,
-            first_token_ms: f.first_token_ms,
-            longest_silence_ms: f.longest_silence_ms,
-            overhead_ms: f.overhead_ms,
-            phases,
-            request: self.tap.as_ref().map(|t| t.body().0),
-            summary,
-        });
-    }
-
-    /// The access-log line: aloud's time kept apart from the upstream's, whole milliseconds
-    /// (aloud's own time in microseconds); absent figures are absent fields.
-    fn log(&self, f: &Figures) {
-        let whole = |v: f64| v.round() as u64;
-        let status = f.status;
-        let tier = self.tier.as_str();
-        let outcome = f.outcome.as_str();
-        let headers_ms = f.headers_ms.map(whole);
-        let first_byte_ms = f.first_byte_ms.map(whole);
-        let total_ms = whole(f.total_ms);
-        let overhead_us = f.overhead_ms.map(|v| whole(v * 1e3));
-        let (id, route, method, path) = (&*self.id, &*self.route, self.method.as_str(), &self.path);
-        // One set of fields, two levels: a failed exchange is a warning.
-        macro_rules! line {
-            ($level:expr, $message:literal) => {
-                tracing::event!(
-                    $level,
-                    id,
-                    route,
-                    method,
-                    path,
-                    status,
-                    tier,
-                    outcome,
-                    end = f.cause,
-                    bytes_in = f.bytes_in,
-                    bytes_out = f.bytes,
-                    headers_ms,
-                    first_byte_ms,
-                    total_ms,
-                    overhead_us,
-                    $message
-                )
-            };
-        }
-        match f.outcome {
-            Outcome::Ok => line!(tracing::Level::INFO, "proxied"),
-            _ => line!(tracing::Level::WARN, "proxied, failed"),
-        }
     }
 }
 
