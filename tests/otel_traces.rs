@@ -513,3 +513,46 @@ async fn a_collector_that_is_down_costs_counted_drops_not_latency() {
     assert!(text.contains("aloud_trace_spans_exported_total "), "{text}");
     aloud.stop().await;
 }
+
+/// With `capture_content` on and capture off, the prompt and answer in the span's content event
+/// are redacted like captures are: a configured key and an e-mail never reach the collector.
+#[tokio::test]
+async fn span_content_is_redacted_without_capture() {
+    let Some(rx) = Receiver::start("otel_traces").await else {
+        return;
+    };
+    let (up, _) = recording_upstream().await;
+    let secret = "sk-live-0123456789abcdefSECRET";
+    let config = telemetry_toml(&rx.endpoint(), "capture_content = true")
+        + &up_route(up.addr)
+        + "api_key_env = \"UP_KEY\"\n";
+    let env = aloud::config::MapEnv::default().with("UP_KEY", secret);
+    let aloud = Aloud::start_with_env(&config, env).await;
+    let (tp, trace, _) = traceparent(91);
+    let prompt = format!(
+        r#"{{"model":"gpt-test","messages":[{{"role":"user","content":"mail jane.doe@example.com the key {secret}"}}]}}"#
+    );
+    let r = post(
+        &aloud.url("/up/v1/chat/completions"),
+        &[("traceparent", &tp)],
+        prompt,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    body_bytes(r).await;
+    let s = rx.span_of(&trace).await;
+    let text = s.to_string();
+    assert!(
+        text.contains("gen_ai.input.messages"),
+        "no content event: {text}"
+    );
+    assert!(
+        !text.contains(secret),
+        "the key reached the collector: {text}"
+    );
+    assert!(
+        !text.contains("jane.doe@example.com"),
+        "the e-mail reached the collector: {text}"
+    );
+    aloud.stop().await;
+}

@@ -49,11 +49,17 @@ pub fn prepare(config: &Config) -> Result<Prepare, String> {
 pub struct Live(RwLock<Arc<Redactor>>);
 
 impl Live {
+    /// A replaceable redactor for `config`'s secrets.
+    pub fn new(config: &Config) -> Result<Arc<Live>, String> {
+        Ok(Arc::new(Live(RwLock::new(Arc::new(redactor(config)?)))))
+    }
+
     pub fn set(&self, redactor: Redactor) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(redactor);
     }
 
-    fn get(&self) -> Arc<Redactor> {
+    /// The redactor now (a reload may replace it).
+    pub fn get(&self) -> Arc<Redactor> {
         Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
     }
 }

@@ -145,7 +145,20 @@ async fn serve_inner(
     if let (Some(m), Some((w, _))) = (&metrics, &started) {
         m.watch_capture(w.clone());
     }
-    let redaction = started.as_ref().map(|(_, live)| Arc::clone(live));
+    // The redactor a reload replaces: capture's, or one of its own for span content.
+    let redaction = match started.as_ref().map(|(_, live)| Arc::clone(live)) {
+        Some(live) => Some(live),
+        None if config.telemetry.otlp_endpoint.is_some() && config.telemetry.capture_content => {
+            match Live::new(&config) {
+                Ok(live) => Some(live),
+                Err(e) => {
+                    stop_admin().await;
+                    return Err(io::Error::other(e));
+                }
+            }
+        }
+        None => None,
+    };
     let shared = Shared {
         metrics,
         ready: &ready,
@@ -248,17 +261,17 @@ type Started = (Arc<WriterSink>, CaptureWriter, Arc<Live>);
 /// The longest the trace exporter's last post may take at shutdown.
 const TELEMETRY_DRAIN: Duration = Duration::from_secs(5);
 
-/// Starts the trace exporter when `[telemetry] otlp_endpoint` is set.
-fn start_telemetry(config: &Config) -> io::Result<Option<Arc<Telemetry>>> {
+/// Starts the trace exporter when `[telemetry] otlp_endpoint` is set. Span content is redacted
+/// with `redaction`, the same redactor a reload replaces for capture.
+fn start_telemetry(
+    config: &Config,
+    redaction: Option<&Arc<Live>>,
+) -> io::Result<Option<Arc<Telemetry>>> {
     let t = &config.telemetry;
     if t.otlp_endpoint.is_none() {
         return Ok(None);
     }
-    let redactor = if t.capture_content {
-        Some(crate::capture::redaction::redactor(config).map_err(io::Error::other)?)
-    } else {
-        None
-    };
+    let redactor = redaction.filter(|_| t.capture_content).cloned();
     Telemetry::start(t, redactor, TELEMETRY_DRAIN)
 }
 
@@ -277,7 +290,7 @@ async fn run(
 ) -> io::Result<Stopped> {
     let tasks = Tasks::new();
     let sim_stop = CancellationToken::new();
-    let telemetry = start_telemetry(&config)?;
+    let telemetry = start_telemetry(&config, redaction.as_ref())?;
     if let (Some(m), Some(_)) = (&shared.metrics, &telemetry) {
         m.watch_traces();
     }

@@ -10,7 +10,7 @@
 
 use super::span::{Finished, build};
 use super::{DROPPED, EXPORTED};
-use crate::capture::redact::Redactor;
+use crate::capture::redaction::Live;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
@@ -49,7 +49,8 @@ pub struct Exporter {
     pub endpoint: Uri,
     pub headers: Vec<(String, String)>,
     pub service_name: String,
-    pub redactor: Option<Redactor>,
+    /// The live redactor (a reload replaces it) when `capture_content` is on.
+    pub redactor: Option<Arc<Live>>,
     pub closing: Arc<AtomicBool>,
     /// How long the last batch may take once closing began.
     pub drain_bound: Duration,
@@ -120,7 +121,8 @@ impl Exporter {
             match msg {
                 Ok(Msg::Span(f, weight)) => {
                     self.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
-                    batch.push(build(*f, self.redactor.as_ref()));
+                    let redactor = self.redactor.as_ref().map(|l| l.get());
+                    batch.push(build(*f, redactor.as_deref()));
                 }
                 Ok(Msg::Flush(ack)) => {
                     // A flush answers once what was queued before it has been posted.

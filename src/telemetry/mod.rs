@@ -16,7 +16,7 @@ pub use context::{SpanContext, format_traceparent, parse_traceparent};
 pub use span::{Finished, Traced};
 
 use crate::apis::stream::Summary;
-use crate::capture::redact::Redactor;
+use crate::capture::redaction::Live;
 use crate::config::TelemetryConfig;
 use export::{Exporter, Msg};
 use http::HeaderMap;
@@ -76,7 +76,7 @@ impl Telemetry {
     /// (`capture_content`). `drain_bound` limits the last post at shutdown.
     pub fn start(
         config: &TelemetryConfig,
-        redactor: Option<Redactor>,
+        redactor: Option<Arc<Live>>,
         drain_bound: Duration,
     ) -> std::io::Result<Option<Arc<Telemetry>>> {
         let Some(endpoint) = config.otlp_endpoint.clone() else {
