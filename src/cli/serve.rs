@@ -64,7 +64,9 @@ pub fn serve(
         }
         warn_unset_keys(&config);
         match &config.server.tls {
-            None => tracing::info!(%addr, "aloud listening on http://{addr}/ (demo page at /aloud/)"),
+            None => {
+                tracing::info!(%addr, "aloud listening on http://{addr}/ (demo page at /aloud/)")
+            }
             Some(tls) => tracing::info!(
                 %addr,
                 cert = %tls.cert_file.display(),
