@@ -223,7 +223,12 @@ async fn an_sse_stream_over_http2_is_the_upstreams_bytes_plus_comments_frame_by_
     let ca = TestCa::new();
     let cert = ca.server_cert("server");
     let (upstream, mut senders) = fed_upstream().await;
-    let aloud = Aloud::start(&fed_config(upstream.addr, &cert, "")).await;
+    let aloud = Aloud::start(&fed_config(
+        upstream.addr,
+        &cert,
+        "max_concurrent_requests = 1",
+    ))
+    .await;
     let mut h2 = h2_client(aloud.addr, &ca).await;
     let r = h2.send_request(chat_request(aloud.addr)).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -247,6 +252,9 @@ async fn an_sse_stream_over_http2_is_the_upstreams_bytes_plus_comments_frame_by_
         b.starts_with(EVENT_1) && b.ends_with(b"\n") && b.windows(8).any(|w| w == b": aloud ")
     })
     .await;
+    // `max_concurrent_requests` counts exchanges, whichever stream they came on.
+    let refused = h2.send_request(chat_request(aloud.addr)).await.unwrap();
+    assert_eq!(refused.status(), 503);
     feed.send(Bytes::from_static(EVENT_2)).await.unwrap();
     drop(feed);
     timeout(DEADLINE, async {
