@@ -1,5 +1,6 @@
 //! The demo page and aloud.js in a real browser: headless Chromium driven by playwright-core
-//! (tests/clients/browser_*.mjs) against aloud in-process, with the built-in simulator behind it.
+//! (tests/clients/browser_*.mjs) against aloud in-process (over HTTPS and HTTP/2 too), with the
+//! built-in simulator behind it.
 //! Each script checks what the page shows and prints a JSON summary; exit 0 means every check
 //! held. Screenshots go to tests/artifacts/ (git-ignored).
 //!
@@ -189,5 +190,51 @@ async fn another_origin_uses_aloud_js_and_the_side_channel() {
         "{side:?}"
     );
     assert_eq!(summary["preflight"]["blocked"]["status"], 403, "{summary}");
+    aloud.stop().await;
+}
+
+/// The demo page over HTTPS, HTTP/2 chosen by ALPN, the test's CA trusted by the leaf's SPKI
+/// hash alone: ten side-channel subscriptions and a request on one origin all progress at once
+/// (over HTTP/1.1 the browser's six connections per origin would hold the rest back), and every
+/// resource went over h2 (`nextHopProtocol`).
+#[tokio::test]
+async fn over_https_ten_subscriptions_and_a_request_share_one_origin() {
+    let Some(dir) = clients() else { return };
+    let ca = support::tls::TestCa::new();
+    let cert = ca.server_cert("server");
+    let aloud = Aloud::start(&format!(
+        "[server]\nshutdown_grace = \"1s\"\n{}[progress]\nheartbeat = \"300ms\"\n\
+         [[routes]]\nname = \"sim\"\nprefix = \"/sim\"\nupstream = \"builtin:simulator\"\napi = \"openai\"\n",
+        support::tls::server_toml(&cert)
+    ))
+    .await;
+    let summary = run(
+        &dir,
+        "browser_h2.mjs",
+        &[
+            "--base-url".into(),
+            format!("https://localhost:{}", aloud.addr.port()),
+            "--spki".into(),
+            cert.spki_sha256.clone(),
+            "--out".into(),
+            artifacts().display().to_string(),
+        ],
+    )
+    .await;
+    let subs = summary["subscriptions"].as_array().unwrap();
+    assert_eq!(subs.len(), 10, "{summary}");
+    let ended = summary["request"]["end"].as_f64().unwrap();
+    for s in subs {
+        let before_end = s["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "aloud.progress" && e["at"].as_f64().unwrap() < ended)
+            .count();
+        assert!(before_end >= 2, "{s}");
+    }
+    let resources = summary["resources"].as_array().unwrap();
+    assert!(!resources.is_empty(), "{summary}");
+    assert!(resources.iter().all(|r| r["protocol"] == "h2"), "{summary}");
     aloud.stop().await;
 }

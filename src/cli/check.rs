@@ -20,6 +20,13 @@ pub fn run(path: Option<&Path>) -> ExitCode {
 /// A human summary of what the config means.
 pub fn describe(config: &Config) -> String {
     let mut out = format!("listen {}\n", config.server.listen);
+    if let Some(tls) = &config.server.tls {
+        out.push_str(&format!(
+            "https (HTTP/2 and HTTP/1.1): certificate {}, key {}\n",
+            tls.cert_file.display(),
+            tls.key_file.display()
+        ));
+    }
     if !config.server.client_tokens.is_empty() {
         out.push_str(&format!(
             "client tokens: {} configured\n",

@@ -63,7 +63,16 @@ pub fn serve(
             tracing::info!(route = %r.name, prefix = %r.prefix, api = %r.api, "route");
         }
         warn_unset_keys(&config);
-        tracing::info!(%addr, "aloud listening on http://{addr}/ (demo page at /aloud/)");
+        match &config.server.tls {
+            None => {
+                tracing::info!(%addr, "aloud listening on http://{addr}/ (demo page at /aloud/)")
+            }
+            Some(tls) => tracing::info!(
+                %addr,
+                cert = %tls.cert_file.display(),
+                "aloud listening on https://{addr}/ (HTTP/2 and HTTP/1.1; demo page at /aloud/)"
+            ),
+        }
         // Signals come one at a time, and each is handled before the next is read.
         let (tx, rx) = mpsc::channel(4);
         let listeners = crate::server::Listeners {

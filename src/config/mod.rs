@@ -2,6 +2,7 @@
 
 pub mod env;
 pub mod raw;
+pub mod tls;
 pub mod tokens;
 pub mod units;
 mod validate;
@@ -162,6 +163,8 @@ pub struct ServerConfig {
     pub write_stall_timeout: Duration,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    /// HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate and key; `None`: plain HTTP/1.1.
+    pub tls: Option<tls::ServerTls>,
 }
 
 #[derive(Clone, Debug)]

@@ -100,6 +100,8 @@ pub struct RawServer {
     pub write_stall_timeout: Option<Dur>,
     pub shutdown_grace: Option<Dur>,
     pub log_format: Option<LogFormat>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
 }
 
 /// Upstream limits: in `[upstream]` for every route, or on one route to override.

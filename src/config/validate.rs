@@ -14,6 +14,7 @@ use toml::Spanned;
 
 mod admin;
 mod telemetry;
+mod tls;
 
 /// Paths that aloud answers itself; no route may claim them.
 const RESERVED: [&str; 2] = ["/aloud", "/healthz"];
@@ -142,6 +143,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
             .map_or(defaults::WRITE_STALL_TIMEOUT, |d| d.0),
         shutdown_grace: s.shutdown_grace.map_or(defaults::SHUTDOWN_GRACE, |d| d.0),
         log_format: s.log_format.unwrap_or_default(),
+        tls: tls::server_tls(s.tls_cert.as_ref(), s.tls_key.as_ref(), ctx)?,
     };
     let progress = progress(raw.progress, ctx)?;
     let capture = capture(raw.capture, ctx)?;

@@ -1,19 +1,24 @@
-//! The accept loop and shutdown: connections are served with the app current for each request,
-//! commands reload or stop, and a stop drains for the grace period (or, on a second stop,
-//! cuts everything at once).
+//! The accept loop and shutdown: connections are served with the app current for each request
+//! (plain HTTP/1.1 here, HTTPS in `tls`), commands reload or stop, and a stop drains for the
+//! grace period (or, on a second stop, cuts everything at once).
 
 use super::admin::Readiness;
 use super::limit::ConnectionLimit;
 use super::reload::{Current, Reloader};
 use super::stall::StallGuard;
+use super::tls::{self, Https};
 use super::{Command, Stopped, Tasks};
 use crate::app::App;
 use crate::dispatch;
+use axum::body::Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -36,6 +41,38 @@ fn builder(app: &App) -> http1::Builder {
     builder
 }
 
+/// One request, dispatched with the app current when it arrives, which it keeps to its end.
+///
+/// hyper keeps one box per connection sized to the service's future, for as long as the
+/// connection lives; boxing the (large) dispatch future here frees its state once the head is
+/// out, so a waiting stream or an idle keep-alive connection does not keep ~5 KiB of finished
+/// request state (benches/heartbeats.sh, state_size).
+pub(super) fn respond(
+    current: &Current,
+    req: Request<Incoming>,
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + use<> {
+    let fut = Box::pin(dispatch::dispatch(current.get(), req));
+    async move { Ok::<_, Infallible>(fut.await) }
+}
+
+/// The HTTPS settings for `app` when it has a certificate; on the (unexpected) failure to
+/// build them after a reload, the previous ones are kept.
+fn https_for(
+    app: &App,
+    http1: &http1::Builder,
+    tasks: &Tasks,
+    previous: Option<Arc<Https>>,
+) -> Option<Arc<Https>> {
+    let tls = app.server.tls.as_ref()?;
+    match Https::new(tls, app, http1.clone(), tasks) {
+        Ok(https) => Some(Arc::new(https)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the TLS certificate; the previous one is kept");
+            previous
+        }
+    }
+}
+
 /// Accepts until the first stop, then drains; returns how it stopped.
 pub async fn accept_loop(
     reloader: &mut Reloader,
@@ -49,7 +86,12 @@ pub async fn accept_loop(
     let current: Arc<Current> = Arc::clone(&reloader.current);
     let mut app = current.get();
     let mut options = builder(&app);
+    let mut https = https_for(&app, &options, tasks, None);
     let mut limit = ConnectionLimit::new(app.server.max_connections, app.metrics.clone());
+    if https.is_some() {
+        // A TLS client would read the canned 503 as garbage: refused ones are just closed.
+        limit = limit.closing_silently();
+    }
     ready.ready();
     let mut open = true;
     loop {
@@ -86,18 +128,23 @@ pub async fn accept_loop(
         if !Arc::ptr_eq(&latest, &app) {
             app = latest;
             options = builder(&app);
+            https = https_for(&app, &options, tasks, https);
         }
-        let io = TokioIo::new(StallGuard::new(stream, app.server.write_stall_timeout));
+        let stream = StallGuard::new(stream, app.server.write_stall_timeout);
+        if let Some(https) = &https {
+            let accepted = tls::Accepted {
+                stream,
+                peer,
+                permit,
+                watcher: graceful.watcher(),
+                hard_stop: hard_stop.clone(),
+            };
+            tls::spawn(https, &current, accepted, tasks);
+            continue;
+        }
+        let io = TokioIo::new(stream);
         let for_requests = Arc::clone(&current);
-        // Each request gets the app current when it arrives; it keeps it to its end.
-        // hyper keeps one box per connection sized to the service's future, for as long as the
-        // connection lives; boxing the (large) dispatch future here frees its state once the head
-        // is out, so a waiting stream or an idle keep-alive connection does not keep ~5 KiB of
-        // finished request state (benches/heartbeats.sh, state_size).
-        let service = service_fn(move |req| {
-            let fut = Box::pin(dispatch::dispatch(for_requests.get(), req));
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
+        let service = service_fn(move |req| respond(&for_requests, req));
         let conn = graceful.watch(options.serve_connection(io, service));
         let hard_stop = hard_stop.clone();
         tasks.spawn("connection", async move {
@@ -171,7 +218,7 @@ async fn drain(
     }
 }
 
-fn log_connection_error(e: &hyper::Error, peer: std::net::SocketAddr) {
+pub(super) fn log_connection_error(e: &hyper::Error, peer: std::net::SocketAddr) {
     if e.is_incomplete_message() || e.is_canceled() {
         tracing::debug!(%peer, error = %e, "client connection closed early");
     } else if e.is_timeout() {

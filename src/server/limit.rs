@@ -24,6 +24,8 @@ pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
     metrics: Option<Arc<Metrics>>,
     max: usize,
+    /// Whether a refused connection is sent the canned 503 (plain HTTP only).
+    answer: bool,
     refused: u64,
     logged_at: Option<Instant>,
 }
@@ -45,9 +47,17 @@ impl ConnectionLimit {
             metrics,
             permits,
             max,
+            answer: true,
             refused: 0,
             logged_at: None,
         }
+    }
+
+    /// Refused connections are closed without the canned answer (HTTPS: the client expects a
+    /// TLS handshake, not plain text).
+    pub fn closing_silently(mut self) -> Self {
+        self.answer = false;
+        self
     }
 
     /// A permit for a new connection (held until the connection ends), or `None` when the cap
@@ -57,7 +67,9 @@ impl ConnectionLimit {
             Ok(permit) => Some((stream, permit)),
             Err(_) => {
                 // Best effort: a full send buffer just means a plain close.
-                let _ = stream.try_write(REFUSAL);
+                if self.answer {
+                    let _ = stream.try_write(REFUSAL);
+                }
                 drop(stream);
                 if let Some(m) = &self.metrics {
                     m.refused(Refusal::Connections);

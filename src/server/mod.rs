@@ -7,6 +7,7 @@ mod limit;
 mod reload;
 pub mod stall;
 pub mod tasks;
+mod tls;
 
 use crate::capture::redaction::Live;
 use crate::capture::sink::WriterSink;

@@ -174,8 +174,8 @@ async fn start_simulator(tasks: &Tasks, stop: &CancellationToken) -> io::Result<
 
 /// Puts the running values of restart-only settings into `new`, naming each that differed:
 /// the listener, the limits the accept loop and the limiter were built with, the capture
-/// writer and its database, the side channel's hub, the events tier's shared budget, and the
-/// log format.
+/// writer and its database, the side channel's hub, the events tier's shared budget, the log
+/// format, and whether the listener speaks HTTPS.
 pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     macro_rules! keep {
@@ -209,6 +209,12 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
     keep!("progress.retain_max", progress.retain_max);
     keep!("progress.await_request", progress.await_request);
     keep!("progress.max_wrap_total", progress.max_wrap_total);
+    // HTTPS on or off is the listener's protocol; a new certificate (or the same files renewed,
+    // read again with the config) is used by connections accepted after the reload.
+    if running.server.tls.is_some() != new.server.tls.is_some() {
+        changed.push("server.tls_cert");
+        new.server.tls = running.server.tls.clone();
+    }
     changed
 }
 

@@ -5,6 +5,7 @@ pub mod binary;
 pub mod clients;
 pub mod scripted;
 pub mod stored;
+pub mod tls;
 pub mod wire;
 
 use aloud::config::{Config, MapEnv};
