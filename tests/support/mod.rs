@@ -3,8 +3,11 @@
 
 pub mod binary;
 pub mod clients;
+pub mod connect_proxy;
+pub mod https_upstream;
 pub mod scripted;
 pub mod stored;
+pub mod tls;
 pub mod wire;
 
 use aloud::config::{Config, MapEnv};
