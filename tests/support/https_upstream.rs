@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// Which TLS connection (0, 1, ...) a request came on, in its extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(pub usize);
+
 /// What the upstream saw.
 #[derive(Default)]
 pub struct Seen {
@@ -86,10 +90,11 @@ impl HttpsUpstream {
                         .lock()
                         .unwrap()
                         .push(session.peer_certificates().is_some());
-                    seen.connections.fetch_add(1, Ordering::SeqCst);
+                    let id = ConnId(seen.connections.fetch_add(1, Ordering::SeqCst));
                     let seen_req = Arc::clone(&seen);
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                         seen_req.versions.lock().unwrap().push(req.version());
+                        req.extensions_mut().insert(id);
                         let handler = Arc::clone(&handler);
                         async move { Ok::<_, Infallible>(handler(req).await) }
                     });
