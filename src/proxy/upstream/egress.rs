@@ -20,11 +20,9 @@ use tower_service::Service;
 #[derive(Clone)]
 pub enum Egress {
     Direct(HttpConnector),
-    Tunnel {
-        tunnel: Tunnel<HttpConnector>,
-        /// The proxy without credentials, for error messages.
-        proxy: Uri,
-    },
+    /// The tunnel, and the proxy without credentials for error messages (boxed: a tunnel is
+    /// large and cloned only per connection).
+    Tunnel(Box<(Tunnel<HttpConnector>, Uri)>),
 }
 
 impl Egress {
@@ -36,10 +34,7 @@ impl Egress {
                 if let Some(auth) = &p.auth {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
-                Egress::Tunnel {
-                    tunnel,
-                    proxy: p.uri.clone(),
-                }
+                Egress::Tunnel(Box::new((tunnel, p.uri.clone())))
             }
         }
     }
@@ -60,16 +55,14 @@ impl Service<Uri> for Egress {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match self {
             Egress::Direct(h) => h.poll_ready(cx).map_err(Into::into),
-            Egress::Tunnel { tunnel, .. } => tunnel.poll_ready(cx).map_err(Into::into),
+            Egress::Tunnel(t) => t.0.poll_ready(cx).map_err(Into::into),
         }
     }
 
     fn call(&mut self, dst: Uri) -> Connecting {
         match self {
             Egress::Direct(h) => Connecting::Direct(h.call(dst)),
-            Egress::Tunnel { tunnel, proxy } => {
-                Connecting::Tunnel(tunnel.call(with_port(dst)), proxy.clone())
-            }
+            Egress::Tunnel(t) => Connecting::Tunnel(t.0.call(with_port(dst)), t.1.clone()),
         }
     }
 }
