@@ -1,5 +1,6 @@
 //! Configuration: the TOML file parsed strictly (`raw`), then validated into these types.
 
+pub mod connect;
 pub mod env;
 pub mod raw;
 pub mod tls;
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use connect::{Connect, EgressProxy, Identity};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use tokens::Owner;
 
@@ -186,6 +188,8 @@ pub struct Route {
     /// Largest request or response body stored, in bytes (longer ones are cut and marked).
     pub capture_max_body: u64,
     pub limits: Limits,
+    /// Trust roots, client certificate and egress proxy for this route's upstream.
+    pub connect: Connect,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -104,7 +104,8 @@ pub struct RawServer {
     pub tls_key: Option<Spanned<String>>,
 }
 
-/// Upstream limits: in `[upstream]` for every route, or on one route to override.
+/// Upstream limits and connection settings: in `[upstream]` for every route, or on one route
+/// to override.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLimits {
@@ -113,6 +114,10 @@ pub struct RawLimits {
     pub idle_timeout: Option<Dur>,
     pub total_timeout: Option<Dur>,
     pub max_request_body: Option<Size>,
+    pub ca_file: Option<Spanned<String>>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub proxy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +147,14 @@ pub struct RawRoute {
     pub total_timeout: Option<Dur>,
     #[serde(default)]
     pub max_request_body: Option<Size>,
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub client_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub client_key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub proxy: Option<Spanned<String>>,
 }
 
 /// How much of an exchange a route captures.

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 mod admin;
+mod connect;
 mod telemetry;
 mod tls;
 
@@ -60,7 +61,7 @@ pub(super) fn parse(text: &str, file: &Path, env: &dyn Env) -> Result<Config, Co
     validate(raw, &ctx, env)
 }
 
-fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, ConfigError> {
+fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, ConfigError> {
     let s = raw.server;
     let listen: SocketAddr = match &s.listen {
         None => defaults::LISTEN
@@ -158,9 +159,10 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
             .collect(),
     };
     let base = merge(&raw.upstream, &Limits::DEFAULT);
+    let base_connect = connect::level(&mut raw.upstream, "upstream", ctx)?;
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let route = route(i, r, &base, ctx, env, &routes)?;
+        let route = route(i, r, (&base, &base_connect), ctx, env, &routes)?;
         routes.push(route);
     }
     if routes.is_empty() {
@@ -197,7 +199,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
 fn route(
     i: usize,
     r: RawRoute,
-    base: &Limits,
+    (base, base_connect): (&Limits, &connect::Level),
     ctx: &Ctx<'_>,
     env: &dyn Env,
     earlier: &[Route],
@@ -237,14 +239,28 @@ fn route(
         .map_err(|m| ctx.err(Some(r.upstream.span()), key("upstream"), m))?;
     let api_key_env = r.api_key_env.as_ref().map(|v| v.get_ref().clone());
     let api_key = api_key_env.as_deref().and_then(|v| env.var(v));
-    let own = RawLimits {
+    let mut own = RawLimits {
         connect_timeout: r.connect_timeout,
         headers_timeout: r.headers_timeout,
         idle_timeout: r.idle_timeout,
         total_timeout: r.total_timeout,
         max_request_body: r.max_request_body,
+        ca_file: r.ca_file,
+        client_cert: r.client_cert,
+        client_key: r.client_key,
+        proxy: r.proxy,
     };
     let limits = merge(&own, base);
+    let at = format!("routes[{i}]");
+    let own_connect = connect::level(&mut own, &at, ctx)?;
+    let connect = connect::connect(
+        own_connect,
+        base_connect,
+        (&upstream, &r.upstream),
+        &at,
+        ctx,
+        env,
+    )?;
     let capture_sample = match &r.capture_sample {
         None => 1.0,
         Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
@@ -270,6 +286,7 @@ fn route(
             .capture_max_body
             .map_or(defaults::CAPTURE_MAX_BODY, |s| s.0),
         limits,
+        connect,
     })
 }
 

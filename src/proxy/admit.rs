@@ -4,7 +4,7 @@
 use super::body::{LimitedBody, RequestFault, RequestTap};
 use super::error::{Origin, ProxyError};
 use super::headers;
-use super::upstream::{self, UpstreamClient, UpstreamFailure};
+use super::upstream::{self, HttpClient, UpstreamFailure};
 use crate::config::{HttpUpstream, Owner, Tier};
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
@@ -174,7 +174,7 @@ pub fn upstream_body(
 
 /// Sends the request; the exchange's timer keeps the headers deadline.
 pub fn send(
-    client: UpstreamClient,
+    client: HttpClient,
     req: Request<Body>,
     tap: Arc<RequestTap>,
     limit: u64,

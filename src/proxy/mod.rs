@@ -42,7 +42,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use upstream::UpstreamClient;
 use wrap::Budget;
 
 /// A route ready to serve: its config plus its upstream client.
@@ -50,13 +49,14 @@ pub struct RouteRuntime {
     pub route: Route,
     pub name: Arc<str>,
     pub target: HttpUpstream,
-    pub client: UpstreamClient,
+    pub upstream: upstream::Upstream,
     /// The route's metric handles, when metrics are on.
     pub metrics: Option<Arc<crate::metrics::RouteMetrics>>,
 }
 
 impl RouteRuntime {
-    /// Fails for a simulator route that was not yet given its loopback address.
+    /// Fails for a simulator route that was not yet given its loopback address, or when the
+    /// route's TLS settings cannot make a client config.
     pub fn new(route: Route) -> Result<Self, String> {
         let target = match &route.upstream {
             Upstream::Http(h) => h.clone(),
@@ -67,12 +67,14 @@ impl RouteRuntime {
                 ));
             }
         };
-        let client = upstream::client(route.limits.connect_timeout);
+        let upstream =
+            upstream::Upstream::new(&target, &route.connect, route.limits.connect_timeout)
+                .map_err(|e| format!("route {:?}: {e}", route.name))?;
         Ok(RouteRuntime {
             name: Arc::from(route.name.as_str()),
             route,
             target,
-            client,
+            upstream,
             metrics: None,
         })
     }
@@ -226,8 +228,10 @@ pub async fn forward(
     *upstream_req.method_mut() = parts.method.clone();
     *upstream_req.uri_mut() = uri;
     *upstream_req.headers_mut() = out_headers;
+    let (client, slot) = rt.upstream.pick();
+    ex.stream_slot = slot;
     let head = admit::send(
-        rt.client.clone(),
+        client,
         upstream_req,
         Arc::clone(&tap),
         limit,

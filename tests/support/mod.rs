@@ -2,7 +2,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod binary;
+pub mod certs;
 pub mod clients;
+pub mod connect_proxy;
+pub mod https_upstream;
 pub mod scripted;
 pub mod stored;
 pub mod tls;

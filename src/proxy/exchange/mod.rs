@@ -104,6 +104,8 @@ pub struct Exchange {
     pub w: Option<Watcher>,
     pub capture: Option<Capture>,
     pub tap: Option<Arc<RequestTap>>,
+    /// An HTTP/2 stream slot on the route's upstream lanes, freed when the exchange ends.
+    pub stream_slot: Option<super::upstream::Slot>,
     upstream_head_at: Option<Instant>,
     client_head_at: Option<Instant>,
     first_byte_at: Option<Instant>,
@@ -149,6 +151,7 @@ impl Exchange {
             w: None,
             capture: None,
             tap: None,
+            stream_slot: None,
             upstream_head_at: None,
             client_head_at: None,
             first_byte_at: None,
@@ -364,6 +367,7 @@ impl Exchange {
                 .submit_pending(Pending::new(capture.recorder, end));
         }
         self.permit = None;
+        self.stream_slot = None;
         Some(figures)
     }
 }
