@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 mod admin;
+mod cluster;
 mod telemetry;
 
 /// Paths that aloud answers itself; no route may claim them.
@@ -147,6 +148,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
     let capture = capture(raw.capture, ctx)?;
     let admin = admin::admin(raw.admin, ctx, env)?;
     let telemetry = telemetry::telemetry(raw.telemetry, ctx, env)?;
+    let cluster = cluster::cluster(raw.cluster, ctx, env)?;
     let cors = CorsConfig {
         origins: raw
             .cors
@@ -188,6 +190,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, Conf
         cors,
         admin,
         telemetry,
+        cluster,
         routes,
     })
 }

@@ -174,7 +174,7 @@ async fn start_simulator(tasks: &Tasks, stop: &CancellationToken) -> io::Result<
 
 /// Puts the running values of restart-only settings into `new`, naming each that differed:
 /// the listener, the limits the accept loop and the limiter were built with, the capture
-/// writer and its database, the side channel's hub, the events tier's shared budget, and the
+/// writer and its database, the side channel's hub and its cluster link, the events tier's shared budget, and the
 /// log format.
 pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
@@ -209,6 +209,7 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
     keep!("progress.retain_max", progress.retain_max);
     keep!("progress.await_request", progress.await_request);
     keep!("progress.max_wrap_total", progress.max_wrap_total);
+    keep!("cluster", cluster);
     changed
 }
 
