@@ -361,8 +361,8 @@ impl Hub {
         if let Some(entry) = entries.map.get_mut(id) {
             let first = !entry.version.local();
             let rx = entry.version.subscribe();
-            if let Some(link) = self.up_link().filter(|_| first) {
-                link.ask(id, entry, after);
+            if let Some(link) = self.up_link() {
+                link.ask(id, entry, after, first);
             }
             return rx;
         }
@@ -370,7 +370,7 @@ impl Hub {
         let mut entry = Entry::new(Stage::Awaited { since: now });
         let rx = entry.version.subscribe();
         if let Some(link) = self.up_link() {
-            link.ask(id, &mut entry, after);
+            link.ask(id, &mut entry, after, true);
         }
         entries.map.insert(Arc::clone(&key), entry);
         entries.awaited.push_back((now, key));

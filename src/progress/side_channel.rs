@@ -93,7 +93,7 @@ pub async fn subscribe(
     if let Some(n) = after
         && (reconnect || n > 0)
     {
-        if hub.clustered() && !hub.holds(id) {
+        if hub.clustered() && hub.must_look_up(id, n) {
             // The request may be on another replica: ask, and wait a moment for its answer
             // before deciding that nothing is left.
             let mut rx = hub.watch_from(id, n);

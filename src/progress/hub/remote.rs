@@ -72,10 +72,13 @@ impl Link {
         }
     }
 
-    /// A subscriber came to `entry`: ask the other replicas when the request is not served
-    /// here (awaited, or followed from another replica).
-    pub(super) fn ask(&self, id: &str, entry: &mut Entry, after: u64) {
-        if !matches!(entry.stage, Stage::Awaited { .. } | Stage::Remote { .. }) {
+    /// A subscriber that has the events up to `after` came to `entry` (the first here when
+    /// `first`): ask the other replicas when the request is not served here (awaited, or
+    /// followed from another replica), or when this replica follows it but lacks events the
+    /// subscriber needs (a reconnect for events older than the ones kept here).
+    pub(super) fn ask(&self, id: &str, entry: &mut Entry, after: u64, first: bool) {
+        let waiting = matches!(entry.stage, Stage::Awaited { .. } | Stage::Remote { .. });
+        if !(waiting && first || lacks(entry, after)) {
             return;
         }
         if let Some(l) = entry.link.as_mut() {
@@ -130,6 +133,14 @@ impl Link {
             });
         }
     }
+}
+
+/// Whether `entry` follows a request of another replica and lacks events after `after` that
+/// it had (the oldest kept is later than `after + 1`, or none is kept).
+fn lacks(entry: &Entry, after: u64) -> bool {
+    let followed = entry.link.as_ref().is_some_and(|l| l.source.is_some());
+    let first_kept = entry.events.front().map_or(entry.last_seq + 1, |e| e.seq);
+    followed && entry.last_seq > after && first_kept > after + 1
 }
 
 /// A request begins here on an entry that existed (awaited, or finished): it is served here now.
@@ -201,6 +212,16 @@ impl Hub {
         }
     }
 
+    /// With a link attached: whether it is up, and how many messages its full queue dropped.
+    pub fn link_state(&self) -> Option<(bool, u64)> {
+        self.link.get().map(|l| {
+            (
+                l.up.load(Ordering::Acquire),
+                l.dropped.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// The link, when it is attached and Postgres is reachable.
     pub(super) fn up_link(&self) -> Option<&Link> {
         self.link.get().filter(|l| l.up.load(Ordering::Acquire))
@@ -216,9 +237,13 @@ impl Hub {
         self.up_link().is_some()
     }
 
-    /// Whether this hub holds `id` at all (awaited, in flight, finished or followed).
-    pub fn holds(&self, id: &str) -> bool {
-        self.lock().map.contains_key(id)
+    /// Whether a subscriber that has the events up to `after` must ask other replicas for
+    /// `id` first: this hub does not hold it (an id only other replicas asked for counts as
+    /// not held), or follows it without the events needed.
+    pub fn must_look_up(&self, id: &str, after: u64) -> bool {
+        self.lock().map.get(id).is_none_or(|e| {
+            matches!(e.stage, Stage::Awaited { .. }) && !e.version.local() || lacks(e, after)
+        })
     }
 
     /// Whether `id` is still only awaited here (no replica has answered for it).
