@@ -1,6 +1,6 @@
 //! The hub's side of the side channel across replicas: who elsewhere wants a request's events,
 //! which replica sends a request's events here, and what to tell the others. No I/O: messages
-//! go to a bounded queue that the cluster link (`crate::cluster`) drains; nothing here waits.
+//! go to a bounded queue that the cluster link (src/cluster/) drains; nothing here waits.
 //!
 //! **Invariant:** with no link attached, or with no replica interested in an entry, nothing in
 //! this file runs on the request path beyond one `OnceLock` read and one `Option` check.
