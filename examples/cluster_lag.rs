@@ -63,7 +63,9 @@ async fn events(addr: SocketAddr, req: Request<Full<Bytes>>) -> Vec<(Instant, u6
     let mut buf = String::new();
     while let Some(Ok(frame)) = body.frame().await {
         let now = Instant::now();
-        let Some(data) = frame.data_ref() else { continue };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
         buf.push_str(&String::from_utf8_lossy(data));
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
@@ -93,7 +95,10 @@ async fn main() {
     // Both links up: a request on A with a subscriber on B gets through.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let id = format!("lag-warmup-{:010}", deadline.elapsed().as_nanos() % 1_000_000_000);
+        let id = format!(
+            "lag-warmup-{:010}",
+            deadline.elapsed().as_nanos() % 1_000_000_000
+        );
         let sub = tokio::spawn(events(
             b,
             Request::get(format!("http://{b}/aloud/v1/progress/{id}"))

@@ -68,7 +68,7 @@ async fn wait_metric(aloud: &Aloud, name: &str, value: u64) {
 /// Reads SSE frames as (id, event, data) until the stream ends.
 async fn sse(r: http::Response<hyper::body::Incoming>) -> Vec<(Option<u64>, String, Value)> {
     let bytes = r.into_body().collect().await.unwrap().to_bytes();
-    parse_sse(&String::from_utf8(bytes.to_vec()).unwrap())
+    parse_sse(std::str::from_utf8(&bytes).unwrap())
 }
 
 fn parse_sse(text: &str) -> Vec<(Option<u64>, String, Value)> {
@@ -256,7 +256,8 @@ async fn an_event_larger_than_a_notify_payload_arrives_whole() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    let client = parse_sse(&String::from_utf8(body_bytes(r).await.to_vec()).unwrap());
+    let client_bytes = body_bytes(r).await;
+    let client = parse_sse(std::str::from_utf8(&client_bytes).unwrap());
     let result = client
         .iter()
         .find(|e| e.1 == "aloud.result")
