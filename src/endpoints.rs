@@ -35,7 +35,8 @@ pub async fn answer(app: &App, req: Request<Incoming>, path: &str) -> Response<B
             req.headers(),
             query,
             owner,
-        );
+        )
+        .await;
     }
     if let Some(rest) = path.strip_prefix("/aloud/v1/requests/") {
         return beacon(app, req, rest).await;
@@ -115,9 +116,13 @@ async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response
         Err(e) => return e.into_response(),
     };
     let sink = app.capture.sink.as_ref();
-    // A request made with another token is answered exactly as an unknown one.
+    let hub = &app.progress.hub;
+    // A request made with another token is answered exactly as an unknown one. In a cluster,
+    // a request this replica never saw was served by another one: the shared store joins the
+    // beacon to it (unless this replica knows the id as another owner's).
     let known = crate::request_id::is_valid(id)
-        && (app.progress.hub.knows(id, owner)
+        && (hub.knows(id, owner)
+            || (hub.linked() && !hub.foreign(id, owner))
             || match sink {
                 // The writer's queue, then the database: a blocking read, so off the runtime.
                 Some(sink) => {

@@ -20,6 +20,7 @@
 //! capture/             the recorder, redaction, stats, the batching writer
 //! store/               the only code that knows SQL: the capture database and its schema
 //! record               the capture record, plain data
+//! cluster/             the side channel across replicas: Postgres LISTEN/NOTIFY between replicas
 //! progress/            progress state machine, label ladders, side-channel hub, event bytes
 //! config/              raw TOML -> validated config; durations, sizes, env access, tokens
 //! apis/                what differs per provider: envelopes, credentials, answer and stream readers
@@ -39,6 +40,7 @@ pub mod apis;
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod cors;
 pub mod demo;

@@ -62,6 +62,7 @@ fn every_key_is_documented_and_every_documented_key_exists() {
             "admin",
             "capture",
             "capture.redact",
+            "cluster",
             "cors",
             "progress",
             "routes",
@@ -129,6 +130,10 @@ fn documented_defaults_are_the_real_defaults() {
         t.capture_content.to_string()
     );
     assert_eq!(t.otlp_endpoint, None);
+    assert_eq!(
+        quoted("cluster", "enabled"),
+        config.cluster.enabled().to_string()
+    );
     assert_eq!(quoted("server", "listen"), s.listen.to_string());
     assert_eq!(
         quoted("server", "max_concurrent_requests")

@@ -24,6 +24,18 @@ fn bad_configs_name_file_line_column_and_key() {
             "bad.toml:2:10: server.listen: \"x\" is not an address",
         ),
         (
+            "[cluster]\nenabled = true\n".to_owned() + ROUTE,
+            "cluster.enabled: the side channel across replicas needs the Postgres",
+        ),
+        (
+            "[cluster]\nenabled = true\ndatabase = \"aloud.db\"\n".to_owned() + ROUTE,
+            "bad.toml:3:12: cluster.database: not a Postgres URL",
+        ),
+        (
+            "[cluster]\nenabled = true\ndatabase_env = \"PG_URL\"\n".to_owned() + ROUTE,
+            "bad.toml:3:16: cluster.database_env: environment variable PG_URL is unset",
+        ),
+        (
             "[server]\nbogus = 1\n".to_owned() + ROUTE,
             "bad.toml:2:1: server.bogus: unknown field `bogus`",
         ),

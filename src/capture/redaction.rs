@@ -18,6 +18,13 @@ pub fn secrets(config: &Config) -> Vec<String> {
         .iter()
         .filter_map(|r| r.api_key.clone())
         .chain(config.server.client_tokens.iter().cloned())
+        .chain(
+            config
+                .cluster
+                .database
+                .as_ref()
+                .and_then(|u| u.password().map(str::to_owned)),
+        )
         .filter(|s| !s.is_empty())
         .collect()
 }

@@ -66,6 +66,7 @@ pub struct Config {
     pub cors: CorsConfig,
     pub admin: AdminConfig,
     pub telemetry: TelemetryConfig,
+    pub cluster: ClusterConfig,
     pub routes: Vec<Route>,
 }
 
@@ -78,6 +79,64 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Distinct `model` label values per route; later models count as `other`.
     pub max_model_labels: usize,
+}
+
+/// The side channel across replicas (`[cluster]`): Postgres LISTEN/NOTIFY between aloud
+/// processes that share one database.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The Postgres the replicas meet in; `None` when `[cluster]` is off.
+    pub database: Option<PostgresUrl>,
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        self.database.is_some()
+    }
+}
+
+/// A `postgres://` URL. Its `Debug` and `Display` hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// The URL when `text` is a `postgres://` or `postgresql://` one.
+    pub fn parse(text: &str) -> Option<PostgresUrl> {
+        let text = text.trim();
+        let lower = text.to_ascii_lowercase();
+        (lower.starts_with("postgres://") || lower.starts_with("postgresql://"))
+            .then(|| PostgresUrl(text.to_owned()))
+    }
+
+    /// The URL as written, password included: for the client only, never for a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The password, if the URL has one (for the redactor's list of secrets).
+    pub fn password(&self) -> Option<&str> {
+        let (_, rest) = self.0.split_once("://")?;
+        let userinfo = rest.split(['/', '?']).next()?.rsplit_once('@')?.0;
+        userinfo
+            .split_once(':')
+            .map(|(_, p)| p)
+            .filter(|p| !p.is_empty())
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.password() {
+            Some(p) => f.write_str(&self.0.replacen(&format!(":{p}@"), ":***@", 1)),
+            None => f.write_str(&self.0),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
 }
 
 /// OpenTelemetry traces (`[telemetry]`); off unless `otlp_endpoint` is set.

@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub cors: RawCors,
     pub admin: RawAdmin,
     pub telemetry: RawTelemetry,
+    pub cluster: RawCluster,
     pub routes: Vec<RawRoute>,
 }
 
@@ -34,6 +35,14 @@ pub struct RawTelemetry {
     pub sample: Option<Spanned<f64>>,
     pub capture_content: Option<bool>,
     pub headers_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCluster {
+    pub enabled: Option<bool>,
+    pub database: Option<Spanned<String>>,
+    pub database_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 mod admin;
+mod cluster;
 mod connect;
 mod telemetry;
 mod tls;
@@ -150,6 +151,7 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, 
     let capture = capture(raw.capture, ctx)?;
     let admin = admin::admin(raw.admin, ctx, env)?;
     let telemetry = telemetry::telemetry(raw.telemetry, ctx, env)?;
+    let cluster = cluster::cluster(raw.cluster, ctx, env)?;
     let cors = CorsConfig {
         origins: raw
             .cors
@@ -192,6 +194,7 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, 
         cors,
         admin,
         telemetry,
+        cluster,
         routes,
     })
 }

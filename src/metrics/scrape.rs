@@ -119,6 +119,21 @@ impl Collector for Sources {
                 None,
                 s.requests as u64,
             )?;
+            if let Some((up, dropped)) = s.cluster {
+                gauge(
+                    &mut e,
+                    "aloud_cluster_up",
+                    "1 while the side channel's cluster link reaches Postgres, else 0",
+                    None,
+                    u64::from(up),
+                )?;
+                counter(
+                    &mut e,
+                    "aloud_cluster_dropped",
+                    "Side-channel messages for other replicas dropped (the link's queue was full)",
+                    dropped,
+                )?;
+            }
         }
         if let Some(open) = self.connections.get() {
             gauge(

@@ -5,6 +5,7 @@ use super::frames;
 use super::state::DoneEvent;
 use crate::config::Owner;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -53,6 +54,10 @@ enum Stage {
         since: Instant,
     },
     InFlight,
+    /// In flight on another replica, whose events arrive over the cluster link (`remote`).
+    Remote {
+        heard: Instant,
+    },
     Finished {
         at: Instant,
     },
@@ -71,24 +76,37 @@ struct Entry {
     /// Bumped on every change; subscribers wait on it. Shared with the request (a
     /// `Listeners` handle), which reads from it, without a lock, whether anyone listens.
     version: Arc<Signal>,
+    /// Cluster state (replicas that want this request's events, or the replica that sends
+    /// them); `None` for every entry of a single process.
+    link: Option<Box<remote::EntryLink>>,
 }
 
 /// Change notification for one entry. The channel (a few hundred bytes) is made by the first
 /// subscriber: an entry nobody watches carries only this pointer-sized cell.
 #[derive(Debug, Default)]
-struct Signal(OnceLock<watch::Sender<u64>>);
+struct Signal {
+    tx: OnceLock<watch::Sender<u64>>,
+    /// Another replica has a subscriber for this request (cluster only).
+    remote: AtomicBool,
+}
 
 impl Signal {
     fn subscribe(&self) -> watch::Receiver<u64> {
-        self.0.get_or_init(|| watch::Sender::new(0)).subscribe()
+        self.tx.get_or_init(|| watch::Sender::new(0)).subscribe()
     }
 
+    /// Someone listens: here, or on another replica.
     fn any(&self) -> bool {
-        self.0.get().is_some_and(|tx| tx.receiver_count() > 0)
+        self.local() || self.remote.load(Ordering::Relaxed)
+    }
+
+    /// A subscriber of this process listens.
+    fn local(&self) -> bool {
+        self.tx.get().is_some_and(|tx| tx.receiver_count() > 0)
     }
 
     fn bump(&self) {
-        if let Some(tx) = self.0.get()
+        if let Some(tx) = self.tx.get()
             && tx.receiver_count() > 0
         {
             tx.send_modify(|v| *v += 1);
@@ -101,7 +119,7 @@ impl Signal {
 pub struct Listeners(Arc<Signal>);
 
 impl Listeners {
-    /// Someone is subscribed (no lock: an atomic count).
+    /// Someone is subscribed, here or on another replica (no lock: atomics).
     pub fn any(&self) -> bool {
         self.0.any()
     }
@@ -144,6 +162,7 @@ impl Entry {
             done: None,
             last_seq: 0,
             version: Arc::default(),
+            link: None,
         }
     }
 
@@ -174,6 +193,8 @@ pub struct Hub {
     closed: watch::Sender<bool>,
     /// Open subscriber streams (`count::Subscribed` guards).
     subscribers: std::sync::atomic::AtomicUsize,
+    /// The way to other replicas, once the cluster link attached (`remote`).
+    link: OnceLock<remote::Link>,
 }
 
 /// A request with this id is still in flight.
@@ -204,6 +225,7 @@ impl Hub {
             limits,
             closed: watch::Sender::new(false),
             subscribers: std::sync::atomic::AtomicUsize::new(0),
+            link: OnceLock::new(),
         })
     }
 
@@ -228,7 +250,9 @@ impl Hub {
         let mut entries = self.lock();
         self.prune(&mut entries, now);
         match entries.map.get_mut(id) {
-            Some(entry) if entry.stage == Stage::InFlight => Err(InFlight),
+            Some(entry) if matches!(entry.stage, Stage::InFlight | Stage::Remote { .. }) => {
+                Err(InFlight)
+            }
             Some(entry) => {
                 let awaited = matches!(entry.stage, Stage::Awaited { .. });
                 if !awaited && entry.owner != owner {
@@ -239,6 +263,7 @@ impl Hub {
                     entry.last_seq = 0;
                 }
                 entry.materialise_done();
+                remote::begun_here(entry);
                 entry.owner = owner;
                 entry.stage = Stage::InFlight;
                 entry.attempts += 1;
@@ -279,8 +304,11 @@ impl Hub {
             if entry.events.len() >= self.limits.max_events {
                 entry.events.pop_front();
             }
-            entry.events.push_back(event);
+            entry.events.push_back(event.clone());
             entry.bump();
+            if let Some(link) = self.up_link() {
+                link.forward(id, entry, event);
+            }
         }
         listened
     }
@@ -298,6 +326,10 @@ impl Hub {
             }
             entry.stage = Stage::Finished { at };
             entry.bump();
+            if let Some(link) = self.up_link() {
+                link.finished(id, entry);
+            }
+            remote::forget_watchers(entry);
             entries.finished.push_back((at, key));
         }
     }
@@ -317,15 +349,29 @@ impl Hub {
     /// Registers interest in `id` (creating an awaited entry when the request has not arrived)
     /// and returns a receiver that changes whenever the entry does.
     pub fn watch(&self, id: &str) -> watch::Receiver<u64> {
+        self.watch_from(id, 0)
+    }
+
+    /// `watch` for a subscriber that has the events up to `after`. In a cluster, the first
+    /// subscriber here to a request this replica does not serve asks the others for it.
+    pub fn watch_from(&self, id: &str, after: u64) -> watch::Receiver<u64> {
         let now = Instant::now();
         let mut entries = self.lock();
         self.prune(&mut entries, now);
-        if let Some(entry) = entries.map.get(id) {
-            return entry.version.subscribe();
+        if let Some(entry) = entries.map.get_mut(id) {
+            let first = !entry.version.local();
+            let rx = entry.version.subscribe();
+            if let Some(link) = self.up_link() {
+                link.ask(id, entry, after, first);
+            }
+            return rx;
         }
         let key: Arc<str> = Arc::from(id);
-        let entry = Entry::new(Stage::Awaited { since: now });
+        let mut entry = Entry::new(Stage::Awaited { since: now });
         let rx = entry.version.subscribe();
+        if let Some(link) = self.up_link() {
+            link.ask(id, &mut entry, after, true);
+        }
         entries.map.insert(Arc::clone(&key), entry);
         entries.awaited.push_back((now, key));
         rx
@@ -396,12 +442,24 @@ impl Hub {
             }
             let (since, id) = (*since, Arc::clone(id));
             entries.awaited.pop_front();
-            match entries.map.get(&id) {
-                Some(e) if e.stage == (Stage::Awaited { since }) && !e.version.any() => {
+            match entries.map.get_mut(&id) {
+                // Another replica's interest lasts one wait too.
+                Some(e) if e.stage == (Stage::Awaited { since }) && !e.version.local() => {
                     entries.map.remove(&id);
                 }
                 // Still watched: look again after another wait.
                 Some(e) if e.stage == (Stage::Awaited { since }) => {
+                    entries.awaited.push_back((now, id))
+                }
+                // A request on another replica that went silent for a wait (that replica
+                // stopped, or the link did) ends here.
+                Some(e) if matches!(e.stage, Stage::Remote { heard } if now.duration_since(heard) >= limits.await_request) =>
+                {
+                    e.stage = Stage::Finished { at: now };
+                    e.bump();
+                    entries.finished.push_back((now, id));
+                }
+                Some(e) if matches!(e.stage, Stage::Remote { .. }) => {
                     entries.awaited.push_back((now, id))
                 }
                 _ => {}
@@ -429,7 +487,9 @@ impl Hub {
 }
 
 mod count;
+mod remote;
 pub use count::{HubSnapshot, Subscribed};
+pub use remote::{Outgoing, Replica};
 
 #[cfg(test)]
 mod tests;

@@ -47,6 +47,12 @@ fn after(headers: &HeaderMap, query: Option<&str>) -> Result<Option<u64>, String
     }
 }
 
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
 fn plain(status: StatusCode, message: String) -> Response<Body> {
     let body =
         serde_json::json!({ "error": { "message": message, "type": "invalid_request_error" } });
@@ -59,9 +65,13 @@ fn plain(status: StatusCode, message: String) -> Response<Body> {
     r
 }
 
+/// How long a reconnect for an id this replica does not hold waits for another replica to
+/// answer for it (one Postgres round trip each way, normally a few milliseconds).
+const REMOTE_LOOKUP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Answers a subscription for `id` by `owner` (the subscriber's token, already checked). A
 /// request made with another token is, to this subscriber, one that never arrives.
-pub fn subscribe(
+pub async fn subscribe(
     hub: &Arc<Hub>,
     id: &str,
     headers: &HeaderMap,
@@ -79,15 +89,25 @@ pub fn subscribe(
         Err(message) => return plain(StatusCode::BAD_REQUEST, message),
     };
     let reconnect = headers.contains_key("last-event-id");
+    let mut changes = None;
     if let Some(n) = after
         && (reconnect || n > 0)
-        && hub.nothing_left(id, n, owner)
     {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NO_CONTENT;
-        return r;
+        if hub.clustered() && hub.must_look_up(id, n) {
+            // The request may be on another replica: ask, and wait a moment for its answer
+            // before deciding that nothing is left.
+            let mut rx = hub.watch_from(id, n);
+            let _ = tokio::time::timeout(REMOTE_LOOKUP, rx.changed()).await;
+            if hub.awaited(id) {
+                return no_content();
+            }
+            changes = Some(rx);
+        }
+        if hub.nothing_left(id, n, owner) {
+            return no_content();
+        }
     }
-    let changes = hub.watch(id);
+    let changes = changes.unwrap_or_else(|| hub.watch_from(id, after.unwrap_or(0)));
     let closing = hub.closing();
     let state = Sub {
         _counted: hub.subscribed(),
@@ -189,7 +209,7 @@ impl Sub {
                     }
                     // The other owner's entry went away: wait on the id afresh, as for any
                     // unknown id.
-                    self.changes = self.hub.watch(&self.id);
+                    self.changes = self.hub.watch_from(&self.id, self.after);
                 },
                 _ = self.closing.changed() => return None,
                 () = tokio::time::sleep_until(wake) => {}

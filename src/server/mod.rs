@@ -296,9 +296,16 @@ async fn run(
         m.watch_traces();
     }
     let observers = (shared.metrics, telemetry.clone());
+    let cluster = config.cluster.database.clone();
     let result = async {
         let mut reloader =
             Reloader::start(config, sink, redaction, observers, &tasks, &sim_stop).await?;
+        if let Some(url) = cluster {
+            // The link stops with the simulator, once every connection has drained: events of
+            // requests finishing during the drain still reach other replicas.
+            let hub = std::sync::Arc::clone(&reloader.current.get().progress.hub);
+            tasks.spawn("cluster", crate::cluster::run(url, hub, sim_stop.clone()));
+        }
         Ok(accept::accept_loop(&mut reloader, listener, commands, &tasks, shared.ready).await)
     }
     .await;

@@ -174,8 +174,8 @@ async fn start_simulator(tasks: &Tasks, stop: &CancellationToken) -> io::Result<
 
 /// Puts the running values of restart-only settings into `new`, naming each that differed:
 /// the listener, the limits the accept loop and the limiter were built with, the capture
-/// writer and its database, the side channel's hub, the events tier's shared budget, the log
-/// format, and whether the listener speaks HTTPS.
+/// writer and its database, the side channel's hub and its cluster link, the events tier's
+/// shared budget, the log format, and whether the listener speaks HTTPS.
 pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     macro_rules! keep {
@@ -215,6 +215,7 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
         changed.push("server.tls_cert");
         new.server.tls = running.server.tls.clone();
     }
+    keep!("cluster", cluster);
     changed
 }
 

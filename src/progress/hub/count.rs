@@ -11,6 +11,8 @@ pub struct HubSnapshot {
     pub subscribers: usize,
     /// Ids held: in flight, finished and retained for replay, or awaited by a subscriber.
     pub requests: usize,
+    /// With a cluster link: whether it reaches Postgres, and the messages it dropped.
+    pub cluster: Option<(bool, u64)>,
 }
 
 /// Counts one open subscriber stream until dropped.
@@ -34,6 +36,7 @@ impl Hub {
         HubSnapshot {
             subscribers: self.subscribers.load(Ordering::Relaxed),
             requests: self.len(),
+            cluster: self.link_state(),
         }
     }
 }
