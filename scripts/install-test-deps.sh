@@ -104,4 +104,35 @@ else
     fi
     say "installed $(/usr/bin/prometheus --version 2>&1 | head -n 1)"
 fi
+# --- Postgres ----------------------------------------------------------------------------
+# tests/support/postgres.rs runs initdb/pg_ctl itself in a temp dir, as an unprivileged user, on
+# a port of its own; the package's cluster and service are not wanted, so a policy-rc.d that
+# denies every start is in place while the package installs (only when the machine has none).
+if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    say "postgres already installed ($(ls /usr/lib/postgresql | sort -n | tail -n 1))"
+else
+    sudo=()
+    if [[ "$(id -u)" != 0 ]]; then
+        sudo=(sudo -n)
+    fi
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        own_policy=1
+    fi
+    say "apt-get install postgresql (Debian), its service not started"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    status=0
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends postgresql </dev/null || status=$?
+    if [[ "$own_policy" == 1 ]]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    if [[ "$status" != 0 ]]; then
+        exit "$status"
+    fi
+    say "installed postgres $(ls /usr/lib/postgresql | sort -n | tail -n 1)"
+fi
 say "done"

@@ -3,6 +3,7 @@
 
 pub mod binary;
 pub mod clients;
+pub mod postgres;
 pub mod scripted;
 pub mod stored;
 pub mod wire;
