@@ -1,5 +1,6 @@
 //! Configuration: the TOML file parsed strictly (`raw`), then validated into these types.
 
+pub mod database;
 pub mod env;
 pub mod raw;
 pub mod tokens;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use database::{Database, PostgresUrl, SslMode};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use tokens::Owner;
 
@@ -44,6 +46,8 @@ pub mod defaults {
     pub const AWAIT_REQUEST: Duration = Duration::from_secs(30);
     pub const CAPTURE_MAX_BODY: u64 = 1 << 20;
     pub const DATABASE: &str = "aloud.db";
+    /// The spill directory when capture goes to Postgres (relative to the working directory).
+    pub const POSTGRES_SPILL_DIR: &str = "aloud-capture.spill";
     pub const SPILL_MAX: u64 = 1 << 30;
     pub const QUEUE_MAX: u64 = 64 << 20;
     pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
@@ -95,8 +99,8 @@ pub struct TelemetryConfig {
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
     pub enabled: bool,
-    /// The SQLite database file.
-    pub database: PathBuf,
+    /// The SQLite file or the Postgres database (`database`, or the URL in `database_env`).
+    pub database: Database,
     /// Where records wait while the database is unavailable.
     pub spill_dir: PathBuf,
     /// Spill size past which records are dropped (counted and logged).
