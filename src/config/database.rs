@@ -258,7 +258,10 @@ mod tests {
         )
         .unwrap();
         let shown = format!("{u} {u:?} {:?}", Database::Postgres(u.clone()));
-        assert!(!shown.contains("s3cret") && !shown.contains("other"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("other"),
+            "{shown}"
+        );
         assert_eq!(
             u.masked(),
             "postgres://aloud:***@db.internal:5432/capture?password=***&application_name=a&sslmode=verify-full"
@@ -271,9 +274,8 @@ mod tests {
 
     #[test]
     fn ssl_settings_are_taken_out_and_checked() {
-        let u =
-            PostgresUrl::parse("postgres://h/db?sslmode=require&sslrootcert=%2Fetc%2Fca.pem")
-                .unwrap();
+        let u = PostgresUrl::parse("postgres://h/db?sslmode=require&sslrootcert=%2Fetc%2Fca.pem")
+            .unwrap();
         assert_eq!(u.ssl_mode, SslMode::VerifyCa, "a root makes require verify");
         assert_eq!(u.root_cert, Some(PathBuf::from("/etc/ca.pem")));
         assert_eq!(u.connection_url(), "postgres://h/db");

@@ -2,8 +2,8 @@
 
 use super::raw::{RawConfig, RawLimits, RawRoute};
 use super::{
-    BUILTIN_SIMULATOR, Config, ConfigError, CorsConfig, Env, HttpUpstream, Limits,
-    ProgressConfig, Route, ServerConfig, Upstream, defaults,
+    BUILTIN_SIMULATOR, Config, ConfigError, CorsConfig, Env, HttpUpstream, Limits, ProgressConfig,
+    Route, ServerConfig, Upstream, defaults,
 };
 use crate::apis::stream::Phase;
 use std::net::SocketAddr;

@@ -71,9 +71,7 @@ pub enum StoreError {
          upgrade aloud or point it at another database"
     )]
     PostgresSchemaTooNew { url: String, found: i64, known: i64 },
-    #[error(
-        "capture database {url} has no capture tables yet (run `aloud serve` with it first)"
-    )]
+    #[error("capture database {url} has no capture tables yet (run `aloud serve` with it first)")]
     PostgresNoSchema { url: String },
     #[error("capture record {id}: bad JSON: {source}")]
     Json {

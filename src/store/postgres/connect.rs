@@ -90,7 +90,8 @@ fn webpki(
     let mut roots = RootCertStore::empty();
     match &url.root_cert {
         Some(path) => {
-            let bad = |e: String| StoreError::PostgresUrl(format!("sslrootcert {}: {e}", path.display()));
+            let bad =
+                |e: String| StoreError::PostgresUrl(format!("sslrootcert {}: {e}", path.display()));
             for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
                 roots
                     .add(cert.map_err(|e| bad(e.to_string()))?)

@@ -17,7 +17,7 @@ use crate::record::CaptureRecord;
 use postgres::{Client, Statement};
 use rows::Columns;
 use serde_json::Value;
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::time::Duration;
 
 /// How a [`PostgresStore`] connection is used.
@@ -33,7 +33,8 @@ pub enum Access {
 /// A [`Store`] on one Postgres connection.
 pub struct PostgresStore {
     /// Read methods take `&self`; the client needs `&mut` (a store is used by one thread).
-    client: RefCell<Client>,
+    /// `None` only in `drop`, which hands the client to a closing thread when it must.
+    client: RefCell<Option<Client>>,
     writes: Option<Writes>,
     /// The URL with its password masked, for messages.
     url: String,
@@ -82,7 +83,7 @@ impl PostgresStore {
             }
         };
         Ok(PostgresStore {
-            client: RefCell::new(client),
+            client: RefCell::new(Some(client)),
             writes,
             url: shown,
         })
@@ -91,6 +92,12 @@ impl PostgresStore {
     /// The URL, password masked.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The connection (borrowed for one call; a store is used by one thread at a time).
+    pub(super) fn conn(&self) -> Result<RefMut<'_, Client>, StoreError> {
+        RefMut::filter_map(self.client.borrow_mut(), Option::as_mut)
+            .map_err(|_| StoreError::PostgresUrl(format!("{}: connection closed", self.url)))
     }
 
     fn writes(&self) -> Result<&Writes, StoreError> {
@@ -106,7 +113,7 @@ impl PostgresStore {
             writes.timings.clone(),
             writes.feedback.clone(),
         );
-        let mut client = self.client.borrow_mut();
+        let mut client = self.conn()?;
         let mut tx = client.transaction()?;
         let mut changed = 0;
         if !records.is_empty() {
@@ -142,8 +149,36 @@ impl PostgresStore {
         params: &[&(dyn postgres::types::ToSql + Sync)],
         read: impl FnOnce(&postgres::Row) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let row = self.client.borrow_mut().query_opt(sql, params)?;
+        let row = self.conn()?.query_opt(sql, params)?;
         row.as_ref().map(read).transpose()
+    }
+}
+
+impl Drop for PostgresStore {
+    /// `postgres::Client` closes its connection by blocking on a runtime of its own, which
+    /// panics on a thread that drives an async runtime, where a beacon lookup's store can be
+    /// dropped (with the app, at a reload or shutdown). There it closes on a short thread.
+    fn drop(&mut self) {
+        let Some(client) = self.client.get_mut().take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            drop(client);
+            return;
+        }
+        // Shared with the thread so that a failed spawn (which drops its closure here) does
+        // not drop the client here.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(client)));
+        let moved = std::sync::Arc::clone(&slot);
+        let closing = std::thread::Builder::new()
+            .name("aloud-pg-close".into())
+            .spawn(move || drop(moved.lock().map(|mut c| c.take())));
+        if let Err(e) = closing {
+            if let Some(client) = slot.lock().ok().and_then(|mut c| c.take()) {
+                std::mem::forget(client);
+            }
+            tracing::warn!(error = %e, "capture database connection left to the OS to close");
+        }
     }
 }
 
@@ -203,7 +238,7 @@ impl Store for PostgresStore {
     }
 
     fn get(&self, id: &str) -> Result<Vec<CaptureRecord>, StoreError> {
-        let rows = self.client.borrow_mut().query(
+        let rows = self.conn()?.query(
             "SELECT record FROM captures WHERE id = $1 ORDER BY attempt",
             &[&id],
         )?;
@@ -213,11 +248,11 @@ impl Store for PostgresStore {
     }
 
     fn query(&self, filter: &Filter) -> Result<Records<'_>, StoreError> {
-        Ok(Box::new(query::Pages::new(&self.client, filter)))
+        Ok(Box::new(query::Pages::new(self, filter)))
     }
 
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
-        self.client.get_mut().execute(
+        self.conn()?.execute(
             UPSERT_TIMINGS,
             &[&id, &timings.to_string(), &None::<String>],
         )?;
@@ -231,7 +266,7 @@ impl Store for PostgresStore {
         label: Option<String>,
         comment: Option<String>,
     ) -> Result<(), StoreError> {
-        self.client.get_mut().execute(
+        self.conn()?.execute(
             UPSERT_FEEDBACK,
             &[
                 &id,
@@ -270,9 +305,11 @@ impl Store for PostgresStore {
 
     fn exists(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
-            .one_row("SELECT 1 FROM captures WHERE id = $1 LIMIT 1", &[&id], |_| {
-                Ok(())
-            })?
+            .one_row(
+                "SELECT 1 FROM captures WHERE id = $1 LIMIT 1",
+                &[&id],
+                |_| Ok(()),
+            )?
             .is_some())
     }
 

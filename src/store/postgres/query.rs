@@ -2,10 +2,9 @@
 //! SQLite's `query.rs`, one short statement per page.
 
 use super::super::{Filter, StoreError};
+use super::PostgresStore;
 use crate::record::CaptureRecord;
-use postgres::Client;
 use postgres::types::ToSql;
-use std::cell::RefCell;
 use std::collections::VecDeque;
 
 /// Records per page.
@@ -29,7 +28,7 @@ impl Param {
 }
 
 pub(super) struct Pages<'a> {
-    client: &'a RefCell<Client>,
+    store: &'a PostgresStore,
     sql: String,
     params: Vec<Param>,
     after: (i64, i64),
@@ -39,7 +38,7 @@ pub(super) struct Pages<'a> {
 }
 
 impl<'a> Pages<'a> {
-    pub(super) fn new(client: &'a RefCell<Client>, filter: &Filter) -> Pages<'a> {
+    pub(super) fn new(store: &'a PostgresStore, filter: &Filter) -> Pages<'a> {
         let mut conditions = vec!["(c.started_at_ms, c.seq) > ($1, $2)".to_string()];
         let mut params = Vec::new();
         let mut push = |condition: &str, value: Param| {
@@ -70,7 +69,7 @@ impl<'a> Pages<'a> {
             conditions.join(" AND ")
         );
         Pages {
-            client,
+            store,
             sql,
             params,
             after: (i64::MIN, i64::MIN),
@@ -85,7 +84,7 @@ impl<'a> Pages<'a> {
         let limit = i64::try_from(want).unwrap_or(i64::MAX);
         let mut all: Vec<&(dyn ToSql + Sync)> = vec![&self.after.0, &self.after.1, &limit];
         all.extend(self.params.iter().map(Param::sql));
-        let rows = self.client.borrow_mut().query(&self.sql, &all)?;
+        let rows = self.store.conn()?.query(&self.sql, &all)?;
         let got = rows.len();
         for row in rows {
             self.after = (row.get(0), row.get(1));

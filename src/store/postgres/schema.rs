@@ -11,7 +11,7 @@ use postgres::{Client, GenericClient};
 
 /// The advisory lock key migrations take ("aloud" in ASCII, so other users' keys are unlikely
 /// to meet it).
-const LOCK_KEY: i64 = 0x616c_6f75_64;
+const LOCK_KEY: i64 = 0x61_6c6f_7564;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -105,9 +105,13 @@ pub fn check(client: &mut Client, url: &str) -> Result<(), StoreError> {
             known: VERSION,
         }),
         Ok(Some(found)) if found > 0 => Ok(()),
-        Ok(_) => Err(StoreError::PostgresNoSchema { url: url.to_owned() }),
+        Ok(_) => Err(StoreError::PostgresNoSchema {
+            url: url.to_owned(),
+        }),
         Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
-            Err(StoreError::PostgresNoSchema { url: url.to_owned() })
+            Err(StoreError::PostgresNoSchema {
+                url: url.to_owned(),
+            })
         }
         Err(e) => Err(e.into()),
     }
