@@ -125,3 +125,316 @@ async fn a_spill_replayed_twice_never_duplicates() {
     }
     assert_eq!(count_ids(&pg, &raw), ("400".into(), "400".into()));
 }
+
+/// The real binary: `aloud serve` with `database_env` naming the URL captures every request
+/// (and a beacon) into Postgres, never logging the password; `aloud stats` and `aloud export`
+/// with `--database postgres://...` count every request once.
+#[tokio::test]
+async fn the_binary_serves_into_postgres_and_stats_and_export_read_it() {
+    let Some(pg) = postgres::shared("the_binary_serves_into_postgres_and_stats_and_export_read_it")
+    else {
+        return;
+    };
+    let url = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nshutdown_grace = \"5s\"\n\
+             [capture]\ndatabase_env = \"ALOUD_TEST_DATABASE\"\nspill_dir = \"{}\"\nflush_interval = \"50ms\"\n\
+             [[routes]]\nname = \"sim\"\nprefix = \"/sim\"\nupstream = \"builtin:simulator\"\napi = \"openai\"\n",
+            dir.path().join("spill").display()
+        ),
+    )
+    .unwrap();
+    let mut aloud = support::binary::Binary::start(&config, &[("ALOUD_TEST_DATABASE", &url)]).await;
+    let base = format!("http://{}", aloud.addr);
+    let n = 12;
+    for i in 0..n {
+        let id = format!("pg-binary-request-{i:04}");
+        let chat = serde_json::json!({"model": "gpt-sim", "stream": i % 2 == 0, "messages": [{"role": "user", "content": "hi"}]});
+        let h = [
+            ("content-type", "application/json"),
+            ("aloud-request-id", id.as_str()),
+            ("x-sim-think-ms", "20"),
+            ("x-sim-tokens", "3"),
+            ("x-sim-token-ms", "2"),
+        ];
+        let r = support::post(
+            &format!("{base}/sim/v1/chat/completions"),
+            &h,
+            chat.to_string(),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        support::body_bytes(r).await;
+    }
+    let beacon = format!("{base}/aloud/v1/requests/pg-binary-request-0003/feedback");
+    let r = support::post(
+        &beacon,
+        &[("content-type", "text/plain")],
+        r#"{"score": 1}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    aloud.signal("TERM");
+    let status = aloud.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "aloud exited with {status}");
+    let log = aloud.log().join("\n");
+    assert!(
+        !log.contains(postgres::PASSWORD),
+        "the password was logged:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "postgres://{}:***@127.0.0.1:{}",
+            postgres::USER,
+            pg.port()
+        )),
+        "the masked URL is logged:\n{log}"
+    );
+
+    let bin = env!("CARGO_BIN_EXE_aloud");
+    let stats = std::process::Command::new(bin)
+        .args(["stats", "--json", "--database", &url])
+        .output()
+        .unwrap();
+    assert!(
+        stats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(rows[0]["count"], n, "{rows:#}");
+    let out = dir.path().join("export.jsonl");
+    let export = std::process::Command::new(bin)
+        .args([
+            "export",
+            "--format",
+            "chat-jsonl",
+            "--min-score",
+            "1",
+            "--database",
+            &url,
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().lines().count(),
+        1,
+        "the one with feedback"
+    );
+    let export = std::process::Command::new(bin)
+        .args(["export", "--format", "csv", "--database", &url])
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let csv = String::from_utf8(export.stdout).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        n + 1,
+        "a header and one line per request:\n{csv}"
+    );
+    let db = database_name(&url);
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT count(DISTINCT id) || ' ' || count(*) FROM captures"
+        ),
+        format!("{n} {n}")
+    );
+    // A database without the capture tables is an error that says so, not an empty result.
+    let empty = pg.fresh_database();
+    let stats = std::process::Command::new(bin)
+        .args(["stats", "--database", &empty])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&stats.stderr);
+    assert!(
+        !stats.status.success() && err.contains("no capture tables"),
+        "{err}"
+    );
+    assert!(!err.contains(postgres::PASSWORD), "{err}");
+}
+
+/// A CA and a server certificate for `names` (SAN entries like `DNS:db.internal`), made with
+/// the openssl CLI; returns (CA PEM path, server cert PEM, server key PEM).
+fn certificates(
+    dir: &std::path::Path,
+    tag: &str,
+    names: &str,
+) -> (std::path::PathBuf, String, String) {
+    let p = |f: &str| dir.join(format!("{tag}-{f}"));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let s = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            &s(p("ca.key")),
+            "-out",
+            &s(p("ca.pem")),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=aloud test CA {tag}"),
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req", "-new"][..],
+        &ec,
+        &[
+            "-keyout",
+            &s(p("server.key")),
+            "-out",
+            &s(p("server.csr")),
+            "-subj",
+            "/CN=postgres",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        p("ext"),
+        format!("subjectAltName={names}\nbasicConstraints=CA:FALSE\n"),
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(p("server.csr")),
+        "-CA",
+        &s(p("ca.pem")),
+        "-CAkey",
+        &s(p("ca.key")),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &s(p("ext")),
+        "-out",
+        &s(p("server.pem")),
+    ]);
+    (
+        p("ca.pem"),
+        std::fs::read_to_string(p("server.pem")).unwrap(),
+        std::fs::read_to_string(p("server.key")).unwrap(),
+    )
+}
+
+/// Whether the connection `url` opens is encrypted, or the connect error.
+fn ssl_in_use(url: &str) -> Result<bool, String> {
+    let url = PostgresUrl::parse(url).map_err(|e| e.to_string())?;
+    let mut client = aloud::store::postgres::connect::connect(&url).map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(row.get(0))
+}
+
+/// `sslmode` as libpq means it: `require` encrypts without checking, `verify-ca` checks the
+/// chain, `verify-full` the chain and the host name, `disable` stays plain; and the store
+/// writes over TLS.
+#[test]
+fn sslmode_decides_tls_and_what_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server's certificate names db.internal, not 127.0.0.1.
+    let (ca, cert, key) = certificates(dir.path(), "right", "DNS:db.internal");
+    let (other_ca, _, _) = certificates(dir.path(), "other", "DNS:db.internal");
+    let options = postgres::Options {
+        tls: Some((cert, key)),
+    };
+    let Some(pg) = postgres::start_with("sslmode_decides_tls_and_what_is_checked", options) else {
+        return;
+    };
+    let base = pg.fresh_database();
+    let with = |q: &str| format!("{base}?{q}");
+    let root = |p: &std::path::Path| p.to_str().unwrap().replace('/', "%2F");
+    assert_eq!(ssl_in_use(&with("sslmode=require")), Ok(true));
+    assert_eq!(
+        ssl_in_use(&base),
+        Ok(true),
+        "prefer, the default, takes TLS when offered"
+    );
+    assert_eq!(ssl_in_use(&with("sslmode=disable")), Ok(false));
+    assert_eq!(
+        ssl_in_use(&with(&format!(
+            "sslmode=verify-ca&sslrootcert={}",
+            root(&ca)
+        ))),
+        Ok(true)
+    );
+    let wrong_ca = ssl_in_use(&with(&format!(
+        "sslmode=verify-ca&sslrootcert={}",
+        root(&other_ca)
+    )));
+    assert!(wrong_ca.is_err(), "{wrong_ca:?}");
+    let wrong_name = ssl_in_use(&with(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        root(&ca)
+    )));
+    assert!(
+        wrong_name
+            .as_ref()
+            .is_err_and(|e| e.contains("cannot connect")),
+        "{wrong_name:?}"
+    );
+    let no_roots = ssl_in_use(&with("sslmode=verify-ca"));
+    assert!(
+        no_roots.is_err(),
+        "the web's roots do not know the test CA: {no_roots:?}"
+    );
+
+    let url = PostgresUrl::parse(&with("sslmode=require")).unwrap();
+    let mut store = PostgresStore::open(&url, Access::ReadWrite).unwrap();
+    use aloud::store::Store;
+    assert_eq!(
+        store
+            .insert_batch(&[record("pg-tls-000001", 1, 1, 1000)])
+            .unwrap(),
+        1
+    );
+    assert!(store.exists("pg-tls-000001").unwrap());
+
+    // A server without TLS: require fails, prefer falls back.
+    let Some(plain) = postgres::shared("sslmode_decides_tls_and_what_is_checked") else {
+        return;
+    };
+    let plain_url = plain.fresh_database();
+    assert!(ssl_in_use(&format!("{plain_url}?sslmode=require")).is_err());
+    assert_eq!(ssl_in_use(&plain_url), Ok(false));
+}
