@@ -18,7 +18,7 @@
 //! simulator/           a fake reasoning model speaking five apis (a server of its own)
 //! export/              eval dataset formats (pure)
 //! capture/             the recorder, redaction, stats, the batching writer
-//! store/               the only code that knows SQL: the capture database and its schema
+//! store/               the only code that knows SQL: the capture database (SQLite or Postgres)
 //! record               the capture record, plain data
 //! progress/            progress state machine, label ladders, side-channel hub, event bytes
 //! config/              raw TOML -> validated config; durations, sizes, env access, tokens

@@ -15,7 +15,9 @@ const LOCK_KEY: i64 = 0x61_6c6f_7564;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
-    // 1: captures, client timings and feedback, with owners; as SQLite's version 3.
+    // 1: captures, client timings and feedback, with owners; as SQLite's version 3. Rows up to
+    // a page stay inline and uncompressed (the default target, 2 KB, would compress every
+    // typical record on the writer's critical path; larger ones are still compressed).
     "CREATE TABLE captures (
         seq                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         id                 TEXT    NOT NULL,
@@ -44,7 +46,7 @@ const MIGRATIONS: &[&str] = &[
         record             TEXT    NOT NULL,
         owner              TEXT,
         UNIQUE (id, attempt)
-    );
+    ) WITH (toast_tuple_target = 8160);
     CREATE INDEX captures_started_at ON captures (started_at_ms, seq);
     CREATE INDEX captures_route ON captures (route, started_at_ms);
     CREATE INDEX captures_model ON captures (model, started_at_ms);
