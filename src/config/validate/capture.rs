@@ -107,3 +107,61 @@ fn check_url(url: &PostgresUrl) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| format!("not a valid Postgres URL ({url}): {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Database, MapEnv, SslMode};
+    use std::path::Path;
+
+    const ROUTE: &str = "[[routes]]\nname = \"a\"\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:9\"\napi = \"openai\"\n";
+
+    fn parse(capture: &str, env: &MapEnv) -> Result<Config, String> {
+        Config::parse(
+            &format!("[capture]\n{capture}\n{ROUTE}"),
+            Path::new("t.toml"),
+            env,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn database_env_holds_the_url_and_the_password_stays_out_of_errors() {
+        let env = MapEnv::default().with(
+            "DB",
+            "postgresql://aloud:hunter2@db.internal/capture?sslmode=verify-full",
+        );
+        let c = parse("database_env = \"DB\"", &env).unwrap();
+        let Database::Postgres(url) = &c.capture.database else {
+            panic!("not postgres: {:?}", c.capture.database)
+        };
+        assert_eq!(url.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(c.capture.spill_dir, Path::new("aloud-capture.spill"));
+        assert!(!format!("{:?}", c.capture).contains("hunter2"));
+
+        let unset = parse("database_env = \"NOPE\"", &MapEnv::default()).unwrap_err();
+        assert!(
+            unset.contains("capture.database_env") && unset.contains("NOPE is not set"),
+            "{unset}"
+        );
+        let both = parse("database = \"a.db\"\ndatabase_env = \"DB\"", &env).unwrap_err();
+        assert!(both.contains("not both"), "{both}");
+        let bad = MapEnv::default().with("DB", "postgres://aloud:hunter2@db:notaport/x");
+        let bad = parse("database_env = \"DB\"", &bad).unwrap_err();
+        assert!(
+            bad.contains("not a valid Postgres URL") && !bad.contains("hunter2"),
+            "{bad}"
+        );
+        let mode = parse("database = \"postgres://h/db?sslmode=maybe\"", &env).unwrap_err();
+        assert!(mode.contains("sslmode"), "{mode}");
+    }
+
+    #[test]
+    fn a_path_stays_sqlite_with_its_spill_beside_it() {
+        let c = parse("database = \"/var/lib/aloud/c.db\"", &MapEnv::default()).unwrap();
+        assert_eq!(
+            c.capture.database,
+            Database::Sqlite("/var/lib/aloud/c.db".into())
+        );
+        assert_eq!(c.capture.spill_dir, Path::new("/var/lib/aloud/c.db.spill"));
+    }
+}
