@@ -1,8 +1,10 @@
-//! Capture write throughput into SQLite: the store alone (batches of 256 in one transaction)
-//! and the whole writer (submit → queue → batching thread → store, then `flush`).
+//! Capture write throughput into SQLite or Postgres: the store alone (batches of 256 in one
+//! transaction) and the whole writer (submit → queue → batching thread → store, then `flush`).
 //!
 //! `cargo run --release --example writer_bench -- --records 100000 --size 2048`
-//! (`--size` takes a comma-separated list, e.g. `--size 2048,30720`; `--queue-mib` sets the
+//! (`--database postgres://user:password@127.0.0.1:5432/db` writes into Postgres instead of a
+//! temporary SQLite file; `benches/pg_writer.sh` starts a local one and runs this;
+//! `--size` takes a comma-separated list, e.g. `--size 2048,30720`; `--queue-mib` sets the
 //! writer's queue bound, default 64: a burst larger than the queue overflows to the spill, and
 //! the figure then includes the replay).
 #![allow(
@@ -15,15 +17,18 @@ use aloud::capture::{
     CaptureLevel, CaptureRecord, CaptureWriter, Delta, DeltaKind, Outcome, Reassembled, Timings,
     WriterConfig,
 };
-use aloud::store::{SqliteStore, Store};
+use aloud::config::Database;
+use aloud::store::{Store, open_writer};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-fn record(i: usize, size: usize) -> CaptureRecord {
+/// A record of about `size` bytes; `tag` keeps ids unique across phases and runs (a Postgres
+/// database outlives the run, and a repeated id would be skipped, not written).
+fn record(i: usize, size: usize, tag: &str) -> CaptureRecord {
     // About a third in the request, a third in the answer; deltas are offsets into it.
     let third = size.saturating_sub(900) / 3;
     CaptureRecord {
-        id: format!("{i:012}-{:x}", i.wrapping_mul(0x9e37_79b9)),
+        id: format!("{tag}-{i:012}-{:x}", i.wrapping_mul(0x9e37_79b9)),
         attempt: 1,
         owner: None,
         started_at_ms: 1_760_000_000_000 + i as i64,
@@ -90,37 +95,61 @@ async fn main() {
         .split(',')
         .map(|s| s.trim().parse().unwrap())
         .collect();
+    let postgres = arg("--database").map(|url| Database::parse(&url).unwrap());
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    println!(
+        "database: {}",
+        postgres
+            .as_ref()
+            .map_or_else(|| "SQLite (temporary file)".to_owned(), |d| d.to_string())
+    );
     for size in sizes {
-        let batch: Vec<CaptureRecord> = (0..records).map(|i| record(i, size)).collect();
+        let tag = format!("{run}-{size}");
+        let batch: Vec<CaptureRecord> = (0..records)
+            .map(|i| record(i, size, &format!("{tag}s")))
+            .collect();
         let json_bytes = serde_json::to_string(&batch[0]).unwrap().len();
         println!("records: {records}, target size {size} B, serialized {json_bytes} B");
-
-        // The store alone.
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(dir.path().join("bench.db")).unwrap();
-        let started = Instant::now();
-        for chunk in batch.chunks(256) {
-            store.insert_batch(chunk).unwrap();
-        }
-        let elapsed = started.elapsed();
+        let database = |name: &str| {
+            postgres
+                .clone()
+                .unwrap_or_else(|| Database::Sqlite(dir.path().join(name)))
+        };
+
+        // The store alone (a blocking client: off the runtime).
+        let store_db = database("store.db");
+        let elapsed = tokio::task::spawn_blocking(move || {
+            let mut store = open_writer(&store_db).unwrap();
+            let started = Instant::now();
+            for chunk in batch.chunks(256) {
+                store.insert_batch(chunk).unwrap();
+            }
+            started.elapsed()
+        })
+        .await
+        .unwrap();
         println!(
             "  store.insert_batch(256): {:>9.0} records/s  {:>7.1} MB/s  ({:.2?})",
             rate(records, elapsed),
             rate(records * json_bytes, elapsed) / 1e6,
             elapsed
         );
-        drop(store);
 
         // The whole writer.
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("bench.db");
-        drop(SqliteStore::open(&db).unwrap());
+        let batch: Vec<CaptureRecord> = (0..records)
+            .map(|i| record(i, size, &format!("{tag}w")))
+            .collect();
+        let db = database("writer.db");
         let writer = CaptureWriter::start(
             WriterConfig {
                 queue_bytes: queue_mib << 20,
                 ..WriterConfig::with_spill_dir(dir.path().join("spill"))
             },
-            move || SqliteStore::open(&db),
+            move || open_writer(&db),
         )
         .unwrap();
         let started = Instant::now();

@@ -17,10 +17,10 @@
 //! telemetry/           OTLP traces: W3C trace context, spans per GenAI conventions, the exporter
 //! simulator/           a fake reasoning model speaking five apis (a server of its own)
 //! export/              eval dataset formats (pure)
-//! capture/             the recorder, redaction, stats, the batching writer
-//! store/               the only code that knows SQL: the capture database and its schema
-//! record               the capture record, plain data
 //! cluster/             the side channel across replicas: Postgres LISTEN/NOTIFY between replicas
+//! capture/             the recorder, redaction, stats, the batching writer
+//! store/               the only code that knows SQL: the capture database (SQLite or Postgres)
+//! record               the capture record, plain data
 //! progress/            progress state machine, label ladders, side-channel hub, event bytes
 //! config/              raw TOML -> validated config; durations, sizes, env access, tokens
 //! apis/                what differs per provider: envelopes, credentials, answer and stream readers

@@ -91,7 +91,7 @@ fn documented_defaults_are_the_real_defaults() {
             .to_owned()
     };
     let c = &config.capture;
-    assert_eq!(quoted("capture", "database"), c.database.to_str().unwrap());
+    assert_eq!(quoted("capture", "database"), c.database.to_string());
     assert_eq!(
         parse_size(&quoted("capture", "spill_max")).unwrap(),
         c.spill_max

@@ -29,7 +29,7 @@ fn bad_configs_name_file_line_column_and_key() {
         ),
         (
             "[cluster]\nenabled = true\ndatabase = \"aloud.db\"\n".to_owned() + ROUTE,
-            "bad.toml:3:12: cluster.database: not a Postgres URL",
+            "bad.toml:3:12: cluster.database: a Postgres URL starts with postgres:// or postgresql://",
         ),
         (
             "[cluster]\nenabled = true\ndatabase_env = \"PG_URL\"\n".to_owned() + ROUTE,

@@ -25,6 +25,10 @@ pub fn secrets(config: &Config) -> Vec<String> {
                 .as_ref()
                 .and_then(|u| u.password().map(str::to_owned)),
         )
+        .chain(match &config.capture.database {
+            crate::config::Database::Postgres(u) => u.password().map(str::to_owned),
+            crate::config::Database::Sqlite(_) => None,
+        })
         .filter(|s| !s.is_empty())
         .collect()
 }

@@ -4,23 +4,24 @@
 use super::beacon::{ClientTimings, Feedback as BeaconFeedback};
 use super::writer::CaptureWriter;
 use super::{CaptureRecord, CaptureSink};
-use crate::config::Owner;
-use crate::store::{Feedback, SqliteOptions, SqliteStore, Store};
-use std::path::PathBuf;
+use crate::config::{Database, Owner};
+use crate::store::{Feedback, Store, open_reader};
 use std::sync::Mutex;
 
 pub struct WriterSink {
     writer: CaptureWriter,
-    database: PathBuf,
-    /// A read-only connection for `known`, opened on first use.
-    lookup: Mutex<Option<SqliteStore>>,
+    database: Database,
+    /// A read-only connection for `known`, opened on first use. With a shared (Postgres)
+    /// database it sees what every replica wrote, so a beacon joins its exchange whichever
+    /// replica served it.
+    lookup: Mutex<Option<Box<dyn Store>>>,
 }
 
 impl WriterSink {
-    pub fn new(writer: CaptureWriter, database: PathBuf) -> Self {
+    pub fn new(writer: CaptureWriter, database: impl Into<Database>) -> Self {
         WriterSink {
             writer,
-            database,
+            database: database.into(),
             lookup: Mutex::new(None),
         }
     }
@@ -32,11 +33,7 @@ impl WriterSink {
     fn stored(&self, id: &str, owner: Option<Owner>) -> bool {
         let mut lookup = self.lookup.lock().unwrap_or_else(|p| p.into_inner());
         if lookup.is_none() {
-            let options = SqliteOptions {
-                read_only: true,
-                ..SqliteOptions::default()
-            };
-            match SqliteStore::open_with(&self.database, &options) {
+            match open_reader(&self.database) {
                 Ok(s) => *lookup = Some(s),
                 Err(e) => {
                     tracing::debug!(error = %e, "capture database not readable for a lookup");

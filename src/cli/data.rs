@@ -4,9 +4,9 @@
 use crate::capture::CaptureRecord;
 use crate::capture::stats::{GroupBy, Stats, render_json, render_table};
 use crate::config::units::parse_duration;
-use crate::config::{Config, ProcessEnv};
+use crate::config::{Config, Database, ProcessEnv};
 use crate::export::{Exporter, Format};
-use crate::store::{Filter, SqliteOptions, SqliteStore, Store};
+use crate::store::{Filter, Store, open_reader};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,9 +17,9 @@ pub struct DbArgs {
     /// Config file whose `[capture] database` to read (found as for `serve`).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The capture database, overriding the config.
+    /// The capture database, overriding the config: a SQLite file or a postgres:// URL.
     #[arg(long)]
-    pub database: Option<PathBuf>,
+    pub database: Option<String>,
 }
 
 /// Which records.
@@ -47,27 +47,25 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn database(args: &DbArgs) -> Result<PathBuf, String> {
+fn database(args: &DbArgs) -> Result<Database, String> {
     if let Some(db) = &args.database {
-        return Ok(db.clone());
+        return Database::parse(db).map_err(|e| format!("--database: {e}"));
     }
     Config::discover(args.config.as_deref(), &ProcessEnv)
         .map(|c| c.capture.database)
         .map_err(|e| e.to_string())
 }
 
-fn open(path: &Path) -> Result<SqliteStore, String> {
-    if !path.exists() {
+fn open(database: &Database) -> Result<Box<dyn Store>, String> {
+    if let Some(path) = database.sqlite_path()
+        && !path.exists()
+    {
         return Err(format!(
             "no capture database at {} (run `aloud serve` first, or pass --database)",
             path.display()
         ));
     }
-    let options = SqliteOptions {
-        read_only: true,
-        ..SqliteOptions::default()
-    };
-    SqliteStore::open_with(path, &options).map_err(|e| e.to_string())
+    open_reader(database).map_err(|e| e.to_string())
 }
 
 fn filter(args: &FilterArgs) -> Result<Filter, String> {

@@ -14,7 +14,7 @@ use futures_util::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 /// Messages waiting for the link at most (a full queue drops remote events, never waits).
@@ -93,8 +93,11 @@ async fn session(
     stop: &CancellationToken,
     status: &mut Status,
 ) -> Ended {
-    let mut config: tokio_postgres::Config = match url.expose().parse() {
-        Ok(c) => c,
+    // The same driver settings and TLS (`sslmode`) as the capture store.
+    let (mut config, tls) = match crate::store::postgres::connect::driver_config(url)
+        .and_then(|c| crate::store::postgres::connect::make_tls(url).map(|t| (c, t)))
+    {
+        Ok(pair) => pair,
         Err(e) => return Ended::Failed(e.to_string()),
     };
     if config.get_connect_timeout().is_none() {
@@ -105,7 +108,7 @@ async fn session(
         .keepalives_idle(KEEPALIVE)
         .application_name("aloud-cluster");
     let connected = tokio::select! {
-        c = config.connect(NoTls) => c,
+        c = config.connect(tls) => c,
         () = stop.cancelled() => return Ended::Stopped,
     };
     let (client, mut connection) = match connected {

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file parsed strictly (`raw`), then validated into these types.
 
 pub mod connect;
+pub mod database;
 pub mod env;
 pub mod raw;
 pub mod tls;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use connect::{Connect, EgressProxy, Identity};
+pub use database::{Database, PostgresUrl, SslMode};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use tokens::Owner;
 
@@ -47,6 +49,8 @@ pub mod defaults {
     pub const AWAIT_REQUEST: Duration = Duration::from_secs(30);
     pub const CAPTURE_MAX_BODY: u64 = 1 << 20;
     pub const DATABASE: &str = "aloud.db";
+    /// The spill directory when capture goes to Postgres (relative to the working directory).
+    pub const POSTGRES_SPILL_DIR: &str = "aloud-capture.spill";
     pub const SPILL_MAX: u64 = 1 << 30;
     pub const QUEUE_MAX: u64 = 64 << 20;
     pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
@@ -83,7 +87,7 @@ pub struct AdminConfig {
 
 /// The side channel across replicas (`[cluster]`): Postgres LISTEN/NOTIFY between aloud
 /// processes that share one database.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClusterConfig {
     /// The Postgres the replicas meet in; `None` when `[cluster]` is off.
     pub database: Option<PostgresUrl>,
@@ -92,50 +96,6 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     pub fn enabled(&self) -> bool {
         self.database.is_some()
-    }
-}
-
-/// A `postgres://` URL. Its `Debug` and `Display` hide the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PostgresUrl(String);
-
-impl PostgresUrl {
-    /// The URL when `text` is a `postgres://` or `postgresql://` one.
-    pub fn parse(text: &str) -> Option<PostgresUrl> {
-        let text = text.trim();
-        let lower = text.to_ascii_lowercase();
-        (lower.starts_with("postgres://") || lower.starts_with("postgresql://"))
-            .then(|| PostgresUrl(text.to_owned()))
-    }
-
-    /// The URL as written, password included: for the client only, never for a log.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The password, if the URL has one (for the redactor's list of secrets).
-    pub fn password(&self) -> Option<&str> {
-        let (_, rest) = self.0.split_once("://")?;
-        let userinfo = rest.split(['/', '?']).next()?.rsplit_once('@')?.0;
-        userinfo
-            .split_once(':')
-            .map(|(_, p)| p)
-            .filter(|p| !p.is_empty())
-    }
-}
-
-impl std::fmt::Display for PostgresUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.password() {
-            Some(p) => f.write_str(&self.0.replacen(&format!(":{p}@"), ":***@", 1)),
-            None => f.write_str(&self.0),
-        }
-    }
-}
-
-impl std::fmt::Debug for PostgresUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PostgresUrl({self})")
     }
 }
 
@@ -157,8 +117,8 @@ pub struct TelemetryConfig {
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
     pub enabled: bool,
-    /// The SQLite database file.
-    pub database: PathBuf,
+    /// The SQLite file or the Postgres database (`database`, or the URL in `database_env`).
+    pub database: Database,
     /// Where records wait while the database is unavailable.
     pub spill_dir: PathBuf,
     /// Spill size past which records are dropped (counted and logged).

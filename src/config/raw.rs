@@ -71,6 +71,7 @@ pub struct RawRung {
 pub struct RawCapture {
     pub enabled: Option<bool>,
     pub database: Option<Spanned<String>>,
+    pub database_env: Option<Spanned<String>>,
     pub spill_dir: Option<Spanned<String>>,
     pub spill_max: Option<Size>,
     pub queue_max: Option<Size>,

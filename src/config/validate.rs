@@ -2,17 +2,17 @@
 
 use super::raw::{RawConfig, RawLimits, RawRoute};
 use super::{
-    BUILTIN_SIMULATOR, CaptureConfig, Config, ConfigError, CorsConfig, Env, HttpUpstream, Limits,
-    ProgressConfig, RedactConfig, Route, ServerConfig, Upstream, defaults,
+    BUILTIN_SIMULATOR, Config, ConfigError, CorsConfig, Env, HttpUpstream, Limits, ProgressConfig,
+    Route, ServerConfig, Upstream, defaults,
 };
 use crate::apis::stream::Phase;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
-use std::path::PathBuf;
 use toml::Spanned;
 
 mod admin;
+mod capture;
 mod cluster;
 mod connect;
 mod telemetry;
@@ -148,10 +148,10 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, 
         tls: tls::server_tls(s.tls_cert.as_ref(), s.tls_key.as_ref(), ctx)?,
     };
     let progress = progress(raw.progress, ctx)?;
-    let capture = capture(raw.capture, ctx)?;
+    let capture = capture::capture(raw.capture, ctx, env)?;
     let admin = admin::admin(raw.admin, ctx, env)?;
     let telemetry = telemetry::telemetry(raw.telemetry, ctx, env)?;
-    let cluster = cluster::cluster(raw.cluster, ctx, env)?;
+    let cluster = cluster::cluster(raw.cluster, &capture.database, ctx, env)?;
     let cors = CorsConfig {
         origins: raw
             .cors
@@ -354,62 +354,6 @@ fn progress(raw: super::raw::RawProgress, ctx: &Ctx<'_>) -> Result<ProgressConfi
         max_wrap_body: raw.max_wrap_body.map_or(defaults::MAX_WRAP_BODY, |s| s.0),
         max_wrap_total: raw.max_wrap_total.map_or(defaults::MAX_WRAP_TOTAL, |s| s.0),
         labels,
-    })
-}
-
-fn capture(raw: super::raw::RawCapture, ctx: &Ctx<'_>) -> Result<CaptureConfig, ConfigError> {
-    let database = raw
-        .database
-        .as_ref()
-        .map_or_else(|| defaults::DATABASE.to_owned(), |d| d.get_ref().clone());
-    if database.is_empty() {
-        let span = raw.database.as_ref().map(|d| d.span());
-        return Err(ctx.err(
-            span,
-            "capture.database",
-            "must name a file (turn capture off with capture.enabled = false)",
-        ));
-    }
-    let spill_dir = raw
-        .spill_dir
-        .as_ref()
-        .map_or_else(|| format!("{database}.spill"), |d| d.get_ref().clone());
-    for p in &raw.redact.patterns {
-        if let Err(e) = regex_syntax_ok(p.get_ref()) {
-            return Err(ctx.err(
-                Some(p.span()),
-                "capture.redact.patterns",
-                format!("invalid regular expression: {e}"),
-            ));
-        }
-    }
-    let batch_max = match &raw.batch_max {
-        Some(n) if *n.get_ref() == 0 => {
-            return Err(ctx.err(Some(n.span()), "capture.batch_max", "must be at least 1"));
-        }
-        Some(n) => *n.get_ref() as usize,
-        None => defaults::BATCH_MAX as usize,
-    };
-    Ok(CaptureConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        database: PathBuf::from(database),
-        spill_dir: PathBuf::from(spill_dir),
-        spill_max: raw.spill_max.map_or(defaults::SPILL_MAX, |s| s.0),
-        queue_max: raw.queue_max.map_or(defaults::QUEUE_MAX, |s| s.0),
-        flush_interval: raw.flush_interval.map_or(defaults::FLUSH_INTERVAL, |d| d.0),
-        batch_max,
-        redact: RedactConfig {
-            json_paths: raw.redact.json_paths,
-            patterns: raw
-                .redact
-                .patterns
-                .into_iter()
-                .map(|p| p.into_inner())
-                .collect(),
-            emails: raw.redact.emails.unwrap_or(true),
-            card_numbers: raw.redact.card_numbers.unwrap_or(true),
-            api_keys: raw.redact.api_keys.unwrap_or(true),
-        },
     })
 }
 

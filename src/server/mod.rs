@@ -15,7 +15,7 @@ use crate::capture::{CaptureSink, CaptureWriter, WriterConfig};
 use crate::config::CaptureLevel;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::SqliteStore;
+use crate::store::open_writer;
 use crate::telemetry::Telemetry;
 use reload::Reloader;
 use std::future::Future;
@@ -249,10 +249,11 @@ fn start_capture(config: &Config) -> io::Result<Option<Started>> {
         ..WriterConfig::default()
     };
     let database = c.database.clone();
-    let open_path = database.clone();
-    let writer = CaptureWriter::start(writer_config, move || SqliteStore::open(&open_path))
+    let open_database = database.clone();
+    let writer = CaptureWriter::start(writer_config, move || open_writer(&open_database))
         .map_err(|e| io::Error::other(format!("cannot start capture: {e}")))?;
-    tracing::info!(database = %database.display(), spill = %c.spill_dir.display(), "capturing exchanges");
+    // Displayed with its password masked.
+    tracing::info!(%database, spill = %c.spill_dir.display(), "capturing exchanges");
     let sink = Arc::new(WriterSink::new(writer.clone(), database));
     Ok(Some((sink, writer, live)))
 }

@@ -18,7 +18,11 @@ pub enum StoreErrorKind {
     SchemaTooNew,
     /// A stored record could not be encoded or decoded.
     Json,
-    /// Anything else SQLite reported.
+    /// The database cannot be reached (refused, reset, timed out): reconnecting later may work.
+    Unreachable,
+    /// The settings are wrong (a bad URL, an unreadable `sslrootcert`): waiting will not help.
+    Config,
+    /// Anything else the database reported.
     Other,
 }
 
@@ -51,6 +55,24 @@ pub enum StoreError {
     DiskFull(#[source] rusqlite::Error),
     #[error("capture database: {0}")]
     Sqlite(#[source] rusqlite::Error),
+    #[error("capture database {url}: cannot connect: {source}")]
+    PostgresConnect {
+        /// The URL with its password masked.
+        url: String,
+        #[source]
+        source: postgres::Error,
+    },
+    #[error("capture database: {0}")]
+    Postgres(#[source] postgres::Error),
+    #[error("capture database URL {0}")]
+    PostgresUrl(String),
+    #[error(
+        "capture database {url} has schema version {found}, newer than this build's {known}; \
+         upgrade aloud or point it at another database"
+    )]
+    PostgresSchemaTooNew { url: String, found: i64, known: i64 },
+    #[error("capture database {url} has no capture tables yet (run `aloud serve` with it first)")]
+    PostgresNoSchema { url: String },
     #[error("capture record {id}: bad JSON: {source}")]
     Json {
         id: String,
@@ -68,6 +90,11 @@ impl StoreError {
             StoreError::Busy(_) => StoreErrorKind::Busy,
             StoreError::DiskFull(_) => StoreErrorKind::DiskFull,
             StoreError::Json { .. } => StoreErrorKind::Json,
+            StoreError::PostgresConnect { .. } => StoreErrorKind::Unreachable,
+            StoreError::Postgres(e) => classify_postgres(e),
+            StoreError::PostgresUrl(_) => StoreErrorKind::Config,
+            StoreError::PostgresSchemaTooNew { .. } => StoreErrorKind::SchemaTooNew,
+            StoreError::PostgresNoSchema { .. } => StoreErrorKind::Io,
             StoreError::Sqlite(e) => match classify(e) {
                 StoreErrorKind::Other => StoreErrorKind::Other,
                 kind => kind,
@@ -104,6 +131,34 @@ impl StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::from_sqlite(e)
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
+}
+
+/// By SQLSTATE: lock and serialization conflicts are busy (the connection is fine), a full disk
+/// is one; an error without a state is the connection's (closed, reset, timed out).
+fn classify_postgres(e: &postgres::Error) -> StoreErrorKind {
+    use postgres::error::SqlState;
+    match e.code() {
+        None => StoreErrorKind::Unreachable,
+        Some(c)
+            if *c == SqlState::LOCK_NOT_AVAILABLE
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            StoreErrorKind::Busy
+        }
+        Some(c) if *c == SqlState::DISK_FULL => StoreErrorKind::DiskFull,
+        Some(c) if c.code().starts_with("08") || c.code().starts_with("57P") => {
+            // connection exceptions; admin shutdown, crash shutdown, cannot connect now
+            StoreErrorKind::Unreachable
+        }
+        Some(_) => StoreErrorKind::Other,
     }
 }
 

@@ -2,20 +2,26 @@
 //!
 //! [`Store`] is a synchronous API, called from the capture writer's blocking thread (and from
 //! readers that run under `spawn_blocking`). [`SqliteStore`] implements it on one SQLite file in
-//! WAL mode; the schema and its migrations live in `schema.rs` and are described in
-//! docs/capture.md.
+//! WAL mode (schema and migrations in `schema.rs`); [`PostgresStore`] on a Postgres database
+//! shared by replicas (`postgres/`: connecting with TLS per `sslmode`, its own migrations under
+//! an advisory lock, batched writes). [`open_writer`] and [`open_reader`] open the configured
+//! [`Database`](crate::config::Database) as either. docs/capture.md describes both schemas.
 //!
 //! **Invariant**: a record is stored at most once per `(id, attempt)`, so writing the same batch
 //! twice (a replayed spill segment, a retry after a crash) changes nothing.
 
 mod entry;
 mod error;
+mod open;
+pub mod postgres;
 mod query;
 mod schema;
 mod sqlite;
 
 pub use entry::{ClientTimings, Entry, Feedback};
 pub use error::{StoreError, StoreErrorKind};
+pub use open::{open_reader, open_writer};
+pub use postgres::PostgresStore;
 pub use query::Filter;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
