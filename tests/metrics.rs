@@ -28,7 +28,7 @@ async fn upstream() -> Upstream {
         } else {
             (
                 "application/json",
-                "{\"model\":\"gpt-test\",\"choices\":[]}",
+                "{\"model\":\"gpt-test\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}}",
             )
         };
         Response::builder()
@@ -96,12 +96,12 @@ async fn metrics_live_on_the_admin_port_only_and_count_what_passed() {
         // `/metrics`, `/readyz` on the proxy's port, and `/elsewhere`.
         "aloud_refused_total{reason=\"no_route\"} 3",
         "aloud_refused_total{reason=\"overload\"} 0",
-        // The stream named its model; the whole answers were not read, so `unknown`.
-        "aloud_request_duration_seconds_count{route=\"up\",model=\"gpt-test\"} 2",
-        "aloud_request_duration_seconds_count{route=\"up\",model=\"unknown\"} 2",
-        "aloud_first_token_seconds_count{route=\"up\",model=\"gpt-test\"} 2",
-        "aloud_tokens_total{route=\"up\",model=\"gpt-test\",kind=\"input\"} 22",
-        "aloud_tokens_total{route=\"up\",model=\"gpt-test\",kind=\"output\"} 14",
+        // The streams and the whole 2xx answer name their model and tokens; the 500 does not.
+        "aloud_request_duration_seconds_count{route=\"up\",model=\"gpt-test\"} 3",
+        "aloud_request_duration_seconds_count{route=\"up\",model=\"unknown\"} 1",
+        "aloud_first_token_seconds_count{route=\"up\",model=\"gpt-test\"} 3",
+        "aloud_tokens_total{route=\"up\",model=\"gpt-test\",kind=\"input\"} 27",
+        "aloud_tokens_total{route=\"up\",model=\"gpt-test\",kind=\"output\"} 17",
         "aloud_side_channel_subscribers 0",
     ];
     for line in want {

@@ -106,6 +106,9 @@ pub struct Exchange {
     pub tap: Option<Arc<RequestTap>>,
     /// An HTTP/2 stream slot on the route's upstream lanes, freed when the exchange ends.
     pub stream_slot: Option<super::upstream::Slot>,
+    /// A whole (non-streamed) 2xx answer, kept bounded when metrics are on, for its model and
+    /// tokens (no stream interpreter read them). `None` past the bound.
+    whole_answer: Option<Vec<u8>>,
     upstream_head_at: Option<Instant>,
     client_head_at: Option<Instant>,
     first_byte_at: Option<Instant>,
@@ -124,6 +127,9 @@ pub struct Exchange {
     pub trace: Option<Box<Traced>>,
     tracer: Option<Arc<Telemetry>>,
 }
+
+/// The largest whole answer kept for its model and tokens (larger ones are not counted).
+pub const WHOLE_ANSWER_MAX: usize = 256 << 10;
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
@@ -152,6 +158,7 @@ impl Exchange {
             capture: None,
             tap: None,
             stream_slot: None,
+            whole_answer: Some(Vec::new()),
             upstream_head_at: None,
             client_head_at: None,
             first_byte_at: None,
@@ -218,6 +225,33 @@ impl Exchange {
             m.model(model.or_else(|| self.request_model()))
         });
         self.answer = (handles, usage);
+    }
+
+    /// Keeps a chunk of a whole answer for the metrics' model and tokens (only when metrics are
+    /// on and the upstream answered 2xx; nothing past [`WHOLE_ANSWER_MAX`]).
+    pub fn keep_whole_answer(&mut self, data: &[u8]) {
+        if self.metrics.is_none() || !self.upstream_ok() {
+            return;
+        }
+        if let Some(kept) = self.whole_answer.as_mut() {
+            if kept.len() + data.len() > WHOLE_ANSWER_MAX {
+                self.whole_answer = None;
+            } else {
+                kept.extend_from_slice(data);
+            }
+        }
+    }
+
+    /// What the stream said about the answer, or else what the kept whole answer says.
+    pub fn answered_from(&mut self, streamed: (Option<&str>, Option<Usage>)) {
+        let kept = self.whole_answer.take().filter(|k| !k.is_empty());
+        match kept {
+            Some(body) if streamed.1.is_none() && self.metrics.is_some() => {
+                let (model, usage) = crate::apis::usage::read(&body);
+                self.answered(model.as_deref().or(streamed.0), usage);
+            }
+            _ => self.answered(streamed.0, streamed.1),
+        }
     }
 
     /// Whether the upstream answered 2xx: only then may a model take one of the route's

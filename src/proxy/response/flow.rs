@@ -93,11 +93,13 @@ impl ExchangeBody {
         };
         let recorder = self.ex.capture.as_mut().map(|c| &mut c.recorder);
         let seen = obs.chunk(&data, at, progress, recorder);
-        if obs.dialect().is_none()
-            && let Some(t) = self.ex.trace.as_mut()
-        {
-            // A whole answer: its span reads model, id and usage from it (on the exporter).
-            t.answer_bytes(&data);
+        if obs.dialect().is_none() {
+            if let Some(t) = self.ex.trace.as_mut() {
+                // A whole answer: its span reads model, id and usage from it (on the exporter).
+                t.answer_bytes(&data);
+            }
+            // And the metrics their model and tokens (at the finish step).
+            self.ex.keep_whole_answer(&data);
         }
         match &mut self.src {
             Source::Stream { reframe, .. } => {

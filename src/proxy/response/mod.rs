@@ -292,7 +292,8 @@ impl ExchangeBody {
     fn finish(&mut self) {
         if let Some(obs) = self.obs.as_ref().filter(|_| !self.ex.is_finished()) {
             let out = &obs.summary().output;
-            self.ex.answered(out.response_model.as_deref(), out.usage);
+            self.ex
+                .answered_from((out.response_model.as_deref(), out.usage));
         }
         // Only a captured or traced exchange needs what the interpreter learnt.
         let wanted = self.ex.capture.is_some() || self.ex.trace.is_some();
