@@ -27,8 +27,18 @@ pub struct Marks {
     pub now: Instant,
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+/// Writes `d` in milliseconds with `decimals` (1 or 3) digits after the point. Integer
+/// arithmetic: float formatting costs more than the rest of the header on every response.
+fn write_ms(s: &mut String, d: Duration, decimals: u32) {
+    let micros = d.as_micros();
+    let (unit, frac) = if decimals == 1 { (100, 10) } else { (1, 1000) };
+    let scaled = (micros + unit / 2) / unit;
+    let (whole, part) = (scaled / frac, scaled % frac);
+    let _ = if decimals == 1 {
+        write!(s, "{whole}.{part}")
+    } else {
+        write!(s, "{whole}.{part:03}")
+    };
 }
 
 /// `upstream;dur=812.4;desc="upstream headers", aloud;dur=0.312`: the upstream's part runs from
@@ -47,15 +57,14 @@ pub fn header(m: &Marks) -> HeaderValue {
         } else {
             "no upstream headers"
         };
-        let _ = write!(
-            s,
-            "upstream;dur={:.1};desc=\"{desc}\", aloud;dur={:.3}",
-            ms(upstream),
-            ms(own)
-        );
+        s.push_str("upstream;dur=");
+        write_ms(&mut s, upstream, 1);
+        let _ = write!(s, ";desc=\"{desc}\", aloud;dur=");
+        write_ms(&mut s, own, 3);
     } else {
         let own = m.now.saturating_duration_since(m.started);
-        let _ = write!(s, "aloud;dur={:.3}", ms(own));
+        s.push_str("aloud;dur=");
+        write_ms(&mut s, own, 3);
     }
     // Only ASCII digits, names and quotes were written.
     HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
@@ -65,6 +74,22 @@ pub fn header(m: &Marks) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_are_written_with_fixed_decimals() {
+        let w = |us: u64, d: u32| {
+            let mut s = String::new();
+            write_ms(&mut s, Duration::from_micros(us), d);
+            s
+        };
+        assert_eq!(w(1234, 3), "1.234");
+        assert_eq!(w(7, 3), "0.007");
+        assert_eq!(w(1250, 1), "1.3");
+        assert_eq!(w(1249, 1), "1.2");
+        assert_eq!(w(812_449, 1), "812.4");
+        assert_eq!(w(0, 1), "0.0");
+        assert_eq!(w(30_000_000, 3), "30000.000");
+    }
 
     fn at(base: Instant, ms: u64) -> Instant {
         base + Duration::from_millis(ms)
