@@ -26,6 +26,55 @@ pub struct Filter {
 /// Records per page.
 const PAGE: usize = 256;
 
+/// A filter's value, for either driver to bind.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum FilterValue {
+    Int(i64),
+    Text(String),
+    Real(f64),
+}
+
+/// The paged query for `filter`, the same for SQLite and Postgres: parameter 1 and 2 are the
+/// keyset `(started_at_ms, seq)` to start after, 3 the page size, then the filter's values in
+/// order. `mark(n)` writes parameter `n` in the driver's syntax (`?n` or `$n`).
+pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, Vec<FilterValue>) {
+    let mut conditions = vec![format!(
+        "(c.started_at_ms, c.seq) > ({}, {})",
+        mark(1),
+        mark(2)
+    )];
+    let mut values = Vec::new();
+    let mut push = |condition: &str, value: FilterValue| {
+        values.push(value);
+        conditions.push(condition.replace('#', &mark(values.len() + 3)));
+    };
+    if let Some(since) = filter.since_ms {
+        push("c.started_at_ms >= #", FilterValue::Int(since));
+    }
+    if let Some(route) = &filter.route {
+        push("c.route = #", FilterValue::Text(route.clone()));
+    }
+    if let Some(model) = &filter.model {
+        push("c.model = #", FilterValue::Text(model.clone()));
+    }
+    if let Some(outcome) = &filter.outcome {
+        push("c.outcome = #", FilterValue::Text(outcome.clone()));
+    }
+    if let Some(score) = filter.min_score {
+        push(
+            "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.score >= #)",
+            FilterValue::Real(score),
+        );
+    }
+    let sql = format!(
+        "SELECT c.started_at_ms, c.seq, c.id, c.record FROM captures c WHERE {} \
+         ORDER BY c.started_at_ms, c.seq LIMIT {}",
+        conditions.join(" AND "),
+        mark(3)
+    );
+    (sql, values)
+}
+
 /// The iterator behind `SqliteStore::query`.
 pub(super) struct Pages<'a> {
     conn: &'a Connection,
@@ -40,35 +89,15 @@ pub(super) struct Pages<'a> {
 
 impl<'a> Pages<'a> {
     pub(super) fn new(conn: &'a Connection, filter: &Filter) -> Pages<'a> {
-        let mut conditions = vec!["(c.started_at_ms, c.seq) > (?1, ?2)".to_string()];
-        let mut params = Vec::new();
-        let mut push = |condition: &str, value: SqlValue| {
-            params.push(value);
-            conditions.push(condition.replace('#', &format!("?{}", params.len() + 3)));
-        };
-        if let Some(since) = filter.since_ms {
-            push("c.started_at_ms >= #", SqlValue::Integer(since));
-        }
-        if let Some(route) = &filter.route {
-            push("c.route = #", SqlValue::Text(route.clone()));
-        }
-        if let Some(model) = &filter.model {
-            push("c.model = #", SqlValue::Text(model.clone()));
-        }
-        if let Some(outcome) = &filter.outcome {
-            push("c.outcome = #", SqlValue::Text(outcome.clone()));
-        }
-        if let Some(score) = filter.min_score {
-            push(
-                "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.score >= #)",
-                SqlValue::Real(score),
-            );
-        }
-        let sql = format!(
-            "SELECT c.started_at_ms, c.seq, c.id, c.record FROM captures c WHERE {} \
-             ORDER BY c.started_at_ms, c.seq LIMIT ?3",
-            conditions.join(" AND ")
-        );
+        let (sql, values) = paged_sql(filter, |n| format!("?{n}"));
+        let params = values
+            .into_iter()
+            .map(|v| match v {
+                FilterValue::Int(v) => SqlValue::Integer(v),
+                FilterValue::Text(v) => SqlValue::Text(v),
+                FilterValue::Real(v) => SqlValue::Real(v),
+            })
+            .collect();
         Pages {
             conn,
             sql,

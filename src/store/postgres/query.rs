@@ -1,6 +1,7 @@
 //! Filtered reads that stream from Postgres: keyset pagination over `(started_at_ms, seq)`, as
 //! SQLite's `query.rs`, one short statement per page.
 
+use super::super::query::{FilterValue, paged_sql};
 use super::super::{Filter, StoreError};
 use super::PostgresStore;
 use crate::record::CaptureRecord;
@@ -11,18 +12,18 @@ use std::collections::VecDeque;
 const PAGE: usize = 256;
 
 /// A filter's value, owned by the iterator.
-enum Param {
-    Int(i64),
-    Text(String),
-    Real(f64),
+type Param = FilterValue;
+
+trait Bind {
+    fn sql(&self) -> &(dyn ToSql + Sync);
 }
 
-impl Param {
+impl Bind for Param {
     fn sql(&self) -> &(dyn ToSql + Sync) {
         match self {
-            Param::Int(v) => v,
-            Param::Text(v) => v,
-            Param::Real(v) => v,
+            FilterValue::Int(v) => v,
+            FilterValue::Text(v) => v,
+            FilterValue::Real(v) => v,
         }
     }
 }
@@ -39,35 +40,7 @@ pub(super) struct Pages<'a> {
 
 impl<'a> Pages<'a> {
     pub(super) fn new(store: &'a PostgresStore, filter: &Filter) -> Pages<'a> {
-        let mut conditions = vec!["(c.started_at_ms, c.seq) > ($1, $2)".to_string()];
-        let mut params = Vec::new();
-        let mut push = |condition: &str, value: Param| {
-            params.push(value);
-            conditions.push(condition.replace('#', &format!("${}", params.len() + 3)));
-        };
-        if let Some(since) = filter.since_ms {
-            push("c.started_at_ms >= #", Param::Int(since));
-        }
-        if let Some(route) = &filter.route {
-            push("c.route = #", Param::Text(route.clone()));
-        }
-        if let Some(model) = &filter.model {
-            push("c.model = #", Param::Text(model.clone()));
-        }
-        if let Some(outcome) = &filter.outcome {
-            push("c.outcome = #", Param::Text(outcome.clone()));
-        }
-        if let Some(score) = filter.min_score {
-            push(
-                "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.score >= #)",
-                Param::Real(score),
-            );
-        }
-        let sql = format!(
-            "SELECT c.started_at_ms, c.seq, c.id, c.record FROM captures c WHERE {} \
-             ORDER BY c.started_at_ms, c.seq LIMIT $3",
-            conditions.join(" AND ")
-        );
+        let (sql, params) = paged_sql(filter, |n| format!("${n}"));
         Pages {
             store,
             sql,
