@@ -73,66 +73,44 @@ else
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium </dev/null
     say "installed $(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
 fi
-# --- Prometheus --------------------------------------------------------------------------
-# tests/prometheus.rs starts the binary itself on a port of its own; the package's service
-# (which would listen on :9090 and keep a database) is not wanted, so a policy-rc.d that denies
-# every start is in place while the package installs (only when the machine has none).
+# --- Debian packages whose service is not wanted ------------------------------------------
+# The tests start these themselves, in temp dirs on ports of their own, so the packages' own
+# services (and Postgres's default cluster) must not start: a policy-rc.d that denies every
+# start is in place while the package installs (only when the machine has none of its own).
+apt_install_quiet() { # PACKAGE
+    local sudo=() policy=/usr/sbin/policy-rc.d own_policy=0 status=0
+    if [[ "$(id -u)" != 0 ]]; then
+        sudo=(sudo -n)
+    fi
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        own_policy=1
+    fi
+    say "apt-get install $1 (Debian), its service not started"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$1" </dev/null || status=$?
+    if [[ "$own_policy" == 1 ]]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    if [[ "$status" != 0 ]]; then
+        exit "$status"
+    fi
+}
+
+# Prometheus: tests/prometheus.rs starts the binary itself with a 1 s scrape of aloud.
 if [[ -x /usr/bin/prometheus && -x /usr/bin/promtool ]]; then
     say "prometheus already installed ($(/usr/bin/prometheus --version 2>&1 | head -n 1))"
 else
-    sudo=()
-    if [[ "$(id -u)" != 0 ]]; then
-        sudo=(sudo -n)
-    fi
-    policy=/usr/sbin/policy-rc.d
-    own_policy=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-        "${sudo[@]}" chmod 755 "$policy"
-        own_policy=1
-    fi
-    say "apt-get install prometheus (Debian), its service not started"
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    status=0
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends prometheus </dev/null || status=$?
-    if [[ "$own_policy" == 1 ]]; then
-        "${sudo[@]}" rm -f "$policy"
-    fi
-    if [[ "$status" != 0 ]]; then
-        exit "$status"
-    fi
+    apt_install_quiet prometheus
     say "installed $(/usr/bin/prometheus --version 2>&1 | head -n 1)"
 fi
-# --- Postgres ----------------------------------------------------------------------------
-# tests/support/postgres.rs runs initdb/pg_ctl itself in a temp dir, as an unprivileged user, on
-# a port of its own; the package's cluster and service are not wanted, so a policy-rc.d that
-# denies every start is in place while the package installs (only when the machine has none).
+# Postgres: tests/support/postgres.rs runs initdb/pg_ctl in a temp dir as an unprivileged user.
 if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     say "postgres already installed ($(ls /usr/lib/postgresql | sort -n | tail -n 1))"
 else
-    sudo=()
-    if [[ "$(id -u)" != 0 ]]; then
-        sudo=(sudo -n)
-    fi
-    policy=/usr/sbin/policy-rc.d
-    own_policy=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-        "${sudo[@]}" chmod 755 "$policy"
-        own_policy=1
-    fi
-    say "apt-get install postgresql (Debian), its service not started"
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    status=0
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends postgresql </dev/null || status=$?
-    if [[ "$own_policy" == 1 ]]; then
-        "${sudo[@]}" rm -f "$policy"
-    fi
-    if [[ "$status" != 0 ]]; then
-        exit "$status"
-    fi
+    apt_install_quiet postgresql
     say "installed postgres $(ls /usr/lib/postgresql | sort -n | tail -n 1)"
 fi
 say "done"
