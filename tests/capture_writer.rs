@@ -530,3 +530,30 @@ async fn a_full_queue_never_redacts_or_spills_on_the_submitting_thread() {
     assert!(all.iter().all(|id| counts.get(id) == Some(&1)));
     writer.close().await;
 }
+
+/// A second stop during the last writes: `hurry` sends what is not yet written to the spill
+/// (fsynced) instead of the store, and the next start replays every record once.
+#[tokio::test]
+async fn hurry_sends_what_is_left_to_the_spill() {
+    let s = setup();
+    // Nothing is written before the close: no batch fills, no flush interval passes.
+    let quiet = || WriterConfig {
+        batch_records: 100_000,
+        flush_interval: std::time::Duration::from_secs(3600),
+        ..WriterConfig::with_spill_dir(&s.spill)
+    };
+    let writer = start(quiet(), &s.db);
+    for (i, id) in ids(500, "hurry").iter().enumerate() {
+        writer.submit(record(id, 1, i as i64, 1024));
+    }
+    writer.hurry();
+    writer.close().await;
+    assert_eq!(counts(&s.db).len(), 0, "a hurried close wrote to the store");
+    assert!(spill_files(&s.spill) > 0);
+    let writer = start(config(&s.spill), &s.db);
+    flush_until_replayed(&writer, 20).await;
+    let stored = counts(&s.db);
+    assert_eq!(stored.len(), 500);
+    assert!(stored.values().all(|&n| n == 1), "{stored:?}");
+    writer.close().await;
+}

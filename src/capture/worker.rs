@@ -160,9 +160,12 @@ where
             std::thread::yield_now();
         }
         let mut waiting = Vec::new();
+        // A stop that cannot wait may come while this close writes: from then on, the spill.
+        let core = Arc::clone(&self.core);
+        let hurried = || closing == Closing::Spill || core.hurry.load(Ordering::SeqCst);
         while let Ok(message) = receiver.try_recv() {
             match message {
-                Message::Entry(item, size) if closing == Closing::Spill => {
+                Message::Entry(item, size) if hurried() => {
                     self.add(item.into_entry(), size);
                 }
                 Message::Entry(item, size) => self.push(item.into_entry(), size),
@@ -170,8 +173,8 @@ where
             }
         }
         match closing {
-            Closing::Store => self.finish(Attempt::Now),
-            Closing::Spill => {
+            Closing::Store if !hurried() => self.finish(Attempt::Now),
+            Closing::Store | Closing::Spill => {
                 let entries = std::mem::take(&mut self.batch);
                 let bytes = std::mem::take(&mut self.batch_bytes);
                 self.batch_started = None;

@@ -100,6 +100,9 @@ pub(crate) struct Core {
     pub(crate) closed: AtomicBool,
     /// Submits between their `closed` check and their send.
     pub(crate) sending: AtomicUsize,
+    /// A stop that cannot wait came during a close to the store: what is not yet written goes
+    /// to the spill instead (see [`CaptureWriter::hurry`]).
+    pub(crate) hurry: AtomicBool,
     /// The writer thread, to unpark it (it is not woken per entry).
     thread: std::sync::OnceLock<std::thread::Thread>,
     /// Entries sent since the thread was last woken.
@@ -324,6 +327,7 @@ impl CaptureWriter {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             sending: AtomicUsize::new(0),
+            hurry: AtomicBool::new(false),
             thread: std::sync::OnceLock::new(),
             unwoken: AtomicUsize::new(0),
             config,
@@ -461,6 +465,13 @@ impl CaptureWriter {
     /// the thread: the next start replays it. For a stop that cannot wait.
     pub async fn close_to_spill(self) {
         self.close_with(Closing::Spill).await;
+    }
+
+    /// From now on, what is not yet written goes to the spill (fsynced) instead of the store:
+    /// for a second stop that comes while `close` is still writing. The next start replays it.
+    pub fn hurry(&self) {
+        self.handle.core.hurry.store(true, Ordering::SeqCst);
+        self.handle.core.wake();
     }
 
     async fn close_with(self, closing: Closing) {

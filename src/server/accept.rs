@@ -77,7 +77,7 @@ fn https_for(
 pub async fn accept_loop(
     reloader: &mut Reloader,
     listener: TcpListener,
-    mut commands: mpsc::Receiver<Command>,
+    commands: &mut mpsc::Receiver<Command>,
     tasks: &Tasks,
     ready: &Readiness,
 ) -> Stopped {
@@ -160,7 +160,7 @@ pub async fn accept_loop(
     }
     drop(listener);
     ready.draining();
-    drain(&current.get(), graceful, &hard_stop, &mut commands, open).await
+    drain(&current.get(), graceful, &hard_stop, commands, open).await
 }
 
 /// No new connections; in-flight requests get the grace period, unless a second stop comes.

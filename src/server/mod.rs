@@ -109,7 +109,7 @@ enum Capture {
 async fn serve_inner(
     config: Config,
     listeners: Listeners,
-    commands: mpsc::Receiver<Command>,
+    mut commands: mpsc::Receiver<Command>,
     capture: Capture,
 ) -> io::Result<()> {
     survive_file_size_limit();
@@ -164,7 +164,14 @@ async fn serve_inner(
         metrics,
         ready: &ready,
     };
-    let result = run(config, listeners.proxy, commands, (sink, redaction), shared).await;
+    let result = run(
+        config,
+        listeners.proxy,
+        &mut commands,
+        (sink, redaction),
+        shared,
+    )
+    .await;
     stop_admin().await;
     // The capture writer drains last, once every connection (and its record) is done.
     if let Some((writer, _)) = started {
@@ -174,7 +181,24 @@ async fn serve_inner(
             let stats = writer_stats_line(&handle);
             tracing::info!(%stats, "capture written to the spill; the next start replays it");
         } else {
-            writer.close().await;
+            // A stop now (the drain is over, the last records are being written) sends what
+            // is not yet written to the spill instead of waiting for the store.
+            let closing = writer.close();
+            tokio::pin!(closing);
+            let mut listening = true;
+            loop {
+                tokio::select! {
+                    () = &mut closing => break,
+                    command = commands.recv(), if listening => match command {
+                        Some(Command::Stop) => {
+                            tracing::info!("stopping now: capture not yet written goes to the spill");
+                            handle.hurry();
+                        }
+                        Some(Command::Reload(_)) => {}
+                        None => listening = false,
+                    },
+                }
+            }
             let stats = writer_stats_line(&handle);
             tracing::info!(%stats, "capture writer drained");
         }
@@ -286,7 +310,7 @@ fn writer_stats_line(writer: &CaptureWriter) -> String {
 async fn run(
     config: Config,
     listener: TcpListener,
-    commands: mpsc::Receiver<Command>,
+    commands: &mut mpsc::Receiver<Command>,
     (sink, redaction): (Option<Arc<dyn CaptureSink>>, Option<Arc<Live>>),
     shared: Shared<'_>,
 ) -> io::Result<Stopped> {
