@@ -6,6 +6,7 @@ pub mod certs;
 pub mod clients;
 pub mod connect_proxy;
 pub mod https_upstream;
+pub mod nginx;
 pub mod postgres;
 pub mod scripted;
 pub mod stored;
