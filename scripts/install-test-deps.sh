@@ -114,35 +114,11 @@ else
     apt_install_quiet postgresql
     say "installed postgres $(ls /usr/lib/postgresql | sort -n | tail -n 1)"
 fi
-# --- nginx -------------------------------------------------------------------------------
-# tests/replicas.rs runs nginx itself (a generated config in a temp dir, on a port of its own);
-# the package's service (which would listen on :80) is not wanted, so a policy-rc.d that denies
-# every start is in place while the package installs (only when the machine has none).
+# nginx: tests/replicas.rs runs it itself (a generated config in a temp dir, its own port).
 if command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]]; then
     say "nginx already installed ($("$(command -v nginx || echo /usr/sbin/nginx)" -v 2>&1))"
 else
-    sudo=()
-    if [[ "$(id -u)" != 0 ]]; then
-        sudo=(sudo -n)
-    fi
-    policy=/usr/sbin/policy-rc.d
-    own_policy=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-        "${sudo[@]}" chmod 755 "$policy"
-        own_policy=1
-    fi
-    say "apt-get install nginx-light (Debian), its service not started"
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    status=0
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends nginx-light </dev/null || status=$?
-    if [[ "$own_policy" == 1 ]]; then
-        "${sudo[@]}" rm -f "$policy"
-    fi
-    if [[ "$status" != 0 ]]; then
-        exit "$status"
-    fi
+    apt_install_quiet nginx-light
     say "installed $(/usr/sbin/nginx -v 2>&1)"
 fi
 say "done"
