@@ -557,3 +557,31 @@ async fn hurry_sends_what_is_left_to_the_spill() {
     assert!(stored.values().all(|&n| n == 1), "{stored:?}");
     writer.close().await;
 }
+
+/// The store comes back while nothing new arrives and nobody flushes: the thread's own retry
+/// replays the spill (it once spun, waking without retrying, until the next record came).
+#[tokio::test]
+async fn a_store_that_comes_back_is_retried_without_new_records() {
+    let s = setup();
+    let writer = start(config(&s.spill), &s.db);
+    writer.flush().await;
+    let lock = lock_db(&s.db);
+    for (i, id) in ids(100, "back").iter().enumerate() {
+        writer.submit(record(id, 1, i as i64, 1024));
+    }
+    writer.flush().await;
+    assert_eq!(writer.stats().spilled, 100, "{:?}", writer.stats());
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while writer.stats().replayed < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not replayed without a flush: {:?}",
+            writer.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(counts(&s.db).len(), 100);
+    writer.close().await;
+}

@@ -319,8 +319,6 @@ async fn a_sigkilled_replica_fails_only_its_own_requests_and_replays_its_spill()
 /// Traffic through nginx at a steady pace while Postgres is down for 10 s: every request
 /// succeeds, both replicas spill, and after Postgres is back every id is stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main: after Postgres comes back, neither replica's capture writer retries \
-            the store again (no reconnect, no replay within 120 s); run with --ignored"]
 async fn ten_seconds_without_postgres_lose_nothing() {
     let what = "ten_seconds_without_postgres_lose_nothing";
     let Some(pg) = postgres::start(what) else {

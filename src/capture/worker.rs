@@ -82,28 +82,30 @@ where
                 }
             }
             let now = Instant::now();
-            if self.next_wake().is_some_and(|wake| wake <= now) {
+            if self.next_wake(now).is_some_and(|wake| wake <= now) {
                 self.tick();
             }
             // Sleep until the next deadline, at most one flush interval. Submits do not wake
             // this thread one by one (a wake-up per record costs a context switch on the cores
             // that serve requests); a flush, a close or a full batch unparks it.
+            let now = Instant::now();
             let interval = after(now, self.core.config.flush_interval);
-            let wake = self.next_wake().map_or(interval, |w| w.min(interval));
-            std::thread::park_timeout(wake.saturating_duration_since(Instant::now()));
+            let wake = self.next_wake(now).map_or(interval, |w| w.min(interval));
+            std::thread::park_timeout(wake.saturating_duration_since(now));
         }
     }
 
     /// When the thread must wake without a message: the batch's deadline, or the next retry
     /// (and spill sync) while the spill holds entries.
-    fn next_wake(&self) -> Option<Instant> {
+    ///
+    /// `now` is the caller's: a retry that is due must compare as due (a wake computed from a
+    /// later clock reading never would, and the thread would spin without retrying).
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
         let deadline = self
             .batch_started
             .map(|started| after(started, self.core.config.flush_interval));
         let retry = (!lock(&self.core.spill).is_empty()).then(|| {
-            let now = Instant::now();
             self.retry_at
-                .max(now)
                 .min(after(now, self.core.config.flush_interval))
         });
         match (deadline, retry) {
