@@ -75,11 +75,18 @@ pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, 
     (sql, values)
 }
 
-/// The iterator behind `SqliteStore::query`.
-pub(super) struct Pages<'a> {
-    conn: &'a Connection,
-    sql: String,
-    params: Vec<SqlValue>,
+/// One row of a page: `(started_at_ms, seq, id, record JSON)`.
+pub(crate) type Row = (i64, i64, String, String);
+
+/// A driver's side of paging: the rows after the keyset `after`, at most `limit` of them.
+pub(crate) trait PageSource {
+    fn page(&mut self, after: (i64, i64), limit: usize) -> Result<Vec<Row>, StoreError>;
+}
+
+/// The iterator behind both stores' `query`: keyset pages of [`PAGE`] records, decoded as they
+/// are handed out, stopping at the filter's limit.
+pub(crate) struct Paged<S> {
+    source: S,
     /// The last `(started_at_ms, seq)` returned; the next page starts after it.
     after: (i64, i64),
     buffer: VecDeque<Result<CaptureRecord, StoreError>>,
@@ -87,56 +94,34 @@ pub(super) struct Pages<'a> {
     exhausted: bool,
 }
 
-impl<'a> Pages<'a> {
-    pub(super) fn new(conn: &'a Connection, filter: &Filter) -> Pages<'a> {
-        let (sql, values) = paged_sql(filter, |n| format!("?{n}"));
-        let params = values
-            .into_iter()
-            .map(|v| match v {
-                FilterValue::Int(v) => SqlValue::Integer(v),
-                FilterValue::Text(v) => SqlValue::Text(v),
-                FilterValue::Real(v) => SqlValue::Real(v),
-            })
-            .collect();
-        Pages {
-            conn,
-            sql,
-            params,
+impl<S: PageSource> Paged<S> {
+    pub(crate) fn new(source: S, limit: Option<usize>) -> Paged<S> {
+        Paged {
+            source,
             after: (i64::MIN, i64::MIN),
             buffer: VecDeque::new(),
-            remaining: filter.limit,
+            remaining: limit,
             exhausted: false,
         }
     }
 
     fn fetch(&mut self) -> Result<(), StoreError> {
         let want = self.remaining.map_or(PAGE, |r| r.min(PAGE));
-        let mut statement = self.conn.prepare(&self.sql)?;
-        let mut all = vec![
-            SqlValue::Integer(self.after.0),
-            SqlValue::Integer(self.after.1),
-            SqlValue::Integer(i64::try_from(want).unwrap_or(i64::MAX)),
-        ];
-        all.extend(self.params.iter().cloned());
-        let mut rows = statement.query(rusqlite::params_from_iter(all))?;
-        let mut got = 0;
-        while let Some(row) = rows.next()? {
-            got += 1;
-            self.after = (row.get(0)?, row.get(1)?);
-            let id: String = row.get(2)?;
-            let json: String = row.get(3)?;
+        let rows = self.source.page(self.after, want)?;
+        if rows.len() < want {
+            self.exhausted = true;
+        }
+        for (started_at_ms, seq, id, json) in rows {
+            self.after = (started_at_ms, seq);
             self.buffer.push_back(
                 serde_json::from_str(&json).map_err(|source| StoreError::Json { id, source }),
             );
-        }
-        if got < want {
-            self.exhausted = true;
         }
         Ok(())
     }
 }
 
-impl Iterator for Pages<'_> {
+impl<S: PageSource> Iterator for Paged<S> {
     type Item = Result<CaptureRecord, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -155,5 +140,46 @@ impl Iterator for Pages<'_> {
             *remaining -= 1;
         }
         Some(item)
+    }
+}
+
+/// SQLite's pages (`SqliteStore::query`): one short statement per page, so no statement (and no
+/// read snapshot) outlives a page.
+pub(super) struct SqlitePages<'a> {
+    conn: &'a Connection,
+    sql: String,
+    params: Vec<SqlValue>,
+}
+
+impl<'a> SqlitePages<'a> {
+    pub(super) fn new(conn: &'a Connection, filter: &Filter) -> Paged<SqlitePages<'a>> {
+        let (sql, values) = paged_sql(filter, |n| format!("?{n}"));
+        let params = values
+            .into_iter()
+            .map(|v| match v {
+                FilterValue::Int(v) => SqlValue::Integer(v),
+                FilterValue::Text(v) => SqlValue::Text(v),
+                FilterValue::Real(v) => SqlValue::Real(v),
+            })
+            .collect();
+        Paged::new(SqlitePages { conn, sql, params }, filter.limit)
+    }
+}
+
+impl PageSource for SqlitePages<'_> {
+    fn page(&mut self, after: (i64, i64), limit: usize) -> Result<Vec<Row>, StoreError> {
+        let mut statement = self.conn.prepare(&self.sql)?;
+        let mut all = vec![
+            SqlValue::Integer(after.0),
+            SqlValue::Integer(after.1),
+            SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ];
+        all.extend(self.params.iter().cloned());
+        let mut rows = statement.query(rusqlite::params_from_iter(all))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?));
+        }
+        Ok(out)
     }
 }

@@ -1,6 +1,6 @@
 //! [`SqliteStore`]: one SQLite file in WAL mode, `synchronous=NORMAL`, a short busy timeout.
 
-use super::query::Pages;
+use super::query::SqlitePages;
 use super::{Entry, Feedback, Filter, Records, Store, StoreError, schema};
 use crate::config::Owner;
 use crate::record::CaptureRecord;
@@ -240,7 +240,7 @@ impl Store for SqliteStore {
     }
 
     fn query(&self, filter: &Filter) -> Result<Records<'_>, StoreError> {
-        Ok(Box::new(Pages::new(&self.conn, filter)))
+        Ok(Box::new(SqlitePages::new(&self.conn, filter)))
     }
 
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {

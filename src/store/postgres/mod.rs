@@ -248,7 +248,7 @@ impl Store for PostgresStore {
     }
 
     fn query(&self, filter: &Filter) -> Result<Records<'_>, StoreError> {
-        Ok(Box::new(query::Pages::new(self, filter)))
+        Ok(Box::new(query::PostgresPages::new(self, filter)))
     }
 
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
