@@ -3,6 +3,7 @@
 //! stalled (the writer thread may be stuck in it). Its own byte budget bounds what waits here.
 
 use super::writer::{Core, Item, lock};
+use crate::store::Entry;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -58,21 +59,59 @@ impl Overflow {
     }
 }
 
+/// At most this many entries go to the spill in one write: a burst is one `write` call instead
+/// of one per entry (measured at saturation: the per-entry write and its `statx` were a third of
+/// this thread's time), and a barrier or stop still waits behind no more than one batch.
+const BATCH: usize = 256;
+
 fn run(core: &Core, receiver: &mpsc::Receiver<Job>) {
-    while let Ok(job) = receiver.recv() {
-        match job {
-            Job::Spill(item, size) => {
-                let mut entry = item.into_entry();
-                core.config.prepare.apply(&mut entry);
-                core.spill(vec![entry]);
-                core.release_overflow(size);
+    let mut batch = Batch::default();
+    while let Ok(first) = receiver.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Spill(item, size) => {
+                    let mut entry = item.into_entry();
+                    core.config.prepare.apply(&mut entry);
+                    batch.entries.push(entry);
+                    batch.bytes += size;
+                    if batch.entries.len() >= BATCH {
+                        batch.write(core);
+                    }
+                }
+                Job::Barrier(done) => {
+                    batch.write(core);
+                    core.sync_spill();
+                    let _ = done.send(());
+                }
+                Job::Stop => {
+                    batch.write(core);
+                    core.sync_spill();
+                    return;
+                }
             }
-            Job::Barrier(done) => {
-                core.sync_spill();
-                let _ = done.send(());
-            }
-            Job::Stop => break,
+            // What else is already waiting joins this batch, without blocking.
+            next = receiver.try_recv().ok();
         }
+        batch.write(core);
     }
+    batch.write(core);
     core.sync_spill();
+}
+
+/// Prepared entries not yet written, and the overflow bytes they hold.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn write(&mut self, core: &Core) {
+        if self.entries.is_empty() {
+            return;
+        }
+        core.spill(std::mem::take(&mut self.entries));
+        core.release_overflow(std::mem::take(&mut self.bytes));
+    }
 }

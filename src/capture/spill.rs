@@ -145,9 +145,13 @@ impl Spill {
             Some(file) => file.write_all(&buffer),
             None => Err(io::Error::other("spill segment is not open")),
         };
-        // Even a failed write may have put part of the buffer in the file: count the file's
-        // real length, and start a fresh segment next time so a torn line stays the last one.
-        let len = fs::metadata(&segment.path).map_or(segment.bytes, |m| m.len());
+        // Even a failed write may have put part of the buffer in the file: then count the
+        // file's real length, and start a fresh segment next time so a torn line stays the last
+        // one. A whole write adds exactly the buffer (no `statx` per write).
+        let len = match &written {
+            Ok(()) => segment.bytes + buffer.len() as u64,
+            Err(_) => fs::metadata(&segment.path).map_or(segment.bytes, |m| m.len()),
+        };
         self.total_bytes = self.total_bytes.saturating_sub(segment.bytes) + len;
         segment.bytes = len;
         segment.dirty = true;
