@@ -62,7 +62,9 @@ pub fn has_reasoning(body: &Value) -> bool {
         return non_empty(m.get("reasoning_content")) || non_empty(m.get("reasoning"));
     }
     if body.get("output").is_some_and(Value::is_array) {
-        return items(body.get("output")).iter().any(|i| kind(i) == "reasoning");
+        return items(body.get("output"))
+            .iter()
+            .any(|i| kind(i) == "reasoning");
     }
     if kind(body) == "message" {
         return items(body.get("content"))

@@ -87,7 +87,8 @@ mod tests {
             some("Rate limit reached for gpt-x", "requests")
         );
         // vLLM and other compatible servers: the fields at the top level.
-        let vllm = r#"{"object":"error","message":"model not found","type":"NotFoundError","code":404}"#;
+        let vllm =
+            r#"{"object":"error","message":"model not found","type":"NotFoundError","code":404}"#;
         assert_eq!(
             read_str(Api::OpenAi, vllm),
             some("model not found", "NotFoundError")
@@ -123,7 +124,10 @@ mod tests {
     #[test]
     fn ollama() {
         assert_eq!(
-            read_str(Api::Ollama, r#"{"error":"model \"x\" not found, try pulling it first"}"#),
+            read_str(
+                Api::Ollama,
+                r#"{"error":"model \"x\" not found, try pulling it first"}"#
+            ),
             (
                 Some("model \"x\" not found, try pulling it first".into()),
                 None

@@ -143,6 +143,13 @@ impl Recorder {
         self.body.extend_from_slice(&data[..data.len().min(room)]);
     }
 
+    /// The whole body, decoded, replacing what was kept in pieces as it passed (the events tier
+    /// collects a whole answer, then hands it over once).
+    pub fn set_upstream_body(&mut self, data: &[u8]) {
+        self.body.clear();
+        self.upstream_body(data);
+    }
+
     /// A whole (non-streamed) body's last byte arrived at `at`: its reasoning, if it has any,
     /// reached the client then.
     pub fn whole_body_done(&mut self, at: Duration) {
@@ -372,7 +379,11 @@ mod tests {
                     done_ms: 71.0,
                     ..End::default()
                 });
-                assert_eq!(rec.timings.first_reasoning_ms, Some(70.0), "{level:?} {body}");
+                assert_eq!(
+                    rec.timings.first_reasoning_ms,
+                    Some(70.0),
+                    "{level:?} {body}"
+                );
                 assert_eq!(rec.response.is_some(), level == CaptureLevel::Full);
                 assert!(!rec.truncated);
             }

@@ -148,7 +148,9 @@ pub fn in_stream_error(
 ) -> Bytes {
     // An upstream that sent no `{"error":{...}}` object (Ollama's `{"error":"..."}`) still
     // has its own message passed on.
-    let theirs = body.map(|b| upstream_error::read(api, b)).unwrap_or_default();
+    let theirs = body
+        .map(|b| upstream_error::read(api, b))
+        .unwrap_or_default();
     let message = theirs.message.as_deref().unwrap_or(message);
     let ours = envelope::error_body(api, status, message);
     let error = body

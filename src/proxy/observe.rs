@@ -167,7 +167,14 @@ mod tests {
 
     /// One api's stream: (api, path, content type, a reasoning chunk, an answer chunk, a chunk
     /// whose first content is a tool call).
-    type Case = (Api, &'static str, &'static str, &'static str, &'static str, &'static str);
+    type Case = (
+        Api,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
 
     const SSE: &str = "text/event-stream";
     const CASES: [Case; 5] = [

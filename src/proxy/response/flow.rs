@@ -1,8 +1,8 @@
 //! The body as it flows: upstream chunks, heartbeats, deadlines, and how the body ends.
 
 use super::{Collecting, Cut, ExchangeBody, Source};
-use crate::apis::upstream_error;
 use crate::apis::stream::{Dialect, Phase};
+use crate::apis::upstream_error;
 use crate::capture::Outcome;
 use crate::progress::frames;
 use crate::proxy::exchange::Ending;
@@ -119,7 +119,7 @@ impl ExchangeBody {
             }
             Source::Pending(_) | Source::Done => {}
         }
-        if let Some(p) = self.w().signals(&seen.signals) {
+        if let Some(p) = self.w().signals_at(&seen.signals, at) {
             self.push_event(&p);
             self.dl.beat_done(now);
         }
@@ -172,7 +172,7 @@ impl ExchangeBody {
         let obs = self.obs.as_mut()?;
         let recorder = self.ex.capture.as_mut().map(|c| &mut c.recorder);
         let (signals, error) = obs.finish(at, w.progress_mut(), recorder);
-        let _ = w.signals(&signals);
+        let _ = w.signals_at(&signals, at);
         error
     }
 
@@ -255,7 +255,8 @@ impl ExchangeBody {
         let bytes = decode_body(headers, buf.bytes(), self.max_wrap_body);
         drop(buf);
         if let Some(c) = self.ex.capture.as_mut() {
-            c.recorder.upstream_body(&bytes);
+            // Decoded, in place of the pieces the observer kept as they passed.
+            c.recorder.set_upstream_body(&bytes);
         }
         let ok = status.is_success() && !cut_short;
         if ok {
