@@ -61,12 +61,13 @@ pub struct Timings {
     pub upstream_first_byte_ms: Option<f64>,
     /// The client got its first body byte (progress, comment or content).
     pub client_first_byte_ms: Option<f64>,
-    /// The client got the first thing it could show: a progress event (events tier or side
-    /// channel) or answer content. Comments are keepalive, not feedback.
+    /// The client got the first thing it could paint: an aloud event or comment, reasoning
+    /// text, answer content or a tool call (docs/capture.md, "Timings").
     pub first_feedback_ms: Option<f64>,
-    /// The first reasoning delta passed.
+    /// The first reasoning passed (a delta; for a whole answer, its last byte).
     pub first_reasoning_ms: Option<f64>,
-    /// The first answer-content delta was forwarded to the client.
+    /// The first answer content (text or a tool call) was forwarded; for a whole answer, its
+    /// first byte.
     pub first_token_ms: Option<f64>,
     /// The exchange ended.
     pub done_ms: Option<f64>,
@@ -222,7 +223,8 @@ pub struct CaptureRecord {
     /// The progress tier: off, comments or events.
     pub tier: String,
     pub outcome: Outcome,
-    /// The response was cut short (disconnect, error, timeout, shutdown).
+    /// The response was cut short (disconnect, error, timeout, shutdown), or failed after the
+    /// client was told 2xx.
     pub partial: bool,
     pub capture: CaptureLevel,
     pub timings: Timings,

@@ -151,6 +151,38 @@ async fn demo_page_shows_the_wait_and_the_seeded_answer() {
     aloud.stop().await;
 }
 
+/// The demo page when a call ends without an answer: a 429 shows its status, the upstream's own
+/// message and type, and no "Thought for"; a cancel shows "stopped", neutrally. No console errors.
+#[tokio::test]
+async fn demo_page_shows_an_upstream_error_and_a_cancel_plainly() {
+    let Some(dir) = clients() else { return };
+    let aloud = Aloud::start(&config("")).await;
+    let summary = run(
+        &dir,
+        "browser_demo_failures.mjs",
+        &[
+            "--base-url".into(),
+            format!("http://{}", aloud.addr),
+            "--out".into(),
+            artifacts().display().to_string(),
+        ],
+    )
+    .await;
+    let limited = &summary["rate_limited"];
+    assert_eq!(limited["statusPhase"], "error", "{summary}");
+    let label = limited["label"].as_str().unwrap();
+    assert!(
+        label.contains("429") && label.contains("simulated 429 error (x-sim-status)"),
+        "{label}"
+    );
+    assert_eq!(limited["thought"], "", "{summary}");
+    assert_eq!(summary["cancelled"]["statusPhase"], "stopped", "{summary}");
+    assert_eq!(summary["cancelled"]["thought"], "", "{summary}");
+    assert!(artifacts().join("demo-429.png").is_file());
+    assert!(artifacts().join("demo-stopped.png").is_file());
+    aloud.stop().await;
+}
+
 /// A page on another origin allowed by `[cors] origins`: aloud.js imported from aloud, a POST
 /// with `Aloud-Progress: events` and SDK headers, the side channel in an EventSource, and a page
 /// on an origin that is not allowed, which the browser must refuse.

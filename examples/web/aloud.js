@@ -1,3 +1,4 @@
+// @ts-check
 // aloud.js: a small dependency-free client for aloud's events tier.
 //
 //   import { aloudFetch } from "/aloud/aloud.js";
@@ -7,9 +8,12 @@
 //     onDelta(text) { answer.textContent += text; },
 //     onDone(d) { ... d.timings.first_token_ms ... },
 //     onResult(r) { ... r.body ... },      // a non-streaming call, wrapped
-//     onError(e) { ... e.status, e.message, e.body ... },
+//     onError(e) { ... e.status, e.message, e.type, e.body ... },  // the upstream's own words
+//     onCancel() { ... },                   // the user's call.cancel(): not an error
 //   });
 //   call.cancel();                          // aborts the request; nothing is ever re-POSTed
+//
+// After a failure `aloud.done` still arrives, with `phase: "error"`: don't show it as finished.
 //
 // When the stream ends (or is cancelled) it sends what the user saw — first progress painted,
 // first token painted, done, abandoned — with navigator.sendBeacon to
@@ -24,6 +28,72 @@
 //
 //   const es = watchProgress(requestId, { token, onProgress(p) { ... } });  // an EventSource
 //   await sendFeedback(requestId, { score: 1 }, { token });
+
+/**
+ * `aloud.progress`: sent on every phase change, every new heading and every heartbeat.
+ * @typedef {object} AloudProgress
+ * @property {number} v
+ * @property {string} request_id
+ * @property {number} seq
+ * @property {number} elapsed_ms
+ * @property {string} phase  accepted, connecting, queued, waiting, thinking, tool, generating, done, error
+ * @property {number} phase_elapsed_ms
+ * @property {string} label
+ * @property {"model" | "aloud"} label_from  a heading the model wrote, or aloud's status text
+ * @property {Record<string, number>} counters
+ */
+
+/**
+ * `aloud.done`: the last event. `phase` is "done" after a success and "error" after a failure.
+ * @typedef {object} AloudDone
+ * @property {number} v
+ * @property {string} request_id
+ * @property {number} seq
+ * @property {string} phase
+ * @property {number | null} status  the upstream's status
+ * @property {{upstream_headers_ms: number | null, first_byte_ms: number | null, first_token_ms: number | null, total_ms: number}} timings
+ * @property {Record<string, number>} counters
+ * @property {{input?: number, output?: number, reasoning?: number} | null} usage
+ */
+
+/**
+ * `aloud.result`: a non-streaming answer, wrapped; the body as `body` (JSON), `body_text` or
+ * `body_base64`.
+ * @typedef {object} AloudResult
+ * @property {number} status
+ * @property {Record<string, string>} headers
+ * @property {unknown} [body]
+ * @property {string} [body_text]
+ * @property {string} [body_base64]
+ */
+
+/**
+ * A failure: `aloud.error`, a refusal before the stream started, or a network failure.
+ * @typedef {object} AloudError
+ * @property {number} status  the upstream's status (or aloud's own: 502, 504...); 0 for a network failure
+ * @property {string} message  the upstream's own message when it sent one, else aloud's
+ * @property {string | null} [type]  the upstream's error type (`rate_limit_error`, `RESOURCE_EXHAUSTED`)
+ * @property {string} [code]  aloud's cause (`upstream_status`, `idle_timeout`, ..., docs/protocol.md);
+ *   `refused` for an answer that was not a stream, `network` when fetch failed
+ * @property {unknown} [body]  the upstream's error body
+ */
+
+/**
+ * @typedef {object} AloudFetchOptions
+ * @property {unknown} [body]  JSON-encoded unless a string
+ * @property {string} [method]
+ * @property {Record<string, string>} [headers]
+ * @property {string} [requestId]
+ * @property {string} [token]
+ * @property {boolean} [beacon]  false: never send the timings beacon
+ * @property {(p: AloudProgress) => void} [onProgress]
+ * @property {(text: string) => void} [onDelta]
+ * @property {(name: string, data: any) => void} [onEvent]  the upstream's own events
+ * @property {(r: AloudResult) => void} [onResult]
+ * @property {(e: AloudError) => void} [onError]
+ * @property {() => void} [onCancel]
+ * @property {(d: AloudDone) => void} [onDone]
+ */
 
 /** Makes an id for Aloud-Request-Id (16-64 chars of [A-Za-z0-9_-]). */
 export function newRequestId() {
@@ -86,7 +156,29 @@ export function textDelta(event, data) {
 }
 
 /**
+ * A refusal that came instead of the event stream (aloud's own 4xx/5xx, or a proxy's page), read
+ * from any api's error envelope: `{"error":{"message","type"}}`, Gemini's `status`, Ollama's
+ * `{"error":"..."}`.
+ * @param {number} status
+ * @param {string} text
+ * @returns {AloudError}
+ */
+export function refusal(status, text) {
+  /** @type {any} */
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch (_) {}
+  const e = body && typeof body === "object" ? body.error ?? body : null;
+  const message = typeof e === "string" ? e : (e && typeof e.message === "string" && e.message) || text.trim() || `status ${status}`;
+  const kind = e && typeof e === "object" ? e.type ?? e.status : null;
+  return { status, message, type: typeof kind === "string" ? kind : null, code: "refused", body };
+}
+
+/**
  * Sends one request through aloud's events tier.
+ * @param {string} url
+ * @param {AloudFetchOptions} [options]
  * @returns {{requestId: string, cancel: () => void, done: Promise<void>}}
  */
 export function aloudFetch(url, options = {}) {
@@ -99,6 +191,7 @@ export function aloudFetch(url, options = {}) {
     event: options.onEvent || noop,
     result: options.onResult || noop,
     error: options.onError || noop,
+    cancel: options.onCancel || noop,
     done: options.onDone || noop,
   };
   const headers = Object.assign(
@@ -125,12 +218,15 @@ export function aloudFetch(url, options = {}) {
       navigator.sendBeacon(target, JSON.stringify(body)); // a string goes as text/plain: no preflight
     } catch (_) {}
   };
+  /** @param {AloudError} e */
   const fail = (e) => {
-    if (!failed) {
-      failed = true;
-      on.error(e);
-      if (controller.signal.aborted) sendTimings({ abandoned_ms: Math.round(performance.now() - t0), abandoned: true });
-    }
+    if (failed) return;
+    failed = true;
+    // The user's own cancel is not a failure: onCancel, and the beacon says they left.
+    if (controller.signal.aborted) {
+      on.cancel();
+      sendTimings({ abandoned_ms: Math.round(performance.now() - t0), abandoned: true });
+    } else on.error(e);
   };
 
   const done = (async () => {
@@ -138,18 +234,13 @@ export function aloudFetch(url, options = {}) {
     try {
       response = await fetch(url, { method: options.method || "POST", headers, body, signal: controller.signal });
     } catch (e) {
-      fail({ status: 0, message: controller.signal.aborted ? "cancelled" : String(e) });
+      fail({ status: 0, code: "network", message: String(e) });
       return;
     }
     const type = response.headers.get("content-type") || "";
-    if (!type.startsWith("text/event-stream")) {
+    if (!type.startsWith("text/event-stream") || !response.body) {
       // Refused before the upstream was contacted (bad id, unknown route, body too large...).
-      const text = await response.text().catch(() => "");
-      let parsed = null;
-      try {
-        parsed = JSON.parse(text);
-      } catch (_) {}
-      fail({ status: response.status, message: (parsed && parsed.error && parsed.error.message) || text, body: parsed });
+      fail(refusal(response.status, await response.text().catch(() => "")));
       return;
     }
     const reader = response.body.getReader();
@@ -187,14 +278,18 @@ export function aloudFetch(url, options = {}) {
         }
       }
     } catch (e) {
-      fail({ status: 0, message: controller.signal.aborted ? "cancelled" : String(e) });
+      fail({ status: 0, code: "network", message: String(e) });
     }
   })();
 
   return { requestId, cancel: () => controller.abort(), done };
 }
 
-/** Where aloud is: `options.base` (a URL), else this page's origin. */
+/**
+ * Where aloud is: `options.base` (a URL), else this page's origin.
+ * @param {string} path
+ * @param {{base?: string}} options
+ */
 function aloudUrl(path, options) {
   return new URL(path, options.base || location.href);
 }
@@ -202,6 +297,8 @@ function aloudUrl(path, options) {
 /**
  * The side channel's URL for `requestId`. A token goes as `access_token`, since a browser's
  * EventSource cannot send headers; `after` replays from a sequence number.
+ * @param {string} requestId
+ * @param {{base?: string, token?: string, after?: number}} [options]
  */
 export function progressUrl(requestId, options = {}) {
   const u = aloudUrl(`/aloud/v1/progress/${requestId}`, options);
@@ -213,9 +310,12 @@ export function progressUrl(requestId, options = {}) {
 /**
  * Follows a request's progress on the side channel (works in any tier, even for a request made
  * by another client with the same token). Returns the EventSource; call `.close()` to stop.
+ * @param {string} requestId
+ * @param {{base?: string, token?: string, after?: number, onProgress?: (p: AloudProgress) => void, onDone?: (d: AloudDone) => void, onError?: (e: AloudError) => void}} [options]
  */
 export function watchProgress(requestId, options = {}) {
   const es = new EventSource(progressUrl(requestId, options));
+  /** @param {MessageEvent} e */
   const parse = (e) => {
     try { return JSON.parse(e.data); } catch (_) { return e.data; }
   };
@@ -234,8 +334,12 @@ export function watchProgress(requestId, options = {}) {
 /**
  * Sends feedback ({score, label, comment}) for a request. With a token it goes in
  * `Aloud-Token`. Resolves to the HTTP status (204: kept; 404: no such request for this token).
+ * @param {string} requestId
+ * @param {{score?: number, label?: string, comment?: string}} feedback
+ * @param {{base?: string, token?: string}} [options]
  */
 export async function sendFeedback(requestId, feedback, options = {}) {
+  /** @type {Record<string, string>} */
   const headers = { "content-type": "application/json" };
   if (options.token) headers["aloud-token"] = options.token;
   const r = await fetch(aloudUrl(`/aloud/v1/requests/${requestId}/feedback`, options), {

@@ -46,6 +46,39 @@ pub fn read(body: &Value) -> Reassembly {
     out
 }
 
+/// Whether a whole answer carries reasoning its api returned: text, a summary, or an opaque
+/// block (OpenAI chat `reasoning_content`/`reasoning`, a Responses `reasoning` item, an Anthropic
+/// `thinking`/`redacted_thinking` block, a Gemini part with `thought: true`, Ollama `thinking`),
+/// as a stream's first reasoning signal would say.
+pub fn has_reasoning(body: &Value) -> bool {
+    fn items(v: Option<&Value>) -> &[Value] {
+        v.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    }
+    let non_empty = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    fn kind(v: &Value) -> &str {
+        text(v.get("type"))
+    }
+    if let Some(m) = body.pointer("/choices/0/message") {
+        return non_empty(m.get("reasoning_content")) || non_empty(m.get("reasoning"));
+    }
+    if body.get("output").is_some_and(Value::is_array) {
+        return items(body.get("output"))
+            .iter()
+            .any(|i| kind(i) == "reasoning");
+    }
+    if kind(body) == "message" {
+        return items(body.get("content"))
+            .iter()
+            .any(|b| matches!(kind(b), "thinking" | "redacted_thinking"));
+    }
+    if let Some(parts) = body.pointer("/candidates/0/content/parts") {
+        return items(Some(parts))
+            .iter()
+            .any(|p| p.get("thought").and_then(Value::as_bool) == Some(true));
+    }
+    non_empty(body.pointer("/message/thinking")) || non_empty(body.get("thinking"))
+}
+
 fn openai_chat(body: &Value, choices: &[Value], out: &mut Reassembly) {
     if let Some(c) = choices.first() {
         let m = c.get("message");
@@ -247,6 +280,34 @@ fn ollama(body: &Value, out: &mut Reassembly) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn reasoning_is_found_in_each_shape_and_only_there() {
+        let with = [
+            json!({"choices":[{"message":{"content":"a","reasoning_content":"t"}}]}),
+            json!({"choices":[{"message":{"content":"a","reasoning":"t"}}]}),
+            json!({"object":"response","output":[{"type":"reasoning","summary":[],"encrypted_content":"x"},{"type":"message","content":[]}]}),
+            json!({"type":"message","content":[{"type":"thinking","thinking":"t"},{"type":"text","text":"a"}]}),
+            json!({"type":"message","content":[{"type":"redacted_thinking","data":"x"}]}),
+            json!({"candidates":[{"content":{"parts":[{"text":"t","thought":true},{"text":"a"}]}}]}),
+            json!({"message":{"content":"a","thinking":"t"},"done":true}),
+            json!({"response":"a","thinking":"t","done":true}),
+        ];
+        for body in &with {
+            assert!(has_reasoning(body), "{body}");
+        }
+        let without = [
+            json!({"choices":[{"message":{"content":"a","reasoning_content":""}}]}),
+            json!({"object":"response","output":[{"type":"message","content":[]}]}),
+            json!({"type":"message","content":[{"type":"text","text":"a"}]}),
+            json!({"candidates":[{"content":{"parts":[{"text":"a"}]}}]}),
+            json!({"message":{"content":"a"},"done":true}),
+            json!({"error":{"message":"nope"}}),
+        ];
+        for body in &without {
+            assert!(!has_reasoning(body), "{body}");
+        }
+    }
 
     #[test]
     fn reads_each_shape() {

@@ -1,9 +1,10 @@
-//! What differs per provider api: names, error envelopes, how credentials are sent, and how
-//! their streams read (`stream/`).
+//! What differs per provider api: names, error envelopes (written, and read back from an
+//! upstream), how credentials are sent, and how their streams read (`stream/`).
 
 pub mod answer;
 pub mod envelope;
 pub mod stream;
+pub mod upstream_error;
 pub mod usage;
 
 use serde::Deserialize;

@@ -101,6 +101,8 @@ pub struct Recorder {
     seen_labels: usize,
     deltas: Vec<Delta>,
     body: Vec<u8>,
+    /// When a whole (non-streamed) body's last byte arrived.
+    whole_body_done: Option<Duration>,
     truncated: bool,
 }
 
@@ -118,6 +120,7 @@ impl Recorder {
             seen_labels: 0,
             deltas: Vec::new(),
             body: Vec::new(),
+            whole_body_done: None,
             truncated: false,
         }
     }
@@ -127,16 +130,30 @@ impl Recorder {
         self.client_first_byte.get_or_insert(at);
     }
 
-    /// Keeps a bounded copy of a body the interpreter does not read (a plain JSON answer).
+    /// Keeps a bounded copy of a body the interpreter does not read (a plain JSON answer). At
+    /// `metadata` level it is read for its figures (usage, reasoning) and never stored.
     pub fn upstream_body(&mut self, data: &[u8]) {
-        if self.meta.level != CaptureLevel::Full {
+        if self.meta.level == CaptureLevel::Off {
             return;
         }
         let room = self.meta.max_body.saturating_sub(self.body.len());
-        if data.len() > room {
+        if data.len() > room && self.meta.level == CaptureLevel::Full {
             self.truncated = true;
         }
         self.body.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// The whole body, decoded, replacing what was kept in pieces as it passed (the events tier
+    /// collects a whole answer, then hands it over once).
+    pub fn set_upstream_body(&mut self, data: &[u8]) {
+        self.body.clear();
+        self.upstream_body(data);
+    }
+
+    /// A whole (non-streamed) body's last byte arrived at `at`: its reasoning, if it has any,
+    /// reached the client then.
+    pub fn whole_body_done(&mut self, at: Duration) {
+        self.whole_body_done.get_or_insert(at);
     }
 
     /// Records what the reassembly gained since last time, as deltas at `at`: answer and
@@ -197,10 +214,16 @@ impl Recorder {
         } else {
             None
         };
+        let mut whole_reasoning_ms = None;
         let (reassembly, body) = match end.summary {
             Some(s) if s.counters.events > 0 || !s.output.answer.is_empty() => (s.output, None),
             _ => match serde_json::from_slice::<Value>(&self.body) {
-                Ok(v) => (crate::apis::answer::read(&v), Some(v)),
+                Ok(v) => {
+                    if crate::apis::answer::has_reasoning(&v) {
+                        whole_reasoning_ms = self.whole_body_done.map(ms);
+                    }
+                    (crate::apis::answer::read(&v), full.then_some(v))
+                }
                 Err(_) => (Reassembly::default(), None),
             },
         };
@@ -253,7 +276,7 @@ impl Recorder {
                 upstream_first_byte_ms: m.first_byte_ms,
                 client_first_byte_ms: self.client_first_byte.map(ms),
                 first_feedback_ms: m.first_feedback_ms,
-                first_reasoning_ms: m.first_reasoning_ms,
+                first_reasoning_ms: m.first_reasoning_ms.or(whole_reasoning_ms),
                 first_token_ms: m.first_token_ms,
                 done_ms: Some(end.done_ms),
                 longest_silence_ms: end.longest_silence_ms,
@@ -330,6 +353,49 @@ mod tests {
             ]
         );
         assert_eq!(rec.model.as_deref(), Some("gem-x"));
+    }
+
+    #[test]
+    fn a_whole_answer_with_reasoning_has_its_first_reasoning_when_it_completed() {
+        let bodies = [
+            r#"{"choices":[{"message":{"content":"a","reasoning_content":"t"}}]}"#,
+            r#"{"object":"response","output":[{"type":"reasoning","summary":[{"type":"summary_text","text":"t"}]}]}"#,
+            r#"{"type":"message","content":[{"type":"thinking","thinking":"t"},{"type":"text","text":"a"}]}"#,
+            r#"{"candidates":[{"content":{"parts":[{"text":"t","thought":true},{"text":"a"}]}}]}"#,
+            r#"{"message":{"role":"assistant","content":"a","thinking":"t"},"done":true}"#,
+        ];
+        for level in [CaptureLevel::Full, CaptureLevel::Metadata] {
+            for body in bodies {
+                let mut r = Recorder::new(Meta {
+                    level,
+                    max_body: 4096,
+                    ..meta()
+                });
+                let (head, tail) = body.split_at(10);
+                r.upstream_body(head.as_bytes());
+                r.upstream_body(tail.as_bytes());
+                r.whole_body_done(Duration::from_millis(70));
+                let rec = r.finish(End {
+                    done_ms: 71.0,
+                    ..End::default()
+                });
+                assert_eq!(
+                    rec.timings.first_reasoning_ms,
+                    Some(70.0),
+                    "{level:?} {body}"
+                );
+                assert_eq!(rec.response.is_some(), level == CaptureLevel::Full);
+                assert!(!rec.truncated);
+            }
+        }
+        let mut plain = Recorder::new(Meta {
+            max_body: 4096,
+            ..meta()
+        });
+        plain.upstream_body(br#"{"choices":[{"message":{"content":"a"}}]}"#);
+        plain.whole_body_done(Duration::from_millis(70));
+        let rec = plain.finish(End::default());
+        assert_eq!(rec.timings.first_reasoning_ms, None);
     }
 
     #[test]

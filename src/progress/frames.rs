@@ -3,7 +3,7 @@
 
 use super::hub::Published;
 use crate::apis::stream::Dialect;
-use crate::apis::{Api, envelope};
+use crate::apis::{Api, envelope, upstream_error};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -98,24 +98,33 @@ pub fn result(
     publish(seq, RESULT, &Value::Object(out))
 }
 
-/// `aloud.error`: a failure, with the upstream's status and body when there was one.
-pub fn error(
-    v: u32,
-    request_id: &str,
-    seq: u64,
-    status: u16,
-    body: Option<&[u8]>,
-    code: &str,
-    message: &str,
-) -> Published {
+/// What `aloud.error` says about a failure.
+#[derive(Clone, Copy, Debug)]
+pub struct Failure<'a> {
+    /// The upstream's status, or the one aloud answers for (502, 504...).
+    pub status: u16,
+    /// aloud's machine-readable cause (docs/protocol.md).
+    pub code: &'a str,
+    /// The upstream's own message when it sent one, else aloud's.
+    pub message: &'a str,
+    /// The upstream's error type (`rate_limit_error`, `RESOURCE_EXHAUSTED`), when it named one.
+    pub kind: Option<&'a str>,
+    /// The upstream's error body, when there was one.
+    pub body: Option<&'a [u8]>,
+}
+
+/// `aloud.error`: a failure, with the upstream's status, message, type and body when there was
+/// one.
+pub fn error(v: u32, request_id: &str, seq: u64, f: &Failure<'_>) -> Published {
     let mut out = Map::new();
     out.insert("v".into(), json!(v));
     out.insert("request_id".into(), json!(request_id));
     out.insert("seq".into(), json!(seq));
-    out.insert("status".into(), json!(status));
-    out.insert("code".into(), json!(code));
-    out.insert("message".into(), json!(message));
-    if let Some(b) = body {
+    out.insert("status".into(), json!(f.status));
+    out.insert("code".into(), json!(f.code));
+    out.insert("type".into(), json!(f.kind));
+    out.insert("message".into(), json!(f.message));
+    if let Some(b) = f.body {
         body_fields(b, &mut out);
     }
     publish(seq, ERROR, &Value::Object(out))
@@ -137,6 +146,12 @@ pub fn in_stream_error(
     body: Option<&[u8]>,
     message: &str,
 ) -> Bytes {
+    // An upstream that sent no `{"error":{...}}` object (Ollama's `{"error":"..."}`) still
+    // has its own message passed on.
+    let theirs = body
+        .map(|b| upstream_error::read(api, b))
+        .unwrap_or_default();
+    let message = theirs.message.as_deref().unwrap_or(message);
     let ours = envelope::error_body(api, status, message);
     let error = body
         .and_then(upstream_error_object)
@@ -181,6 +196,62 @@ mod tests {
         let mut m = Map::new();
         body_fields(&[0xff, 0xfe], &mut m);
         assert_eq!(m["body_base64"], "//4=");
+    }
+
+    #[test]
+    fn errors_carry_status_code_type_and_message_in_their_own_fields() {
+        let body = br#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#;
+        let p = error(
+            1,
+            "req",
+            4,
+            &Failure {
+                status: 429,
+                code: "upstream_status",
+                message: "slow down",
+                kind: Some("rate_limit_error"),
+                body: Some(body),
+            },
+        );
+        let v: Value = serde_json::from_str(&p.data).unwrap();
+        assert_eq!(p.name, ERROR);
+        assert_eq!(
+            (&v["status"], &v["code"], &v["type"], &v["message"]),
+            (
+                &json!(429),
+                &json!("upstream_status"),
+                &json!("rate_limit_error"),
+                &json!("slow down")
+            )
+        );
+        assert_eq!(v["body"]["error"]["type"], "rate_limit_error");
+        let ours = error(
+            1,
+            "req",
+            5,
+            &Failure {
+                status: 504,
+                code: "idle_timeout",
+                message: "no upstream bytes within the idle timeout",
+                kind: None,
+                body: None,
+            },
+        );
+        let v: Value = serde_json::from_str(&ours.data).unwrap();
+        assert!(v["type"].is_null() && v.get("body").is_none(), "{v}");
+    }
+
+    #[test]
+    fn an_ollama_error_keeps_its_message_in_another_dialects_shape() {
+        let out = in_stream_error(
+            Api::Ollama,
+            Some(Dialect::OpenAiChat),
+            StatusCode::NOT_FOUND,
+            Some(br#"{"error":"model 'x' not found"}"#),
+            "the upstream answered 404",
+        );
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(text.contains("model 'x' not found"), "{text}");
     }
 
     #[test]

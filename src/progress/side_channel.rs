@@ -181,6 +181,8 @@ impl Sub {
                         "v": super::state::VERSION,
                         "request_id": &*self.id,
                         "status": 404,
+                        "code": "never_arrived",
+                        "type": null,
                         "message": "no request with this id arrived in time",
                     });
                     let e = Published {

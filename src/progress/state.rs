@@ -28,7 +28,8 @@ pub struct Milestones {
     pub first_reasoning_ms: Option<f64>,
     pub first_token_ms: Option<f64>,
     pub done_ms: Option<f64>,
-    /// The first thing the client could show: a progress event it received, or answer content.
+    /// The first thing the client could paint: an aloud event or comment it received, reasoning
+    /// text, answer content or a tool call (docs/capture.md, "first feedback").
     pub first_feedback_ms: Option<f64>,
     /// The longest gap between two pieces of feedback so far (from the request head on).
     pub longest_silence_ms: f64,
@@ -180,8 +181,8 @@ impl Progress {
         self.milestones.upstream_headers_ms.get_or_insert(ms(at));
     }
 
-    /// Records that the client received something it can show (a progress event in the events
-    /// tier or on the side channel, or answer content). Comments are keepalive, not feedback.
+    /// Records that the client received something it can paint: an aloud event (events tier or
+    /// side channel) or comment, reasoning text, answer content or a tool call.
     pub fn feedback(&mut self, at: Duration) {
         let now = ms(at);
         self.milestones.first_feedback_ms.get_or_insert(now);
@@ -228,6 +229,8 @@ impl Progress {
             }
             Signal::ToolCall { .. } => {
                 self.counters.tool_calls += 1;
+                // A tool call is the answer's first content when it comes before any text.
+                self.milestones.first_token_ms.get_or_insert(ms(at));
                 false
             }
             Signal::Label(text) => {
@@ -383,5 +386,15 @@ mod tests {
         assert_eq!(p.counters().answer_chars, 5);
         assert_eq!(p.milestones().first_token_ms, Some(20.0));
         assert_eq!(p.milestones().first_reasoning_ms, Some(10.0));
+    }
+
+    #[test]
+    fn a_tool_call_before_any_text_is_the_first_token() {
+        let mut p = progress();
+        let call = Signal::ToolCall { name: "f".into() };
+        p.apply(&call, Duration::from_millis(15));
+        p.apply(&Signal::AnswerDelta { chars: 2 }, Duration::from_millis(40));
+        assert_eq!(p.milestones().first_token_ms, Some(15.0));
+        assert_eq!(p.counters().tool_calls, 1);
     }
 }

@@ -111,6 +111,12 @@ impl Watcher {
     /// Applies interpreter signals; returns an event when one is worth sending now.
     pub fn signals(&mut self, signals: &[Signal]) -> Option<Published> {
         let at = self.elapsed();
+        self.signals_at(signals, at)
+    }
+
+    /// Applies signals that arrived at `at` (the chunk's own reading, so the milestones they
+    /// set agree with the feedback the same chunk gave).
+    pub fn signals_at(&mut self, signals: &[Signal], at: Duration) -> Option<Published> {
         let mut changed = false;
         for s in signals {
             changed |= self.progress.apply(s, at);

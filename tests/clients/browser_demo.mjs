@@ -262,6 +262,7 @@ async function main() {
       `expected one timings beacon with ordered first_progress/first_token/done; got ${JSON.stringify(beacons)}`,
     );
     summary.console_errors = consoleErrors;
+    check(consoleErrors.length === 0, `errors in the console: ${consoleErrors.join('; ')}`);
     summary.screenshots = [midPath, endPath];
   } finally {
     await context.close();

@@ -261,6 +261,11 @@ impl Exchange {
             .is_some_and(|s| (200..300).contains(&s))
     }
 
+    /// Whether the client got a 2xx head.
+    fn client_ok(&self) -> bool {
+        self.client_status.is_some_and(|s| (200..300).contains(&s))
+    }
+
     /// The model the request names without reading its body: Gemini puts it in the path.
     fn request_model(&self) -> Option<&str> {
         if self.api != Api::Gemini || !self.upstream_ok() {
@@ -386,7 +391,9 @@ impl Exchange {
                 upstream_status: self.upstream_status,
                 streamed: self.streamed,
                 outcome: Some(ending.outcome),
-                partial: ending.partial,
+                // A failure after the client was told 2xx (an early commit, or the upstream's
+                // own 200 and then an error inside its stream) is a cut-short response.
+                partial: ending.partial || (ending.outcome != Outcome::Ok && self.client_ok()),
                 milestones,
                 longest_silence_ms: self.w.as_ref().map(|_| longest_silence_ms),
                 done_ms: ms(done),

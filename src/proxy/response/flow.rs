@@ -2,6 +2,7 @@
 
 use super::{Collecting, Cut, ExchangeBody, Source};
 use crate::apis::stream::{Dialect, Phase};
+use crate::apis::upstream_error;
 use crate::capture::Outcome;
 use crate::progress::frames;
 use crate::proxy::exchange::Ending;
@@ -53,10 +54,9 @@ impl ExchangeBody {
         let p = self.w().emit_heartbeat(beat == Beat::Send);
         match (beat, p) {
             (Beat::Send, Some(p)) => {
-                if self.inj.mode() == Mode::Events {
-                    let at = self.at();
-                    self.w().progress_mut().feedback(at);
-                }
+                // An event or a comment: either is something the client can paint.
+                let at = self.at();
+                self.w().progress_mut().feedback(at);
                 let bytes = self.inj.heartbeat_bytes(&p);
                 self.out.push_back(bytes);
             }
@@ -119,7 +119,7 @@ impl ExchangeBody {
             }
             Source::Pending(_) | Source::Done => {}
         }
-        if let Some(p) = self.w().signals(&seen.signals) {
+        if let Some(p) = self.w().signals_at(&seen.signals, at) {
             self.push_event(&p);
             self.dl.beat_done(now);
         }
@@ -136,6 +136,15 @@ impl ExchangeBody {
 
     /// The upstream body ended, completely or not.
     pub(super) fn on_end(&mut self, end: UpstreamEnd) {
+        if matches!(end, UpstreamEnd::Complete)
+            && self.obs.as_ref().is_some_and(|o| o.dialect().is_none())
+        {
+            // A whole answer's reasoning (if any) arrived with its last byte.
+            let at = self.at();
+            if let Some(c) = self.ex.capture.as_mut() {
+                c.recorder.whole_body_done(at);
+            }
+        }
         match std::mem::replace(&mut self.src, Source::Done) {
             Source::Collect(c) => {
                 let Collecting {
@@ -163,7 +172,7 @@ impl ExchangeBody {
         let obs = self.obs.as_mut()?;
         let recorder = self.ex.capture.as_mut().map(|c| &mut c.recorder);
         let (signals, error) = obs.finish(at, w.progress_mut(), recorder);
-        let _ = w.signals(&signals);
+        let _ = w.signals_at(&signals, at);
         error
     }
 
@@ -246,7 +255,8 @@ impl ExchangeBody {
         let bytes = decode_body(headers, buf.bytes(), self.max_wrap_body);
         drop(buf);
         if let Some(c) = self.ex.capture.as_mut() {
-            c.recorder.upstream_body(&bytes);
+            // Decoded, in place of the pieces the observer kept as they passed.
+            c.recorder.set_upstream_body(&bytes);
         }
         let ok = status.is_success() && !cut_short;
         if ok {
@@ -301,7 +311,8 @@ impl ExchangeBody {
         self.finish_progress(Phase::Error);
     }
 
-    /// `aloud.error` (events tier) with a machine-readable `code`.
+    /// `aloud.error` (events tier) with a machine-readable `code`; with an upstream error body,
+    /// its message and type are the upstream's own.
     pub(super) fn push_error(
         &mut self,
         status: u16,
@@ -310,10 +321,20 @@ impl ExchangeBody {
         message: &str,
     ) {
         self.close_partial_event();
+        let theirs = body
+            .map(|b| upstream_error::read(self.ex.api, b))
+            .unwrap_or_default();
+        let failure = frames::Failure {
+            status,
+            code,
+            message: theirs.message.as_deref().unwrap_or(message),
+            kind: theirs.kind.as_deref(),
+            body,
+        };
         let seq = self.w().next_seq();
         let v = self.w().version();
         let id = self.ex.id.clone();
-        let err = frames::error(v, &id, seq, status, body, code, message);
+        let err = frames::error(v, &id, seq, &failure);
         let err = self.w().publish(err);
         self.out.push_back(frames::event_bytes(&err));
     }
