@@ -248,7 +248,7 @@ figures() {
             ((.latencyPercentiles.p99 // 0) * 1000), $ok, ($bad + $err) ] | map(tostring) | join("\t")' "$1"
 }
 # stored DATABASE: records `aloud stats` counts in it.
-stored() { "$ALOUD" stats --json --database "$1" 2>/dev/null | jq '[.[].count] | add // 0'; }
+stored() { "$ALOUD" stats --json --database "$1" 2>/dev/null | jq '[.rows[].n] | add // 0'; }
 # settle DATABASE N: poll (10 s at most) until N records are stored; prints the count.
 settle() {
     local n=0

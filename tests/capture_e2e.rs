@@ -188,17 +188,20 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
         String::from_utf8_lossy(&stats.stderr)
     );
     let rows: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
-    let all = &rows[0];
-    assert_eq!(all["count"], 7, "{rows:#}");
+    let all = &rows["rows"][0];
+    assert_eq!(all["n"], 7, "{rows:#}");
     // Chat Completions is silent while the simulator thinks for 400 ms: the user felt it.
-    let p50_token = all["first_token_ms"]["p50"].as_f64().unwrap();
+    let p50_token = all["metrics"]["first_token_ms"]["p50"].as_f64().unwrap();
     assert!((400.0..2000.0).contains(&p50_token), "{rows:#}");
     assert!(
-        all["longest_silence_ms"]["p50"].as_f64().unwrap() >= 350.0,
+        all["metrics"]["longest_silence_ms"]["p50"]
+            .as_f64()
+            .unwrap()
+            >= 350.0,
         "{rows:#}"
     );
     let table = Command::new(bin)
-        .args(["stats", "--by", "route", "--database"])
+        .args(["stats", "--group-by", "route", "--database"])
         .arg(&db)
         .output()
         .unwrap();

@@ -206,7 +206,7 @@ async fn the_binary_serves_into_postgres_and_stats_and_export_read_it() {
         String::from_utf8_lossy(&stats.stderr)
     );
     let rows: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
-    assert_eq!(rows[0]["count"], n, "{rows:#}");
+    assert_eq!(rows["rows"][0]["n"], n, "{rows:#}");
     let out = dir.path().join("export.jsonl");
     let export = std::process::Command::new(bin)
         .args([

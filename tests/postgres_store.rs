@@ -13,6 +13,7 @@ mod support;
 
 use aloud::capture::beacon::{ClientTimings, Feedback};
 use aloud::capture::sink::WriterSink;
+use aloud::capture::stats::{Dimension, StatsQuery, report_from_store};
 use aloud::capture::{CaptureRecord, CaptureSink, CaptureWriter, WriterConfig};
 use aloud::config::{MapEnv, Owner, PostgresUrl};
 use aloud::store::postgres::Access;
@@ -268,11 +269,35 @@ async fn the_same_traffic_stores_the_same_records_as_sqlite() {
                 model: Some("gpt-sim".into()),
                 ..Filter::default()
             },
+            Filter {
+                since_ms: Some(expected[1].started_at_ms),
+                until_ms: Some(expected[3].started_at_ms + 1),
+                ..Filter::default()
+            },
         ] {
             let want = all(&lite, &filter);
             assert!(!want.is_empty(), "{filter:?} selects nothing");
             assert_eq!(all(&pgs, &filter), want, "{filter:?}");
         }
+        // A stats report (window pushed down, beacons joined by `annotations`) is the same
+        // from either store, and it saw the feedback and the client timings.
+        let query = StatsQuery {
+            since_ms: Some(expected[0].started_at_ms),
+            until_ms: Some(expected[4].started_at_ms + 1),
+            group_by: vec![Dimension::Route, Dimension::Outcome],
+            all_outcomes: true,
+            ..StatsQuery::default()
+        };
+        let report = report_from_store(&lite, &query).unwrap();
+        assert!(report.rows.iter().any(|r| r.feedback.n > 0), "{report:#?}");
+        assert!(
+            report
+                .rows
+                .iter()
+                .any(|r| r.metrics.client_first_token_ms.p50 == Some(12.5)),
+            "{report:#?}"
+        );
+        assert_eq!(report_from_store(&pgs, &query).unwrap(), report);
         for r in &expected {
             assert_eq!(pgs.get(&r.id).unwrap(), lite.get(&r.id).unwrap());
             assert!(pgs.exists_for(&r.id, r.owner).unwrap());

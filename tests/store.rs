@@ -103,6 +103,45 @@ fn query_filters() {
         ..Filter::default()
     };
     assert_eq!(ids(&store, &both), ["r4"]);
+    // `until` is exclusive: [200, 300) holds r2 only.
+    let window = Filter {
+        since_ms: Some(200),
+        until_ms: Some(300),
+        ..Filter::default()
+    };
+    assert_eq!(ids(&store, &window), ["r2"]);
+    // Annotations: the beacons of the records the filter selects, in one query.
+    store
+        .insert_client_timings("r2", &json!({"first_token_painted_ms": 42}))
+        .unwrap();
+    let mut notes = store.annotations(&Filter::default()).unwrap();
+    notes.sort_by(|a, b| a.id.cmp(&b.id));
+    let brief: Vec<_> = notes
+        .iter()
+        .map(|a| {
+            (
+                a.id.as_str(),
+                a.client_timings.is_some(),
+                a.feedback_score,
+                a.feedback_label.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            ("r1", false, Some(0.9), None),
+            ("r2", true, None, None),
+            ("r3", false, Some(0.2), Some("bad")),
+        ]
+    );
+    let in_window: Vec<_> = store
+        .annotations(&window)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(in_window, ["r2"]);
     let none = Filter {
         limit: Some(0),
         ..Filter::default()
