@@ -1,0 +1,47 @@
+//! The requests in flight now, for the dashboard: one pass over the hub's entries under its
+//! lock, then rows built from each attempt's `LiveCell`, longest-running first, at most `max`.
+
+use super::{Hub, Stage};
+use crate::progress::live::{LiveCell, LiveRequest};
+use std::sync::Arc;
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// `/dashboard/api/live`: the rows shown and how many requests are in flight in all.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LiveSnapshot {
+    /// Requests in flight on this process (those started while the admin listener ran).
+    pub in_flight: usize,
+    /// The longest-running `max` of them.
+    pub requests: Vec<LiveRequest>,
+}
+
+impl Hub {
+    /// The requests in flight now, longest-running first, at most `max` rows. Takes the hub's
+    /// lock for one pass over its entries (at most `max_requests`), and each cell's briefly.
+    pub fn live(&self, max: usize) -> LiveSnapshot {
+        let now = Instant::now();
+        // Only refcounts under the hub's lock; rows (which may read a model from a request
+        // body) are built after it is released.
+        let mut cells: Vec<(Arc<str>, u32, Arc<LiveCell>)> = {
+            let entries = self.lock();
+            entries
+                .map
+                .iter()
+                .filter(|(_, e)| e.stage == Stage::InFlight)
+                .filter_map(|(id, e)| Some((Arc::clone(id), e.attempts, Arc::clone(e.live.as_ref()?))))
+                .collect()
+        };
+        let in_flight = cells.len();
+        cells.sort_by(|a, b| a.2.started().cmp(&b.2.started()).then(a.0.cmp(&b.0)));
+        cells.truncate(max);
+        let requests = cells
+            .iter()
+            .map(|(id, attempt, cell)| cell.row(id, *attempt, now))
+            .collect();
+        LiveSnapshot {
+            in_flight,
+            requests,
+        }
+    }
+}
