@@ -58,7 +58,7 @@ impl Dashboard {
         let query = query.unwrap_or("");
         match path {
             // The token came in the address: keep it as a cookie, and take it out of the URL.
-            "" | "/" if pass == Pass::Query => self.enter(),
+            "" | "/" if pass == Pass::Query => self.enter(query),
             "/api/live" => json(&hub.map(|h| h.live(MAX_LIVE))),
             "/api/points" => match points_query(query) {
                 Ok((since, until, limit)) => respond(
@@ -81,11 +81,22 @@ impl Dashboard {
         }
     }
 
-    fn enter(&self) -> Response<Body> {
+    /// A redirect to the page without `access_token` (other parameters kept), with the cookie.
+    fn enter(&self, query: &str) -> Response<Body> {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("access_token="))
+            .collect();
+        let location = match kept.is_empty() {
+            true => "/dashboard".to_owned(),
+            false => format!("/dashboard?{}", kept.join("&")),
+        };
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::SEE_OTHER;
         let h = r.headers_mut();
-        h.insert(header::LOCATION, HeaderValue::from_static("/dashboard"));
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            h.insert(header::LOCATION, v);
+        }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         if let Some(cookie) = self.gate.cookie() {
