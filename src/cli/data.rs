@@ -1,8 +1,7 @@
-//! `aloud export` and `aloud stats`: read the capture database, write datasets and latency
-//! tables. Also finds a record for `aloud simulate --replay ID`.
+//! `aloud export` and the capture database both data commands read (`aloud stats` is in
+//! `stats.rs`): write datasets. Also finds a record for `aloud simulate --replay ID`.
 
 use crate::capture::CaptureRecord;
-use crate::capture::stats::{GroupBy, Stats, render_json, render_table};
 use crate::config::units::parse_duration;
 use crate::config::{Config, Database, ProcessEnv};
 use crate::export::{Exporter, Format};
@@ -42,12 +41,12 @@ pub struct FilterArgs {
     pub limit: Option<usize>,
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
+pub(super) fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }
 
-fn database(args: &DbArgs) -> Result<Database, String> {
+pub(super) fn database(args: &DbArgs) -> Result<Database, String> {
     if let Some(db) = &args.database {
         return Database::parse(db).map_err(|e| format!("--database: {e}"));
     }
@@ -56,7 +55,7 @@ fn database(args: &DbArgs) -> Result<Database, String> {
         .map_err(|e| e.to_string())
 }
 
-fn open(database: &Database) -> Result<Box<dyn Store>, String> {
+pub(super) fn open(database: &Database) -> Result<Box<dyn Store>, String> {
     if let Some(path) = database.sqlite_path()
         && !path.exists()
     {
@@ -88,6 +87,7 @@ fn filter(args: &FilterArgs) -> Result<Filter, String> {
     }
     Ok(Filter {
         since_ms,
+        until_ms: None,
         route: args.route.clone(),
         model: args.model.clone(),
         outcome: args.outcome.clone(),
@@ -151,46 +151,6 @@ pub fn export(db: &DbArgs, which: &FilterArgs, format: &str, out: Option<&Path>)
     eprintln!(
         "exported {} record(s) as {format}; skipped {} ({:?})",
         counts.written, counts.skipped, counts
-    );
-    ExitCode::SUCCESS
-}
-
-pub fn stats(db: &DbArgs, which: &FilterArgs, by: &str, json: bool) -> ExitCode {
-    let Some(group) = GroupBy::parse(by) else {
-        return fail(format!("--by {by:?}: use none, route or model"));
-    };
-    let (store, filter) = match database(db)
-        .and_then(|p| open(&p))
-        .and_then(|s| filter(which).map(|f| (s, f)))
-    {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
-    let records = match store.query(&filter) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let mut failed = None;
-    let rows = Stats::from_records(
-        records.map_while(|r| match r {
-            Ok(r) => Some(r),
-            Err(e) => {
-                failed = Some(e);
-                None
-            }
-        }),
-        group,
-    );
-    if let Some(e) = failed {
-        return fail(format!("reading the database: {e}"));
-    }
-    println!(
-        "{}",
-        if json {
-            render_json(&rows)
-        } else {
-            render_table(&rows)
-        }
     );
     ExitCode::SUCCESS
 }

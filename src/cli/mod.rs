@@ -3,6 +3,7 @@
 mod check;
 mod data;
 mod serve;
+mod stats;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -67,16 +68,10 @@ pub enum Command {
         #[command(flatten)]
         db: data::DbArgs,
     },
-    /// What users felt against what the model took: counts, error rate and percentiles.
+    /// Latency you can publish: percentiles over ok exchanges, by group and time bucket.
     Stats {
-        /// Group rows by none, route or model.
-        #[arg(long, default_value = "none")]
-        by: String,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        filter: data::FilterArgs,
+        args: stats::StatsArgs,
         #[command(flatten)]
         db: data::DbArgs,
     },
@@ -112,11 +107,6 @@ pub fn main() -> ExitCode {
             filter,
             db,
         } => data::export(&db, &filter, &format, out.as_deref()),
-        Command::Stats {
-            by,
-            json,
-            filter,
-            db,
-        } => data::stats(&db, &filter, &by, json),
+        Command::Stats { args, db } => stats::run(&db, &args),
     }
 }

@@ -22,7 +22,7 @@ pub use entry::{ClientTimings, Entry, Feedback};
 pub use error::{StoreError, StoreErrorKind};
 pub use open::{open_reader, open_writer};
 pub use postgres::PostgresStore;
-pub use query::Filter;
+pub use query::{Annotation, Filter};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use crate::config::Owner;
@@ -75,4 +75,34 @@ pub trait Store: Send + 'static {
 
     /// Whether an attempt of `id` made by `owner` is stored (`None`: made without a token).
     fn exists_for(&self, id: &str, owner: Option<Owner>) -> Result<bool, StoreError>;
+
+    /// The client timings and feedback of the records `filter` selects (its `limit` aside):
+    /// one [`Annotation`] per id that has either, in no particular order. The stores answer
+    /// with one query; this default asks per record.
+    fn annotations(&self, filter: &Filter) -> Result<Vec<Annotation>, StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let unlimited = Filter {
+            limit: None,
+            ..filter.clone()
+        };
+        for record in self.query(&unlimited)? {
+            let id = record?.id;
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let timings = self.client_timings(&id)?;
+            let feedback = self.feedback(&id)?;
+            if timings.is_some() || feedback.is_some() {
+                let (score, label) = feedback.map_or((None, None), |f| (f.score, f.label));
+                out.push(Annotation {
+                    id,
+                    client_timings: timings,
+                    feedback_score: score,
+                    feedback_label: label,
+                });
+            }
+        }
+        Ok(out)
+    }
 }

@@ -44,6 +44,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn query(&self, filter: &super::Filter) -> Result<super::Records<'_>, StoreError> {
         (**self).query(filter)
     }
+    fn annotations(&self, filter: &super::Filter) -> Result<Vec<super::Annotation>, StoreError> {
+        (**self).annotations(filter)
+    }
     fn insert_client_timings(
         &mut self,
         id: &str,

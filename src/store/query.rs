@@ -13,6 +13,9 @@ use std::collections::VecDeque;
 pub struct Filter {
     /// Records whose request started at or after this Unix time in milliseconds.
     pub since_ms: Option<i64>,
+    /// Records whose request started before this Unix time in milliseconds (exclusive, so
+    /// consecutive windows `[since, until)` never count a record twice).
+    pub until_ms: Option<i64>,
     pub route: Option<String>,
     pub model: Option<String>,
     /// An outcome as written in the record (`ok`, `upstream_error`, …).
@@ -34,22 +37,24 @@ pub(crate) enum FilterValue {
     Real(f64),
 }
 
-/// The paged query for `filter`, the same for SQLite and Postgres: parameter 1 and 2 are the
-/// keyset `(started_at_ms, seq)` to start after, 3 the page size, then the filter's values in
-/// order. `mark(n)` writes parameter `n` in the driver's syntax (`?n` or `$n`).
-pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, Vec<FilterValue>) {
-    let mut conditions = vec![format!(
-        "(c.started_at_ms, c.seq) > ({}, {})",
-        mark(1),
-        mark(2)
-    )];
+/// The conditions `filter` sets on `captures c`, their values numbered from `first` on.
+/// `mark(n)` writes parameter `n` in the driver's syntax (`?n` or `$n`).
+fn conditions(
+    filter: &Filter,
+    mark: fn(usize) -> String,
+    first: usize,
+) -> (Vec<String>, Vec<FilterValue>) {
+    let mut conditions = Vec::new();
     let mut values = Vec::new();
     let mut push = |condition: &str, value: FilterValue| {
+        conditions.push(condition.replace('#', &mark(first + values.len())));
         values.push(value);
-        conditions.push(condition.replace('#', &mark(values.len() + 3)));
     };
     if let Some(since) = filter.since_ms {
         push("c.started_at_ms >= #", FilterValue::Int(since));
+    }
+    if let Some(until) = filter.until_ms {
+        push("c.started_at_ms < #", FilterValue::Int(until));
     }
     if let Some(route) = &filter.route {
         push("c.route = #", FilterValue::Text(route.clone()));
@@ -66,6 +71,18 @@ pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, 
             FilterValue::Real(score),
         );
     }
+    (conditions, values)
+}
+
+/// The paged query for `filter`, the same for SQLite and Postgres: parameter 1 and 2 are the
+/// keyset `(started_at_ms, seq)` to start after, 3 the page size, then the filter's values in
+/// order. `mark(n)` writes parameter `n` in the driver's syntax (`?n` or `$n`).
+pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, Vec<FilterValue>) {
+    let (mut conditions, values) = conditions(filter, mark, 4);
+    conditions.insert(
+        0,
+        format!("(c.started_at_ms, c.seq) > ({}, {})", mark(1), mark(2)),
+    );
     let sql = format!(
         "SELECT c.started_at_ms, c.seq, c.id, c.record FROM captures c WHERE {} \
          ORDER BY c.started_at_ms, c.seq LIMIT {}",
@@ -73,6 +90,53 @@ pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, 
         mark(3)
     );
     (sql, values)
+}
+
+/// The query for [`Store::annotations`](super::Store::annotations), the same for SQLite and
+/// Postgres: `(id, client timings JSON, feedback score, feedback label)` of every record
+/// `filter` selects (its limit aside) that has client timings or feedback; the filter's values
+/// are the parameters in order.
+pub(crate) fn annotations_sql(
+    filter: &Filter,
+    mark: fn(usize) -> String,
+) -> (String, Vec<FilterValue>) {
+    let (mut conditions, values) = conditions(filter, mark, 1);
+    conditions.push("(t.id IS NOT NULL OR f.id IS NOT NULL)".to_owned());
+    let sql = format!(
+        "SELECT DISTINCT c.id, t.timings, f.score, f.label FROM captures c \
+         LEFT JOIN client_timings t ON t.id = c.id LEFT JOIN feedback f ON f.id = c.id \
+         WHERE {}",
+        conditions.join(" AND ")
+    );
+    (sql, values)
+}
+
+/// What the beacons said about one request id: the client's timings and the feedback's score
+/// and label ([`Store::annotations`](super::Store::annotations)).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Annotation {
+    pub id: String,
+    /// The timings JSON the client sent (`first_progress_painted_ms`, …), when it sent any.
+    pub client_timings: Option<serde_json::Value>,
+    pub feedback_score: Option<f64>,
+    pub feedback_label: Option<String>,
+}
+
+impl Annotation {
+    /// An annotation from a row of [`annotations_sql`]; timings that are not JSON count as none.
+    pub(crate) fn from_row(
+        id: String,
+        timings: Option<&str>,
+        score: Option<f64>,
+        label: Option<String>,
+    ) -> Annotation {
+        Annotation {
+            id,
+            client_timings: timings.and_then(|t| serde_json::from_str(t).ok()),
+            feedback_score: score,
+            feedback_label: label,
+        }
+    }
 }
 
 /// One row of a page: `(started_at_ms, seq, id, record JSON)`.
@@ -154,16 +218,41 @@ pub(super) struct SqlitePages<'a> {
 impl<'a> SqlitePages<'a> {
     pub(super) fn new(conn: &'a Connection, filter: &Filter) -> Paged<SqlitePages<'a>> {
         let (sql, values) = paged_sql(filter, |n| format!("?{n}"));
-        let params = values
-            .into_iter()
-            .map(|v| match v {
-                FilterValue::Int(v) => SqlValue::Integer(v),
-                FilterValue::Text(v) => SqlValue::Text(v),
-                FilterValue::Real(v) => SqlValue::Real(v),
-            })
-            .collect();
+        let params = sqlite_values(values);
         Paged::new(SqlitePages { conn, sql, params }, filter.limit)
     }
+}
+
+fn sqlite_values(values: Vec<FilterValue>) -> Vec<SqlValue> {
+    values
+        .into_iter()
+        .map(|v| match v {
+            FilterValue::Int(v) => SqlValue::Integer(v),
+            FilterValue::Text(v) => SqlValue::Text(v),
+            FilterValue::Real(v) => SqlValue::Real(v),
+        })
+        .collect()
+}
+
+/// SQLite's [`Store::annotations`](super::Store::annotations): one statement.
+pub(super) fn sqlite_annotations(
+    conn: &Connection,
+    filter: &Filter,
+) -> Result<Vec<Annotation>, StoreError> {
+    let (sql, values) = annotations_sql(filter, |n| format!("?{n}"));
+    let mut statement = conn.prepare(&sql)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(sqlite_values(values)))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let timings: Option<String> = row.get(1)?;
+        out.push(Annotation::from_row(
+            row.get(0)?,
+            timings.as_deref(),
+            row.get(2)?,
+            row.get(3)?,
+        ));
+    }
+    Ok(out)
 }
 
 impl PageSource for SqlitePages<'_> {

@@ -1,7 +1,7 @@
 //! [`SqliteStore`]: one SQLite file in WAL mode, `synchronous=NORMAL`, a short busy timeout.
 
-use super::query::SqlitePages;
-use super::{Entry, Feedback, Filter, Records, Store, StoreError, schema};
+use super::query::{SqlitePages, sqlite_annotations};
+use super::{Annotation, Entry, Feedback, Filter, Records, Store, StoreError, schema};
 use crate::config::Owner;
 use crate::record::CaptureRecord;
 use rusqlite::{
@@ -241,6 +241,10 @@ impl Store for SqliteStore {
 
     fn query(&self, filter: &Filter) -> Result<Records<'_>, StoreError> {
         Ok(Box::new(SqlitePages::new(&self.conn, filter)))
+    }
+
+    fn annotations(&self, filter: &Filter) -> Result<Vec<Annotation>, StoreError> {
+        sqlite_annotations(&self.conn, filter)
     }
 
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {

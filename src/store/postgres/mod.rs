@@ -251,6 +251,10 @@ impl Store for PostgresStore {
         Ok(Box::new(query::PostgresPages::new(self, filter)))
     }
 
+    fn annotations(&self, filter: &Filter) -> Result<Vec<super::Annotation>, StoreError> {
+        query::annotations(self, filter)
+    }
+
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
         self.conn()?.execute(
             UPSERT_TIMINGS,

@@ -1,8 +1,8 @@
 //! Filtered reads that stream from Postgres: keyset pagination over `(started_at_ms, seq)`, as
 //! SQLite's `query.rs`, one short statement per page.
 
-use super::super::query::{FilterValue, PageSource, Paged, Row, paged_sql};
-use super::super::{Filter, StoreError};
+use super::super::query::{FilterValue, PageSource, Paged, Row, annotations_sql, paged_sql};
+use super::super::{Annotation, Filter, StoreError};
 use super::PostgresStore;
 use postgres::types::ToSql;
 
@@ -50,4 +50,18 @@ impl PageSource for PostgresPages<'_> {
             })
             .collect())
     }
+}
+
+/// Postgres's [`Store::annotations`](super::super::Store::annotations): one statement.
+pub(super) fn annotations(
+    store: &PostgresStore,
+    filter: &Filter,
+) -> Result<Vec<Annotation>, StoreError> {
+    let (sql, params) = annotations_sql(filter, |n| format!("${n}"));
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(Param::sql).collect();
+    let rows = store.conn()?.query(&sql, &params)?;
+    Ok(rows
+        .iter()
+        .map(|row| Annotation::from_row(row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect())
 }

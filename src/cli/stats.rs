@@ -1,0 +1,107 @@
+//! `aloud stats`: its flags, the clock read for relative windows, and the output format; the
+//! report itself is `crate::capture::stats` (the dashboard calls the same).
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use super::data::{DbArgs, database, fail, open};
+use crate::capture::Outcome;
+use crate::capture::stats::{
+    Bucket, Dimension, StatsQuery, parse_window, render_csv, render_table, report_from_store,
+    unix_ms,
+};
+
+/// What to report on, and how to print it.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    /// Group rows by any of route, model, api, tier, streamed, outcome, feedback, separated by
+    /// commas (default: one row for everything).
+    #[arg(long, alias = "by", default_value = "none", value_name = "DIMENSIONS")]
+    pub group_by: String,
+    /// Exchanges from this time on: a time ago (7d, 24h, 30m) or an RFC 3339 time or date
+    /// (2024-05-06T00:00:00Z, 2024-05-06).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Exchanges before this time (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// A time series: one row per group per hour (1h) or day (1d), aligned to UTC.
+    #[arg(long, value_name = "1h|1d")]
+    pub bucket: Option<String>,
+    #[arg(long)]
+    pub route: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only this outcome (ok, upstream_error, proxy_error, timeout, client_disconnected,
+    /// shutdown); latency is then over it.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Latency over every outcome, not only ok exchanges.
+    #[arg(long, conflicts_with = "outcome")]
+    pub all_outcomes: bool,
+    /// Print the report as JSON (docs/stats.md has the fields).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print the report as CSV, one line per row.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+/// The query `args` ask for, with relative times taken from `now_ms`.
+pub fn query(args: &StatsArgs, now_ms: i64) -> Result<StatsQuery, String> {
+    let group_by = Dimension::parse_list(&args.group_by).map_err(|e| format!("--group-by: {e}"))?;
+    let (since_ms, until_ms) = parse_window(args.since.as_deref(), args.until.as_deref(), now_ms)?;
+    let bucket = args
+        .bucket
+        .as_deref()
+        .map(|b| Bucket::parse(b).ok_or_else(|| format!("--bucket {b:?}: use 1h or 1d")))
+        .transpose()?;
+    let outcome = args
+        .outcome
+        .as_deref()
+        .map(|o| {
+            Outcome::parse(o).ok_or_else(|| {
+                format!(
+                    "--outcome {o:?}: use ok, upstream_error, proxy_error, timeout, \
+                     client_disconnected or shutdown"
+                )
+            })
+        })
+        .transpose()?;
+    Ok(StatsQuery {
+        since_ms,
+        until_ms,
+        bucket,
+        group_by,
+        route: args.route.clone(),
+        model: args.model.clone(),
+        outcome,
+        all_outcomes: args.all_outcomes,
+    })
+}
+
+pub fn run(db: &DbArgs, args: &StatsArgs) -> ExitCode {
+    let query = match query(args, unix_ms(SystemTime::now())) {
+        Ok(q) => q,
+        Err(e) => return fail(e),
+    };
+    let store = match database(db).and_then(|d| open(&d)) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let report = match report_from_store(&*store, &query) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("reading the database: {e}")),
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(format!("cannot write JSON: {e}")),
+        }
+    } else if args.csv {
+        print!("{}", render_csv(&report));
+    } else {
+        print!("{}", render_table(&report));
+    }
+    ExitCode::SUCCESS
+}
