@@ -13,9 +13,9 @@
     reason = "a test fails loudly on the first surprise"
 )]
 
-mod support;
 #[path = "support/records.rs"]
 mod records;
+mod support;
 
 use aloud::capture::Outcome;
 use aloud::store::{SqliteStore, Store};
@@ -77,10 +77,13 @@ fn seed(db: &Path, base_ms: i64) {
         records.push(r);
     }
     store.insert_batch(&records).unwrap();
-    for (id, score) in [("seed-00", 1.0), ("seed-03", 0.0), ("seed-06", 1.0), ("seed-07", 0.5)] {
-        store
-            .insert_feedback(id, Some(score), None, None)
-            .unwrap();
+    for (id, score) in [
+        ("seed-00", 1.0),
+        ("seed-03", 0.0),
+        ("seed-06", 1.0),
+        ("seed-07", 0.5),
+    ] {
+        store.insert_feedback(id, Some(score), None, None).unwrap();
     }
 }
 
@@ -92,13 +95,24 @@ fn rfc3339(ms: i64) -> String {
 /// `aloud stats --json` for the window, grouped as the page's table is.
 fn cli_stats(db: &Path, since: &str, until: &str) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aloud"))
-        .args(["stats", "--json", "--group-by", "route,model", "--since", since])
+        .args([
+            "stats",
+            "--json",
+            "--group-by",
+            "route,model",
+            "--since",
+            since,
+        ])
         .args(["--until", until, "--database"])
         .arg(db)
         .env_clear()
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -108,7 +122,11 @@ fn shown(v: &Value) -> String {
         None => "–".to_owned(),
         Some(x) => {
             let r = (x * 10.0).round() / 10.0;
-            if r.fract() == 0.0 { format!("{r:.0}") } else { format!("{r}") }
+            if r.fract() == 0.0 {
+                format!("{r:.0}")
+            } else {
+                format!("{r}")
+            }
         }
     }
 }

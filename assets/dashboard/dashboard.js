@@ -4,7 +4,8 @@
 // the page's own `since`/`until` query parameters when given (the same forms as `aloud stats
 // --since/--until`), else the select's choice.
 
-/* global uPlot */
+/** uPlot, loaded by the script tag before this one (assets/uplot/). */
+const Plot = /** @type {any} */ (globalThis).uPlot;
 
 /**
  * @typedef {{n: number, p50?: number|null, p90?: number|null, p99?: number|null, mean?: number|null}} Summary
@@ -71,7 +72,7 @@ const charts = {};
 function draw(/** @type {string} */ id, /** @type {any} */ opts, /** @type {any[]} */ data) {
   const el = $(id);
   charts[id]?.destroy();
-  charts[id] = new uPlot({ width: el.clientWidth || 600, height: 240, ...opts }, data, el);
+  charts[id] = new Plot({ width: el.clientWidth || 600, height: 240, ...opts }, data, el);
 }
 
 /** Rows of the window's report, one per route and model, as the summary table. */
@@ -182,15 +183,19 @@ function silenceChart(/** @type {Point[]} */ points) {
     counts[t][bin < 0 ? SILENCE_EDGES.length : bin] += 1;
   }
   const names = SILENCE_EDGES.map((e) => `<${e >= 1000 ? `${e / 1000}s` : `${e}ms`}`).concat(["≥30s"]);
-  const bars = uPlot.paths.bars?.({ size: [0.25, 40] });
+  // Side by side: bin b's bar for tier t stands at x = 4b + t (x = 4b + 3 is the gap).
+  const xs = names.flatMap((_, b) => [0, 1, 2].map((t) => 4 * b + t));
+  const bars = Plot.paths.bars({ size: [0.9, 40] });
   draw("chart-silence", {
     scales: { x: { time: false } },
     series: [{ label: "silence" },
-      ...TIERS.map((t) => ({ label: t, stroke: /** @type {any} */ (TIER_COLORS)[t],
-        fill: /** @type {any} */ (TIER_COLORS)[t] + "88", paths: bars, points: { show: false } }))],
-    axes: [{ values: (/** @type {any} */ _u, /** @type {number[]} */ ticks) => ticks.map((i) => names[i] ?? "") },
-      { label: "exchanges" }],
-  }, [names.map((_, i) => i), ...counts]);
+      ...TIERS.map((t, i) => ({ label: t, stroke: /** @type {any} */ (TIER_COLORS)[t],
+        fill: /** @type {any} */ (TIER_COLORS)[t] + "aa", paths: bars, points: { show: false },
+        value: (/** @type {any} */ _u, /** @type {number|null} */ v) => (v === null ? "–" : String(v)) }))],
+    axes: [{ splits: () => names.map((_, b) => 4 * b + 1),
+      values: (/** @type {any} */ _u, /** @type {number[]} */ ticks) => ticks.map((x) => names[(x - 1) / 4] ?? "") },
+    { label: "exchanges" }],
+  }, [xs, ...TIERS.map((_, i) => xs.map((x) => (x % 4 === i ? counts[i][Math.floor(x / 4)] : null)))]);
 }
 
 /** The in-flight table, from `api/live`. */

@@ -170,29 +170,34 @@ pub async fn forward(
                     Arc::clone(&cx.progress.ladder),
                 )
             });
-            cx.progress.hub.begin_live(&ex.id, owner, live.clone()).map_err(|e| {
-                ProxyError::new(
-                    StatusCode::CONFLICT,
-                    Origin::Downstream,
-                    "request_id_in_flight",
-                    e.to_string(),
-                )
-            })
+            cx.progress
+                .hub
+                .begin_live(&ex.id, owner, live.clone())
+                .map_err(|e| {
+                    ProxyError::new(
+                        StatusCode::CONFLICT,
+                        Origin::Downstream,
+                        "request_id_in_flight",
+                        e.to_string(),
+                    )
+                })
         });
     let begun = match admitted {
         Ok(b) => b,
         Err(e) => return refuse(ex, e, &parts.method, rest, &cx, rt, owner),
     };
-    ex.w = Some(Watcher::new(
-        Arc::clone(&ex.id),
-        cx.started,
-        begun.last_seq,
-        Arc::clone(&cx.progress.hub),
-        Arc::clone(&cx.progress.ladder),
-        begun.listeners,
-        ex.tier == Tier::Events,
-    )
-    .with_live(live.clone()));
+    ex.w = Some(
+        Watcher::new(
+            Arc::clone(&ex.id),
+            cx.started,
+            begun.last_seq,
+            Arc::clone(&cx.progress.hub),
+            Arc::clone(&cx.progress.ladder),
+            begun.listeners,
+            ex.tier == Tier::Events,
+        )
+        .with_live(live.clone()),
+    );
     if let (Some(w), Some(_)) = (ex.w.as_mut(), &ex.trace) {
         w.progress_mut().keep_phases();
     }

@@ -61,7 +61,12 @@ async function main() {
   });
   try {
     const page = context.pages()[0] ?? (await context.newPage());
+    // Also written to stderr as they happen, so a timed-out wait shows why.
     const errors = [];
+    errors.push = (...items) => {
+      for (const e of items) process.stderr.write(`${e}\n`);
+      return Array.prototype.push.apply(errors, items);
+    };
     page.on('pageerror', (e) => errors.push(`page: ${e}`));
     page.on('console', (m) => {
       if (m.type() === 'error' || m.type() === 'warning') errors.push(`console ${m.type()}: ${m.text()}`);

@@ -3,8 +3,8 @@
 
 use super::{Hub, Stage};
 use crate::progress::live::{LiveCell, LiveRequest};
-use std::sync::Arc;
 use serde::Serialize;
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// `/dashboard/api/live`: the rows shown and how many requests are in flight in all.
@@ -29,7 +29,9 @@ impl Hub {
                 .map
                 .iter()
                 .filter(|(_, e)| e.stage == Stage::InFlight)
-                .filter_map(|(id, e)| Some((Arc::clone(id), e.attempts, Arc::clone(e.live.as_ref()?))))
+                .filter_map(|(id, e)| {
+                    Some((Arc::clone(id), e.attempts, Arc::clone(e.live.as_ref()?)))
+                })
                 .collect()
         };
         let in_flight = cells.len();
@@ -43,5 +45,36 @@ impl Hub {
             in_flight,
             requests,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::hub::HubLimits;
+
+    fn cell(route: &str) -> Arc<LiveCell> {
+        LiveCell::new(Arc::from(route), "events", Instant::now(), Arc::default())
+    }
+
+    #[test]
+    fn only_attempts_in_flight_with_a_cell_are_listed_oldest_first_and_bounded() {
+        let hub = Hub::new(HubLimits::default());
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) =
+            (Arc::from("a"), Arc::from("b"), Arc::from("c"));
+        hub.begin_live(&a, None, Some(cell("first"))).unwrap();
+        hub.begin_live(&b, None, Some(cell("second"))).unwrap();
+        // Begun without a cell (the admin listener is off): not listed.
+        hub.begin(&c, None).unwrap();
+        let live = hub.live(10);
+        assert_eq!(live.in_flight, 2);
+        let routes: Vec<&str> = live.requests.iter().map(|r| r.route.as_str()).collect();
+        assert_eq!(routes, ["first", "second"]);
+        assert_eq!(hub.live(1).requests.len(), 1);
+        assert_eq!(hub.live(1).in_flight, 2);
+        hub.finish("a", None);
+        let live = hub.live(10);
+        assert_eq!(live.in_flight, 1);
+        assert_eq!(live.requests[0].id, "b");
     }
 }

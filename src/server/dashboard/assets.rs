@@ -51,7 +51,10 @@ pub fn file(path: &str) -> Option<Response<Body>> {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(POLICY),
         );
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
     }
     Some(r)
 }

@@ -106,7 +106,7 @@ fn cookie(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -132,18 +132,33 @@ mod tests {
         assert_eq!(gate.check(&none, None), Pass::Denied);
         let bearer = with(header::AUTHORIZATION, "Bearer s3cret");
         assert_eq!(gate.check(&bearer, None), Pass::Open);
-        assert_eq!(gate.check(&none, Some("a=1&access_token=s3cret")), Pass::Query);
+        assert_eq!(
+            gate.check(&none, Some("a=1&access_token=s3cret")),
+            Pass::Query
+        );
         assert_eq!(gate.check(&none, Some("access_token=wrong")), Pass::Denied);
         let set = gate.cookie().unwrap();
         let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
         assert!(!pair.contains("s3cret"), "the cookie never holds the token");
         assert_eq!(gate.check(&with(header::COOKIE, &pair), None), Pass::Open);
         let forged = format!("{COOKIE}={}", "00".repeat(32));
-        assert_eq!(gate.check(&with(header::COOKIE, &forged), None), Pass::Denied);
+        assert_eq!(
+            gate.check(&with(header::COOKIE, &forged), None),
+            Pass::Denied
+        );
         // Another process's cookie (another key) does not pass.
         let other = Gate::new(Some("s3cret".into())).cookie().unwrap();
-        let other = other.to_str().unwrap().split(';').next().unwrap().to_owned();
-        assert_eq!(gate.check(&with(header::COOKIE, &other), None), Pass::Denied);
+        let other = other
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            gate.check(&with(header::COOKIE, &other), None),
+            Pass::Denied
+        );
     }
 
     #[test]

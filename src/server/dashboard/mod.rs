@@ -11,8 +11,10 @@ mod assets;
 mod auth;
 mod points;
 mod reader;
+mod stats;
 
 use super::Tasks;
+use crate::capture::stats::{parse_instant, report_from_store};
 use crate::config::Database;
 use crate::progress::Hub;
 use axum::body::Body;
@@ -60,6 +62,19 @@ impl Dashboard {
             // The token came in the address: keep it as a cookie, and take it out of the URL.
             "" | "/" if pass == Pass::Query => self.enter(query),
             "/api/live" => json(&hub.map(|h| h.live(MAX_LIVE))),
+            "/api/stats" => {
+                let params: Vec<(&str, String)> = params(query).collect();
+                match stats::query(&params, now_ms()) {
+                    Ok(q) => respond(
+                        self.reader
+                            .read(tasks, move |store| {
+                                report_from_store(store, &q).map_err(|e| e.to_string())
+                            })
+                            .await,
+                    ),
+                    Err(e) => bad_request(e),
+                }
+            }
             "/api/points" => match points_query(query) {
                 Ok((since, until, limit)) => respond(
                     self.reader
@@ -98,7 +113,10 @@ impl Dashboard {
             h.insert(header::LOCATION, v);
         }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
         if let Some(cookie) = self.gate.cookie() {
             h.insert(header::SET_COOKIE, cookie);
         }
@@ -106,7 +124,7 @@ impl Dashboard {
     }
 }
 
-/// `since`, `until` (Unix ms, or a time ago like `24h`) and `limit` for `api/points`.
+/// `since`, `until` (as `aloud stats` takes them, or Unix ms) and `limit` for `api/points`.
 fn points_query(query: &str) -> Result<(Option<i64>, Option<i64>, usize), String> {
     let now = now_ms();
     let mut out = (None, None, points::MAX_POINTS);
@@ -126,13 +144,12 @@ fn points_query(query: &str) -> Result<(Option<i64>, Option<i64>, usize), String
     Ok(out)
 }
 
-/// Unix ms, or a time ago (`24h`, `30m`) before `now`.
+/// Unix ms, or what `aloud stats --since` takes (`24h`, an RFC 3339 time, a date).
 fn instant(text: &str, now: i64) -> Result<i64, String> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
+    match text.parse::<i64>() {
+        Ok(ms) => Ok(ms),
+        Err(_) => parse_instant(text, now),
     }
-    let ago = crate::config::units::parse_duration(text).map_err(|e| e.to_string())?;
-    Ok(now.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)))
 }
 
 fn now_ms() -> i64 {

@@ -5,7 +5,7 @@
 use crate::record::CaptureRecord;
 use crate::store::{Filter, Store, StoreError};
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// Points per answer when the page asks for none, and the most it may ask for.
 pub const MAX_POINTS: usize = 5_000;
@@ -75,16 +75,19 @@ pub fn read(
 ) -> Result<Points, StoreError> {
     let filter = Filter {
         since_ms,
+        until_ms,
         ..Filter::default()
     };
+    // Feedback scores of the window in one query (ids without feedback are absent).
+    let scores: HashMap<String, f64> = store
+        .annotations(&filter)?
+        .into_iter()
+        .filter_map(|a| Some((a.id, a.feedback_score?)))
+        .collect();
     let mut kept: VecDeque<Point> = VecDeque::with_capacity(limit.min(1024));
     let (mut scanned, mut truncated) = (0, false);
     for record in store.query(&filter)? {
         let record = record?;
-        // Oldest first: the first record at or past `until` ends the window.
-        if until_ms.is_some_and(|u| record.started_at_ms >= u) {
-            break;
-        }
         if scanned == MAX_SCAN {
             truncated = true;
             break;
@@ -94,7 +97,7 @@ pub fn read(
             kept.pop_front();
         }
         if limit > 0 {
-            kept.push_back(Point::of(&record, None));
+            kept.push_back(Point::of(&record, scores.get(&record.id).copied()));
         }
     }
     let points = kept.into_iter().rev().collect();
