@@ -185,11 +185,27 @@ async fn the_dashboard_shows_what_aloud_stats_reports_and_the_requests_in_flight
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let page: Value = serde_json::from_str(&stdout).unwrap();
-    eprintln!("{}", serde_json::to_string_pretty(&page).unwrap());
+    let mut page: Value = serde_json::from_str(&stdout).unwrap();
+    for api in ["api_stats", "api_points"] {
+        page[api] = serde_json::from_str(page[api].as_str().unwrap()).unwrap();
+    }
+    let mut shown_page = page.clone();
+    shown_page["api_points"]["points"] = Value::from("(left out)");
+    shown_page["api_stats"] = Value::from("(compared below)");
+    eprintln!("{}", serde_json::to_string_pretty(&shown_page).unwrap());
 
-    // The table the page shows is the CLI's report, cell by cell.
+    // api/stats is exactly the CLI's JSON for the same flags.
     let report = cli_stats(&db, &since, &until);
+    assert_eq!(page["api_stats"], report, "api/stats differs from aloud stats --json");
+    // api/points: every seeded exchange, newest first, with its feedback score.
+    let points = page["api_points"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 36, "{}", page["api_points"]);
+    assert_eq!(points[0]["id"], "seed-35");
+    assert_eq!(points[35]["id"], "seed-00");
+    assert_eq!(points[35]["score"], 1.0);
+    assert_eq!(points[34]["score"], Value::Null);
+    assert_eq!(points[35]["total_ms"], 900.0);
+    // The table the page shows is that report, cell by cell.
     let rows = report["rows"].as_array().unwrap();
     let table = page["table"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{report}");

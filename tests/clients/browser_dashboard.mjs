@@ -52,6 +52,17 @@ async function main() {
     check(none.status === 401 && wrong.status === 401, `${path} without the token: ${none.status}, ${wrong.status}`);
   }
 
+  // The JSON endpoints with the token as a header, for the Rust test to compare (as sent).
+  const auth = { authorization: `Bearer ${values.token}` };
+  const window0 = new URLSearchParams({ since: values.since, until: values.until });
+  for (const [name, path] of [['stats', `/dashboard/api/stats?${window0}&group_by=route,model`],
+    ['points', `/dashboard/api/points?${window0}&limit=1000`]]) {
+    const r = await fetch(`${admin}${path}`, { headers: auth });
+    check(r.status === 200, `${path}: ${r.status}`);
+    // As text: Node's JSON would print 197.0 as 197, and the test compares the server's own.
+    summary[`api_${name}`] = await r.text();
+  }
+
   const profile = await mkdtemp(join(tmpdir(), 'aloud-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
