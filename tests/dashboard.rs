@@ -196,7 +196,10 @@ async fn the_dashboard_shows_what_aloud_stats_reports_and_the_requests_in_flight
 
     // api/stats is exactly the CLI's JSON for the same flags.
     let report = cli_stats(&db, &since, &until);
-    assert_eq!(page["api_stats"], report, "api/stats differs from aloud stats --json");
+    assert_eq!(
+        page["api_stats"], report,
+        "api/stats differs from aloud stats --json"
+    );
     // api/points: every seeded exchange, newest first, with its feedback score.
     let points = page["api_points"]["points"].as_array().unwrap();
     assert_eq!(points.len(), 36, "{}", page["api_points"]);
