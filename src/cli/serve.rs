@@ -54,7 +54,7 @@ pub fn serve(
                     std::io::Error::new(e.kind(), format!("admin listener on {at}: {e}"))
                 })?;
                 let addr = admin.local_addr()?;
-                tracing::info!(%addr, "admin listening on http://{addr}/ (/metrics, /healthz, /readyz)");
+                tracing::info!(%addr, "admin listening on http://{addr}/ (/metrics, /healthz, /readyz, /dashboard)");
                 Some(admin)
             }
             None => None,

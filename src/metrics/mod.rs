@@ -226,6 +226,11 @@ impl Metrics {
         let _ = self.sources.hub.set(hub);
     }
 
+    /// The side channel's hub, once the app is built (the dashboard's live view reads it).
+    pub fn hub(&self) -> Option<&Arc<Hub>> {
+        self.sources.hub.get()
+    }
+
     /// Reads the trace exporter's counters at each scrape.
     pub fn watch_traces(&self) {
         let _ = self.sources.traces.set(());

@@ -2,6 +2,7 @@
 //! to subscribers. No I/O; the HTTP edge is `side_channel`.
 
 use super::frames;
+use super::live::LiveCell;
 use super::state::DoneEvent;
 use crate::config::Owner;
 use std::collections::{HashMap, VecDeque};
@@ -79,6 +80,8 @@ struct Entry {
     /// Cluster state (replicas that want this request's events, or the replica that sends
     /// them); `None` for every entry of a single process.
     link: Option<Box<remote::EntryLink>>,
+    /// What the dashboard shows while the attempt runs (only when the admin listener is on).
+    live: Option<Arc<LiveCell>>,
 }
 
 /// Change notification for one entry. The channel (a few hundred bytes) is made by the first
@@ -163,6 +166,7 @@ impl Entry {
             last_seq: 0,
             version: Arc::default(),
             link: None,
+            live: None,
         }
     }
 
@@ -246,6 +250,16 @@ impl Hub {
     /// A finished request of another owner is forgotten here (its events are not replayed to
     /// the new owner); the attempt count goes on, so stored records keep distinct attempts.
     pub fn begin(&self, id: &Arc<str>, owner: Option<Owner>) -> Result<Begun, InFlight> {
+        self.begin_live(id, owner, None)
+    }
+
+    /// `begin`, with the cell the dashboard reads while this attempt runs.
+    pub fn begin_live(
+        &self,
+        id: &Arc<str>,
+        owner: Option<Owner>,
+        live: Option<Arc<LiveCell>>,
+    ) -> Result<Begun, InFlight> {
         let now = Instant::now();
         let mut entries = self.lock();
         self.prune(&mut entries, now);
@@ -266,6 +280,7 @@ impl Hub {
                 remote::begun_here(entry);
                 entry.owner = owner;
                 entry.stage = Stage::InFlight;
+                entry.live = live;
                 entry.attempts += 1;
                 entry.bump();
                 Ok(Begun {
@@ -277,6 +292,7 @@ impl Hub {
             None => {
                 let mut entry = Entry::new(Stage::InFlight);
                 entry.owner = owner;
+                entry.live = live;
                 entry.attempts = 1;
                 let listeners = Listeners(Arc::clone(&entry.version));
                 entries.map.insert(Arc::clone(id), entry);
@@ -325,6 +341,7 @@ impl Hub {
                 entry.done = Some(Box::new(done));
             }
             entry.stage = Stage::Finished { at };
+            entry.live = None;
             entry.bump();
             if let Some(link) = self.up_link() {
                 link.finished(id, entry);
@@ -487,8 +504,10 @@ impl Hub {
 }
 
 mod count;
+mod live;
 mod remote;
 pub use count::{HubSnapshot, Subscribed};
+pub use live::LiveSnapshot;
 pub use remote::{Outgoing, Replica};
 
 #[cfg(test)]

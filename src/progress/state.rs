@@ -142,6 +142,11 @@ impl Progress {
         self.phase
     }
 
+    /// When the current phase began, and the upstream's heading in it (for the dashboard).
+    pub fn phase_parts(&self) -> (Duration, Option<&str>) {
+        (self.phase_since, self.heading.as_deref())
+    }
+
     pub fn seq(&self) -> u64 {
         self.seq
     }

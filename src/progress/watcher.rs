@@ -9,6 +9,7 @@
 use super::frames::{self, DONE, PROGRESS};
 use super::hub::{Hub, Listeners, Published};
 use super::ladder::Ladder;
+use super::live::LiveCell;
 use super::state::{Progress, VERSION};
 use crate::apis::stream::{Phase, Signal};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct Watcher {
     /// The client takes every event (the events tier).
     eager: bool,
     finished: bool,
+    /// What the dashboard shows while the request runs (when the admin listener is on).
+    live: Option<Arc<LiveCell>>,
 }
 
 impl Watcher {
@@ -46,6 +49,20 @@ impl Watcher {
             started,
             hub,
             finished: false,
+            live: None,
+        }
+    }
+
+    /// Keeps `live` (the cell the hub shows the dashboard) up to date with phase and heading.
+    pub fn with_live(mut self, live: Option<Arc<LiveCell>>) -> Self {
+        self.live = live;
+        self
+    }
+
+    fn show_live(&self) {
+        if let Some(live) = &self.live {
+            let (since, heading) = self.progress.phase_parts();
+            live.update(self.progress.phase(), since, heading);
         }
     }
 
@@ -102,6 +119,7 @@ impl Watcher {
     pub fn phase(&mut self, phase: Phase) -> Option<Published> {
         let at = self.elapsed();
         if self.progress.set_phase(phase, at) {
+            self.show_live();
             self.emit()
         } else {
             None
@@ -121,7 +139,12 @@ impl Watcher {
         for s in signals {
             changed |= self.progress.apply(s, at);
         }
-        if changed { self.emit() } else { None }
+        if changed {
+            self.show_live();
+            self.emit()
+        } else {
+            None
+        }
     }
 
     /// Publishes an event built elsewhere (`aloud.result`, `aloud.error`).

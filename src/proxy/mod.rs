@@ -27,6 +27,7 @@ use crate::apis::stream::{Dialect, request_streams};
 use crate::capture::CaptureSink;
 use crate::capture::recorder::{Meta, Recorder};
 use crate::config::{CaptureLevel, HttpUpstream, Owner, Route, Tier, Upstream};
+use crate::progress::live::{LiveCell, ModelHint};
 use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
 use body::RequestTap;
@@ -141,6 +142,7 @@ pub async fn forward(
     let mut client_headers = parts.headers;
     let mut owner = None;
     let mut query = parts.uri.query().map(str::to_owned);
+    let mut live = None;
     let admitted = admit::client_token(&mut client_headers, &mut query, cx.client_tokens)
         .and_then(|o| {
             owner = o;
@@ -159,28 +161,43 @@ pub async fn forward(
         .and_then(|()| admit::slot(cx.limiter))
         .and_then(|permit| {
             ex.hold(permit);
-            cx.progress.hub.begin(&ex.id, owner).map_err(|e| {
-                ProxyError::new(
-                    StatusCode::CONFLICT,
-                    Origin::Downstream,
-                    "request_id_in_flight",
-                    e.to_string(),
+            // What the dashboard shows while it runs: only when the admin listener is on.
+            live = rt.metrics.is_some().then(|| {
+                LiveCell::new(
+                    Arc::clone(&ex.route),
+                    ex.tier.as_str(),
+                    cx.started,
+                    Arc::clone(&cx.progress.ladder),
                 )
-            })
+            });
+            cx.progress
+                .hub
+                .begin_live(&ex.id, owner, live.clone())
+                .map_err(|e| {
+                    ProxyError::new(
+                        StatusCode::CONFLICT,
+                        Origin::Downstream,
+                        "request_id_in_flight",
+                        e.to_string(),
+                    )
+                })
         });
     let begun = match admitted {
         Ok(b) => b,
         Err(e) => return refuse(ex, e, &parts.method, rest, &cx, rt, owner),
     };
-    ex.w = Some(Watcher::new(
-        Arc::clone(&ex.id),
-        cx.started,
-        begun.last_seq,
-        Arc::clone(&cx.progress.hub),
-        Arc::clone(&cx.progress.ladder),
-        begun.listeners,
-        ex.tier == Tier::Events,
-    ));
+    ex.w = Some(
+        Watcher::new(
+            Arc::clone(&ex.id),
+            cx.started,
+            begun.last_seq,
+            Arc::clone(&cx.progress.hub),
+            Arc::clone(&cx.progress.ladder),
+            begun.listeners,
+            ex.tier == Tier::Events,
+        )
+        .with_live(live.clone()),
+    );
     if let (Some(w), Some(_)) = (ex.w.as_mut(), &ex.trace) {
         w.progress_mut().keep_phases();
     }
@@ -218,6 +235,12 @@ pub async fn forward(
     };
     let tap = RequestTap::new(keep);
     ex.tap = Some(Arc::clone(&tap));
+    if let Some(live) = &live {
+        live.set_model_hint(Arc::clone(&tap) as Arc<dyn ModelHint>);
+        if let Some(model) = crate::apis::model_in_path(rest) {
+            live.set_model(model);
+        }
+    }
     let limit = route.limits.max_request_body;
     let mut upstream_req = Request::new(admit::upstream_body(
         incoming,

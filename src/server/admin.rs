@@ -1,7 +1,8 @@
 //! The admin listener, apart from the proxy's port: `/metrics` (OpenMetrics, or Prometheus text
 //! for clients that do not ask for it), `/healthz` (the process runs) and `/readyz` (routes and
-//! capture are up, and aloud is not draining). With `[admin] token_env`, every request needs
-//! `Authorization: Bearer <token>`, compared in constant time.
+//! capture are up, and aloud is not draining), and `/dashboard` (`dashboard`). With `[admin]
+//! token_env`, every request needs `Authorization: Bearer <token>`, compared in constant time
+//! (the dashboard also takes it from its cookie or the `access_token` parameter).
 
 use super::Tasks;
 use crate::config::tokens;
@@ -52,6 +53,7 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub ready: Readiness,
     pub token: Option<String>,
+    pub dashboard: super::dashboard::Dashboard,
 }
 
 /// Serves the admin endpoints on `listener` until `stop`; its connections are tracked in
@@ -84,9 +86,11 @@ pub fn start(
                 },
             };
             let state = Arc::clone(&state);
+            let tasks = conns.clone();
             let service = service_fn(move |req| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(answer(&state, &req)) }
+                let tasks = tasks.clone();
+                async move { Ok::<_, Infallible>(route(&state, &tasks, req).await) }
             });
             let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             let hard_stop = hard_stop.clone();
@@ -107,6 +111,24 @@ pub fn start(
     });
 }
 
+async fn route<B>(state: &AdminState, tasks: &Tasks, req: Request<B>) -> Response<Body> {
+    let dashboard = req
+        .uri()
+        .path()
+        .strip_prefix("/dashboard")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !dashboard {
+        return answer(state, &req);
+    }
+    // The body is not read: only the head goes on.
+    let (parts, _) = req.into_parts();
+    let rest = parts.uri.path().get("/dashboard".len()..).unwrap_or("");
+    let hub = state.metrics.hub();
+    (state.dashboard)
+        .answer(rest, parts.uri.query(), &parts.headers, hub, tasks)
+        .await
+}
+
 fn answer<B>(state: &AdminState, req: &Request<B>) -> Response<Body> {
     if let Some(token) = &state.token
         && !authorized(req.headers(), token)
@@ -125,7 +147,7 @@ fn answer<B>(state: &AdminState, req: &Request<B>) -> Response<Body> {
         "/metrics" => scrape(state, req.headers()),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz or /readyz\n",
+            "not found: try /metrics, /healthz, /readyz or /dashboard\n",
         ),
     }
 }

@@ -3,6 +3,7 @@
 
 mod accept;
 pub mod admin;
+pub mod dashboard;
 mod limit;
 mod reload;
 pub mod stall;
@@ -122,6 +123,10 @@ async fn serve_inner(
             metrics: Arc::clone(&metrics),
             ready: ready.clone(),
             token: config.admin.token.clone(),
+            dashboard: dashboard::Dashboard::new(
+                config.capture.database.clone(),
+                config.admin.token.clone(),
+            ),
         });
         admin::start(listener, state, &admin_tasks, admin_stop.clone());
         metrics

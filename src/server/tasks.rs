@@ -25,6 +25,16 @@ impl Tasks {
             .spawn(fut.instrument(tracing::debug_span!("task", name)))
     }
 
+    /// Runs blocking `f` (a database read) on tokio's blocking pool, tracked so `drain` waits
+    /// for it.
+    pub fn spawn_blocking<F, T>(&self, f: F) -> tokio::task::JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.tracker.spawn_blocking(f)
+    }
+
     /// Waits until every task spawned so far (and any they spawn) has finished.
     pub async fn drain(&self) {
         self.tracker.close();

@@ -141,6 +141,20 @@ impl RequestTap {
     }
 }
 
+/// The dashboard's live view reads a request's model from the kept first bytes, only when it
+/// asks (never on the request path); a body not yet whole, or let go, names none.
+impl crate::progress::live::ModelHint for RequestTap {
+    fn model(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            model: Option<String>,
+        }
+        // A copy, so the body's own reads never wait on the parse.
+        let bytes = self.kept().0.clone();
+        serde_json::from_slice::<Named>(&bytes).ok()?.model
+    }
+}
+
 pin_project! {
     /// A request body that fails once more than `limit` bytes have passed, or when the client
     /// sends nothing for `idle` while the body is being read, and reports to a tap. Failing the

@@ -1,0 +1,111 @@
+//! `/dashboard/api/points`: one point per exchange (its timings, tier, outcome and feedback
+//! score) for the perceived-versus-actual scatter and the silence distribution. Newest first,
+//! at most `limit`, from a window read oldest first with a cap on the records scanned.
+
+use crate::record::CaptureRecord;
+use crate::store::{Filter, Store, StoreError};
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+
+/// Points per answer when the page asks for none, and the most it may ask for.
+pub const MAX_POINTS: usize = 5_000;
+/// Records read for one answer at most (a window holding more is answered from its first
+/// `MAX_SCAN` records, and says so).
+pub const MAX_SCAN: usize = 200_000;
+
+/// One exchange.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Point {
+    pub id: String,
+    pub attempt: u32,
+    pub started_ms: i64,
+    pub route: String,
+    pub model: Option<String>,
+    pub tier: String,
+    pub outcome: &'static str,
+    pub streamed: bool,
+    pub first_feedback_ms: Option<f64>,
+    pub first_token_ms: Option<f64>,
+    pub total_ms: Option<f64>,
+    pub longest_silence_ms: Option<f64>,
+    /// The feedback score given for the id, when there is one.
+    pub score: Option<f64>,
+}
+
+impl Point {
+    pub fn of(r: &CaptureRecord, score: Option<f64>) -> Point {
+        let t = &r.timings;
+        Point {
+            id: r.id.clone(),
+            attempt: r.attempt,
+            started_ms: r.started_at_ms,
+            route: r.route.clone(),
+            model: r.model.clone(),
+            tier: r.tier.clone(),
+            outcome: r.outcome.as_str(),
+            streamed: r.streamed,
+            first_feedback_ms: t.first_feedback_ms,
+            first_token_ms: t.first_token_ms,
+            total_ms: t.done_ms,
+            longest_silence_ms: t.longest_silence_ms,
+            score,
+        }
+    }
+}
+
+/// The answer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Points {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Records in the window that were read.
+    pub scanned: usize,
+    /// The window held more than `MAX_SCAN` records: the newest were not read.
+    pub truncated: bool,
+    /// Newest first.
+    pub points: Vec<Point>,
+}
+
+/// The newest `limit` exchanges that started in `[since, until)` (blocking).
+pub fn read(
+    store: &dyn Store,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    limit: usize,
+) -> Result<Points, StoreError> {
+    let filter = Filter {
+        since_ms,
+        until_ms,
+        ..Filter::default()
+    };
+    // Feedback scores of the window in one query (ids without feedback are absent).
+    let scores: HashMap<String, f64> = store
+        .annotations(&filter)?
+        .into_iter()
+        .filter_map(|a| Some((a.id, a.feedback_score?)))
+        .collect();
+    let mut kept: VecDeque<Point> = VecDeque::with_capacity(limit.min(1024));
+    let (mut scanned, mut truncated) = (0, false);
+    for record in store.query(&filter)? {
+        let record = record?;
+        if scanned == MAX_SCAN {
+            truncated = true;
+            break;
+        }
+        scanned += 1;
+        if kept.len() == limit {
+            kept.pop_front();
+        }
+        if limit > 0 {
+            kept.push_back(Point::of(&record, scores.get(&record.id).copied()));
+        }
+    }
+    let points = kept.into_iter().rev().collect();
+    Ok(Points {
+        since_ms,
+        until_ms,
+        scanned,
+        truncated,
+        points,
+    })
+}
