@@ -15,7 +15,7 @@ use tokio::time::{Instant, Sleep};
 
 /// The request body grew past the route's `max_request_body`.
 #[derive(Debug, thiserror::Error)]
-#[error("request body exceeds the limit of {limit} bytes")]
+#[error("request body over {}, the route's `max_request_body`", crate::config::units::ShownSize(*limit))]
 pub struct BodyTooLarge {
     pub limit: u64,
 }
