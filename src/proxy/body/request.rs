@@ -22,7 +22,7 @@ pub struct BodyTooLarge {
 
 /// The client sent nothing of its body for the request body timeout.
 #[derive(Debug, thiserror::Error)]
-#[error("the client sent no request body bytes for {0:?}")]
+#[error("the client sent no request body bytes for {}", humantime::format_duration(*.0))]
 pub struct BodyStalled(pub Duration);
 
 /// Why a request body failed: always the client's doing, never the upstream's.
