@@ -77,6 +77,14 @@ fn bad_configs_name_file_line_column_and_key() {
             "bad.toml:2:20: upstream.max_request_body: invalid value: integer `-1`, expected a size like \"8 MiB\"",
         ),
         (
+            "[server]\nlisten = 8787\n".to_owned() + ROUTE,
+            "bad.toml:2:10: server.listen: invalid type: integer `8787`, expected an address like \"127.0.0.1:8787\"",
+        ),
+        (
+            ROUTE.replace("\"http://127.0.0.1:1\"", "true"),
+            "routes[0].upstream: invalid type: boolean `true`, expected a URL like \"https://api.openai.com\"",
+        ),
+        (
             ROUTE.replace("openai", "gpt"),
             "bad.toml:5:7: routes[0].api: unknown variant `gpt`",
         ),
