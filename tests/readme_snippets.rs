@@ -147,6 +147,24 @@ fn the_readme_marks_a_snippet_for_every_promised_client() {
     assert_eq!(found[0].code, "print(2)\n");
 }
 
+/// The README's commands table has a row for every subcommand the binary has.
+#[test]
+fn the_readme_lists_every_command() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let cli = <aloud::cli::Cli as clap::CommandFactory>::command();
+    let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+    assert!(
+        names.contains(&"stats") && names.contains(&"export"),
+        "{names:?}"
+    );
+    for name in names {
+        assert!(
+            readme.contains(&format!("| `aloud {name}")),
+            "README.md's commands table has no row for `aloud {name}`"
+        );
+    }
+}
+
 /// aloud serving the shipped config.toml on port 0, in a temp dir (the capture database lands
 /// there), with no API keys in its environment.
 async fn default_aloud(dir: &Path) -> Binary {
