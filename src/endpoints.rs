@@ -159,7 +159,10 @@ async fn beacon_inner(app: &App, req: Request<Incoming>, rest: &str) -> Response
             return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "beacon_too_large",
-                &format!("beacons are at most {} bytes", beacon::MAX_BEACON),
+                &format!(
+                    "beacons are at most {}",
+                    crate::config::units::ShownSize(beacon::MAX_BEACON as u64)
+                ),
             );
         }
     };

@@ -46,10 +46,10 @@ fn clients() -> Option<PathBuf> {
              ALOUD_TEST_CLIENTS (scripts/test.sh does)"
         ),
         Some(why) => {
-            eprintln!(
-                "skipping browser tests: {why} (scripts/install-test-deps.sh and scripts/test.sh \
+            support::skip(&format!(
+                "browser tests: {why} (scripts/install-test-deps.sh and scripts/test.sh \
                  set things up), or ALOUD_REQUIRE_CLIENTS=1 to make this an error"
-            );
+            ));
             None
         }
     }

@@ -287,6 +287,6 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
             );
         }
         None if required => panic!("ALOUD_TEST_INSPECT_PYTHON is not set"),
-        None => eprintln!("skipping the consumer check: ALOUD_TEST_INSPECT_PYTHON is not set"),
+        None => support::skip("the consumer check: ALOUD_TEST_INSPECT_PYTHON is not set"),
     }
 }

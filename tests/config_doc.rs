@@ -182,5 +182,41 @@ fn documented_defaults_are_the_real_defaults() {
 fn the_shipped_config_parses_with_the_promised_routes() {
     let config = Config::load(Path::new("config.toml"), &MapEnv::default()).unwrap();
     let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["openai", "anthropic", "sim"]);
+    assert_eq!(
+        names,
+        [
+            "openai",
+            "anthropic",
+            "sim",
+            "sim-anthropic",
+            "sim-gemini",
+            "sim-ollama"
+        ]
+    );
+}
+
+/// The first hour: with or without the shipped file, every api has a simulator route, and the
+/// built-in defaults are exactly the shipped file's simulator routes.
+#[test]
+fn both_defaults_have_a_simulator_route_per_api() {
+    let sim_routes = |config: &Config| -> Vec<(String, String, String)> {
+        config
+            .routes
+            .iter()
+            .filter(|r| r.upstream == aloud::config::Upstream::Simulator)
+            .map(|r| (r.name.clone(), r.prefix.clone(), r.api.to_string()))
+            .collect()
+    };
+    let shipped = Config::load(Path::new("config.toml"), &MapEnv::default()).unwrap();
+    let builtin = Config::builtin(&MapEnv::default()).unwrap();
+    assert_eq!(sim_routes(&builtin), sim_routes(&shipped));
+    assert_eq!(builtin.routes.len(), sim_routes(&builtin).len());
+    for api in aloud::apis::Api::ALL {
+        assert!(
+            sim_routes(&builtin)
+                .iter()
+                .any(|(_, _, a)| *a == api.to_string()),
+            "no simulator route for {api}"
+        );
+    }
 }

@@ -59,6 +59,31 @@ fn bad_configs_name_file_line_column_and_key() {
             ROUTE.to_owned() + "max_request_body = \"12 parsecs\"\n",
             "routes[0].max_request_body: invalid size unit",
         ),
+        // A wrong type names the form expected, with file, line, column and key kept.
+        (
+            ROUTE.to_owned() + "total_timeout = 30\n",
+            "bad.toml:6:17: routes[0].total_timeout: invalid type: integer `30`, expected a duration like \"30s\"",
+        ),
+        (
+            "[progress]\nheartbeat = 1.5\n".to_owned() + ROUTE,
+            "bad.toml:2:13: progress.heartbeat: invalid type: floating point `1.5`, expected a duration like \"30s\"",
+        ),
+        (
+            ROUTE.to_owned() + "max_request_body = true\n",
+            "bad.toml:6:20: routes[0].max_request_body: invalid type: boolean `true`, expected a size like \"8 MiB\"",
+        ),
+        (
+            "[upstream]\nmax_request_body = -1\n".to_owned() + ROUTE,
+            "bad.toml:2:20: upstream.max_request_body: invalid value: integer `-1`, expected a size like \"8 MiB\"",
+        ),
+        (
+            "[server]\nlisten = 8787\n".to_owned() + ROUTE,
+            "bad.toml:2:10: server.listen: invalid type: integer `8787`, expected an address like \"127.0.0.1:8787\"",
+        ),
+        (
+            ROUTE.replace("\"http://127.0.0.1:1\"", "true"),
+            "routes[0].upstream: invalid type: boolean `true`, expected a URL like \"https://api.openai.com\"",
+        ),
         (
             ROUTE.replace("openai", "gpt"),
             "bad.toml:5:7: routes[0].api: unknown variant `gpt`",

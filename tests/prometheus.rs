@@ -31,10 +31,10 @@ fn installed() -> bool {
         "ALOUD_REQUIRE_CLIENTS=1 but {PROMETHEUS} or {PROMTOOL} is missing: run scripts/install-test-deps.sh"
     );
     if !found {
-        eprintln!(
-            "SKIPPING the Prometheus test: {PROMETHEUS} is missing (scripts/install-test-deps.sh \
+        support::skip(&format!(
+            "the Prometheus test: {PROMETHEUS} is missing (scripts/install-test-deps.sh \
              installs it; ALOUD_REQUIRE_CLIENTS=1 makes this an error)"
-        );
+        ));
     }
     found
 }

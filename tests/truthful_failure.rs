@@ -177,7 +177,7 @@ async fn curl_fails_through_aloud_where_it_fails_directly() {
         .output()
         .is_err()
     {
-        eprintln!("skipping: curl is not installed");
+        support::skip("the curl test: curl is not installed");
         return;
     }
     let up = Scripted::start().await;

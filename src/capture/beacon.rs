@@ -35,7 +35,10 @@ const MAX_TEXT: usize = 4000;
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, String> {
     if body.len() > MAX_BEACON {
-        return Err(format!("{what} body is larger than {MAX_BEACON} bytes"));
+        return Err(format!(
+            "{what} body is larger than {}",
+            crate::config::units::ShownSize(MAX_BEACON as u64)
+        ));
     }
     serde_json::from_slice(body).map_err(|e| format!("{what} body is not valid: {e}"))
 }

@@ -33,19 +33,33 @@ pub fn describe(config: &Config) -> String {
             config.server.client_tokens.len()
         ));
     }
-    out.push_str(&format!("{} route(s):\n", config.routes.len()));
+    let n = config.routes.len();
+    out.push_str(&format!("{n} route{}:\n", if n == 1 { "" } else { "s" }));
+    // Columns as wide as the longest name and prefix.
+    let name_w = config
+        .routes
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0);
+    let prefix_w = config
+        .routes
+        .iter()
+        .map(|r| r.prefix.len())
+        .max()
+        .unwrap_or(0);
     for r in &config.routes {
         let upstream = match &r.upstream {
             Upstream::Simulator => crate::config::BUILTIN_SIMULATOR.to_owned(),
             Upstream::Http(h) => format!("{}://{}{}", h.scheme, h.authority, h.base_path),
         };
         let key = match (&r.api_key_env, &r.api_key) {
-            (Some(var), Some(_)) => format!(", key from {var} (set)"),
-            (Some(var), None) => format!(", key from {var} (unset: clients must send their own)"),
+            (Some(var), Some(_)) => format!(", key from {var}"),
+            (Some(var), None) => format!(", key from {var}, unset: clients send their own"),
             _ => String::new(),
         };
         out.push_str(&format!(
-            "  {:<12} {:<14} -> {} (api {}{key})\n",
+            "  {:<name_w$}  {:<prefix_w$}  -> {} (api {}{key})\n",
             r.name, r.prefix, upstream, r.api
         ));
     }

@@ -148,10 +148,7 @@ pub fn export(db: &DbArgs, which: &FilterArgs, format: &str, out: Option<&Path>)
     if progress {
         eprint!("\r");
     }
-    eprintln!(
-        "exported {} record(s) as {format}; skipped {} ({:?})",
-        counts.written, counts.skipped, counts
-    );
+    eprintln!("export as {format}: {counts}");
     ExitCode::SUCCESS
 }
 

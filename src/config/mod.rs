@@ -290,7 +290,8 @@ impl Config {
         self.routes.iter().any(|r| r.prefix == "/")
     }
 
-    /// The built-in defaults: a `sim` route only, so `aloud serve` works with no file and no keys.
+    /// The built-in defaults: a simulator route per api (`sim`, `sim-anthropic`, `sim-gemini`,
+    /// `sim-ollama`), so `aloud serve` works with no file and no keys.
     pub fn builtin(env: &dyn Env) -> Result<Config, ConfigError> {
         Self::parse(BUILTIN_CONFIG, Path::new("<built-in defaults>"), env)
     }
@@ -321,12 +322,31 @@ impl Config {
     }
 }
 
+/// The simulator routes of the shipped `config.toml`, one per api (a test keeps the two equal).
 const BUILTIN_CONFIG: &str = r#"
 [[routes]]
 name = "sim"
 prefix = "/sim"
 upstream = "builtin:simulator"
 api = "openai"
+
+[[routes]]
+name = "sim-anthropic"
+prefix = "/sim-anthropic"
+upstream = "builtin:simulator"
+api = "anthropic"
+
+[[routes]]
+name = "sim-gemini"
+prefix = "/sim-gemini"
+upstream = "builtin:simulator"
+api = "gemini"
+
+[[routes]]
+name = "sim-ollama"
+prefix = "/sim-ollama"
+upstream = "builtin:simulator"
+api = "ollama"
 "#;
 
 /// A config problem, located by file, line, column and key.

@@ -1,7 +1,29 @@
-//! Values with units in the config: durations ("250ms", "2m") and sizes ("32MiB").
+//! Values with units in the config: durations ("250ms", "2m") and sizes ("32MiB"), read with
+//! errors that name the expected form, and sizes shown to people in the same units.
 
 use serde::{Deserialize, Deserializer, de};
+use std::fmt;
 use std::time::Duration;
+
+/// What a wrong type is told it should have been (serde: "invalid type: integer `30`, expected
+/// a duration like \"30s\"").
+const A_DURATION: &str = "a duration like \"30s\"";
+const A_SIZE: &str = "a size like \"8 MiB\"";
+
+/// Reads a string, or fails naming `expected` when the value has another type.
+struct Text(&'static str);
+
+impl de::Visitor<'_> for Text {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+}
 
 /// A positive duration written with a unit, such as "250ms", "30s" or "2m".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -9,7 +31,7 @@ pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = d.deserialize_str(Text(A_DURATION))?;
         parse_duration(&text).map(Dur).map_err(de::Error::custom)
     }
 }
@@ -20,7 +42,7 @@ pub struct Offset(pub Duration);
 
 impl<'de> Deserialize<'de> for Offset {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        let text = d.deserialize_str(Text(A_DURATION))?;
         match text
             .trim()
             .trim_end_matches(|c: char| c.is_ascii_alphabetic())
@@ -76,15 +98,60 @@ pub struct Size(pub u64);
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Size(n)),
-            Raw::Text(t) => parse_size(&t).map(Size).map_err(de::Error::custom),
+        d.deserialize_any(SizeVisitor)
+    }
+}
+
+/// A whole number of bytes or a string with a unit; anything else names the expected form.
+struct SizeVisitor;
+
+impl de::Visitor<'_> for SizeVisitor {
+    type Value = Size;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(A_SIZE)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+        Ok(Size(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+        u64::try_from(v)
+            .map(Size)
+            .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+        parse_size(v).map(Size).map_err(E::custom)
+    }
+}
+
+/// A byte count as a person reads it, in the largest unit that shows it exactly: `32 MiB`,
+/// `64 KiB`, `10 MB`, `1000 bytes`. Written by hand rather than with a formatting crate
+/// (humansize, bytesize): those round ("33.6 MB"), and a limit shown rounded would misstate it;
+/// this text is exact and `parse_size` reads it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShownSize(pub u64);
+
+impl fmt::Display for ShownSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 6] = [
+            (1 << 30, "GiB"),
+            (1_000_000_000, "GB"),
+            (1 << 20, "MiB"),
+            (1_000_000, "MB"),
+            (1 << 10, "KiB"),
+            (1_000, "KB"),
+        ];
+        let n = self.0;
+        match UNITS
+            .iter()
+            .find(|(unit, _)| n >= *unit && n.is_multiple_of(*unit))
+        {
+            Some((unit, name)) => write!(f, "{} {name}", n / unit),
+            None if n == 1 => f.write_str("1 byte"),
+            None => write!(f, "{n} bytes"),
         }
     }
 }
@@ -155,5 +222,27 @@ mod tests {
         assert_eq!(parse_size("512"), Ok(512));
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("99999999999GiB").is_err());
+        assert_eq!(parse_size("8 MiB"), Ok(8 << 20));
+    }
+
+    #[test]
+    fn sizes_show_exactly_in_the_largest_unit() {
+        for (n, text) in [
+            (32 << 20, "32 MiB"),
+            (64 << 10, "64 KiB"),
+            (1 << 30, "1 GiB"),
+            (10_000_000, "10 MB"),
+            (1_000, "1 KB"),
+            (1_536 << 10, "1536 KiB"),
+            (33_554_433, "33554433 bytes"),
+            (1, "1 byte"),
+            (0, "0 bytes"),
+        ] {
+            assert_eq!(ShownSize(n).to_string(), text);
+            assert_eq!(
+                parse_size(&text.replace(" bytes", "").replace(" byte", "")),
+                Ok(n)
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@ mod admin;
 mod capture;
 mod cluster;
 mod connect;
+mod expected;
 mod telemetry;
 mod tls;
 
@@ -56,8 +57,10 @@ pub(super) fn parse(text: &str, file: &Path, env: &dyn Env) -> Result<Config, Co
     let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
+        let key = expected::without_serde_internals(&key);
         let inner = e.into_inner();
-        ctx.err(inner.span(), key, inner.message())
+        let message = expected::name_the_form(&key, inner.message().to_owned());
+        ctx.err(inner.span(), key, message)
     })?;
     validate(raw, &ctx, env)
 }

@@ -94,6 +94,50 @@ impl ExportCounts {
     }
 }
 
+/// A sentence for people: "wrote 14 records, skipped 9: 5 incomplete, 4 without an answer".
+impl std::fmt::Display for ExportCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.written == 1 { "" } else { "s" };
+        write!(f, "wrote {} record{plural}", self.written)?;
+        if self.skipped == 0 {
+            return Ok(());
+        }
+        write!(f, ", skipped {}", self.skipped)?;
+        let reasons = [
+            (self.skipped_incomplete, "incomplete"),
+            (self.skipped_no_messages, "without messages"),
+            (self.skipped_no_answer, "without an answer"),
+        ];
+        let mut sep = ": ";
+        for (n, why) in reasons.into_iter().filter(|(n, _)| *n > 0) {
+            write!(f, "{sep}{n} {why}")?;
+            sep = ", ";
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn counts_read_as_a_sentence() {
+    let counts = ExportCounts {
+        written: 14,
+        skipped: 9,
+        skipped_incomplete: 5,
+        skipped_no_messages: 0,
+        skipped_no_answer: 4,
+    };
+    assert_eq!(
+        counts.to_string(),
+        "wrote 14 records, skipped 9: 5 incomplete, 4 without an answer"
+    );
+    let one = ExportCounts {
+        written: 1,
+        ..ExportCounts::default()
+    };
+    assert_eq!(one.to_string(), "wrote 1 record");
+}
+
 /// Writes records in one format. Each record is built whole in a buffer and written with one
 /// `write_all`, so a failed record never leaves half a line.
 pub struct Exporter<'w> {

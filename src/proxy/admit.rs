@@ -94,12 +94,7 @@ pub fn slot(limiter: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, ProxyError
 }
 
 pub fn too_large(limit: u64) -> ProxyError {
-    ProxyError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        Origin::Downstream,
-        "body_too_large",
-        format!("request body is larger than this route's limit of {limit} bytes"),
-    )
+    ProxyError::body_too_large(limit)
 }
 
 /// The upstream URI: always the configured scheme and host, whatever the request said.

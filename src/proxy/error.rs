@@ -50,16 +50,25 @@ impl ProxyError {
         }
     }
 
+    /// A request body over the route's limit (declared or counted): the size in units and the
+    /// config key that sets it.
+    pub fn body_too_large(limit: u64) -> Self {
+        ProxyError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Origin::Downstream,
+            "body_too_large",
+            format!(
+                "request body over {}, this route's limit (`max_request_body`, in [upstream] or on the route)",
+                crate::config::units::ShownSize(limit)
+            ),
+        )
+    }
+
     /// The answer to a request whose body failed on its way upstream (see `RequestTap::fault`):
     /// the client's fault, so a 4xx, never the upstream's 502/504.
     pub fn from_request_fault(fault: RequestFault, limit: u64, timeout: Duration) -> Self {
         match fault {
-            RequestFault::TooLarge => ProxyError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Origin::Downstream,
-                "body_too_large",
-                format!("request body is larger than this route's limit of {limit} bytes"),
-            ),
+            RequestFault::TooLarge => ProxyError::body_too_large(limit),
             // Sending the same body again would stall again as likely as not: the SDKs that
             // retry 408 are told not to.
             RequestFault::Stalled => ProxyError::new(

@@ -4,6 +4,7 @@
 //! stream with `aloud.error`; nothing is cut or dropped silently. No I/O.
 
 use crate::apis::stream::Dialect;
+use crate::config::units::ShownSize;
 use crate::sse::{JsonArraySplitter, LineSplitter, Record};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -34,16 +35,19 @@ impl Over {
     pub fn message(self) -> String {
         match self {
             Over::Record { limit } => format!(
-                "an upstream record is larger than the events tier's limit of {limit} bytes; \
-                 use Aloud-Progress: off or comments for this request"
+                "an upstream record is larger than the events tier's limit of {}; \
+                 use Aloud-Progress: off or comments for this request",
+                ShownSize(limit as u64)
             ),
             Over::Body { limit } => format!(
-                "the upstream answer is larger than [progress] max_wrap_body ({limit} bytes); \
-                 use Aloud-Progress: off or comments for this request"
+                "the upstream answer is larger than [progress] max_wrap_body ({}); \
+                 use Aloud-Progress: off or comments for this request",
+                ShownSize(limit as u64)
             ),
             Over::Budget { limit } => format!(
-                "aloud is holding {limit} bytes of answers for the events tier already; retry \
-                 shortly, or use Aloud-Progress: off or comments"
+                "aloud is holding {} of answers for the events tier already \
+                 ([progress] max_wrap_total); retry shortly, or use Aloud-Progress: off or comments",
+                ShownSize(limit as u64)
             ),
         }
     }

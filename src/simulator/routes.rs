@@ -211,7 +211,10 @@ async fn prepare(
     let bytes = match Limited::new(body, BODY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            let message = format!("request body exceeds {BODY_LIMIT} bytes");
+            let message = format!(
+                "request body over {}",
+                crate::config::units::ShownSize(BODY_LIMIT as u64)
+            );
             return Err(error_plan(
                 family,
                 StatusCode::PAYLOAD_TOO_LARGE,

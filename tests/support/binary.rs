@@ -25,7 +25,16 @@ impl Binary {
     /// `aloud --log-json serve --config CONFIG --listen 127.0.0.1:0`, with only `env` (and
     /// `PATH`) in its environment; returns once it logs its address.
     pub async fn start(config: &Path, env: &[(&str, &str)]) -> Binary {
+        Self::start_in(config, env, None).await
+    }
+
+    /// As `start`, with `cwd` as the working directory (where relative paths such as the
+    /// default capture database land).
+    pub async fn start_in(config: &Path, env: &[(&str, &str)], cwd: Option<&Path>) -> Binary {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aloud"));
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
         cmd.args([
             "--log-json",
             "serve",

@@ -30,10 +30,10 @@ pub fn clients(what: &str) -> Option<Clients> {
              run scripts/test.sh, or scripts/install-test-deps.sh and set them"
         ),
         _ => {
-            eprintln!(
-                "skipping {what}: set ALOUD_TEST_PYTHON and ALOUD_TEST_CLIENTS \
+            super::skip(&format!(
+                "{what}: set ALOUD_TEST_PYTHON and ALOUD_TEST_CLIENTS \
                  (scripts/test.sh does), or ALOUD_REQUIRE_CLIENTS=1 to make this an error"
-            );
+            ));
             None
         }
     }

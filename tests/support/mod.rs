@@ -31,6 +31,14 @@ use tokio::task::JoinHandle;
 pub type BoxBody =
     http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
+/// Says that a test skips, where `cargo test` shows it even when the test passes: straight to
+/// the process's stderr, past libtest's capture of `eprintln!` (`scripts/test.sh --quick`
+/// relies on it: missing components skip loudly there).
+pub fn skip(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {message}");
+}
+
 /// A running aloud on a loopback port 0.
 pub struct Aloud {
     pub addr: SocketAddr,

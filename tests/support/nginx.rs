@@ -44,10 +44,10 @@ pub async fn start(what: &str, upstreams: &[SocketAddr]) -> Option<Nginx> {
             !required,
             "ALOUD_REQUIRE_CLIENTS=1 but nginx is not installed: run scripts/install-test-deps.sh"
         );
-        eprintln!(
-            "skipping {what}: nginx is not installed (scripts/install-test-deps.sh installs \
+        super::skip(&format!(
+            "{what}: nginx is not installed (scripts/install-test-deps.sh installs \
              nginx-light), or set ALOUD_REQUIRE_CLIENTS=1 to make this an error"
-        );
+        ));
         return None;
     };
     let dir = tempfile::Builder::new()

@@ -73,7 +73,7 @@ pub fn shared(what: &str) -> Option<&'static Postgres> {
         .get_or_init(|| start("the shared Postgres"))
         .as_ref()
         .or_else(|| {
-            eprintln!("skipping {what}: no Postgres");
+            super::skip(&format!("{what}: no Postgres"));
             None
         })
 }
@@ -87,11 +87,11 @@ pub fn start_with(what: &str, options: Options) -> Option<Postgres> {
              /usr/lib/postgresql/*/bin/initdb): run scripts/install-test-deps.sh"
         ),
         None => {
-            eprintln!(
-                "skipping {what}: Postgres is not installed (no /usr/lib/postgresql/*/bin/initdb; \
+            super::skip(&format!(
+                "{what}: Postgres is not installed (no /usr/lib/postgresql/*/bin/initdb; \
                  scripts/install-test-deps.sh installs it), or set ALOUD_REQUIRE_CLIENTS=1 to \
                  make this an error"
-            );
+            ));
             return None;
         }
     };

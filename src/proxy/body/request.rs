@@ -15,14 +15,14 @@ use tokio::time::{Instant, Sleep};
 
 /// The request body grew past the route's `max_request_body`.
 #[derive(Debug, thiserror::Error)]
-#[error("request body exceeds the limit of {limit} bytes")]
+#[error("request body over {}, the route's `max_request_body`", crate::config::units::ShownSize(*limit))]
 pub struct BodyTooLarge {
     pub limit: u64,
 }
 
 /// The client sent nothing of its body for the request body timeout.
 #[derive(Debug, thiserror::Error)]
-#[error("the client sent no request body bytes for {0:?}")]
+#[error("the client sent no request body bytes for {}", humantime::format_duration(*.0))]
 pub struct BodyStalled(pub Duration);
 
 /// Why a request body failed: always the client's doing, never the upstream's.
