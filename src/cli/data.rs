@@ -5,9 +5,7 @@ use crate::capture::CaptureRecord;
 use crate::capture::stats::{GroupBy, Stats, render_json, render_table};
 use crate::config::units::parse_duration;
 use crate::config::{Config, Database, ProcessEnv};
-use crate::export::{Exporter, Format};
 use crate::store::{Filter, Store, open_reader};
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -38,16 +36,19 @@ pub struct FilterArgs {
     /// Only records whose feedback score is at least this.
     #[arg(long)]
     pub min_score: Option<f64>,
+    /// Only records whose feedback has this label.
+    #[arg(long)]
+    pub label: Option<String>,
     #[arg(long)]
     pub limit: Option<usize>,
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
+pub(super) fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }
 
-fn database(args: &DbArgs) -> Result<Database, String> {
+pub(super) fn database(args: &DbArgs) -> Result<Database, String> {
     if let Some(db) = &args.database {
         return Database::parse(db).map_err(|e| format!("--database: {e}"));
     }
@@ -56,7 +57,7 @@ fn database(args: &DbArgs) -> Result<Database, String> {
         .map_err(|e| e.to_string())
 }
 
-fn open(database: &Database) -> Result<Box<dyn Store>, String> {
+pub(super) fn open(database: &Database) -> Result<Box<dyn Store>, String> {
     if let Some(path) = database.sqlite_path()
         && !path.exists()
     {
@@ -68,7 +69,7 @@ fn open(database: &Database) -> Result<Box<dyn Store>, String> {
     open_reader(database).map_err(|e| e.to_string())
 }
 
-fn filter(args: &FilterArgs) -> Result<Filter, String> {
+pub(super) fn filter(args: &FilterArgs) -> Result<Filter, String> {
     let since_ms = match &args.since {
         None => None,
         Some(text) => {
@@ -92,67 +93,9 @@ fn filter(args: &FilterArgs) -> Result<Filter, String> {
         model: args.model.clone(),
         outcome: args.outcome.clone(),
         min_score: args.min_score,
+        label: args.label.clone(),
         limit: args.limit,
     })
-}
-
-pub fn export(db: &DbArgs, which: &FilterArgs, format: &str, out: Option<&Path>) -> ExitCode {
-    let Some(format) = Format::parse(format) else {
-        return fail(format!(
-            "--format {format:?}: use chat-jsonl, openai-evals, inspect or csv"
-        ));
-    };
-    let (store, filter) = match database(db)
-        .and_then(|p| open(&p))
-        .and_then(|s| filter(which).map(|f| (s, f)))
-    {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
-    let mut sink: Box<dyn Write> = match out {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => return fail(format!("cannot create {}: {e}", path.display())),
-        },
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    // A progress line on the terminal, only when the output goes to a file.
-    let progress = out.is_some() && std::io::stderr().is_terminal();
-    let records = match store.query(&filter) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let mut exporter = Exporter::new(format, &mut *sink);
-    if let Err(e) = exporter.write_header() {
-        return fail(format!("cannot write: {e}"));
-    }
-    for (n, record) in records.enumerate() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => return fail(format!("reading the database: {e}")),
-        };
-        if let Err(e) = exporter.write(&record) {
-            return fail(format!("cannot write: {e}"));
-        }
-        if progress && n % 500 == 0 {
-            eprint!("\rexporting… {n} records read");
-        }
-    }
-    let counts = match exporter.finish() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("cannot write: {e}")),
-    };
-    if let Err(e) = sink.flush() {
-        return fail(format!("cannot write: {e}"));
-    }
-    if progress {
-        eprint!("\r");
-    }
-    eprintln!(
-        "exported {} record(s) as {format}; skipped {} ({:?})",
-        counts.written, counts.skipped, counts
-    );
-    ExitCode::SUCCESS
 }
 
 pub fn stats(db: &DbArgs, which: &FilterArgs, by: &str, json: bool) -> ExitCode {

@@ -2,6 +2,7 @@
 
 mod check;
 mod data;
+mod export;
 mod serve;
 mod telemetry;
 
@@ -56,12 +57,8 @@ pub enum Command {
     },
     /// Write captured exchanges as an eval dataset.
     Export {
-        /// chat-jsonl, openai-evals, inspect or csv.
-        #[arg(long)]
-        format: String,
-        /// Output file (default: standard output).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        args: export::ExportArgs,
         #[command(flatten)]
         filter: data::FilterArgs,
         #[command(flatten)]
@@ -106,12 +103,7 @@ pub fn main() -> ExitCode {
             };
             serve::simulate(listen, record, cli.log_json)
         }
-        Command::Export {
-            format,
-            out,
-            filter,
-            db,
-        } => data::export(&db, &filter, &format, out.as_deref()),
+        Command::Export { args, filter, db } => export::export(&db, &filter, &args),
         Command::Stats {
             by,
             json,

@@ -19,6 +19,8 @@ pub struct Filter {
     pub outcome: Option<String>,
     /// Records that have feedback with a score at least this high.
     pub min_score: Option<f64>,
+    /// Records that have feedback with exactly this label.
+    pub label: Option<String>,
     /// At most this many records.
     pub limit: Option<usize>,
 }
@@ -64,6 +66,12 @@ pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, 
         push(
             "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.score >= #)",
             FilterValue::Real(score),
+        );
+    }
+    if let Some(label) = &filter.label {
+        push(
+            "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.label = #)",
+            FilterValue::Text(label.clone()),
         );
     }
     let sql = format!(
