@@ -23,12 +23,14 @@ pub enum Skip {
     Images,
     /// A tool result that answers no call in the conversation (OpenAI's format needs the link).
     UnlinkedToolResult,
+    /// A tool call to a tool the request did not declare (OpenAI's format needs the tools).
+    UndeclaredTool,
     /// `--dedupe`: the same normalised conversation was written before.
     Duplicate,
 }
 
 impl Skip {
-    const ALL: [Skip; 9] = [
+    const ALL: [Skip; 10] = [
         Skip::Error,
         Skip::Partial,
         Skip::Truncated,
@@ -37,6 +39,7 @@ impl Skip {
         Skip::NoAnswerText,
         Skip::Images,
         Skip::UnlinkedToolResult,
+        Skip::UndeclaredTool,
         Skip::Duplicate,
     ];
 
@@ -51,6 +54,7 @@ impl Skip {
             Skip::NoAnswerText => "no_answer_text",
             Skip::Images => "images",
             Skip::UnlinkedToolResult => "unlinked_tool_result",
+            Skip::UndeclaredTool => "undeclared_tool",
             Skip::Duplicate => "duplicate",
         }
     }
@@ -67,6 +71,7 @@ impl Skip {
             Skip::NoAnswerText => format!("{n} answered with tool calls only (the format needs text)"),
             Skip::Images => format!("{n} with images the format cannot carry"),
             Skip::UnlinkedToolResult => format!("{n} with a tool result that answers no call"),
+            Skip::UndeclaredTool => format!("{n} calling a tool the request did not declare"),
             Skip::Duplicate => format!("{n} duplicate{s}"),
         }
     }

@@ -39,7 +39,8 @@ pub(super) fn answer(c: &Conversation) -> Message {
 
 /// OpenAI chat fine-tuning: `{"messages": [..., answer], "tools": [...]}`. Images go in user
 /// messages as `image_url` parts (http(s) URLs or JPEG, PNG and WebP data URLs, what OpenAI's
-/// vision fine-tuning takes); every tool result must answer a call. With `reasoning`, the
+/// vision fine-tuning takes); every tool result must answer a call, and every call name a tool
+/// the request declared. With `reasoning`, the
 /// answer carries `reasoning_content` (open-weight trainers' field; OpenAI's own validator
 /// rejects unknown keys, so it is off by default).
 pub fn chat(record: &CaptureRecord, reasoning: bool) -> Result<(Value, Conversation), Skip> {
@@ -55,6 +56,9 @@ pub fn chat(record: &CaptureRecord, reasoning: bool) -> Result<(Value, Conversat
     }
     if !c.tool_results_linked() {
         return Err(Skip::UnlinkedToolResult);
+    }
+    if !c.tools_declared() {
+        return Err(Skip::UndeclaredTool);
     }
     let mut messages: Vec<Value> = c.messages.iter().map(openai_message).collect();
     let mut last = openai_message(&answer(&c));

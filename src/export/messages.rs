@@ -130,6 +130,15 @@ impl Conversation {
         }
         true
     }
+
+    /// Whether every tool call (in the request and the answer) names a tool the request offered.
+    pub fn tools_declared(&self) -> bool {
+        self.messages
+            .iter()
+            .chain(self.answer.iter())
+            .flat_map(|m| &m.tool_calls)
+            .all(|c| self.tools.iter().any(|t| t.name == c.name))
+    }
 }
 
 /// The record's conversation, put together as the provider saw it:

@@ -233,3 +233,5 @@ impl<'w> Exporter<'w> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_keep;

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::capture::record::{CaptureLevel, Outcome, Reassembled, Timings, TokenUsage, ToolCall};
 
-fn base(
+pub(super) fn base(
     api: &str,
     path: &str,
     streamed: bool,
@@ -56,7 +56,7 @@ fn base(
     }
 }
 
-fn text(t: &str) -> Reassembled {
+pub(super) fn text(t: &str) -> Reassembled {
     Reassembled {
         text: t.into(),
         ..Reassembled::default()
@@ -69,7 +69,9 @@ fn openai_chat() -> CaptureRecord {
         "openai",
         "/v1/chat/completions",
         true,
-        json!({"model": "m-1", "stream": true, "messages": [
+        json!({"model": "m-1", "stream": true,
+               "tools": [{"type": "function", "function": {"name": "weather"}}],
+               "messages": [
             {"role": "developer", "content": "Be brief."},
             {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"},
                                          {"type": "image_url", "image_url": {"url": "https://example.com/paris.png"}}]},
@@ -112,6 +114,7 @@ fn anthropic() -> CaptureRecord {
         "/v1/messages",
         true,
         json!({"model": "m-1", "max_tokens": 100,
+               "tools": [{"name": "weather", "input_schema": {"type": "object"}}],
                "system": [{"type": "text", "text": "You are terse."}],
                "messages": [
                    {"role": "user", "content": "Weather?"},
@@ -123,6 +126,15 @@ fn anthropic() -> CaptureRecord {
                         "content": [{"type": "text", "text": "18C"}]}]}]}),
         response,
     )
+}
+
+/// The Anthropic record with `tools` offered.
+pub(super) fn anthropic_with(tools: Value) -> CaptureRecord {
+    let mut r = anthropic();
+    if let Some(Value::Object(body)) = r.request.as_mut() {
+        body.insert("tools".into(), tools);
+    }
+    r
 }
 
 /// Gemini, not streamed: systemInstruction, role model.
@@ -154,7 +166,8 @@ fn ollama() -> CaptureRecord {
         "ollama",
         "/api/chat",
         true,
-        json!({"model": "m-1", "messages": [{"role": "user", "content": "Find rust docs"}]}),
+        json!({"model": "m-1", "messages": [{"role": "user", "content": "Find rust docs"}],
+               "tools": [{"type": "function", "function": {"name": "search"}}]}),
         response,
     )
 }
