@@ -78,22 +78,65 @@ async fn exchanges(b: &Binary) {
             "function": {"name": "weather", "arguments": weather_call("Oslo").to_string()}}]},
         {"role": "tool", "tool_call_id": "call_oslo", "content": "3C, snow"}]});
     let reasoning = [("x-sim-reasoning-content", "1")];
-    assert_eq!(exchange(b, "/oa/v1/chat/completions", "export-test-id-chat", chat.clone(), &reasoning).await, 200);
+    assert_eq!(
+        exchange(
+            b,
+            "/oa/v1/chat/completions",
+            "export-test-id-chat",
+            chat.clone(),
+            &reasoning
+        )
+        .await,
+        200
+    );
     // The same conversation again (for --dedupe), and one the server fails.
-    assert_eq!(exchange(b, "/oa/v1/chat/completions", "export-test-id-chat-again", chat.clone(), &reasoning).await, 200);
-    assert_eq!(exchange(b, "/oa/v1/chat/completions", "export-test-id-failed", chat, &[("x-sim-status", "500")]).await, 500);
+    assert_eq!(
+        exchange(
+            b,
+            "/oa/v1/chat/completions",
+            "export-test-id-chat-again",
+            chat.clone(),
+            &reasoning
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        exchange(
+            b,
+            "/oa/v1/chat/completions",
+            "export-test-id-failed",
+            chat,
+            &[("x-sim-status", "500")]
+        )
+        .await,
+        500
+    );
     // A GIF, which OpenAI's fine-tuning does not take.
     let gif = json!({"model": "gpt-sim", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "And this one?"},
         {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGODlhAQABAAAAACw="}}]}]});
-    assert_eq!(exchange(b, "/oa/v1/chat/completions", "export-test-id-gif", gif, &[]).await, 200);
+    assert_eq!(
+        exchange(b, "/oa/v1/chat/completions", "export-test-id-gif", gif, &[]).await,
+        200
+    );
     // OpenAI Responses: function call items, tools, a reasoning summary.
     let responses = json!({"model": "gpt-sim", "stream": true, "reasoning": {"summary": "auto"},
         "tools": [{"type": "function", "name": "weather", "parameters": {"type": "object"}}],
         "input": [{"role": "user", "content": "Weather in Rome?"},
                   {"type": "function_call", "call_id": "fc_1", "name": "weather", "arguments": "{\"city\":\"Rome\"}"},
                   {"type": "function_call_output", "call_id": "fc_1", "output": "21C"}]});
-    assert_eq!(exchange(b, "/oa/v1/responses", "export-test-id-responses", responses, &[]).await, 200);
+    assert_eq!(
+        exchange(
+            b,
+            "/oa/v1/responses",
+            "export-test-id-responses",
+            responses,
+            &[]
+        )
+        .await,
+        200
+    );
     // Anthropic: thinking, tools, a tool round trip, an image.
     let anthropic = json!({"model": "claude-sim", "max_tokens": 200, "stream": true,
         "thinking": {"type": "enabled", "budget_tokens": 1024},
@@ -103,13 +146,33 @@ async fn exchanges(b: &Binary) {
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Bergen"}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "rain"}]}]});
-    assert_eq!(exchange(b, "/ant/v1/messages", "export-test-id-anthropic", anthropic, &[]).await, 200);
+    assert_eq!(
+        exchange(
+            b,
+            "/ant/v1/messages",
+            "export-test-id-anthropic",
+            anthropic,
+            &[]
+        )
+        .await,
+        200
+    );
     // Anthropic: two user turns in a row and a prefill.
     let prefill = json!({"model": "claude-sim", "max_tokens": 100, "messages": [
         {"role": "user", "content": "Name a colour."},
         {"role": "user", "content": "One word, please."},
         {"role": "assistant", "content": "The colour is"}]});
-    assert_eq!(exchange(b, "/ant/v1/messages", "export-test-id-prefill", prefill, &[]).await, 200);
+    assert_eq!(
+        exchange(
+            b,
+            "/ant/v1/messages",
+            "export-test-id-prefill",
+            prefill,
+            &[]
+        )
+        .await,
+        200
+    );
     // Gemini: function calls and responses without ids, declarations, thoughts, an image.
     let gemini = json!({
         "tools": [{"functionDeclarations": [{"name": "weather", "parameters": {"type": "object"}}]}],
@@ -122,7 +185,10 @@ async fn exchanges(b: &Binary) {
             {"role": "user", "parts": [{"functionResponse": {"name": "weather", "response": {"t": 3}}},
                                        {"functionResponse": {"name": "weather", "response": {"t": 21}}}]}]});
     let path = "/gem/v1beta/models/gemini-sim:generateContent";
-    assert_eq!(exchange(b, path, "export-test-id-gemini", gemini, &[]).await, 200);
+    assert_eq!(
+        exchange(b, path, "export-test-id-gemini", gemini, &[]).await,
+        200
+    );
     // Ollama: tool calls and tool messages without ids, images, thinking.
     let ollama = json!({"model": "llama-sim", "think": true,
         "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}},
@@ -134,10 +200,16 @@ async fn exchanges(b: &Binary) {
                 {"function": {"name": "time", "arguments": {"city": "Oslo"}}}]},
             {"role": "tool", "tool_name": "time", "content": "12:00"},
             {"role": "tool", "content": "3C"}]});
-    assert_eq!(exchange(b, "/oll/api/chat", "export-test-id-ollama", ollama, &[]).await, 200);
+    assert_eq!(
+        exchange(b, "/oll/api/chat", "export-test-id-ollama", ollama, &[]).await,
+        200
+    );
     // Feedback for one of them.
     let fb = post(
-        &format!("http://{}/aloud/v1/requests/export-test-id-anthropic/feedback", b.addr),
+        &format!(
+            "http://{}/aloud/v1/requests/export-test-id-anthropic/feedback",
+            b.addr
+        ),
         &[("content-type", "application/json")],
         r#"{"score": 1, "label": "good"}"#,
     )
@@ -180,7 +252,10 @@ fn ids(path: &Path) -> Vec<String> {
 
 /// The conversation of the line whose id is `id`.
 fn line<'a>(lines: &'a [Value], ids: &[String], id: &str) -> &'a Value {
-    let at = ids.iter().position(|i| i == id).unwrap_or_else(|| panic!("{id} not in {ids:?}"));
+    let at = ids
+        .iter()
+        .position(|i| i == id)
+        .unwrap_or_else(|| panic!("{id} not in {ids:?}"));
     &lines[at]
 }
 
@@ -195,8 +270,17 @@ async fn exports_keep_tools_links_images_turns_reasoning_and_ids() {
     let out = |name: &str| dir.path().join(name);
 
     // chat-jsonl, with ids in a sidecar.
-    let e = export(&db, &["--format", "chat-jsonl", "--out", out("chat.jsonl").to_str().unwrap(),
-                          "--ids", out("chat.ids").to_str().unwrap()]);
+    let e = export(
+        &db,
+        &[
+            "--format",
+            "chat-jsonl",
+            "--out",
+            out("chat.jsonl").to_str().unwrap(),
+            "--ids",
+            out("chat.ids").to_str().unwrap(),
+        ],
+    );
     let (chat, chat_ids) = (jsonl(&out("chat.jsonl")), ids(&out("chat.ids")));
     assert_eq!(chat.len(), chat_ids.len());
     assert_eq!(
@@ -204,62 +288,194 @@ async fn exports_keep_tools_links_images_turns_reasoning_and_ids() {
         "wrote 7 records as chat-jsonl; skipped 2: 1 error, 1 with images the format cannot carry"
     );
     for l in &chat {
-        let uses_tools = l["messages"].as_array().unwrap().iter().any(|m| m.get("tool_calls").is_some());
+        let uses_tools = l["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m.get("tool_calls").is_some());
         assert_eq!(uses_tools, l.get("tools").is_some(), "tools kept: {l}");
     }
     // Images as image_url parts, for every api that sent one.
-    for id in ["export-test-id-chat", "export-test-id-anthropic", "export-test-id-gemini", "export-test-id-ollama"] {
-        let user = &line(&chat, &chat_ids, id)["messages"].as_array().unwrap().iter()
-            .find(|m| m["role"] == "user").unwrap()["content"];
-        assert_eq!(user[1], json!({"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}}), "{id}");
+    for id in [
+        "export-test-id-chat",
+        "export-test-id-anthropic",
+        "export-test-id-gemini",
+        "export-test-id-ollama",
+    ] {
+        let user = &line(&chat, &chat_ids, id)["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == "user")
+            .unwrap()["content"];
+        assert_eq!(
+            user[1],
+            json!({"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}}),
+            "{id}"
+        );
     }
     // Gemini and Ollama results linked to their calls by synthesised ids.
     let gem = &line(&chat, &chat_ids, "export-test-id-gemini")["messages"];
-    assert_eq!((gem[1]["tool_calls"][0]["id"].as_str(), gem[2]["tool_call_id"].as_str()), (Some("call_0"), Some("call_0")));
+    assert_eq!(
+        (
+            gem[1]["tool_calls"][0]["id"].as_str(),
+            gem[2]["tool_call_id"].as_str()
+        ),
+        (Some("call_0"), Some("call_0"))
+    );
     assert_eq!(gem[3]["tool_call_id"], "call_1");
     let oll = &line(&chat, &chat_ids, "export-test-id-ollama")["messages"];
-    assert_eq!((oll[2]["content"].as_str(), oll[2]["tool_call_id"].as_str()), (Some("12:00"), Some("call_1")));
-    assert_eq!((oll[3]["content"].as_str(), oll[3]["tool_call_id"].as_str()), (Some("3C"), Some("call_0")));
+    assert_eq!(
+        (oll[2]["content"].as_str(), oll[2]["tool_call_id"].as_str()),
+        (Some("12:00"), Some("call_1"))
+    );
+    assert_eq!(
+        (oll[3]["content"].as_str(), oll[3]["tool_call_id"].as_str()),
+        (Some("3C"), Some("call_0"))
+    );
     // The prefill and the answer are one assistant message; two user turns are one.
-    let pre = line(&chat, &chat_ids, "export-test-id-prefill")["messages"].as_array().unwrap().clone();
+    let pre = line(&chat, &chat_ids, "export-test-id-prefill")["messages"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(pre.len(), 2, "{pre:?}");
     assert_eq!(pre[0]["content"], "Name a colour.\nOne word, please.");
-    assert!(pre[1]["content"].as_str().unwrap().starts_with("The colour is"), "{pre:?}");
+    assert!(
+        pre[1]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("The colour is"),
+        "{pre:?}"
+    );
     assert!(pre[1]["content"].as_str().unwrap().len() > "The colour is".len());
 
     // --reasoning: the answer's reasoning as reasoning_content.
-    export(&db, &["--format", "chat-jsonl", "--reasoning", "--out", out("reasoning.jsonl").to_str().unwrap(),
-                  "--ids", out("reasoning.ids").to_str().unwrap()]);
+    export(
+        &db,
+        &[
+            "--format",
+            "chat-jsonl",
+            "--reasoning",
+            "--out",
+            out("reasoning.jsonl").to_str().unwrap(),
+            "--ids",
+            out("reasoning.ids").to_str().unwrap(),
+        ],
+    );
     let (r, r_ids) = (jsonl(&out("reasoning.jsonl")), ids(&out("reasoning.ids")));
-    for id in ["export-test-id-chat", "export-test-id-responses", "export-test-id-anthropic", "export-test-id-gemini", "export-test-id-ollama"] {
-        let last = line(&r, &r_ids, id)["messages"].as_array().unwrap().last().unwrap().clone();
-        assert!(last["reasoning_content"].as_str().is_some_and(|s| !s.is_empty()), "{id}: {last}");
+    for id in [
+        "export-test-id-chat",
+        "export-test-id-responses",
+        "export-test-id-anthropic",
+        "export-test-id-gemini",
+        "export-test-id-ollama",
+    ] {
+        let last = line(&r, &r_ids, id)["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert!(
+            last["reasoning_content"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "{id}: {last}"
+        );
     }
 
     // Inspect: ids and reasoning and feedback in metadata.
-    export(&db, &["--format", "inspect", "--out", out("inspect.jsonl").to_str().unwrap()]);
+    export(
+        &db,
+        &[
+            "--format",
+            "inspect",
+            "--out",
+            out("inspect.jsonl").to_str().unwrap(),
+        ],
+    );
     let inspect = jsonl(&out("inspect.jsonl"));
     let inspect_ids: Vec<&str> = inspect.iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert!(inspect_ids.contains(&"export-test-id-gemini") && inspect_ids.contains(&"export-test-id-gif"), "{inspect_ids:?}");
-    let ant = inspect.iter().find(|s| s["id"] == "export-test-id-anthropic").unwrap();
-    assert!(ant["metadata"]["reasoning"].as_str().is_some_and(|s| !s.is_empty()), "{ant}");
-    assert_eq!(ant["metadata"]["feedback"], json!({"score": 1.0, "label": "good"}));
+    assert!(
+        inspect_ids.contains(&"export-test-id-gemini")
+            && inspect_ids.contains(&"export-test-id-gif"),
+        "{inspect_ids:?}"
+    );
+    let ant = inspect
+        .iter()
+        .find(|s| s["id"] == "export-test-id-anthropic")
+        .unwrap();
+    assert!(
+        ant["metadata"]["reasoning"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{ant}"
+    );
+    assert_eq!(
+        ant["metadata"]["feedback"],
+        json!({"score": 1.0, "label": "good"})
+    );
 
     // openai-evals and CSV.
-    let e = export(&db, &["--format", "openai-evals", "--out", out("evals.jsonl").to_str().unwrap()]);
-    assert!(e.stderr.contains("with images the format cannot carry"), "{}", e.stderr);
-    export(&db, &["--format", "csv", "--out", out("meta.csv").to_str().unwrap()]);
+    let e = export(
+        &db,
+        &[
+            "--format",
+            "openai-evals",
+            "--out",
+            out("evals.jsonl").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.stderr.contains("with images the format cannot carry"),
+        "{}",
+        e.stderr
+    );
+    export(
+        &db,
+        &[
+            "--format",
+            "csv",
+            "--out",
+            out("meta.csv").to_str().unwrap(),
+        ],
+    );
 
     // --dedupe leaves out the repeated conversation.
-    let e = export(&db, &["--format", "chat-jsonl", "--dedupe", "--out", out("dedupe.jsonl").to_str().unwrap(),
-                          "--ids", out("dedupe.ids").to_str().unwrap()]);
+    let e = export(
+        &db,
+        &[
+            "--format",
+            "chat-jsonl",
+            "--dedupe",
+            "--out",
+            out("dedupe.jsonl").to_str().unwrap(),
+            "--ids",
+            out("dedupe.ids").to_str().unwrap(),
+        ],
+    );
     assert!(e.stderr.contains("1 duplicate"), "{}", e.stderr);
     let deduped = ids(&out("dedupe.ids"));
-    assert!(deduped.contains(&"export-test-id-chat".to_owned()) && !deduped.contains(&"export-test-id-chat-again".to_owned()));
+    assert!(
+        deduped.contains(&"export-test-id-chat".to_owned())
+            && !deduped.contains(&"export-test-id-chat-again".to_owned())
+    );
 
     // --sample: the same seed, the same lines.
     let sample = |name: &str, seed: &str| {
-        export(&db, &["--format", "inspect", "--sample", "3", "--seed", seed, "--out", out(name).to_str().unwrap()]);
+        export(
+            &db,
+            &[
+                "--format",
+                "inspect",
+                "--sample",
+                "3",
+                "--seed",
+                seed,
+                "--out",
+                out(name).to_str().unwrap(),
+            ],
+        );
         std::fs::read_to_string(out(name)).unwrap()
     };
     let a = sample("s1.jsonl", "7");
@@ -268,9 +484,19 @@ async fn exports_keep_tools_links_images_turns_reasoning_and_ids() {
 
     // --split by a hash of the id: files named by split, together the whole export, stable.
     let split = |name: &str| {
-        export(&db, &["--format", "chat-jsonl", "--split", "train=0.5,test=0.5",
-                      "--out", out(&format!("{name}.jsonl")).to_str().unwrap(),
-                      "--ids", out(&format!("{name}.ids")).to_str().unwrap()])
+        export(
+            &db,
+            &[
+                "--format",
+                "chat-jsonl",
+                "--split",
+                "train=0.5,test=0.5",
+                "--out",
+                out(&format!("{name}.jsonl")).to_str().unwrap(),
+                "--ids",
+                out(&format!("{name}.ids")).to_str().unwrap(),
+            ],
+        )
     };
     let e = split("split");
     assert!(e.stderr.contains("Split: train "), "{}", e.stderr);
@@ -282,13 +508,32 @@ async fn exports_keep_tools_links_images_turns_reasoning_and_ids() {
     assert_eq!(ids(&out("again.train.ids")), train);
 
     // --label joins feedback into the filter.
-    export(&db, &["--format", "csv", "--label", "good", "--out", out("good.csv").to_str().unwrap()]);
+    export(
+        &db,
+        &[
+            "--format",
+            "csv",
+            "--label",
+            "good",
+            "--out",
+            out("good.csv").to_str().unwrap(),
+        ],
+    );
     let good = std::fs::read_to_string(out("good.csv")).unwrap();
     assert_eq!(good.lines().count(), 2, "{good}");
-    assert!(good.lines().nth(1).unwrap().starts_with("export-test-id-anthropic,") && good.contains(",1,good"), "{good}");
+    assert!(
+        good.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("export-test-id-anthropic,")
+            && good.contains(",1,good"),
+        "{good}"
+    );
 
     // The real consumers.
-    let python = std::env::var("ALOUD_TEST_INSPECT_PYTHON").ok().filter(|p| !p.is_empty());
+    let python = std::env::var("ALOUD_TEST_INSPECT_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty());
     let required = std::env::var("ALOUD_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
     let Some(python) = python else {
         assert!(!required, "ALOUD_TEST_INSPECT_PYTHON is not set");
@@ -298,18 +543,33 @@ async fn exports_keep_tools_links_images_turns_reasoning_and_ids() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/validate_exports.py");
     let o = Command::new(python)
         .arg(script)
-        .arg("--chat").arg(out("chat.jsonl"))
-        .arg("--evals").arg(out("evals.jsonl"))
-        .arg("--inspect").arg(out("inspect.jsonl"))
-        .arg("--csv").arg(out("meta.csv"))
-        .arg("--datasets").arg(out("chat.jsonl"))
-        .arg("--datasets").arg(out("reasoning.jsonl"))
-        .arg("--datasets").arg(out("inspect.jsonl"))
-        .arg("--datasets").arg(out("evals.jsonl"))
+        .arg("--chat")
+        .arg(out("chat.jsonl"))
+        .arg("--evals")
+        .arg(out("evals.jsonl"))
+        .arg("--inspect")
+        .arg(out("inspect.jsonl"))
+        .arg("--csv")
+        .arg(out("meta.csv"))
+        .arg("--datasets")
+        .arg(out("chat.jsonl"))
+        .arg("--datasets")
+        .arg(out("reasoning.jsonl"))
+        .arg("--datasets")
+        .arg(out("inspect.jsonl"))
+        .arg("--datasets")
+        .arg(out("evals.jsonl"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(stdout.contains("chat-jsonl: ok, 7 samples"), "{stdout}");
-    assert!(stdout.contains(&format!("inspect: ok, {} samples", inspect.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("inspect: ok, {} samples", inspect.len())),
+        "{stdout}"
+    );
 }

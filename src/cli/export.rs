@@ -89,7 +89,11 @@ fn create(path: &Path) -> Result<BufWriter<File>, String> {
         .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
-fn outputs(args: &ExportArgs, format: Format, split: Option<&Split>) -> Result<Vec<Output>, String> {
+fn outputs(
+    args: &ExportArgs,
+    format: Format,
+    split: Option<&Split>,
+) -> Result<Vec<Output>, String> {
     let names: Vec<Option<String>> = match split {
         Some(s) => s.names().map(|n| Some(n.to_owned())).collect(),
         None => vec![None],
@@ -108,7 +112,12 @@ fn outputs(args: &ExportArgs, format: Format, split: Option<&Split>) -> Result<V
         lines
             .write_all(&header(format))
             .map_err(|e| format!("cannot write: {e}"))?;
-        let ids = args.ids.as_deref().map(named).map(|p| create(&p)).transpose()?;
+        let ids = args
+            .ids
+            .as_deref()
+            .map(named)
+            .map(|p| create(&p))
+            .transpose()?;
         out.push(Output {
             name,
             path,
@@ -202,7 +211,10 @@ fn run(db: &DbArgs, which: &FilterArgs, args: &ExportArgs) -> Result<String, Str
         for line in s.into_items() {
             write(&mut outs, &line)?;
         }
-        report = format!(" (a sample of {offered} that could be written, seed {})", args.seed.unwrap_or(0));
+        report = format!(
+            " (a sample of {offered} that could be written, seed {})",
+            args.seed.unwrap_or(0)
+        );
     }
     for o in &mut outs {
         o.finish().map_err(|e| format!("cannot write: {e}"))?;

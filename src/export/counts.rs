@@ -68,7 +68,9 @@ impl Skip {
             Skip::Truncated => format!("{n} with bodies truncated when stored"),
             Skip::NoMessages => format!("{n} without a readable request"),
             Skip::NoAnswer => format!("{n} without an answer"),
-            Skip::NoAnswerText => format!("{n} answered with tool calls only (the format needs text)"),
+            Skip::NoAnswerText => {
+                format!("{n} answered with tool calls only (the format needs text)")
+            }
             Skip::Images => format!("{n} with images the format cannot carry"),
             Skip::UnlinkedToolResult => format!("{n} with a tool result that answers no call"),
             Skip::UndeclaredTool => format!("{n} calling a tool the request did not declare"),

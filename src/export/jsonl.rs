@@ -77,7 +77,11 @@ pub fn chat(record: &CaptureRecord, reasoning: bool) -> Result<(Value, Conversat
 /// messages are text: a record with images is skipped.
 pub fn evals(record: &CaptureRecord) -> Result<(Value, Conversation), Skip> {
     let c = sample(record, true)?;
-    if c.messages.iter().chain(c.answer.iter()).any(Message::has_images) {
+    if c.messages
+        .iter()
+        .chain(c.answer.iter())
+        .any(Message::has_images)
+    {
         return Err(Skip::Images);
     }
     if !c.tool_results_linked() {

@@ -123,7 +123,11 @@ impl Conversation {
         let mut calls = std::collections::HashSet::new();
         for m in &self.messages {
             calls.extend(m.tool_calls.iter().map(|c| c.id.as_str()));
-            if m.role == Role::Tool && !m.tool_call_id.as_deref().is_some_and(|id| calls.contains(id))
+            if m.role == Role::Tool
+                && !m
+                    .tool_call_id
+                    .as_deref()
+                    .is_some_and(|id| calls.contains(id))
             {
                 return false;
             }
@@ -216,9 +220,7 @@ fn merge_turns(messages: Vec<Message>) -> Vec<Message> {
     let mut out: Vec<Message> = Vec::with_capacity(messages.len());
     for m in messages {
         match out.last_mut() {
-            Some(last)
-                if last.role == m.role && matches!(m.role, Role::User | Role::Assistant) =>
-            {
+            Some(last) if last.role == m.role && matches!(m.role, Role::User | Role::Assistant) => {
                 last.parts.extend(m.parts);
                 last.tool_calls.extend(m.tool_calls);
             }

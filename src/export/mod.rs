@@ -126,7 +126,10 @@ pub fn render(
             csv::row(record, feedback, &mut bytes);
             options.dedupe.then(|| messages::conversation(record))
         }
-        Format::ChatJsonl => Some(push_json(&mut bytes, jsonl::chat(record, options.reasoning)?)),
+        Format::ChatJsonl => Some(push_json(
+            &mut bytes,
+            jsonl::chat(record, options.reasoning)?,
+        )),
         Format::OpenAiEvals => Some(push_json(&mut bytes, jsonl::evals(record)?)),
         Format::Inspect => Some(push_json(&mut bytes, inspect::inspect(record, feedback)?)),
     };

@@ -213,7 +213,9 @@ fn push_block(message: &mut Message, block: &Value) {
                 Value::Object(o) => o.get("url").map(text_of).unwrap_or_default(),
                 other => text_of(other),
             });
-            message.parts.push(Part::Image(url.filter(|u| !u.is_empty())));
+            message
+                .parts
+                .push(Part::Image(url.filter(|u| !u.is_empty())));
         }
         Some("input_image") => {
             let url = block.get("image_url").and_then(Value::as_str);

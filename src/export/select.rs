@@ -61,9 +61,7 @@ impl Split {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !ok_name {
-                return Err(format!(
-                    "split name {name:?}: use letters, digits, - or _"
-                ));
+                return Err(format!("split name {name:?}: use letters, digits, - or _"));
             }
             if parts.iter().any(|(n, _)| n == name) {
                 return Err(format!("split {name:?} is named twice"));
@@ -197,7 +195,14 @@ mod tests {
         // Known values, so a change of hash is noticed.
         assert_eq!(hash64(&[b"a"]), hash64(&[b"a"]));
         assert_ne!(hash64(&[b"a", b"b"]), hash64(&[b"ab"]));
-        for bad in ["train=0.9", "train", "train=0.5,train=0.5", "a=0,b=1", "a b=1", "a=x"] {
+        for bad in [
+            "train=0.9",
+            "train",
+            "train=0.5,train=0.5",
+            "a=0,b=1",
+            "a b=1",
+            "a=x",
+        ] {
             assert!(Split::parse(bad).is_err(), "{bad}");
         }
     }

@@ -44,8 +44,14 @@ fn gemini_and_ollama_tool_results_get_the_ids_of_their_calls() {
     let l = chat_line(&gemini_tools());
     let m = &l["messages"];
     let calls = &m[1]["tool_calls"];
-    assert_eq!((calls[0]["id"].as_str(), calls[1]["id"].as_str()), (Some("call_0"), Some("call_1")));
-    assert_eq!(m[2], json!({"role": "tool", "content": "{\"t\":3}", "tool_call_id": "call_0"}));
+    assert_eq!(
+        (calls[0]["id"].as_str(), calls[1]["id"].as_str()),
+        (Some("call_0"), Some("call_1"))
+    );
+    assert_eq!(
+        m[2],
+        json!({"role": "tool", "content": "{\"t\":3}", "tool_call_id": "call_0"})
+    );
     assert_eq!(m[3]["tool_call_id"], "call_1");
     assert_eq!(
         l["tools"],
@@ -70,8 +76,14 @@ fn gemini_and_ollama_tool_results_get_the_ids_of_their_calls() {
         text("done"),
     );
     let m = chat_line(&ollama)["messages"].clone();
-    assert_eq!((m[2]["content"].as_str(), m[2]["tool_call_id"].as_str()), (Some("B"), Some("call_1")));
-    assert_eq!((m[3]["content"].as_str(), m[3]["tool_call_id"].as_str()), (Some("A"), Some("call_0")));
+    assert_eq!(
+        (m[2]["content"].as_str(), m[2]["tool_call_id"].as_str()),
+        (Some("B"), Some("call_1"))
+    );
+    assert_eq!(
+        (m[3]["content"].as_str(), m[3]["tool_call_id"].as_str()),
+        (Some("A"), Some("call_0"))
+    );
 }
 
 #[test]
@@ -89,7 +101,9 @@ fn tools_are_kept_for_every_api() {
         assert_eq!(t[0].name, "f");
         assert!(t[0].parameters.is_object());
     }
-    let r = super::tests::anthropic_with(json!([{"name": "weather", "input_schema": {"type": "object"}}]));
+    let r = super::tests::anthropic_with(
+        json!([{"name": "weather", "input_schema": {"type": "object"}}]),
+    );
     assert_eq!(chat_line(&r)["tools"][0]["function"]["name"], "weather");
     let inspect = render(Format::Inspect, &r, None, Options::default()).unwrap();
     let v: Value = serde_json::from_slice(&inspect.bytes).unwrap();
@@ -104,20 +118,35 @@ fn with_image(api: &str, request: Value) -> CaptureRecord {
 fn images_are_kept_where_the_format_can_carry_them() {
     let data_url = format!("data:image/png;base64,{PNG}");
     let records = [
-        with_image("openai", json!({"messages": [{"role": "user", "content": [
+        with_image(
+            "openai",
+            json!({"messages": [{"role": "user", "content": [
             {"type": "text", "text": "What is in this picture?"},
-            {"type": "image_url", "image_url": {"url": data_url}}]}]})),
-        with_image("openai", json!({"input": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": data_url}}]}]}),
+        ),
+        with_image(
+            "openai",
+            json!({"input": [{"role": "user", "content": [
             {"type": "input_text", "text": "What is in this picture?"},
-            {"type": "input_image", "image_url": data_url}]}]})),
-        with_image("anthropic", json!({"messages": [{"role": "user", "content": [
+            {"type": "input_image", "image_url": data_url}]}]}),
+        ),
+        with_image(
+            "anthropic",
+            json!({"messages": [{"role": "user", "content": [
             {"type": "text", "text": "What is in this picture?"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]})),
-        with_image("gemini", json!({"contents": [{"role": "user", "parts": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}),
+        ),
+        with_image(
+            "gemini",
+            json!({"contents": [{"role": "user", "parts": [
             {"text": "What is in this picture?"},
-            {"inlineData": {"mimeType": "image/png", "data": PNG}}]}]})),
-        with_image("ollama", json!({"messages": [{"role": "user",
-            "content": "What is in this picture?", "images": [PNG]}]})),
+            {"inlineData": {"mimeType": "image/png", "data": PNG}}]}]}),
+        ),
+        with_image(
+            "ollama",
+            json!({"messages": [{"role": "user",
+            "content": "What is in this picture?", "images": [PNG]}]}),
+        ),
     ];
     for r in &records {
         let m = &chat_line(r)["messages"][0];
@@ -125,21 +154,36 @@ fn images_are_kept_where_the_format_can_carry_them() {
             m["content"],
             json!([{"type": "text", "text": "What is in this picture?"},
                    {"type": "image_url", "image_url": {"url": data_url}}]),
-            "{}", r.api
+            "{}",
+            r.api
         );
-        assert_eq!(skip(Format::OpenAiEvals, r), Some(Skip::Images), "{}", r.api);
+        assert_eq!(
+            skip(Format::OpenAiEvals, r),
+            Some(Skip::Images),
+            "{}",
+            r.api
+        );
         let inspect = render(Format::Inspect, r, None, Options::default()).unwrap();
         let v: Value = serde_json::from_slice(&inspect.bytes).unwrap();
-        assert_eq!(v["input"][0]["content"][1], json!({"type": "image", "image": data_url}));
+        assert_eq!(
+            v["input"][0]["content"][1],
+            json!({"type": "image", "image": data_url})
+        );
         assert!(render(Format::Csv, r, None, Options::default()).is_ok());
     }
     // A file id, a GIF for OpenAI fine-tuning, an image in a tool result: skipped, counted.
-    let file = with_image("openai", json!({"input": [{"role": "user", "content": [
-        {"type": "input_image", "file_id": "file-1"}]}]}));
+    let file = with_image(
+        "openai",
+        json!({"input": [{"role": "user", "content": [
+        {"type": "input_image", "file_id": "file-1"}]}]}),
+    );
     assert_eq!(skip(Format::ChatJsonl, &file), Some(Skip::Images));
     assert_eq!(skip(Format::Inspect, &file), Some(Skip::Images));
-    let gif = with_image("openai", json!({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGOD"}}]}]}));
+    let gif = with_image(
+        "openai",
+        json!({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGOD"}}]}]}),
+    );
     assert_eq!(skip(Format::ChatJsonl, &gif), Some(Skip::Images));
     assert!(skip(Format::Inspect, &gif).is_none());
 }
@@ -161,9 +205,12 @@ fn anthropic_prefill_and_consecutive_turns_merge_as_anthropic_does() {
         json!([{"role": "user", "content": "Name a colour.\nOne word."},
                {"role": "assistant", "content": "The colour is blue."}])
     );
-    let v: Value =
-        serde_json::from_slice(&render(Format::Inspect, &r, None, Options::default()).unwrap().bytes)
-            .unwrap();
+    let v: Value = serde_json::from_slice(
+        &render(Format::Inspect, &r, None, Options::default())
+            .unwrap()
+            .bytes,
+    )
+    .unwrap();
     assert_eq!(v["target"], "The colour is blue.");
     // OpenAI keeps consecutive messages as they are, and never continues an assistant message.
     let mut openai = r.clone();
@@ -182,46 +229,89 @@ fn reasoning_feedback_and_ids() {
         ..Default::default()
     };
     let line = render(Format::Inspect, &r, Some(&fb), Options::default()).unwrap();
-    assert_eq!((line.id.as_str(), line.request_id.as_str()), ("req-anthropic#2", "req-anthropic"));
+    assert_eq!(
+        (line.id.as_str(), line.request_id.as_str()),
+        ("req-anthropic#2", "req-anthropic")
+    );
     let v: Value = serde_json::from_slice(&line.bytes).unwrap();
     assert_eq!(v["metadata"]["reasoning"], "Let me think");
-    assert_eq!(v["metadata"]["feedback"], json!({"score": 0.5, "label": "good"}));
+    assert_eq!(
+        v["metadata"]["feedback"],
+        json!({"score": 0.5, "label": "good"})
+    );
     assert_eq!(v["metadata"]["request_id"], "req-anthropic");
     let plain = chat_line(&r);
-    assert!(plain["messages"].as_array().unwrap().iter().all(|m| m.get("reasoning_content").is_none()));
-    let with = Options { reasoning: true, ..Options::default() };
+    assert!(
+        plain["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m.get("reasoning_content").is_none())
+    );
+    let with = Options {
+        reasoning: true,
+        ..Options::default()
+    };
     let l: Value =
         serde_json::from_slice(&render(Format::ChatJsonl, &r, None, with).unwrap().bytes).unwrap();
     let last = l["messages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["reasoning_content"], "Let me think");
     let csv = render(Format::Csv, &r, Some(&fb), Options::default()).unwrap();
-    assert!(String::from_utf8(csv.bytes).unwrap().ends_with(",0.5,good\r\n"));
+    assert!(
+        String::from_utf8(csv.bytes)
+            .unwrap()
+            .ends_with(",0.5,good\r\n")
+    );
 }
 
 #[test]
 fn dedupe_ignores_ids_and_whitespace_but_not_words() {
     let key = |r: &CaptureRecord| {
-        let o = Options { dedupe: true, ..Options::default() };
-        render(Format::ChatJsonl, r, None, o).unwrap().dedupe_key.unwrap()
+        let o = Options {
+            dedupe: true,
+            ..Options::default()
+        };
+        render(Format::ChatJsonl, r, None, o)
+            .unwrap()
+            .dedupe_key
+            .unwrap()
     };
     let a = gemini_tools();
     let mut b = gemini_tools();
     b.id = "another".into();
-    b.request = Some(serde_json::from_str(&b.request.unwrap().to_string().replace(
-        "Oslo and Rome?",
-        "  Oslo   and Rome? ",
-    )).unwrap());
+    b.request = Some(
+        serde_json::from_str(
+            &b.request
+                .unwrap()
+                .to_string()
+                .replace("Oslo and Rome?", "  Oslo   and Rome? "),
+        )
+        .unwrap(),
+    );
     assert_eq!(key(&a), key(&b));
     let mut c = gemini_tools();
-    c.response = Some(Reassembled { text: "Warm and cold.".into(), ..Reassembled::default() });
+    c.response = Some(Reassembled {
+        text: "Warm and cold.".into(),
+        ..Reassembled::default()
+    });
     assert_ne!(key(&a), key(&c));
     let mut out = Vec::new();
-    let mut e = Exporter::with_options(Format::ChatJsonl, Options { dedupe: true, reasoning: false }, &mut out);
+    let mut e = Exporter::with_options(
+        Format::ChatJsonl,
+        Options {
+            dedupe: true,
+            reasoning: false,
+        },
+        &mut out,
+    );
     for r in [&a, &b, &c] {
         e.write(r).unwrap();
     }
     let counts = e.finish().unwrap();
-    assert_eq!((counts.written, counts.skipped_for(Skip::Duplicate)), (2, 1));
+    assert_eq!(
+        (counts.written, counts.skipped_for(Skip::Duplicate)),
+        (2, 1)
+    );
 }
 
 #[test]
@@ -235,9 +325,15 @@ fn an_unlinked_tool_result_is_skipped_for_openai_formats() {
         text("z"),
     );
     assert_eq!(skip(Format::ChatJsonl, &r), Some(Skip::UnlinkedToolResult));
-    assert_eq!(skip(Format::OpenAiEvals, &r), Some(Skip::UnlinkedToolResult));
+    assert_eq!(
+        skip(Format::OpenAiEvals, &r),
+        Some(Skip::UnlinkedToolResult)
+    );
     assert!(skip(Format::Inspect, &r).is_none());
     // A call to a tool the request did not declare.
     let undeclared = super::tests::anthropic_with(json!([]));
-    assert_eq!(skip(Format::ChatJsonl, &undeclared), Some(Skip::UndeclaredTool));
+    assert_eq!(
+        skip(Format::ChatJsonl, &undeclared),
+        Some(Skip::UndeclaredTool)
+    );
 }
