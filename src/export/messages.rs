@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::read;
+use super::{read, tools};
 use crate::capture::record::{CaptureRecord, ToolCall};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +156,7 @@ impl Conversation {
 pub fn conversation(record: &CaptureRecord) -> Conversation {
     let request = record.request.as_ref();
     let mut messages = request.map(read::request_messages).unwrap_or_default();
-    let tools = request.map(read::tools).unwrap_or_default();
+    let tools = request.map(tools::tools).unwrap_or_default();
     let mut answer = read::answer(record);
     let calls = messages
         .iter_mut()

@@ -16,6 +16,7 @@ mod jsonl;
 pub mod messages;
 mod read;
 pub mod select;
+mod tools;
 
 use std::io::{self, Write};
 
@@ -25,7 +26,8 @@ use crate::store::Feedback;
 pub use counts::{ExportCounts, Skip};
 pub use inspect::line_id;
 pub use messages::{Conversation, Message, Part, Role, Tool, conversation};
-pub use read::{request_messages, tools};
+pub use read::request_messages;
+pub use tools::tools;
 
 /// The export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

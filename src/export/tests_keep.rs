@@ -96,7 +96,7 @@ fn tools_are_kept_for_every_api() {
         json!({"tools": [{"function_declarations": [{"name": "f"}]}]}),
     ];
     for s in shapes {
-        let t = read::tools(&s);
+        let t = tools::tools(&s);
         assert_eq!(t.len(), 1, "{s}");
         assert_eq!(t[0].name, "f");
         assert!(t[0].parameters.is_object());
