@@ -1,6 +1,6 @@
-//! Reading captured bodies into [`Message`]s, whatever the api (tools are read in `tools.rs`). The request's shape
-//! decides how it reads, so a gateway serving another provider's format is read right whatever
-//! the route's api:
+//! Reading captured bodies into [`Message`]s, whatever the api (the tools offered are read in
+//! `tools.rs`). The request's shape decides how it reads, so a gateway serving another
+//! provider's format is read right whatever the route's api:
 //!
 //! - `messages` (OpenAI chat, Anthropic, Ollama chat), with a top-level `system` (Anthropic);
 //!   content is a string or blocks (`text`, `input_text`, `output_text`, `image_url`, `image`,
