@@ -31,7 +31,7 @@ else
     cp "$req" "$stamp"
 fi
 
-# --- inspect_ai, to load exported datasets with their real consumer ------------------------
+# --- inspect_ai, datasets and pandas: exported datasets loaded by their real consumers ----
 # A venv of its own: its dependency tree is large and must not move the SDK pins above.
 ivenv="$root/.venv-inspect"
 ireq="$clients/requirements-inspect.txt"

@@ -91,6 +91,11 @@ fn query_filters() {
         ..Filter::default()
     };
     assert_eq!(ids(&store, &score), ["r1"]);
+    let label = Filter {
+        label: Some("bad".into()),
+        ..Filter::default()
+    };
+    assert_eq!(ids(&store, &label), ["r3"]);
     let limit = Filter {
         limit: Some(2),
         ..Filter::default()

@@ -1,12 +1,9 @@
-//! `aloud export` and the capture database both data commands read (`aloud stats` is in
-//! `stats.rs`): write datasets. Also finds a record for `aloud simulate --replay ID`.
+//! The capture database and the record filter both data commands read (`aloud export` is in
+//! `export.rs`, `aloud stats` in `stats.rs`). Also finds a record for `aloud simulate --replay ID`.
 
 use crate::capture::CaptureRecord;
-use crate::config::units::parse_duration;
 use crate::config::{Config, Database, ProcessEnv};
-use crate::export::{Exporter, Format};
 use crate::store::{Filter, Store, open_reader};
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -24,9 +21,13 @@ pub struct DbArgs {
 /// Which records.
 #[derive(Debug, clap::Args)]
 pub struct FilterArgs {
-    /// Only records from this long ago on, like `24h`, `30m` or `7d`.
-    #[arg(long)]
+    /// Records from this time on: a time ago (7d, 24h, 30m) or an RFC 3339 time or date
+    /// (2024-05-06T00:00:00Z, 2024-05-06).
+    #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
+    /// Records before this time (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
     #[arg(long)]
     pub route: Option<String>,
     #[arg(long)]
@@ -37,6 +38,9 @@ pub struct FilterArgs {
     /// Only records whose feedback score is at least this.
     #[arg(long)]
     pub min_score: Option<f64>,
+    /// Only records whose feedback has this label.
+    #[arg(long)]
+    pub label: Option<String>,
     #[arg(long)]
     pub limit: Option<usize>,
 }
@@ -67,17 +71,12 @@ pub(super) fn open(database: &Database) -> Result<Box<dyn Store>, String> {
     open_reader(database).map_err(|e| e.to_string())
 }
 
-fn filter(args: &FilterArgs) -> Result<Filter, String> {
-    let since_ms = match &args.since {
-        None => None,
-        Some(text) => {
-            let d = parse_duration(text).map_err(|e| format!("--since: {e}"))?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|e| e.to_string())?;
-            Some(now.saturating_sub(d).as_millis() as i64)
-        }
-    };
+pub(super) fn filter(args: &FilterArgs) -> Result<Filter, String> {
+    let (since_ms, until_ms) = crate::capture::stats::parse_window(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        crate::capture::stats::unix_ms(std::time::SystemTime::now()),
+    )?;
     if let Some(o) = &args.outcome
         && crate::capture::Outcome::parse(o).is_none()
     {
@@ -87,69 +86,14 @@ fn filter(args: &FilterArgs) -> Result<Filter, String> {
     }
     Ok(Filter {
         since_ms,
-        until_ms: None,
+        until_ms,
         route: args.route.clone(),
         model: args.model.clone(),
         outcome: args.outcome.clone(),
         min_score: args.min_score,
+        label: args.label.clone(),
         limit: args.limit,
     })
-}
-
-pub fn export(db: &DbArgs, which: &FilterArgs, format: &str, out: Option<&Path>) -> ExitCode {
-    let Some(format) = Format::parse(format) else {
-        return fail(format!(
-            "--format {format:?}: use chat-jsonl, openai-evals, inspect or csv"
-        ));
-    };
-    let (store, filter) = match database(db)
-        .and_then(|p| open(&p))
-        .and_then(|s| filter(which).map(|f| (s, f)))
-    {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
-    let mut sink: Box<dyn Write> = match out {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => return fail(format!("cannot create {}: {e}", path.display())),
-        },
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    // A progress line on the terminal, only when the output goes to a file.
-    let progress = out.is_some() && std::io::stderr().is_terminal();
-    let records = match store.query(&filter) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let mut exporter = Exporter::new(format, &mut *sink);
-    if let Err(e) = exporter.write_header() {
-        return fail(format!("cannot write: {e}"));
-    }
-    for (n, record) in records.enumerate() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => return fail(format!("reading the database: {e}")),
-        };
-        if let Err(e) = exporter.write(&record) {
-            return fail(format!("cannot write: {e}"));
-        }
-        if progress && n % 500 == 0 {
-            eprint!("\rexporting… {n} records read");
-        }
-    }
-    let counts = match exporter.finish() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("cannot write: {e}")),
-    };
-    if let Err(e) = sink.flush() {
-        return fail(format!("cannot write: {e}"));
-    }
-    if progress {
-        eprint!("\r");
-    }
-    eprintln!("export as {format}: {counts}");
-    ExitCode::SUCCESS
 }
 
 /// The record to replay: a JSON file, or the last attempt of an id in the capture database.

@@ -2,6 +2,7 @@
 
 mod check;
 mod data;
+mod export;
 mod serve;
 mod stats;
 mod telemetry;
@@ -57,12 +58,8 @@ pub enum Command {
     },
     /// Write captured exchanges as an eval dataset.
     Export {
-        /// chat-jsonl, openai-evals, inspect or csv.
-        #[arg(long)]
-        format: String,
-        /// Output file (default: standard output).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        args: export::ExportArgs,
         #[command(flatten)]
         filter: data::FilterArgs,
         #[command(flatten)]
@@ -101,12 +98,7 @@ pub fn main() -> ExitCode {
             };
             serve::simulate(listen, record, cli.log_json)
         }
-        Command::Export {
-            format,
-            out,
-            filter,
-            db,
-        } => data::export(&db, &filter, &format, out.as_deref()),
+        Command::Export { args, filter, db } => export::export(&db, &filter, &args),
         Command::Stats { args, db } => stats::run(&db, &args),
     }
 }

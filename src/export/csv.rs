@@ -2,6 +2,7 @@
 //! with a comma, quote, CR or LF, or leading or trailing spaces, is quoted; quotes are doubled).
 
 use crate::capture::record::CaptureRecord;
+use crate::store::Feedback;
 
 pub const COLUMNS: &[&str] = &[
     "id",
@@ -28,6 +29,8 @@ pub const COLUMNS: &[&str] = &[
     "output_tokens",
     "reasoning_tokens",
     "error",
+    "feedback_score",
+    "feedback_label",
 ];
 
 pub fn header(out: &mut Vec<u8>) {
@@ -35,7 +38,7 @@ pub fn header(out: &mut Vec<u8>) {
     push_row(out, &fields);
 }
 
-pub fn row(r: &CaptureRecord, out: &mut Vec<u8>) {
+pub fn row(r: &CaptureRecord, feedback: Option<&Feedback>, out: &mut Vec<u8>) {
     let t = &r.timings;
     let usage = r.usage.unwrap_or_default();
     let fields = [
@@ -63,6 +66,8 @@ pub fn row(r: &CaptureRecord, out: &mut Vec<u8>) {
         opt(usage.output),
         opt(usage.reasoning),
         r.error.clone().unwrap_or_default(),
+        opt(feedback.and_then(|f| f.score)),
+        feedback.and_then(|f| f.label.clone()).unwrap_or_default(),
     ];
     push_row(out, &fields);
 }

@@ -1,72 +1,138 @@
-//! The JSONL dataset formats: one JSON object per record, built from its [`Conversation`].
+//! The OpenAI-shaped dataset formats, chat fine-tuning JSONL and openai/evals samples, and what
+//! every dataset format checks first: the record ended whole and reads as a conversation.
 
 use serde_json::{Map, Value, json};
 
 use super::Skip;
-use super::messages::{Conversation, Message, Role, conversation};
+use super::messages::{Conversation, Message, Part, Role, Tool, conversation};
 use crate::capture::record::{CaptureRecord, Outcome};
 
 /// The record's conversation, or why it makes no sample. `text_answer`: the format's target is a
 /// string, so an answer of tool calls alone does not count.
-fn sample(record: &CaptureRecord, text_answer: bool) -> Result<(Vec<Message>, Message), Skip> {
-    if record.outcome != Outcome::Ok || record.partial || record.truncated {
-        return Err(Skip::Incomplete);
+pub(super) fn sample(record: &CaptureRecord, text_answer: bool) -> Result<Conversation, Skip> {
+    if record.outcome != Outcome::Ok {
+        return Err(Skip::Error);
     }
-    let Conversation { messages, answer } = conversation(record);
-    if !messages.iter().any(|m| m.role != Role::System) {
+    if record.partial {
+        return Err(Skip::Partial);
+    }
+    if record.truncated {
+        return Err(Skip::Truncated);
+    }
+    let c = conversation(record);
+    if !c.messages.iter().any(|m| m.role != Role::System) {
         return Err(Skip::NoMessages);
     }
-    match answer {
-        Some(a) if !text_answer || !a.content.is_empty() => Ok((messages, a)),
-        _ => Err(Skip::NoAnswer),
+    match &c.answer {
+        None => Err(Skip::NoAnswer),
+        Some(a) if text_answer && a.text().is_empty() => Err(Skip::NoAnswerText),
+        Some(_) => Ok(c),
     }
 }
 
-/// OpenAI chat fine-tuning: `{"messages": [..., answer]}`.
-pub fn chat(record: &CaptureRecord) -> Result<Value, Skip> {
-    let (mut messages, answer) = sample(record, false)?;
-    messages.push(answer);
-    Ok(json!({"messages": messages.iter().map(openai_message).collect::<Vec<_>>()}))
+/// The answer; [`sample`] made sure there is one.
+pub(super) fn answer(c: &Conversation) -> Message {
+    c.answer
+        .clone()
+        .unwrap_or_else(|| Message::new(Role::Assistant, String::new()))
 }
 
-/// openai/evals: `{"input": [messages], "ideal": answer}`.
-pub fn evals(record: &CaptureRecord) -> Result<Value, Skip> {
-    let (messages, answer) = sample(record, true)?;
-    Ok(json!({
-        "input": messages.iter().map(openai_message).collect::<Vec<_>>(),
-        "ideal": answer.content,
-    }))
-}
-
-/// Inspect AI: `{"input", "target", "id", "metadata"}`; the input is a plain string when the
-/// conversation is a single user message.
-pub fn inspect(record: &CaptureRecord) -> Result<Value, Skip> {
-    let (messages, answer) = sample(record, true)?;
-    let input = match messages.as_slice() {
-        [only] if only.role == Role::User && only.tool_calls.is_empty() => {
-            Value::String(only.content.clone())
-        }
-        _ => Value::Array(messages.iter().map(inspect_message).collect()),
+/// OpenAI chat fine-tuning: `{"messages": [..., answer], "tools": [...]}`. Images go in user
+/// messages as `image_url` parts (http(s) URLs or JPEG, PNG and WebP data URLs, what OpenAI's
+/// vision fine-tuning takes); every tool result must answer a call, and every call name a tool
+/// the request declared. With `reasoning`, the
+/// answer carries `reasoning_content` (open-weight trainers' field; OpenAI's own validator
+/// rejects unknown keys, so it is off by default).
+pub fn chat(record: &CaptureRecord, reasoning: bool) -> Result<(Value, Conversation), Skip> {
+    let c = sample(record, false)?;
+    let fits = |m: &Message| {
+        m.parts.iter().all(|p| match p {
+            Part::Text(_) => true,
+            Part::Image(url) => m.role == Role::User && url.as_deref().is_some_and(openai_image),
+        })
     };
-    let id = if record.attempt > 1 {
-        format!("{}#{}", record.id, record.attempt)
-    } else {
-        record.id.clone()
-    };
-    Ok(json!({
-        "input": input,
-        "target": answer.content,
-        "id": id,
-        "metadata": inspect_metadata(record),
-    }))
+    if !c.messages.iter().chain(c.answer.iter()).all(fits) {
+        return Err(Skip::Images);
+    }
+    if !c.tool_results_linked() {
+        return Err(Skip::UnlinkedToolResult);
+    }
+    if !c.tools_declared() {
+        return Err(Skip::UndeclaredTool);
+    }
+    let mut messages: Vec<Value> = c.messages.iter().map(openai_message).collect();
+    let mut last = openai_message(&answer(&c));
+    if reasoning && !c.reasoning.is_empty() {
+        last["reasoning_content"] = c.reasoning.clone().into();
+    }
+    messages.push(last);
+    let mut line = json!({"messages": messages});
+    if !c.tools.is_empty() {
+        line["tools"] = openai_tools(&c.tools);
+    }
+    Ok((line, c))
 }
 
-/// A message in OpenAI's chat shape. An assistant message of tool calls alone has no `content`.
+/// openai/evals: `{"input": [messages], "ideal": answer}` (plus `tools` when offered). Its
+/// messages are text: a record with images is skipped.
+pub fn evals(record: &CaptureRecord) -> Result<(Value, Conversation), Skip> {
+    let c = sample(record, true)?;
+    if c.messages
+        .iter()
+        .chain(c.answer.iter())
+        .any(Message::has_images)
+    {
+        return Err(Skip::Images);
+    }
+    if !c.tool_results_linked() {
+        return Err(Skip::UnlinkedToolResult);
+    }
+    let mut line = json!({
+        "input": c.messages.iter().map(openai_message).collect::<Vec<_>>(),
+        "ideal": answer(&c).text(),
+    });
+    if !c.tools.is_empty() {
+        line["tools"] = openai_tools(&c.tools);
+    }
+    Ok((line, c))
+}
+
+/// What OpenAI's fine-tuning takes as an image: an http(s) URL or a JPEG, PNG or WebP data URL.
+fn openai_image(url: &str) -> bool {
+    url.starts_with("https://")
+        || url.starts_with("http://")
+        || ["jpeg", "png", "webp"]
+            .iter()
+            .any(|t| url.starts_with(&format!("data:image/{t};base64,")))
+}
+
+/// Tools in OpenAI's shape: `{"type": "function", "function": {name, description, parameters}}`.
+pub(super) fn openai_tools(tools: &[Tool]) -> Value {
+    tools
+        .iter()
+        .map(|t| {
+            let mut f = json!({"name": t.name, "parameters": t.parameters});
+            if let Some(d) = &t.description {
+                f["description"] = d.clone().into();
+            }
+            json!({"type": "function", "function": f})
+        })
+        .collect()
+}
+
+/// A message in OpenAI's chat shape: content a string, or text and `image_url` parts when there
+/// are images; an assistant message of tool calls alone has no `content`.
 fn openai_message(m: &Message) -> Value {
     let mut o = Map::new();
     o.insert("role".into(), m.role.as_str().into());
-    if !m.content.is_empty() || m.tool_calls.is_empty() {
-        o.insert("content".into(), m.content.clone().into());
+    if m.has_images() {
+        let parts = m.parts.iter().map(|p| match p {
+            Part::Text(t) => json!({"type": "text", "text": t}),
+            Part::Image(url) => json!({"type": "image_url", "image_url": {"url": url}}),
+        });
+        o.insert("content".into(), Value::Array(parts.collect()));
+    } else if !m.parts.is_empty() || m.tool_calls.is_empty() {
+        o.insert("content".into(), m.text().into());
     }
     if !m.tool_calls.is_empty() {
         let calls = m.tool_calls.iter().map(|c| {
@@ -78,70 +144,40 @@ fn openai_message(m: &Message) -> Value {
     if let Some(id) = &m.tool_call_id {
         o.insert("tool_call_id".into(), id.clone().into());
     }
-    if let Some(name) = &m.name {
-        o.insert("name".into(), name.clone().into());
-    }
     Value::Object(o)
 }
 
-/// A message in Inspect's `ChatMessage` shape: tool calls carry parsed `arguments` (an object;
-/// text that is not one goes to `parse_error`) and tool messages name their `function`.
-fn inspect_message(m: &Message) -> Value {
-    let mut o = Map::new();
-    o.insert("role".into(), m.role.as_str().into());
-    o.insert("content".into(), m.content.clone().into());
-    if !m.tool_calls.is_empty() {
-        let calls = m.tool_calls.iter().map(|c| {
-            let mut call = Map::new();
-            call.insert("id".into(), c.id.clone().into());
-            call.insert("function".into(), c.name.clone().into());
-            call.insert("type".into(), "function".into());
-            let args = match serde_json::from_str::<Value>(&c.arguments) {
-                Ok(args @ Value::Object(_)) => args,
-                _ if c.arguments.trim().is_empty() => json!({}),
-                _ => {
-                    call.insert("parse_error".into(), c.arguments.clone().into());
-                    json!({})
-                }
-            };
-            call.insert("arguments".into(), args);
-            Value::Object(call)
-        });
-        o.insert("tool_calls".into(), Value::Array(calls.collect()));
+/// `--dedupe`'s key: every message's role, text with runs of whitespace made one space and the
+/// ends trimmed, images, tool calls' names and arguments (JSON re-serialised with sorted keys),
+/// then the tools offered and the answer. Ids (of calls, results, requests) are left out.
+pub fn dedupe_key(c: &Conversation) -> String {
+    let mut key = String::new();
+    let mut push = |piece: &str| {
+        key.push_str(piece);
+        key.push('\u{1f}');
+    };
+    for m in c.messages.iter().chain(c.answer.iter()) {
+        push(m.role.as_str());
+        for part in &m.parts {
+            match part {
+                Part::Text(t) => push(&t.split_whitespace().collect::<Vec<_>>().join(" ")),
+                Part::Image(url) => push(url.as_deref().unwrap_or("image")),
+            }
+        }
+        for call in &m.tool_calls {
+            push(&call.name);
+            push(&canonical_json(&call.arguments));
+        }
+        push("\u{1e}");
     }
-    if let Some(id) = &m.tool_call_id {
-        o.insert("tool_call_id".into(), id.clone().into());
+    for t in &c.tools {
+        push(&t.name);
+        push(t.description.as_deref().unwrap_or_default());
+        push(&t.parameters.to_string());
     }
-    if let Some(name) = &m.name {
-        o.insert("function".into(), name.clone().into());
-    }
-    Value::Object(o)
+    key
 }
 
-fn inspect_metadata(r: &CaptureRecord) -> Value {
-    let t = &r.timings;
-    json!({
-        "route": r.route,
-        "model": r.model,
-        "api": r.api,
-        "outcome": r.outcome.as_str(),
-        "attempt": r.attempt,
-        "started_at": super::csv::rfc3339_millis(r.started_at_ms),
-        "streamed": r.streamed,
-        "tier": r.tier,
-        "client_status": r.client_status,
-        "upstream_status": r.upstream_status,
-        "first_feedback_ms": t.first_feedback_ms,
-        "first_reasoning_ms": t.first_reasoning_ms,
-        "first_token_ms": t.first_token_ms,
-        "longest_silence_ms": t.longest_silence_ms,
-        "done_ms": t.done_ms,
-        "overhead_ms": t.overhead_ms,
-        "upstream_ms": t.upstream_ms,
-        "upstream_headers_ms": t.upstream_headers_ms,
-        "usage": r.usage.map(|u| json!({
-            "input_tokens": u.input, "output_tokens": u.output, "reasoning_tokens": u.reasoning,
-        })),
-        "finish_reason": r.response.as_ref().and_then(|x| x.finish_reason.clone()),
-    })
+fn canonical_json(text: &str) -> String {
+    serde_json::from_str::<Value>(text).map_or_else(|_| text.trim().to_owned(), |v| v.to_string())
 }

@@ -1,25 +1,33 @@
 //! Eval datasets and metadata tables from capture records: chat fine-tuning JSONL, openai/evals
-//! samples, Inspect AI samples and CSV, written one record at a time to a writer it is handed.
+//! samples, Inspect AI samples and CSV, rendered one record at a time.
 //!
-//! **Invariant:** streaming and pure: one record in, at most one line out, nothing collected;
-//! no I/O but the `Write` given to [`Exporter::new`].
+//! **Invariant:** pure: [`render`] turns one record (and its feedback) into at most one line,
+//! and [`Exporter`] writes lines to the `Write` it is handed; the choices over many lines
+//! (`--dedupe`, `--sample`, `--split`) are in [`select`]. docs/export.md describes every format,
+//! field and skip reason.
 //!
-//! Dataset formats (all but CSV) skip, and count, records that did not end whole (`outcome`
-//! other than `ok`, `partial`, or bodies `truncated` to the stored size), that have no usable
-//! request messages, or that have no answer
-//! (for `openai-evals` and `inspect`, no answer text: their target is a string).
+//! Dataset formats (all but CSV) skip, and count by reason ([`Skip`]), records that did not end
+//! whole, have no readable conversation or answer, or hold what the format cannot carry.
 
+mod counts;
 mod csv;
+mod inspect;
 mod jsonl;
 pub mod messages;
+mod read;
+pub mod select;
+mod tools;
 
 use std::io::{self, Write};
 
-use serde::Serialize;
-
 use crate::capture::record::CaptureRecord;
+use crate::store::Feedback;
 
-pub use messages::{Conversation, Message, Role, conversation};
+pub use counts::{ExportCounts, Skip};
+pub use inspect::line_id;
+pub use messages::{Conversation, Message, Part, Role, Tool, conversation};
+pub use read::request_messages;
+pub use tools::tools;
 
 /// The export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,80 +70,87 @@ impl std::fmt::Display for Format {
     }
 }
 
-/// Why a record was left out of a dataset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Skip {
-    /// The exchange did not end whole (an error, timeout, disconnect, partial response), or its
-    /// bodies were truncated when stored.
-    Incomplete,
-    /// No request body, or none this crate can read as a conversation.
-    NoMessages,
-    NoAnswer,
+/// What a format can add beyond its defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `--reasoning`: the answer's reasoning as `reasoning_content` (chat-jsonl; Inspect always
+    /// has it in its metadata).
+    pub reasoning: bool,
+    /// `--dedupe`: compute each line's [`Line::dedupe_key`].
+    pub dedupe: bool,
 }
 
-/// What an export did, by record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ExportCounts {
-    pub written: u64,
-    pub skipped: u64,
-    pub skipped_incomplete: u64,
-    pub skipped_no_messages: u64,
-    pub skipped_no_answer: u64,
-}
+impl Format {
+    /// Whether `--reasoning` means anything for this format.
+    pub fn takes_reasoning(self) -> bool {
+        matches!(self, Format::ChatJsonl | Format::Inspect)
+    }
 
-impl ExportCounts {
-    fn skip(&mut self, why: Skip) {
-        self.skipped += 1;
-        match why {
-            Skip::Incomplete => self.skipped_incomplete += 1,
-            Skip::NoMessages => self.skipped_no_messages += 1,
-            Skip::NoAnswer => self.skipped_no_answer += 1,
-        }
+    /// The file extension of its output.
+    pub fn extension(self) -> &'static str {
+        if self == Format::Csv { "csv" } else { "jsonl" }
     }
 }
 
-/// A sentence for people: "wrote 14 records, skipped 9: 5 incomplete, 4 without an answer".
-impl std::fmt::Display for ExportCounts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let plural = if self.written == 1 { "" } else { "s" };
-        write!(f, "wrote {} record{plural}", self.written)?;
-        if self.skipped == 0 {
-            return Ok(());
-        }
-        write!(f, ", skipped {}", self.skipped)?;
-        let reasons = [
-            (self.skipped_incomplete, "incomplete"),
-            (self.skipped_no_messages, "without messages"),
-            (self.skipped_no_answer, "without an answer"),
-        ];
-        let mut sep = ": ";
-        for (n, why) in reasons.into_iter().filter(|(n, _)| *n > 0) {
-            write!(f, "{sep}{n} {why}")?;
-            sep = ", ";
-        }
-        Ok(())
-    }
+/// One rendered record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Line {
+    /// The traceable id: the request id, or `id#attempt` for a retry.
+    pub id: String,
+    /// The request id alone (what `--split` hashes).
+    pub request_id: String,
+    /// The line, ending in a newline (CRLF for CSV).
+    pub bytes: Vec<u8>,
+    /// With [`Options::dedupe`]: the normalised conversation (see `jsonl::dedupe_key`); `None`
+    /// for a CSV row of a record without a readable conversation.
+    pub dedupe_key: Option<String>,
 }
 
-#[cfg(test)]
-#[test]
-fn counts_read_as_a_sentence() {
-    let counts = ExportCounts {
-        written: 14,
-        skipped: 9,
-        skipped_incomplete: 5,
-        skipped_no_messages: 0,
-        skipped_no_answer: 4,
+/// The CSV header row; nothing for the JSONL formats.
+pub fn header(format: Format) -> Vec<u8> {
+    let mut out = Vec::new();
+    if format == Format::Csv {
+        csv::header(&mut out);
+    }
+    out
+}
+
+/// One record as a line of `format`, or why it is skipped.
+pub fn render(
+    format: Format,
+    record: &CaptureRecord,
+    feedback: Option<&Feedback>,
+    options: Options,
+) -> Result<Line, Skip> {
+    let mut bytes = Vec::new();
+    let conversation = match format {
+        Format::Csv => {
+            csv::row(record, feedback, &mut bytes);
+            options.dedupe.then(|| messages::conversation(record))
+        }
+        Format::ChatJsonl => Some(push_json(
+            &mut bytes,
+            jsonl::chat(record, options.reasoning)?,
+        )),
+        Format::OpenAiEvals => Some(push_json(&mut bytes, jsonl::evals(record)?)),
+        Format::Inspect => Some(push_json(&mut bytes, inspect::inspect(record, feedback)?)),
     };
-    assert_eq!(
-        counts.to_string(),
-        "wrote 14 records, skipped 9: 5 incomplete, 4 without an answer"
-    );
-    let one = ExportCounts {
-        written: 1,
-        ..ExportCounts::default()
-    };
-    assert_eq!(one.to_string(), "wrote 1 record");
+    let dedupe_key = conversation
+        .filter(|c| options.dedupe && !c.messages.is_empty())
+        .map(|c| jsonl::dedupe_key(&c));
+    Ok(Line {
+        id: line_id(record),
+        request_id: record.id.clone(),
+        bytes,
+        dedupe_key,
+    })
+}
+
+fn push_json(line: &mut Vec<u8>, (value, c): (serde_json::Value, Conversation)) -> Conversation {
+    // `Value`'s Display is its compact JSON and cannot fail.
+    line.extend_from_slice(value.to_string().as_bytes());
+    line.push(b'\n');
+    c
 }
 
 /// Writes records in one format. Each record is built whole in a buffer and written with one
@@ -143,19 +158,25 @@ fn counts_read_as_a_sentence() {
 pub struct Exporter<'w> {
     format: Format,
     out: &'w mut dyn Write,
+    options: Options,
+    dedupe: Option<select::Dedupe>,
     counts: ExportCounts,
     header_written: bool,
-    line: Vec<u8>,
 }
 
 impl<'w> Exporter<'w> {
     pub fn new(format: Format, out: &'w mut dyn Write) -> Exporter<'w> {
+        Exporter::with_options(format, Options::default(), out)
+    }
+
+    pub fn with_options(format: Format, options: Options, out: &'w mut dyn Write) -> Exporter<'w> {
         Exporter {
             format,
             out,
+            options,
+            dedupe: options.dedupe.then(select::Dedupe::default),
             counts: ExportCounts::default(),
             header_written: false,
-            line: Vec::new(),
         }
     }
 
@@ -170,38 +191,37 @@ impl<'w> Exporter<'w> {
             return Ok(());
         }
         self.header_written = true;
-        if self.format == Format::Csv {
-            self.line.clear();
-            csv::header(&mut self.line);
-            self.out.write_all(&self.line)?;
-        }
-        Ok(())
+        self.out.write_all(&header(self.format))
     }
 
     /// Writes one record: `Ok(true)` when written, `Ok(false)` when skipped (see [`Skip`]).
     pub fn write(&mut self, record: &CaptureRecord) -> io::Result<bool> {
+        self.write_with(record, None)
+    }
+
+    /// Writes one record with its feedback (joined into Inspect's metadata and CSV's columns).
+    pub fn write_with(
+        &mut self,
+        record: &CaptureRecord,
+        feedback: Option<&Feedback>,
+    ) -> io::Result<bool> {
         self.write_header()?;
-        self.line.clear();
-        let built = match self.format {
-            Format::Csv => {
-                csv::row(record, &mut self.line);
-                Ok(())
-            }
-            Format::ChatJsonl => jsonl::chat(record).map(|v| push_json_line(&mut self.line, &v)),
-            Format::OpenAiEvals => jsonl::evals(record).map(|v| push_json_line(&mut self.line, &v)),
-            Format::Inspect => jsonl::inspect(record).map(|v| push_json_line(&mut self.line, &v)),
-        };
-        match built {
-            Ok(()) => {
-                self.out.write_all(&self.line)?;
-                self.counts.written += 1;
-                Ok(true)
-            }
+        let line = match render(self.format, record, feedback, self.options) {
+            Ok(line) => line,
             Err(why) => {
                 self.counts.skip(why);
-                Ok(false)
+                return Ok(false);
             }
+        };
+        if let (Some(dedupe), Some(key)) = (&mut self.dedupe, &line.dedupe_key)
+            && !dedupe.first(key)
+        {
+            self.counts.skip(Skip::Duplicate);
+            return Ok(false);
         }
+        self.out.write_all(&line.bytes)?;
+        self.counts.written += 1;
+        Ok(true)
     }
 
     pub fn counts(&self) -> ExportCounts {
@@ -216,11 +236,7 @@ impl<'w> Exporter<'w> {
     }
 }
 
-fn push_json_line(line: &mut Vec<u8>, value: &serde_json::Value) {
-    // `Value`'s Display is its compact JSON and cannot fail.
-    line.extend_from_slice(value.to_string().as_bytes());
-    line.push(b'\n');
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_keep;

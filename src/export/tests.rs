@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::capture::record::{CaptureLevel, Outcome, Reassembled, Timings, TokenUsage, ToolCall};
 
-fn base(
+pub(super) fn base(
     api: &str,
     path: &str,
     streamed: bool,
@@ -56,7 +56,7 @@ fn base(
     }
 }
 
-fn text(t: &str) -> Reassembled {
+pub(super) fn text(t: &str) -> Reassembled {
     Reassembled {
         text: t.into(),
         ..Reassembled::default()
@@ -69,10 +69,12 @@ fn openai_chat() -> CaptureRecord {
         "openai",
         "/v1/chat/completions",
         true,
-        json!({"model": "m-1", "stream": true, "messages": [
+        json!({"model": "m-1", "stream": true,
+               "tools": [{"type": "function", "function": {"name": "weather"}}],
+               "messages": [
             {"role": "developer", "content": "Be brief."},
             {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"},
-                                         {"type": "image_url", "image_url": {"url": "x"}}]},
+                                         {"type": "image_url", "image_url": {"url": "https://example.com/paris.png"}}]},
             {"role": "assistant", "content": null, "tool_calls": [
                 {"id": "call_a", "type": "function",
                  "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]},
@@ -112,6 +114,7 @@ fn anthropic() -> CaptureRecord {
         "/v1/messages",
         true,
         json!({"model": "m-1", "max_tokens": 100,
+               "tools": [{"name": "weather", "input_schema": {"type": "object"}}],
                "system": [{"type": "text", "text": "You are terse."}],
                "messages": [
                    {"role": "user", "content": "Weather?"},
@@ -123,6 +126,15 @@ fn anthropic() -> CaptureRecord {
                         "content": [{"type": "text", "text": "18C"}]}]}]}),
         response,
     )
+}
+
+/// The Anthropic record with `tools` offered.
+pub(super) fn anthropic_with(tools: Value) -> CaptureRecord {
+    let mut r = anthropic();
+    if let Some(Value::Object(body)) = r.request.as_mut() {
+        body.insert("tools".into(), tools);
+    }
+    r
 }
 
 /// Gemini, not streamed: systemInstruction, role model.
@@ -154,7 +166,8 @@ fn ollama() -> CaptureRecord {
         "ollama",
         "/api/chat",
         true,
-        json!({"model": "m-1", "messages": [{"role": "user", "content": "Find rust docs"}]}),
+        json!({"model": "m-1", "messages": [{"role": "user", "content": "Find rust docs"}],
+               "tools": [{"type": "function", "function": {"name": "search"}}]}),
         response,
     )
 }
@@ -206,7 +219,11 @@ fn chat_jsonl_per_api() {
         roles(&l[0]["messages"]),
         ["system", "user", "assistant", "tool", "assistant"]
     );
-    assert_eq!(l[0]["messages"][1]["content"], "Weather in Paris?");
+    assert_eq!(
+        l[0]["messages"][1]["content"],
+        json!([{"type": "text", "text": "Weather in Paris?"},
+               {"type": "image_url", "image_url": {"url": "https://example.com/paris.png"}}])
+    );
     assert!(l[0]["messages"][2].get("content").is_none());
     assert_eq!(
         l[0]["messages"][2]["tool_calls"][0]["function"]["name"],
@@ -259,14 +276,20 @@ fn chat_jsonl_per_api() {
 #[test]
 fn openai_evals_per_api() {
     let (out, counts) = export(Format::OpenAiEvals, &all());
-    assert_eq!(counts.written, 4);
+    assert_eq!(counts.written, 3);
     assert_eq!(
-        counts.skipped_no_answer, 1,
+        counts.skipped_for(Skip::Images),
+        1,
+        "evals messages are text: the chat request with an image"
+    );
+    assert_eq!(
+        counts.skipped_for(Skip::NoAnswerText),
+        1,
         "Ollama answered with a tool call only"
     );
     let l = lines(&out);
     assert_eq!(
-        l[1],
+        l[0],
         json!({"input": [{"role": "system", "content": "Answer with a number."},
                                       {"role": "user", "content": "2+2?"}], "ideal": "4"})
     );
@@ -284,7 +307,10 @@ fn inspect_per_api() {
     single.response = Some(text("Here."));
     records.push(single);
     let (out, counts) = export(Format::Inspect, &records);
-    assert_eq!((counts.written, counts.skipped_no_answer), (5, 1));
+    assert_eq!(
+        (counts.written, counts.skipped_for(Skip::NoAnswerText)),
+        (5, 1)
+    );
     let l = lines(&out);
     assert_eq!(l[0]["id"], "req-openai");
     assert_eq!(l[0]["target"], "18°C and sunny.");
@@ -319,16 +345,16 @@ fn csv_rows() {
     assert_eq!((counts.written, counts.skipped), (5, 0));
     let rows: Vec<&str> = out.split("\r\n").collect();
     assert_eq!(rows.len(), 7, "header, five rows, and the empty tail");
-    assert_eq!(rows[0].split(',').count(), 24);
+    assert_eq!(rows[0].split(',').count(), 26);
     assert!(rows[0].starts_with("id,attempt,started_at,route,api,model,method,path,"));
     assert_eq!(
         rows[1],
         "req-openai,1,2026-11-27T06:15:07.123Z,openai-route,openai,m-1,POST,/v1/chat/completions,\
-         200,200,true,events,ok,false,12.5,850,1200,700.25,1.5,40,20,5,,"
+         200,200,true,events,ok,false,12.5,850,1200,700.25,1.5,40,20,5,,,,"
     );
-    assert!(rows[2].ends_with(",upstream_error,false,12.5,,1200,700.25,1.5,40,20,5,,\"upstream said \"\"no\"\",\nthen left\""));
+    assert!(rows[2].ends_with(",upstream_error,false,12.5,,1200,700.25,1.5,40,20,5,,\"upstream said \"\"no\"\",\nthen left\",,"));
     assert!(rows[3].contains(",anthropic,,POST,"));
-    assert!(rows[3].ends_with(",40,,,,"));
+    assert!(rows[3].ends_with(",40,,,,,,"));
 }
 
 #[test]
@@ -372,17 +398,15 @@ fn skips_are_counted_by_reason() {
     for format in [Format::ChatJsonl, Format::OpenAiEvals, Format::Inspect] {
         let (out, counts) = export(format, &records);
         assert_eq!(out, "", "{format}");
+        let by = |why| counts.skipped_for(why);
+        assert_eq!((counts.written, counts.skipped), (0, 8), "{format}");
         assert_eq!(
-            counts,
-            ExportCounts {
-                written: 0,
-                skipped: 8,
-                skipped_incomplete: 3,
-                skipped_no_messages: 3,
-                skipped_no_answer: 2,
-            },
+            (by(Skip::Partial), by(Skip::Truncated), by(Skip::Error)),
+            (1, 1, 1),
             "{format}"
         );
+        assert_eq!(by(Skip::NoMessages), 3, "{format}");
+        assert_eq!(by(Skip::NoAnswer) + by(Skip::NoAnswerText), 2, "{format}");
     }
 }
 
@@ -394,30 +418,30 @@ fn other_request_shapes() {
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
         {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c1", "output": "done"}]});
-    let m = messages::request_messages(&r);
+    let m = read::request_messages(&r);
     assert_eq!(
         m.iter().map(|m| m.role).collect::<Vec<_>>(),
         [Role::User, Role::Assistant, Role::Tool]
     );
     assert_eq!(m[1].tool_calls.len(), 2);
     assert_eq!(
-        messages::request_messages(&json!({"input": "hello"}))[0].content,
+        read::request_messages(&json!({"input": "hello"}))[0].text(),
         "hello"
     );
     // Ollama generate.
-    let m = messages::request_messages(&json!({"prompt": "p", "system": "s"}));
+    let m = read::request_messages(&json!({"prompt": "p", "system": "s"}));
     assert_eq!(
-        (m[0].role, m[1].role, m[1].content.as_str()),
+        (m[0].role, m[1].role, m[1].text().as_str()),
         (Role::System, Role::User, "p")
     );
     // Gemini function call and response.
-    let m = messages::request_messages(&json!({"contents": [
+    let m = read::request_messages(&json!({"contents": [
         {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"ok": true}}}]}]}));
     assert_eq!(m[0].tool_calls[0].arguments, "{\"a\":1}");
     assert_eq!(
-        (m[1].role, m[1].content.as_str(), m[1].name.as_deref()),
-        (Role::Tool, "{\"ok\":true}", Some("f"))
+        (m[1].role, m[1].text(), m[1].name.as_deref()),
+        (Role::Tool, "{\"ok\":true}".to_owned(), Some("f"))
     );
     // Odd shapes read as nothing, without panicking.
     for odd in [
@@ -428,7 +452,7 @@ fn other_request_shapes() {
         json!({"contents": "x"}),
         json!({"input": {"a": 1}}),
     ] {
-        let _ = messages::request_messages(&odd);
+        let _ = read::request_messages(&odd);
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Filter {
     pub outcome: Option<String>,
     /// Records that have feedback with a score at least this high.
     pub min_score: Option<f64>,
+    /// Records that have feedback with exactly this label.
+    pub label: Option<String>,
     /// At most this many records.
     pub limit: Option<usize>,
 }
@@ -69,6 +71,12 @@ fn conditions(
         push(
             "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.score >= #)",
             FilterValue::Real(score),
+        );
+    }
+    if let Some(label) = &filter.label {
+        push(
+            "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.label = #)",
+            FilterValue::Text(label.clone()),
         );
     }
     (conditions, values)
