@@ -294,6 +294,7 @@ mod tests {
             deltas: Vec::new(),
             error: None,
             truncated: false,
+            disconnect: None,
         }
     }
 

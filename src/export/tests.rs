@@ -53,6 +53,7 @@ fn base(
         deltas: Vec::new(),
         error: None,
         truncated: false,
+        disconnect: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod accept;
 pub mod admin;
+mod finishing;
 mod limit;
 mod reload;
 pub mod stall;
