@@ -179,12 +179,10 @@ async fn a_request_may_lower_finish_to_cancel() {
 #[tokio::test]
 async fn past_the_bound_a_resume_gets_a_clear_error_and_the_client_its_whole_answer() {
     let (up, tx) = fed_upstream().await;
-    let route = format!("{FINISH}");
-    let toml_server = "";
     let sink = Arc::new(MemorySink::default());
     let toml = format!(
         "[progress]\nresume_max_body = \"16B\"\n{}",
-        route_config(up.addr, "openai", &route, toml_server)
+        route_config(up.addr, "openai", FINISH, "")
     );
     let aloud = Aloud::start_with_sink(&toml, MapEnv::default(), Some(sink.clone())).await;
     let r = post(

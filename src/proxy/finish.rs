@@ -23,6 +23,9 @@ pub const ON_DISCONNECT_HEADER: &str = "aloud-on-disconnect";
 /// A detached exchange's future, run to its end by the server.
 pub type Detached = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// A kept answer and the detach that finishes its exchange, from `Finishing::begin`.
+pub type Keeping = (Arc<Kept>, Option<Arc<dyn Detach>>);
+
 /// Runs detached exchanges as named, tracked tasks (the server's: this floor cannot spawn).
 pub trait Detach: Send + Sync {
     /// Runs `fut` until it ends or the server cuts it at shutdown.
@@ -47,7 +50,7 @@ impl Finishing {
         (id, api): (&Arc<str>, crate::apis::Api),
         owner: Option<crate::config::Owner>,
         started: tokio::time::Instant,
-    ) -> (Arc<Kept>, Option<Arc<dyn Detach>>) {
+    ) -> Keeping {
         let kept = self.keeper.begin((id, api), owner, self.max_body, started);
         (kept, self.detach.get().cloned())
     }
@@ -111,10 +114,7 @@ pub struct Detachable {
 
 impl Detachable {
     /// `kept` is `Some` only for an exchange that finishes.
-    pub fn new(
-        mut inner: ExchangeBody,
-        kept: Option<(Arc<Kept>, Option<Arc<dyn Detach>>)>,
-    ) -> Self {
+    pub fn new(mut inner: ExchangeBody, kept: Option<Keeping>) -> Self {
         let detach = kept.and_then(|(k, detach)| {
             inner.keep(k);
             detach
