@@ -124,12 +124,27 @@ impl Detachable {
             detach,
         }
     }
+}
+
+// The exchange's body until the response is handed over (waiting for the head, committing).
+impl std::ops::Deref for Detachable {
+    type Target = ExchangeBody;
 
     #[expect(
         clippy::expect_used,
         reason = "the body is only taken in Drop, after which nothing touches it"
     )]
-    pub fn body(&mut self) -> &mut ExchangeBody {
+    fn deref(&self) -> &ExchangeBody {
+        self.inner.as_ref().expect("taken only on drop")
+    }
+}
+
+impl std::ops::DerefMut for Detachable {
+    #[expect(
+        clippy::expect_used,
+        reason = "the body is only taken in Drop, after which nothing touches it"
+    )]
+    fn deref_mut(&mut self) -> &mut ExchangeBody {
         self.inner.as_mut().expect("taken only on drop")
     }
 }

@@ -269,27 +269,24 @@ pub async fn forward(
     match tier {
         Tier::Events => return finishing(committed(body), finishes),
         Tier::Off => {
-            body.body().wait_head(None).await;
+            body.wait_head(None).await;
         }
         Tier::Comments => {
             let hold = later(cx.started, cx.progress.hold);
-            if body.body().wait_head(Some(hold)).await == HeadWait::HoldExpired {
+            if body.wait_head(Some(hold)).await == HeadWait::HoldExpired {
                 if injectable(route.api, &path_and_query, &parts.method, &tap) {
-                    body.body().commit();
+                    body.commit();
                     return finishing(committed(body), finishes);
                 }
-                body.body().wait_head(None).await;
+                body.wait_head(None).await;
             }
         }
     }
-    if let Some(e) = body.body().take_failure() {
+    if let Some(e) = body.take_failure() {
         // The body's drop runs the exchange's finish step (the failure is its ending).
-        return timed(
-            e.into_response_unlogged(route.api),
-            body.body().server_timing(),
-        );
+        return timed(e.into_response_unlogged(route.api), body.server_timing());
     }
-    match body.body().take_head() {
+    match body.take_head() {
         Some(head) => finishing(Response::from_parts(head, Body::new(body)), finishes),
         None => {
             let e = ProxyError::new(
@@ -298,11 +295,8 @@ pub async fn forward(
                 "no_head",
                 "the upstream gave no response head",
             );
-            body.body().fail(&e);
-            timed(
-                e.into_response_unlogged(route.api),
-                body.body().server_timing(),
-            )
+            body.fail(&e);
+            timed(e.into_response_unlogged(route.api), body.server_timing())
         }
     }
 }
@@ -342,8 +336,8 @@ fn timed(mut response: Response<Body>, timing: http::HeaderValue) -> Response<Bo
 }
 
 /// A `200 text/event-stream` response whose body carries the whole exchange.
-fn committed(mut body: Detachable) -> Response<Body> {
-    let timing = body.body().server_timing();
+fn committed(body: Detachable) -> Response<Body> {
+    let timing = body.server_timing();
     let mut response = Response::new(Body::new(body));
     *response.headers_mut() = ExchangeBody::committed_head();
     timed(response, timing)
