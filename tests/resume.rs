@@ -217,6 +217,37 @@ async fn past_the_bound_a_resume_gets_a_clear_error_and_the_client_its_whole_ans
 }
 
 #[tokio::test]
+async fn past_the_bound_after_the_client_left_the_upstream_is_cancelled() {
+    let (up, tx) = fed_upstream().await;
+    let sink = Arc::new(MemorySink::default());
+    let toml = format!(
+        "[progress]\nresume_max_body = \"32B\"\n{}",
+        route_config(up.addr, "openai", FINISH, "")
+    );
+    let aloud = Aloud::start_with_sink(&toml, MapEnv::default(), Some(sink.clone())).await;
+    post_and_leave(&aloud, "outgrown-00000000", &[], &tx).await;
+    // The upstream keeps sending; once the answer outgrows its buffer nobody can resume it,
+    // so aloud stops reading and the upstream's body is dropped (its sends start failing).
+    let big = Bytes::from(format!("data: {}\n\n", "x".repeat(40)));
+    let cancelled = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while tx.send(big.clone()).await.is_ok() {}
+    })
+    .await;
+    assert!(cancelled.is_ok(), "the upstream was never cancelled");
+    let record = sink.wait_for("outgrown-00000000").await;
+    assert_eq!(record.outcome, Outcome::ClientDisconnected, "{record:?}");
+    assert!(record.error.unwrap().contains("resume buffer"));
+    assert!(record.disconnect.unwrap().client_left_ms.is_some());
+    let e = get_with(
+        &aloud.url("/aloud/v1/requests/outgrown-00000000/result"),
+        &[],
+    )
+    .await;
+    assert_eq!(e.status(), 410);
+    aloud.stop().await;
+}
+
+#[tokio::test]
 async fn kept_answers_are_token_scoped() {
     let (up, tx) = fed_upstream().await;
     let env = MapEnv::default().with("TOKENS", "alice-0123456789abcdef,bob-0123456789abcdef");

@@ -191,14 +191,13 @@ impl Drop for Detachable {
 /// early once the kept answer overflowed (nobody could resume it).
 async fn read_to_end(mut body: ExchangeBody) {
     loop {
+        if body.keep_overflowed() {
+            body.give_up();
+            return;
+        }
         let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-        match frame {
-            Some(Ok(_)) if body.keep_overflowed() => {
-                body.give_up();
-                return;
-            }
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => return,
+        if !matches!(frame, Some(Ok(_))) {
+            return;
         }
     }
 }
