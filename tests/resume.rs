@@ -181,7 +181,7 @@ async fn past_the_bound_a_resume_gets_a_clear_error_and_the_client_its_whole_ans
     let (up, tx) = fed_upstream().await;
     let sink = Arc::new(MemorySink::default());
     let toml = format!(
-        "[progress]\nresume_max_body = \"16B\"\n{}",
+        "[progress]\nresume_max_body = \"64B\"\n{}",
         route_config(up.addr, "openai", FINISH, "")
     );
     let aloud = Aloud::start_with_sink(&toml, MapEnv::default(), Some(sink.clone())).await;
@@ -221,7 +221,7 @@ async fn past_the_bound_after_the_client_left_the_upstream_is_cancelled() {
     let (up, tx) = fed_upstream().await;
     let sink = Arc::new(MemorySink::default());
     let toml = format!(
-        "[progress]\nresume_max_body = \"32B\"\n{}",
+        "[progress]\nresume_max_body = \"64B\"\n{}",
         route_config(up.addr, "openai", FINISH, "")
     );
     let aloud = Aloud::start_with_sink(&toml, MapEnv::default(), Some(sink.clone())).await;

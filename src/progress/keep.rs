@@ -73,6 +73,8 @@ struct State {
     head: Option<KeptHead>,
     chunks: Vec<Bytes>,
     len: usize,
+    /// What the chunks are charged against the bounds: their bytes and `CHUNK_OVERHEAD` each.
+    charged: usize,
     /// Offsets right after each event's last byte.
     ends: Vec<usize>,
     split: Option<EventEnds>,
@@ -90,6 +92,13 @@ pub struct Disconnected {
     /// Each resume: when, and after which event.
     pub resumes: Vec<(f64, u64)>,
 }
+
+/// What keeping one chunk costs besides its bytes (its `Bytes` handle and an event end),
+/// charged against the bounds so many tiny chunks cannot outgrow them unseen.
+pub const CHUNK_OVERHEAD: usize = 40;
+
+/// Resumes remembered per answer for the capture record (later ones are only counted).
+const MAX_RESUMES: usize = 64;
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
@@ -131,6 +140,7 @@ impl Keeper {
                 head: None,
                 chunks: Vec::new(),
                 len: 0,
+                charged: 0,
                 ends: Vec::new(),
                 split: None,
                 end: None,
@@ -236,8 +246,9 @@ impl Kept {
             return true;
         }
         let keeper = self.keeper.upgrade();
-        let fits = s.len + chunk.len() <= self.max_body;
-        let taken = fits && keeper.as_ref().is_some_and(|k| k.take(chunk.len()));
+        let cost = chunk.len() + CHUNK_OVERHEAD;
+        let fits = s.charged + cost <= self.max_body;
+        let taken = fits && keeper.as_ref().is_some_and(|k| k.take(cost));
         if !taken {
             let why = if fits {
                 "the resume buffers of all requests are full (progress.resume_max_total)"
@@ -254,6 +265,7 @@ impl Kept {
         }
         s.ends.extend(ends.into_iter().map(|e| base + e));
         s.len += chunk.len();
+        s.charged += cost;
         s.chunks.push(chunk.clone());
         drop(s);
         self.bump();
@@ -267,11 +279,12 @@ impl Kept {
         why: &str,
     ) {
         if let Some(k) = keeper {
-            k.give(s.len);
+            k.give(s.charged);
         }
         s.chunks = Vec::new();
         s.ends = Vec::new();
         s.len = 0;
+        s.charged = 0;
         s.end = Some(KeptEnd::Overflow(why.to_owned()));
         let at = Instant::now();
         s.done_at = Some(at);
@@ -320,7 +333,10 @@ impl Kept {
 
     /// A resume after event `after` started now.
     pub fn resumed(&self, after: u64) {
-        self.lock().resumes.push((Instant::now(), after));
+        let mut s = self.lock();
+        if s.resumes.len() < MAX_RESUMES {
+            s.resumes.push((Instant::now(), after));
+        }
     }
 
     /// For the capture record: `None` when the client never left and nobody resumed.
@@ -340,9 +356,9 @@ impl Kept {
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        let len = self.lock().len;
+        let charged = self.lock().charged;
         if let Some(k) = self.keeper.upgrade() {
-            k.give(len);
+            k.give(charged);
         }
     }
 }

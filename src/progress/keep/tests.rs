@@ -62,8 +62,8 @@ async fn replays_after_event_n_then_follows_live_to_the_end() {
 
 #[tokio::test]
 async fn past_a_bound_the_bytes_go_and_every_reader_gets_an_error() {
-    let keeper = Keeper::new(100, Duration::from_secs(60), 10);
-    let small = keeper.begin((&Arc::from("small"), Api::OpenAi), None, 10, Instant::now());
+    let keeper = Keeper::new(200, Duration::from_secs(60), 10);
+    let small = keeper.begin((&Arc::from("small"), Api::OpenAi), None, 60, Instant::now());
     small.head(sse_head());
     let mut live = small.follow(0);
     assert!(small.data(&Bytes::from_static(b"data: 1\n\n")));
@@ -81,13 +81,18 @@ async fn past_a_bound_the_bytes_go_and_every_reader_gets_an_error() {
     small.end(KeptEnd::Complete);
     assert!(matches!(small.start(0), Err(FollowError::Overflow(_))));
 
-    let a = keeper.begin((&Arc::from("a"), Api::OpenAi), None, 80, Instant::now());
-    let b = keeper.begin((&Arc::from("b"), Api::OpenAi), None, 80, Instant::now());
-    assert!(a.data(&Bytes::from(vec![b'x'; 60])));
-    assert!(!b.data(&Bytes::from(vec![b'y'; 60])), "the total is 100");
-    assert_eq!(keeper.used(), 60);
+    let a = keeper.begin((&Arc::from("a"), Api::OpenAi), None, 150, Instant::now());
+    let b = keeper.begin((&Arc::from("b"), Api::OpenAi), None, 150, Instant::now());
+    assert!(a.data(&Bytes::from(vec![b'x'; 70])));
+    assert_eq!(keeper.used(), 70 + CHUNK_OVERHEAD);
+    assert!(!b.data(&Bytes::from(vec![b'y'; 70])), "the total is 200");
+    assert_eq!(keeper.used(), 70 + CHUNK_OVERHEAD);
+    // Many tiny chunks are charged their overhead too.
+    let c = keeper.begin((&Arc::from("c"), Api::OpenAi), None, 60, Instant::now());
+    assert!(c.data(&Bytes::from_static(b"d")));
+    assert!(!c.data(&Bytes::from_static(b"d")), "{}", keeper.used());
     drop(a);
-    keeper.begin((&Arc::from("a"), Api::OpenAi), None, 80, Instant::now());
+    keeper.begin((&Arc::from("a"), Api::OpenAi), None, 150, Instant::now());
     assert_eq!(keeper.used(), 0, "a replaced entry gives its bytes back");
 }
 
