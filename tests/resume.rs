@@ -310,3 +310,44 @@ async fn shutdown_cuts_an_exchange_still_finishing_after_the_grace() {
     assert!(!clean, "a cut answer never ends cleanly");
     drop(tx);
 }
+
+#[tokio::test]
+async fn ndjson_events_are_lines_and_a_resume_after_n_skips_n_of_them() {
+    let toml = "[[routes]]\nname = \"sim\"\nprefix = \"/sim\"\nupstream = \"builtin:simulator\"\n\
+                api = \"ollama\"\nprogress = \"off\"\non_disconnect = \"finish\"\n";
+    let aloud = Aloud::start(toml).await;
+    let r = post(
+        &aloud.url("/sim/api/chat"),
+        &[
+            ("aloud-request-id", "ndjson-000000000"),
+            ("x-sim-seed", "3"),
+            ("x-sim-think-ms", "5"),
+            ("x-sim-tokens", "8"),
+            ("x-sim-token-ms", "1"),
+        ],
+        "{\"model\":\"sim\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+    )
+    .await;
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("ndjson")
+    );
+    let whole = body_bytes(r).await;
+    let lines: Vec<&[u8]> = whole.split_inclusive(|b| *b == b'\n').collect();
+    assert!(lines.len() > 3, "{lines:?}");
+    let kept = get_with(
+        &aloud.url("/aloud/v1/requests/ndjson-000000000/result"),
+        &[],
+    )
+    .await;
+    assert_eq!(body_bytes(kept).await, whole);
+    let after = get_with(
+        &aloud.url("/aloud/v1/requests/ndjson-000000000/stream?after=3"),
+        &[],
+    )
+    .await;
+    assert_eq!(body_bytes(after).await, lines[3..].concat());
+    aloud.stop().await;
+}
