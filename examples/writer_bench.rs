@@ -72,6 +72,7 @@ fn record(i: usize, size: usize, tag: &str) -> CaptureRecord {
             .collect(),
         error: None,
         truncated: false,
+        disconnect: None,
     }
 }
 

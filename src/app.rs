@@ -7,13 +7,15 @@ use crate::config::CorsConfig;
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
 use crate::progress::hub::HubLimits;
+use crate::progress::keep::Keeper;
 use crate::progress::ladder::Rung;
 use crate::progress::{Hub, Ladder};
+use crate::proxy::finish::Finishing;
 use crate::proxy::wrap::Budget;
 use crate::proxy::{CaptureSettings, ProgressSettings, RouteRuntime};
 use crate::telemetry::Telemetry;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
 
 /// What a reload keeps from the app before it.
@@ -24,6 +26,7 @@ struct Kept {
     capture: CaptureSettings,
     metrics: Option<Arc<Metrics>>,
     telemetry: Option<Arc<Telemetry>>,
+    finishing: Finishing,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -39,6 +42,9 @@ pub struct App {
     pub metrics: Option<Arc<Metrics>>,
     /// The trace exporter, when `[telemetry]` is on.
     pub telemetry: Option<Arc<Telemetry>>,
+    /// Answers kept for a resume (`on_disconnect = "finish"`), and how a leaving client's
+    /// exchange is detached.
+    pub finishing: Finishing,
 }
 
 impl App {
@@ -67,6 +73,15 @@ impl App {
             },
             metrics,
             telemetry,
+            finishing: Finishing {
+                keeper: Keeper::new(
+                    usize::try_from(config.progress.resume_max_total).unwrap_or(usize::MAX),
+                    config.progress.retain,
+                    config.progress.retain_max,
+                ),
+                detach: Arc::new(OnceLock::new()),
+                max_body: 0,
+            },
         };
         if let Some(m) = &kept.metrics {
             m.watch_hub(Arc::clone(&kept.hub));
@@ -89,6 +104,7 @@ impl App {
             },
             metrics: self.metrics.clone(),
             telemetry: self.telemetry.clone(),
+            finishing: self.finishing.clone(),
         };
         Self::build(config, kept)
     }
@@ -143,6 +159,10 @@ impl App {
             telemetry: kept.telemetry,
             routes,
             metrics: kept.metrics,
+            finishing: Finishing {
+                max_body: usize::try_from(p.resume_max_body).unwrap_or(usize::MAX),
+                ..kept.finishing
+            },
         }))
     }
 

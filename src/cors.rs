@@ -6,7 +6,7 @@ use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 /// Request headers a browser may send: aloud's own and the SDKs'.
-const ALLOWED: [&str; 13] = [
+const ALLOWED: [&str; 14] = [
     "accept",
     "authorization",
     "content-type",
@@ -16,6 +16,7 @@ const ALLOWED: [&str; 13] = [
     "aloud-progress",
     "aloud-request-id",
     "aloud-token",
+    "aloud-on-disconnect",
     "last-event-id",
     "cache-control",
     "openai-organization",
@@ -110,7 +111,9 @@ pub fn decorate(origin: &HeaderValue, headers: &mut HeaderMap) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Aloud-Request-Id, Server-Timing"),
+        HeaderValue::from_static(
+            "Aloud-Request-Id, Server-Timing, Aloud-On-Disconnect, Aloud-Error-Code",
+        ),
     );
     headers.insert(TIMING_ALLOW_ORIGIN, origin.clone());
     headers.append(header::VARY, HeaderValue::from_static("Origin"));

@@ -136,6 +136,7 @@ async fn answer(
             progress: &app.progress,
             capture: &app.capture,
             telemetry: app.telemetry.as_ref(),
+            finishing: &app.finishing,
         };
         return proxy::forward(rt, &rest, req, cx).await;
     }

@@ -1,5 +1,5 @@
 //! aloud's own endpoints under `/aloud/`: the demo page and its client, the progress side
-//! channel, and the client beacons.
+//! channel, the client beacons, and resuming kept answers (`resume`).
 
 use crate::apis::Api;
 use crate::app::App;
@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 pub mod auth;
+pub mod resume;
 
 /// Answers a request under `/aloud`.
 pub async fn answer(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> {
@@ -39,6 +40,9 @@ pub async fn answer(app: &App, req: Request<Incoming>, path: &str) -> Response<B
         .await;
     }
     if let Some(rest) = path.strip_prefix("/aloud/v1/requests/") {
+        if resume::handles(rest) {
+            return resume::answer(app, req, rest).await;
+        }
         return beacon(app, req, rest).await;
     }
     match path {

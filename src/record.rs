@@ -239,6 +239,29 @@ pub struct CaptureRecord {
     pub error: Option<String>,
     /// Bodies were cut to the route's maximum stored size.
     pub truncated: bool,
+    /// On a route with `on_disconnect = "finish"`: the client left, or a resume came, before
+    /// the upstream's answer ended (docs/capture.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect: Option<Disconnect>,
+}
+
+/// A client that left mid-answer while the upstream finished, and the resumes that followed.
+/// Milliseconds from the request head.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Disconnect {
+    /// When the client went away (`None`: it stayed, yet someone resumed).
+    pub client_left_ms: Option<f64>,
+    /// When the upstream's answer ended (read to its end, failed or cut).
+    pub upstream_done_ms: Option<f64>,
+    /// Resumes (`/stream`, `/result` or the SDK path) that started before the record was written.
+    pub resumes: Vec<Resume>,
+}
+
+/// One resume: when it started and after which event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    pub at_ms: f64,
+    pub after: u64,
 }
 
 impl CaptureRecord {

@@ -206,7 +206,7 @@ async fn cors_preflights_and_responses_for_allowed_origins() {
     );
     assert_eq!(
         r.headers()["access-control-expose-headers"],
-        "Aloud-Request-Id, Server-Timing"
+        "Aloud-Request-Id, Server-Timing, Aloud-On-Disconnect, Aloud-Error-Code"
     );
     assert_eq!(r.headers()["timing-allow-origin"], "http://app.test");
     let r = post(

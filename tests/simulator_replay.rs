@@ -78,6 +78,7 @@ fn record() -> CaptureRecord {
         ]),
         error: None,
         truncated: false,
+        disconnect: None,
     }
 }
 

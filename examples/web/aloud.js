@@ -243,20 +243,18 @@ export function aloudFetch(url, options = {}) {
       fail(refusal(response.status, await response.text().catch(() => "")));
       return;
     }
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    const parser = new SseParser();
-    try {
-      for (;;) {
-        const { value, done: end } = await reader.read();
-        if (end) break;
-        for (const e of parser.feed(decoder.decode(value, { stream: true }))) {
+    // A route with on_disconnect = "finish" keeps the answer: after a drop, resume it.
+    const resume = response.headers.get("aloud-on-disconnect") === "finish" && options.resume !== false
+      ? resumeState(requestId, url, options)
+      : null;
+    const handle = (e) => {
           let data = null;
           try {
             data = JSON.parse(e.data);
           } catch (_) {
             data = e.data;
           }
+          if (resume && !e.event.startsWith("aloud.")) resume.rendered();
           if (e.event === "aloud.progress") {
             on.progress(data);
             mark("first_progress_painted_ms");
@@ -275,14 +273,121 @@ export function aloudFetch(url, options = {}) {
               mark("first_token_painted_ms");
             }
           }
-        }
-      }
+          if (resume && e.event === "aloud.done") resume.forget();
+    };
+    try {
+      await readEvents(response, handle);
     } catch (e) {
+      if (resume && !controller.signal.aborted) {
+        await resumeAfterDrop(resume, handle, on, controller.signal, fail);
+        return;
+      }
       fail({ status: 0, code: "network", message: String(e) });
     }
   })();
 
   return { requestId, cancel: () => controller.abort(), done };
+}
+
+/** Reads a response's SSE events into `handle`; throws when the transfer fails. */
+async function readEvents(response, handle) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  for (;;) {
+    const { value, done: end } = await reader.read();
+    if (end) return;
+    for (const e of parser.feed(decoder.decode(value, { stream: true }))) handle(e);
+  }
+}
+
+// Resuming (routes with on_disconnect = "finish"): N counts the upstream's own events the page
+// rendered (not aloud.* events, not comments). After a network drop the same call continues
+// from /aloud/v1/requests/{id}/stream?after=N; after a reload, resumeStored() does, with the id
+// and N kept in sessionStorage under "aloud.resume".
+
+const RESUME_KEY = "aloud.resume";
+
+/** The resume bookkeeping of one call: events rendered, mirrored to sessionStorage. */
+function resumeState(requestId, url, options) {
+  const state = { requestId, url: String(url), after: options.after || 0, token: options.token, base: options.base };
+  const save = () => {
+    try {
+      sessionStorage.setItem(RESUME_KEY, JSON.stringify({ requestId, url: state.url, after: state.after }));
+    } catch (_) {}
+  };
+  save();
+  state.rendered = () => {
+    state.after += 1;
+    save();
+  };
+  state.forget = () => {
+    try {
+      sessionStorage.removeItem(RESUME_KEY);
+    } catch (_) {}
+  };
+  return state;
+}
+
+/** Retries the resume until the rest of the answer arrived, or aloud says it never will. */
+async function resumeAfterDrop(state, handle, on, signal, fail) {
+  let wait = 250;
+  for (;;) {
+    if (signal.aborted) return fail({ status: 0, message: "cancelled" });
+    let response = null;
+    try {
+      const u = new URL(`/aloud/v1/requests/${state.requestId}/stream`, new URL(state.url, location.href));
+      u.searchParams.set("after", String(state.after));
+      const headers = state.token ? { "aloud-token": state.token } : {};
+      response = await fetch(u, { headers, signal, cache: "no-store" });
+    } catch (_) {}
+    if (response && !response.ok) {
+      // 404: not kept (or gone); 410: it outgrew its buffer; 416: nothing after N.
+      const body = await response.json().catch(() => null);
+      state.forget();
+      return fail({ status: response.status, message: (body && body.error && body.error.message) || "cannot resume", body });
+    }
+    if (response) {
+      try {
+        await readEvents(response, handle);
+        state.forget();
+        return on.done({ id: state.requestId, resumed: true });
+      } catch (_) {}
+    }
+    await new Promise((r) => setTimeout(r, wait));
+    wait = Math.min(wait * 2, 2000);
+  }
+}
+
+/**
+ * After a reload: resumes the call this tab had in flight (kept in sessionStorage), with the
+ * same callbacks as aloudFetch. `options.after` (e.g. 0 to render the whole answer again, when
+ * the page kept nothing) overrides the stored count. Returns null when nothing is pending.
+ */
+export function resumeStored(options = {}) {
+  let stored = null;
+  try {
+    stored = JSON.parse(sessionStorage.getItem(RESUME_KEY) || "null");
+  } catch (_) {}
+  if (!stored || !stored.requestId) return null;
+  const controller = new AbortController();
+  const noop = () => {};
+  const on = { event: options.onEvent || noop, delta: options.onDelta || noop, error: options.onError || noop, done: options.onDone || noop };
+  const state = resumeState(stored.requestId, stored.url, Object.assign({}, options, { after: options.after ?? stored.after }));
+  const handle = (e) => {
+    let data = null;
+    try {
+      data = JSON.parse(e.data);
+    } catch (_) {
+      data = e.data;
+    }
+    state.rendered();
+    on.event(e.event, data);
+    const text = textDelta(e.event, data);
+    if (text) on.delta(text);
+  };
+  const done = resumeAfterDrop(state, handle, on, controller.signal, on.error);
+  return { requestId: stored.requestId, cancel: () => controller.abort(), done };
 }
 
 /**

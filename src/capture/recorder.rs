@@ -52,6 +52,7 @@ pub struct End {
     pub upstream_ms: Option<f64>,
     pub summary: Option<Summary>,
     pub error: Option<String>,
+    pub disconnect: Option<crate::record::Disconnect>,
 }
 
 /// A record not built yet: the recorder and how the exchange ended. Building it (parsing the
@@ -290,6 +291,7 @@ impl Recorder {
             deltas: if full { self.deltas } else { Vec::new() },
             error,
             truncated,
+            disconnect: end.disconnect,
         }
     }
 }

@@ -12,7 +12,7 @@ mod validate;
 use crate::apis::Api;
 use crate::apis::stream::Phase;
 use http::uri::{Authority, Scheme};
-pub use raw::{CaptureLevel, LogFormat, Tier};
+pub use raw::{CaptureLevel, LogFormat, OnDisconnect, Tier};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,8 @@ pub mod defaults {
     pub const HOLD: Duration = Duration::from_secs(5);
     pub const MAX_WRAP_BODY: u64 = 8 << 20;
     pub const MAX_WRAP_TOTAL: u64 = 256 << 20;
+    pub const RESUME_MAX_BODY: u64 = 8 << 20;
+    pub const RESUME_MAX_TOTAL: u64 = 256 << 20;
     pub const RETAIN: Duration = Duration::from_secs(300);
     pub const RETAIN_MAX: u32 = 10_000;
     pub const AWAIT_REQUEST: Duration = Duration::from_secs(30);
@@ -158,6 +160,10 @@ pub struct ProgressConfig {
     pub max_wrap_body: u64,
     /// Events tier: what every request's collected bodies may hold together.
     pub max_wrap_total: u64,
+    /// `on_disconnect = "finish"`: the most of one answer kept for a resume.
+    pub resume_max_body: u64,
+    /// `on_disconnect = "finish"`: what every kept answer may hold together.
+    pub resume_max_total: u64,
     /// Configured label ladders: phase -> (time in phase, text), replacing the defaults.
     pub labels: Vec<(Phase, Vec<(Duration, String)>)>,
 }
@@ -200,6 +206,8 @@ pub struct Route {
     pub api_key: Option<String>,
     /// The progress tier for requests that send no `Aloud-Progress` header.
     pub progress: Tier,
+    /// Whether a client leaving cancels the upstream or lets it finish for a resume.
+    pub on_disconnect: OnDisconnect,
     /// What is captured of this route's exchanges.
     pub capture: CaptureLevel,
     /// The share of exchanges captured, 0.0 to 1.0.

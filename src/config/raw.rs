@@ -55,6 +55,8 @@ pub struct RawProgress {
     pub await_request: Option<Dur>,
     pub max_wrap_body: Option<Size>,
     pub max_wrap_total: Option<Size>,
+    pub resume_max_body: Option<Size>,
+    pub resume_max_total: Option<Size>,
     /// Phase name -> rungs.
     pub labels: std::collections::BTreeMap<Spanned<String>, Vec<RawRung>>,
 }
@@ -142,6 +144,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub progress: Option<Tier>,
     #[serde(default)]
+    pub on_disconnect: Option<OnDisconnect>,
+    #[serde(default)]
     pub capture: Option<CaptureLevel>,
     #[serde(default)]
     pub capture_sample: Option<Spanned<f64>>,
@@ -180,6 +184,28 @@ pub enum CaptureLevel {
 }
 
 /// How much progress a request gets (route default; `Aloud-Progress` overrides per request).
+/// What a client leaving mid-answer does to the upstream (route maximum; `Aloud-On-Disconnect`
+/// may lower it per request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDisconnect {
+    /// The upstream request is cancelled (nothing is kept).
+    #[default]
+    Cancel,
+    /// The upstream is read to its end and its bytes kept for a resume.
+    Finish,
+}
+
+impl OnDisconnect {
+    pub fn parse(text: &str) -> Option<OnDisconnect> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "cancel" => Some(OnDisconnect::Cancel),
+            "finish" => Some(OnDisconnect::Finish),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {

@@ -286,6 +286,7 @@ fn route(
         api_key_env,
         api_key,
         progress: r.progress.unwrap_or_default(),
+        on_disconnect: r.on_disconnect.unwrap_or_default(),
         capture: r.capture.unwrap_or_default(),
         capture_sample,
         capture_max_body: r
@@ -356,6 +357,12 @@ fn progress(raw: super::raw::RawProgress, ctx: &Ctx<'_>) -> Result<ProgressConfi
         await_request: raw.await_request.map_or(defaults::AWAIT_REQUEST, |d| d.0),
         max_wrap_body: raw.max_wrap_body.map_or(defaults::MAX_WRAP_BODY, |s| s.0),
         max_wrap_total: raw.max_wrap_total.map_or(defaults::MAX_WRAP_TOTAL, |s| s.0),
+        resume_max_body: raw
+            .resume_max_body
+            .map_or(defaults::RESUME_MAX_BODY, |s| s.0),
+        resume_max_total: raw
+            .resume_max_total
+            .map_or(defaults::RESUME_MAX_TOTAL, |s| s.0),
         labels,
     })
 }

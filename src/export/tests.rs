@@ -53,6 +53,7 @@ pub(super) fn base(
         deltas: Vec::new(),
         error: None,
         truncated: false,
+        disconnect: None,
     }
 }
 

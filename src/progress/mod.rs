@@ -6,6 +6,7 @@
 
 pub mod frames;
 pub mod hub;
+pub mod keep;
 pub mod ladder;
 pub mod live;
 pub mod side_channel;

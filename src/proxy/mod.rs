@@ -11,6 +11,7 @@ pub mod body;
 pub mod deadlines;
 pub mod error;
 pub mod exchange;
+pub mod finish;
 pub mod headers;
 pub mod inject;
 pub mod observe;
@@ -26,7 +27,7 @@ use crate::apis::Api;
 use crate::apis::stream::{Dialect, request_streams};
 use crate::capture::CaptureSink;
 use crate::capture::recorder::{Meta, Recorder};
-use crate::config::{CaptureLevel, HttpUpstream, Owner, Route, Tier, Upstream};
+use crate::config::{CaptureLevel, HttpUpstream, OnDisconnect, Owner, Route, Tier, Upstream};
 use crate::progress::live::{LiveCell, ModelHint};
 use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
@@ -34,6 +35,7 @@ use body::RequestTap;
 use deadlines::{Deadlines, later};
 use error::{Origin, ProxyError};
 use exchange::{Capture, Exchange};
+use finish::{Detachable, announce as finishing};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use inject::Mode;
@@ -114,6 +116,8 @@ pub struct Context<'a> {
     pub capture: &'a CaptureSettings,
     /// The trace exporter, when `[telemetry]` is on.
     pub telemetry: Option<&'a Arc<crate::telemetry::Telemetry>>,
+    /// Kept answers and detaching, for routes with `on_disconnect = "finish"`.
+    pub finishing: &'a finish::Finishing,
 }
 
 /// Request bytes kept to decide whether the request streams (its `"stream"` field) when the
@@ -141,6 +145,7 @@ pub async fn forward(
     let (parts, incoming) = req.into_parts();
     let mut client_headers = parts.headers;
     let mut owner = None;
+    let mut on_disconnect = OnDisconnect::Cancel;
     let mut query = parts.uri.query().map(str::to_owned);
     let mut live = None;
     let admitted = admit::client_token(&mut client_headers, &mut query, cx.client_tokens)
@@ -156,6 +161,7 @@ pub async fn forward(
         .and_then(|()| admit::tier(&client_headers, route.progress))
         .and_then(|tier| {
             ex.tier = tier;
+            on_disconnect = finish::decide(&client_headers, route.on_disconnect)?;
             admit::declared_length(&client_headers, route.limits.max_request_body)
         })
         .and_then(|()| admit::slot(cx.limiter))
@@ -280,9 +286,11 @@ pub async fn forward(
         max_wrap_body: cx.progress.max_wrap_body,
         wrap_budget: Arc::clone(&cx.progress.wrap_budget),
     };
-    let mut body = ExchangeBody::new(ex, spec, head);
+    let finishes = on_disconnect == OnDisconnect::Finish;
+    let kept = finishes.then(|| cx.finishing.begin((&ex.id, route.api), owner, cx.started));
+    let mut body = Detachable::new(ExchangeBody::new(ex, spec, head), kept);
     match tier {
-        Tier::Events => return committed(body),
+        Tier::Events => return finishing(committed(body), finishes),
         Tier::Off => {
             body.wait_head(None).await;
         }
@@ -291,7 +299,7 @@ pub async fn forward(
             if body.wait_head(Some(hold)).await == HeadWait::HoldExpired {
                 if injectable(route.api, &path_and_query, &parts.method, &tap) {
                     body.commit();
-                    return committed(body);
+                    return finishing(committed(body), finishes);
                 }
                 body.wait_head(None).await;
             }
@@ -302,7 +310,7 @@ pub async fn forward(
         return timed(e.into_response_unlogged(route.api), body.server_timing());
     }
     match body.take_head() {
-        Some(head) => Response::from_parts(head, Body::new(body)),
+        Some(head) => finishing(Response::from_parts(head, Body::new(body)), finishes),
         None => {
             let e = ProxyError::new(
                 StatusCode::BAD_GATEWAY,
@@ -351,7 +359,7 @@ fn timed(mut response: Response<Body>, timing: http::HeaderValue) -> Response<Bo
 }
 
 /// A `200 text/event-stream` response whose body carries the whole exchange.
-fn committed(body: ExchangeBody) -> Response<Body> {
+fn committed(body: Detachable) -> Response<Body> {
     let timing = body.server_timing();
     let mut response = Response::new(Body::new(body));
     *response.headers_mut() = ExchangeBody::committed_head();

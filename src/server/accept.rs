@@ -3,6 +3,7 @@
 //! grace period (or, on a second stop, cuts everything at once).
 
 use super::admin::Readiness;
+use super::finishing::Finishers;
 use super::limit::ConnectionLimit;
 use super::reload::{Current, Reloader};
 use super::stall::StallGuard;
@@ -85,6 +86,9 @@ pub async fn accept_loop(
     let hard_stop = CancellationToken::new();
     let current: Arc<Current> = Arc::clone(&reloader.current);
     let mut app = current.get();
+    let finishers = Arc::new(Finishers::new(tasks.clone(), hard_stop.clone()));
+    app.finishing
+        .install(Arc::clone(&finishers) as Arc<dyn crate::proxy::finish::Detach>);
     let mut options = builder(&app);
     let mut https = https_for(&app, &options, tasks, None);
     let mut limit = ConnectionLimit::new(app.server.max_connections, app.metrics.clone());
@@ -160,13 +164,22 @@ pub async fn accept_loop(
     }
     drop(listener);
     ready.draining();
-    drain(&current.get(), graceful, &hard_stop, commands, open).await
+    drain(
+        &current.get(),
+        graceful,
+        &finishers,
+        &hard_stop,
+        commands,
+        open,
+    )
+    .await
 }
 
 /// No new connections; in-flight requests get the grace period, unless a second stop comes.
 async fn drain(
     app: &App,
     graceful: GracefulShutdown,
+    finishers: &Finishers,
     hard_stop: &CancellationToken,
     commands: &mut mpsc::Receiver<Command>,
     mut open: bool,
@@ -185,7 +198,18 @@ async fn drain(
         "shutting down: {in_flight} requests in flight, up to {} grace; press Ctrl-C again to stop now",
         humantime::format_duration(grace)
     );
-    let drained = graceful.shutdown();
+    if !finishers.is_empty() {
+        tracing::info!(
+            finishing = finishers.len(),
+            "{} exchanges whose client left are finishing",
+            finishers.len()
+        );
+    }
+    // Connections, then exchanges finishing for clients that left, within the one grace.
+    let drained = async {
+        graceful.shutdown().await;
+        finishers.finished().await;
+    };
     let grace_over = tokio::time::sleep(grace);
     tokio::pin!(drained, grace_over);
     loop {

@@ -4,6 +4,7 @@
 mod accept;
 pub mod admin;
 pub mod dashboard;
+mod finishing;
 mod limit;
 mod reload;
 pub mod stall;

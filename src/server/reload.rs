@@ -209,6 +209,7 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
     keep!("progress.retain_max", progress.retain_max);
     keep!("progress.await_request", progress.await_request);
     keep!("progress.max_wrap_total", progress.max_wrap_total);
+    keep!("progress.resume_max_total", progress.resume_max_total);
     // HTTPS on or off is the listener's protocol; a new certificate (or the same files renewed,
     // read again with the config) is used by connections accepted after the reload.
     if running.server.tls.is_some() != new.server.tls.is_some() {

@@ -72,6 +72,7 @@ fn record() -> CaptureRecord {
         ]),
         error: None,
         truncated: false,
+        disconnect: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn legacy_record() -> CaptureRecord {
         error: None,
         owner: None,
         truncated: false,
+        disconnect: None,
     }
 }
 

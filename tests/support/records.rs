@@ -57,6 +57,7 @@ pub fn record(id: &str, attempt: u32, started_at_ms: i64, size: usize) -> Captur
         deltas: vec![Delta::span(900.25, DeltaKind::Answer, 1)],
         error: None,
         truncated: false,
+        disconnect: None,
     }
 }
 

@@ -274,6 +274,7 @@ fn record() -> CaptureRecord {
         deltas: vec![Delta::text(1.0, DeltaKind::Answer, "x@y.io")],
         error: Some("upstream said: bad key sk-abcdefghij0123456789".into()),
         truncated: false,
+        disconnect: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn record(route: &str, at: i64, outcome: Outcome, t: Timings) -> CaptureRecord {
         deltas: Vec::new(),
         error: None,
         truncated: false,
+        disconnect: None,
     }
 }
 

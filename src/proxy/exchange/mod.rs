@@ -126,6 +126,8 @@ pub struct Exchange {
     /// The exchange's span, when telemetry is on and it is sampled.
     pub trace: Option<Box<Traced>>,
     tracer: Option<Arc<Telemetry>>,
+    /// `on_disconnect = "finish"`: the client left or someone resumed (set before `finish`).
+    pub disconnect: Option<crate::record::Disconnect>,
 }
 
 /// The largest whole answer kept for its model and tokens (larger ones are not counted).
@@ -173,6 +175,7 @@ impl Exchange {
             answer: (None, None),
             trace: None,
             tracer: None,
+            disconnect: None,
         }
     }
 
@@ -401,6 +404,7 @@ impl Exchange {
                 upstream_ms,
                 summary,
                 error: ending.error,
+                disconnect: self.disconnect.take(),
             };
             // The record is built, redacted and written on the writer's thread.
             capture

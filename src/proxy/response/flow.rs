@@ -84,6 +84,7 @@ impl ExchangeBody {
 
     /// One upstream data chunk.
     pub(super) fn on_data(&mut self, data: Bytes) {
+        self.keep_data(&data);
         let now = Instant::now();
         self.dl.upstream_spoke(now);
         let at = self.at();
@@ -145,6 +146,7 @@ impl ExchangeBody {
                 c.recorder.whole_body_done(at);
             }
         }
+        self.keep_end(&end);
         match std::mem::replace(&mut self.src, Source::Done) {
             Source::Collect(c) => {
                 let Collecting {
@@ -305,6 +307,7 @@ impl ExchangeBody {
     fn wrap_failed(&mut self, over: Over) {
         self.src = Source::Done;
         let message = over.message();
+        self.keep_cut(&message);
         self.push_error(502, None, over.code(), &message);
         self.ex
             .end(Ending::new(Outcome::ProxyError, true, over.code(), message));

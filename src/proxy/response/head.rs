@@ -26,6 +26,7 @@ impl ExchangeBody {
         }
         let (mut parts, incoming) = response.into_parts();
         let status = parts.status;
+        self.keep_head(&parts);
         let now = Instant::now();
         if self.ex.capture.is_none()
             && self.ex.trace.is_none()

@@ -13,6 +13,7 @@
 
 mod flow;
 mod head;
+mod keep;
 
 use super::deadlines::{Deadlines, Timer};
 use super::error::ProxyError;
@@ -103,6 +104,10 @@ pub struct ExchangeBody {
     headers_timeout: Duration,
     max_wrap_body: usize,
     wrap_budget: Arc<Budget>,
+    /// The upstream's bytes kept for a resume (`on_disconnect = "finish"`), and whether the
+    /// client already left (`keep.rs`).
+    kept: Option<Arc<crate::progress::keep::Kept>>,
+    detached: bool,
 }
 
 impl ExchangeBody {
@@ -127,6 +132,8 @@ impl ExchangeBody {
             headers_timeout: spec.headers_timeout,
             max_wrap_body: spec.max_wrap_body,
             wrap_budget: spec.wrap_budget,
+            kept: None,
+            detached: false,
         };
         body.start();
         body
@@ -290,6 +297,7 @@ impl ExchangeBody {
 
     /// Ends the exchange now (the body is done): one record, one log line.
     fn finish(&mut self) {
+        self.keep_finish();
         if let Some(obs) = self.obs.as_ref().filter(|_| !self.ex.is_finished()) {
             let out = &obs.summary().output;
             self.ex
@@ -316,7 +324,9 @@ impl Body for ExchangeBody {
         let this = self.get_mut();
         loop {
             if let Some(b) = this.out.pop_front() {
-                this.ex.client_bytes(b.len());
+                if !this.detached {
+                    this.ex.client_bytes(b.len());
+                }
                 if this.out.is_empty() {
                     // The last byte of a body that ended well is handed over now (hyper may
                     // not poll a body of known length again).

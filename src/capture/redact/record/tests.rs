@@ -45,6 +45,7 @@ fn record(answer: &str, reasoning: &str, deltas: Vec<Delta>) -> CaptureRecord {
         error: None,
         owner: None,
         truncated: false,
+        disconnect: None,
     }
 }
 
