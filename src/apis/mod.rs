@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod envelope;
 pub mod stream;
+pub mod traits;
 pub mod usage;
 
 use serde::Deserialize;

@@ -289,6 +289,7 @@ mod tests {
             timings: t,
             usage: None,
             upstream_timings: None,
+            eta: None,
             request: None,
             response: None,
             deltas: Vec::new(),

@@ -48,6 +48,7 @@ fn base(
             reasoning: None,
         }),
         upstream_timings: None,
+        eta: None,
         request: Some(request),
         response: Some(response),
         deltas: Vec::new(),

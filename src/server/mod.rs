@@ -5,6 +5,7 @@ mod accept;
 pub mod admin;
 mod limit;
 mod reload;
+pub mod seed;
 pub mod stall;
 pub mod tasks;
 mod tls;
@@ -305,6 +306,22 @@ fn writer_stats_line(writer: &CaptureWriter) -> String {
     format!("{:?}", writer.stats())
 }
 
+/// Seeds the ETA history from the capture database, off the runtime's threads; aloud serves
+/// meanwhile.
+async fn seed_eta(
+    database: crate::config::Database,
+    history: std::sync::Arc<crate::progress::eta::History>,
+) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    match tokio::task::spawn_blocking(move || seed::seed(&database, &history, now_ms)).await {
+        Ok(Ok(records)) => tracing::info!(records, "eta: history seeded from captures"),
+        Ok(Err(error)) => tracing::warn!(%error, "eta: cannot seed the history from captures"),
+        Err(error) => tracing::warn!(%error, "eta: the history seed failed"),
+    }
+}
+
 /// Starts the simulator if a route needs it, builds the app, accepts until stopped, and drains
 /// every task it started.
 async fn run(
@@ -322,9 +339,14 @@ async fn run(
     }
     let observers = (shared.metrics, telemetry.clone());
     let cluster = config.cluster.database.clone();
+    let seed_from = (sink.is_some()).then(|| config.capture.database.clone());
     let result = async {
         let mut reloader =
             Reloader::start(config, sink, redaction, observers, &tasks, &sim_stop).await?;
+        if let Some(database) = seed_from {
+            let history = std::sync::Arc::clone(&reloader.current.get().progress.eta);
+            tasks.spawn("eta-seed", seed_eta(database, history));
+        }
         if let Some(url) = cluster {
             // The link stops with the simulator, once every connection has drained: events of
             // requests finishing during the drain still reach other replicas.

@@ -37,6 +37,7 @@ mod responses;
 mod rng;
 mod routes;
 mod script;
+pub mod workload;
 
 pub use routes::BODY_LIMIT;
 
