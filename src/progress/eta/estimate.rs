@@ -2,10 +2,11 @@
 //! waited, to the end and to the first answer token. No I/O, no clock: times are passed in.
 //!
 //! Given that a call has lasted `t`, only past calls that lasted longer than `t` say anything
-//! about it (the empirical conditional distribution). Their remaining times `T_i - t` are
-//! summarised by the median weighted by `1 / (T_i - t)`: the value that minimises the sum of
-//! absolute *percentage* errors over that history, which is how the estimate is scored. A call
-//! that outlasts its history keeps getting longer expected totals.
+//! about it (the empirical conditional distribution). The estimate is the median of their
+//! remaining times `T_i - t`. A call that outlasts most of its history keeps getting longer
+//! expected totals. (Weighting the median by `1/(T_i - t)`, which minimises the summed
+//! percentage error, was tried on the benchmark's corpora: samples just past `t` took all the
+//! weight and the error at 75% of a call doubled; weighting by `1/T_i` changed little.)
 
 /// Past exchanges a key needs before any estimate is given.
 pub const MIN_BASIS: usize = 8;
@@ -25,18 +26,14 @@ pub fn conditional_remaining(sorted: &[f32], t_ms: f64) -> Option<f64> {
     if longer.len() < MIN_TAIL {
         return None;
     }
-    // Remaining times ascend with the durations; weights are 1/remaining (bounded below, so a
-    // sample just past `t` does not take all the weight).
-    let weight = |d: f32| 1.0 / (f64::from(d) - t_ms).max(1.0);
-    let total: f64 = longer.iter().map(|&d| weight(d)).sum();
-    let mut acc = 0.0;
-    for &d in longer {
-        acc += weight(d);
-        if acc >= total / 2.0 {
-            return Some(f64::from(d) - t_ms);
-        }
-    }
-    longer.last().map(|&d| f64::from(d) - t_ms)
+    // The median of the remaining times (they ascend with the durations).
+    let n = longer.len();
+    let mid = if n % 2 == 1 {
+        f64::from(longer[n / 2])
+    } else {
+        (f64::from(longer[n / 2 - 1]) + f64::from(longer[n / 2])) / 2.0
+    };
+    Some(mid - t_ms)
 }
 
 /// The remaining time to the end: conditional when the history reaches past `t_ms`, else the
@@ -94,10 +91,10 @@ mod tests {
 
     #[test]
     fn the_remaining_time_is_conditional_on_the_time_waited() {
-        // Half the calls take 2 s, half 20 s: at 0 the short ones dominate the weighted median,
-        // once 3 s have passed only the long ones remain.
-        let mut h = vec![2000.0f32; 10];
-        h.extend([20_000.0f32; 10]);
+        // Most calls take 2 s, some 20 s: at 0 the median is a short call; once 3 s have
+        // passed only the long ones remain.
+        let mut h = vec![2000.0f32; 12];
+        h.extend([20_000.0f32; 8]);
         let h = sorted(&h);
         let (early, tail) = remaining(&h, 0.0).unwrap();
         assert!(!tail);
