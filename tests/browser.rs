@@ -174,7 +174,10 @@ async fn the_progress_bar_never_goes_back_and_fills_only_at_done() {
         assert_eq!(r["backwards"], 0, "{r}");
         assert_eq!(r["fullEarly"], 0, "{r}");
     }
-    assert!(runs.iter().any(|r| r["mid"].as_u64().unwrap() > 5), "{summary}");
+    assert!(
+        runs.iter().any(|r| r["mid"].as_u64().unwrap() > 5),
+        "{summary}"
+    );
     aloud.stop().await;
 }
 

@@ -8,11 +8,14 @@
     reason = "a test fails loudly on the first surprise"
 )]
 
+#[path = "support/records.rs"]
+mod records;
 mod support;
 
 use aloud::progress::eta::estimate::MIN_BASIS;
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::*;
 
 const CONFIG: &str = "[progress]\nheartbeat = \"100ms\"\nhold = \"50ms\"\n[[routes]]\nname = \"sim\"\nprefix = \"/sim\"\nupstream = \"builtin:simulator\"\napi = \"openai\"\n";
@@ -132,5 +135,121 @@ async fn progress_carries_an_eta_once_ok_exchanges_taught_it() {
             .any(|c| c.get("fraction").is_some()),
         "{commented}"
     );
+    sink.wait_for("eta-00000000000003").await;
+    assert!(
+        progress_events(&watched)
+            .iter()
+            .all(|e| !e["label"].as_str().unwrap().contains("left")),
+        "too few scores for the label to name a time"
+    );
+
+    // Steady durations, scored: once the key has enough good scores the label names the time.
+    let more: Vec<_> = (0..10)
+        .map(|i| {
+            let aloud = &aloud;
+            async move {
+                let id = format!("eta-more-{i:010}");
+                call(aloud, &id, "off", &[]).await;
+                id
+            }
+        })
+        .collect();
+    for id in futures_util::future::join_all(more).await {
+        sink.wait_for(&id).await;
+    }
+    let trusted = call(&aloud, "eta-00000000000004", "events", &[]).await;
+    let labels: Vec<String> = progress_events(&trusted)
+        .iter()
+        .filter(|e| e.get("eta_ms").is_some())
+        .map(|e| e["label"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        labels.iter().any(|l| l.ends_with("a few seconds left")),
+        "{labels:?}"
+    );
     aloud.stop().await;
+}
+
+/// aloud started with a capture database that already holds ok exchanges of the route: the
+/// history is seeded from them (on a background task), so the first watched request has an ETA.
+#[tokio::test]
+async fn the_history_is_seeded_from_captures_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("aloud.db");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let past: Vec<_> = (0..10)
+        .map(|i| {
+            let mut r = records::record(&format!("seeded-{i:010}"), 1, now - 60_000 + i, 2000);
+            r.route = "sim".into();
+            r.api = "openai".into();
+            r.request = Some(serde_json::from_str(CHAT).unwrap());
+            r.timings.done_ms = Some(700.0);
+            r.timings.first_token_ms = Some(500.0);
+            r
+        })
+        .collect();
+    let mut store = aloud::store::SqliteStore::open(&db).unwrap();
+    aloud::store::Store::insert_batch(&mut store, &past).unwrap();
+    drop(store);
+
+    let toml = format!(
+        "[capture]\ndatabase = \"{}\"\nspill_dir = \"{}\"\n{CONFIG}",
+        db.display(),
+        dir.path().join("spill").display()
+    );
+    let config = aloud::config::Config::parse(
+        &toml,
+        std::path::Path::new("t.toml"),
+        &aloud::config::MapEnv::default(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    #[expect(clippy::disallowed_methods, reason = "the test joins it below")]
+    let server = tokio::spawn(aloud::server::serve(
+        config,
+        aloud::server::Listeners {
+            proxy: listener,
+            admin: None,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let url = format!("http://{addr}/sim/v1/chat/completions");
+    // The seed runs beside serving: poll with a deadline until a watched request has an ETA.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut attempt = 0;
+    let basis = loop {
+        attempt += 1;
+        let id = format!("eta-seeded-{attempt:08}");
+        let r = post(
+            &url,
+            &[
+                ("content-type", "application/json"),
+                ("aloud-request-id", &id),
+                ("aloud-progress", "events"),
+                ("x-sim-think-ms", "400"),
+                ("x-sim-tokens", "3"),
+            ],
+            CHAT,
+        )
+        .await;
+        let text = String::from_utf8(read_to_end(r).await.0).unwrap();
+        if let Some(b) = progress_events(&text)
+            .iter()
+            .find_map(|e| e.get("eta_basis").and_then(Value::as_u64))
+        {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "no ETA after the seed: {text}");
+    };
+    // The seeded ten (plus any request of this loop that ended before).
+    assert!(basis >= 10, "basis {basis}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
 }

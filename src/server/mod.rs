@@ -164,6 +164,8 @@ async fn serve_inner(
     let shared = Shared {
         metrics,
         ready: &ready,
+        // The ETA history is seeded from the database this process captures into.
+        seed: started.as_ref().map(|_| config.capture.database.clone()),
     };
     let result = run(
         config,
@@ -211,6 +213,8 @@ async fn serve_inner(
 pub struct Shared<'a> {
     pub metrics: Option<Arc<Metrics>>,
     pub ready: &'a admin::Readiness,
+    /// The capture database to seed the ETA history from, when capture runs from the config.
+    pub seed: Option<crate::config::Database>,
 }
 
 /// Runs `serve` with a single stop: `shutdown` resolving.
@@ -339,7 +343,7 @@ async fn run(
     }
     let observers = (shared.metrics, telemetry.clone());
     let cluster = config.cluster.database.clone();
-    let seed_from = (sink.is_some()).then(|| config.capture.database.clone());
+    let seed_from = shared.seed;
     let result = async {
         let mut reloader =
             Reloader::start(config, sink, redaction, observers, &tasks, &sim_stop).await?;
