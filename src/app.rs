@@ -141,6 +141,7 @@ impl App {
                 max_wrap_body: usize::try_from(p.max_wrap_body).unwrap_or(usize::MAX),
                 wrap_budget: kept.wrap_budget,
                 eta: kept.eta,
+                eta_on: p.eta,
             },
             capture: kept.capture,
             server: config.server,

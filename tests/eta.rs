@@ -253,3 +253,30 @@ async fn the_history_is_seeded_from_captures_at_start() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// `[progress] eta = false`: however much history, no estimate.
+#[tokio::test]
+async fn with_eta_off_no_estimate_is_given() {
+    let sink = Arc::new(MemorySink::default());
+    let config = CONFIG.replace("[progress]\n", "[progress]\neta = false\n");
+    let aloud = Aloud::start_with_sink(
+        &config,
+        aloud::config::MapEnv::default(),
+        Some(sink.clone()),
+    )
+    .await;
+    for i in 0..=MIN_BASIS {
+        let id = format!("eta-off-{i:011}");
+        call(&aloud, &id, "off", &[]).await;
+        sink.wait_for(&id).await;
+    }
+    let watched = call(&aloud, "eta-off-watched-0000", "events", &[]).await;
+    let events = progress_events(&watched);
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e.get("eta_ms").is_none()),
+        "{watched}"
+    );
+    assert_eq!(sink.wait_for("eta-off-watched-0000").await.eta, None);
+    aloud.stop().await;
+}

@@ -160,6 +160,8 @@ pub struct ProgressConfig {
     pub max_wrap_total: u64,
     /// Configured label ladders: phase -> (time in phase, text), replacing the defaults.
     pub labels: Vec<(Phase, Vec<(Duration, String)>)>,
+    /// Estimate how much longer (`eta_ms`, `fraction`, …) and learn from finished exchanges.
+    pub eta: bool,
 }
 
 #[derive(Clone, Debug, Default)]

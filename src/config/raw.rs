@@ -55,6 +55,7 @@ pub struct RawProgress {
     pub await_request: Option<Dur>,
     pub max_wrap_body: Option<Size>,
     pub max_wrap_total: Option<Size>,
+    pub eta: Option<bool>,
     /// Phase name -> rungs.
     pub labels: std::collections::BTreeMap<Spanned<String>, Vec<RawRung>>,
 }

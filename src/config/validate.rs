@@ -354,6 +354,7 @@ fn progress(raw: super::raw::RawProgress, ctx: &Ctx<'_>) -> Result<ProgressConfi
         max_wrap_body: raw.max_wrap_body.map_or(defaults::MAX_WRAP_BODY, |s| s.0),
         max_wrap_total: raw.max_wrap_total.map_or(defaults::MAX_WRAP_TOTAL, |s| s.0),
         labels,
+        eta: raw.eta.unwrap_or(true),
     })
 }
 

@@ -93,6 +93,8 @@ pub struct ProgressSettings {
     pub wrap_budget: Arc<Budget>,
     /// Past durations for the ETA (kept across reloads).
     pub eta: Arc<crate::progress::eta::History>,
+    /// `[progress] eta`: off, exchanges neither get an estimate nor teach the history.
+    pub eta_on: bool,
 }
 
 /// Capture settings shared by every request.
@@ -221,7 +223,7 @@ pub async fn forward(
     };
     let tap = RequestTap::new(keep);
     ex.tap = Some(Arc::clone(&tap));
-    if let Some(w) = ex.w.as_mut() {
+    if let Some(w) = ex.w.as_mut().filter(|_| cx.progress.eta_on) {
         w.set_eta(EtaWatch::new(
             Arc::clone(&cx.progress.eta),
             eta_key(rt, &parts.method, &path_and_query, &tap),

@@ -343,7 +343,7 @@ async fn run(
     }
     let observers = (shared.metrics, telemetry.clone());
     let cluster = config.cluster.database.clone();
-    let seed_from = shared.seed;
+    let seed_from = shared.seed.filter(|_| config.progress.eta);
     let result = async {
         let mut reloader =
             Reloader::start(config, sink, redaction, observers, &tasks, &sim_stop).await?;
