@@ -10,6 +10,7 @@ pub mod admit;
 pub mod body;
 pub mod deadlines;
 pub mod error;
+mod eta;
 pub mod exchange;
 pub mod headers;
 pub mod inject;
@@ -27,7 +28,7 @@ use crate::apis::stream::{Dialect, request_streams};
 use crate::capture::CaptureSink;
 use crate::capture::recorder::{Meta, Recorder};
 use crate::config::{CaptureLevel, HttpUpstream, Owner, Route, Tier, Upstream};
-use crate::progress::eta::{EtaWatch, Key, KeySource, input_bucket};
+use crate::progress::eta::EtaWatch;
 use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
 use body::RequestTap;
@@ -226,7 +227,7 @@ pub async fn forward(
     if let Some(w) = ex.w.as_mut().filter(|_| cx.progress.eta_on) {
         w.set_eta(EtaWatch::new(
             Arc::clone(&cx.progress.eta),
-            eta_key(rt, &parts.method, &path_and_query, &tap),
+            eta::key_source(rt, &parts.method, &path_and_query, &tap),
         ));
     }
     let limit = route.limits.max_request_body;
@@ -365,35 +366,6 @@ fn injectable(api: Api, path_and_query: &str, method: &Method, tap: &RequestTap)
         None => (path_and_query, None),
     };
     tolerant && request_streams(api, method.as_str(), path, query, json.as_ref())
-}
-
-/// How an exchange learns its ETA key once its request body went upstream: the route, and
-/// what the request says (`apis::traits`), read in place from the tap.
-fn eta_key(
-    rt: &RouteRuntime,
-    method: &Method,
-    path_and_query: &str,
-    tap: &Arc<RequestTap>,
-) -> KeySource {
-    let (route, api, method) = (Arc::clone(&rt.name), rt.route.api, method.clone());
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-        None => (path_and_query.to_owned(), None),
-    };
-    let tap = Arc::clone(tap);
-    Box::new(move || {
-        let traits = tap.with_whole_body(|body| {
-            let body = (!body.is_empty()).then_some(body);
-            crate::apis::traits::read(api, method.as_str(), &path, query.as_deref(), body)
-        })?;
-        Some(Key {
-            route: Arc::clone(&route),
-            model: traits.model.map(Arc::from),
-            streams: traits.streams,
-            effort: traits.effort.map(Arc::from),
-            input: input_bucket(tap.bytes_in()),
-        })
-    })
 }
 
 /// Whether this exchange is captured (route level, sampling by id), and its recorder.
