@@ -48,7 +48,10 @@ cd "$ROOT"
 build_flags=()
 [ "$PROFILE" = release ] && build_flags=(--release)
 echo "building (${PROFILE})..." >&2
-cargo build -q "${build_flags[@]}" --example eta_accuracy --bin aloud >&2
+bins=(--example eta_accuracy)
+# aloud itself is only needed to put in front of llama.cpp.
+command -v llama-server >/dev/null 2>&1 && bins+=(--bin aloud)
+cargo build -q "${build_flags[@]}" "${bins[@]}" >&2
 BIN_DIR=$TARGET_DIR/$PROFILE
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
