@@ -55,6 +55,7 @@ fn record(i: usize, size: usize, tag: &str) -> CaptureRecord {
         },
         usage: None,
         upstream_timings: None,
+        eta: None,
         request: Some(json!({
             "model": "gpt-a",
             "stream": true,

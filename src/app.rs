@@ -6,6 +6,7 @@ use crate::capture::CaptureSink;
 use crate::config::CorsConfig;
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
+use crate::progress::eta::History;
 use crate::progress::hub::HubLimits;
 use crate::progress::keep::Keeper;
 use crate::progress::ladder::Rung;
@@ -23,6 +24,7 @@ struct Kept {
     limiter: Arc<Semaphore>,
     hub: Arc<Hub>,
     wrap_budget: Arc<Budget>,
+    eta: Arc<History>,
     capture: CaptureSettings,
     metrics: Option<Arc<Metrics>>,
     telemetry: Option<Arc<Telemetry>>,
@@ -67,6 +69,7 @@ impl App {
             wrap_budget: Budget::new(
                 usize::try_from(config.progress.max_wrap_total).unwrap_or(usize::MAX),
             ),
+            eta: Arc::new(History::new()),
             capture: CaptureSettings {
                 sink,
                 shutting_down: Arc::new(AtomicBool::new(false)),
@@ -91,13 +94,14 @@ impl App {
 
     /// The app for a reloaded config: new routes, timeouts, progress settings and tokens, with
     /// what in-flight requests share kept (the limiter, the side channel's hub, the events
-    /// tier's body budget, the capture sink, the draining flag, metrics and the trace exporter). The config's restart-only
+    /// tier's body budget, the ETA history, the capture sink, the draining flag, metrics and the trace exporter). The config's restart-only
     /// settings are expected to equal this app's.
     pub fn reloaded(&self, config: Config) -> Result<Arc<App>, String> {
         let kept = Kept {
             limiter: Arc::clone(&self.limiter),
             hub: Arc::clone(&self.progress.hub),
             wrap_budget: Arc::clone(&self.progress.wrap_budget),
+            eta: Arc::clone(&self.progress.eta),
             capture: CaptureSettings {
                 sink: self.capture.sink.clone(),
                 shutting_down: Arc::clone(&self.capture.shutting_down),
@@ -152,6 +156,8 @@ impl App {
                 hold: p.hold,
                 max_wrap_body: usize::try_from(p.max_wrap_body).unwrap_or(usize::MAX),
                 wrap_budget: kept.wrap_budget,
+                eta: kept.eta,
+                eta_on: p.eta,
             },
             capture: kept.capture,
             server: config.server,

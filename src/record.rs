@@ -192,6 +192,24 @@ pub struct DeltaText<'a> {
     pub text: &'a str,
 }
 
+/// The ETA estimator on one exchange: enough for the dashboard to chart its error over time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EtaRecord {
+    /// Past exchanges behind the estimate (`eta_basis`).
+    pub basis: u32,
+    /// When the first estimate to the end went to someone (ms from the request head); `None`
+    /// when nobody watched the exchange's progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_ms: Option<f64>,
+    /// That first estimate: the remaining time it gave, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_ms: Option<f64>,
+    /// The absolute percentage error (0.2 is 20%) of the remaining time the estimator gives at
+    /// 25% of this exchange's duration, from the history before it (ok exchanges only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_at_25: Option<f64>,
+}
+
 /// How much of an exchange a route captures (defined with the config, which names it).
 pub use crate::config::CaptureLevel;
 
@@ -231,6 +249,10 @@ pub struct CaptureRecord {
     pub usage: Option<TokenUsage>,
     /// The upstream's own timings when it reports them (Ollama durations, nanoseconds).
     pub upstream_timings: Option<Value>,
+    /// What the ETA estimator said about this exchange, when it had the history to say
+    /// anything (docs/capture.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<EtaRecord>,
     /// The request body: JSON when it parsed, else a string; redacted; `None` at metadata level.
     pub request: Option<Value>,
     pub response: Option<Reassembled>,

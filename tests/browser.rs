@@ -183,6 +183,36 @@ async fn demo_page_shows_an_upstream_error_and_a_cancel_plainly() {
     aloud.stop().await;
 }
 
+/// The demo page's progress bar across a run of seeded requests, once aloud has history: it
+/// never moves back, is full only at done, and the ETA moved it before that.
+#[tokio::test]
+async fn the_progress_bar_never_goes_back_and_fills_only_at_done() {
+    let Some(dir) = clients() else { return };
+    let aloud = Aloud::start(&config("")).await;
+    let summary = run(
+        &dir,
+        "browser_eta.mjs",
+        &[
+            "--base-url".into(),
+            format!("http://{}", aloud.addr),
+            "--out".into(),
+            artifacts().display().to_string(),
+        ],
+    )
+    .await;
+    let runs = summary["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "{summary}");
+    for r in runs {
+        assert_eq!(r["backwards"], 0, "{r}");
+        assert_eq!(r["fullEarly"], 0, "{r}");
+    }
+    assert!(
+        runs.iter().any(|r| r["mid"].as_u64().unwrap() > 5),
+        "{summary}"
+    );
+    aloud.stop().await;
+}
+
 /// A page on another origin allowed by `[cors] origins`: aloud.js imported from aloud, a POST
 /// with `Aloud-Progress: events` and SDK headers, the side channel in an EventSource, and a page
 /// on an origin that is not allowed, which the browser must refuse.

@@ -59,6 +59,7 @@ fn record() -> CaptureRecord {
             reasoning: None,
         }),
         upstream_timings: None,
+        eta: None,
         request: Some(json!({"model": "claude-recorded", "stream": true, "messages": []})),
         response: Some(Reassembled {
             text: ANSWER.to_owned(),

@@ -28,6 +28,11 @@
 //
 //   const es = watchProgress(requestId, { token, onProgress(p) { ... } });  // an EventSource
 //   await sendFeedback(requestId, { score: 1 }, { token });
+//
+// Once aloud has enough history for the route and model, `onProgress(p)` also gets the ETA:
+// `p.fraction` (0-1, never back, below 1 until done), `p.etaMs`, `p.etaFirstTokenMs`,
+// `p.etaBasis` (see `withEta`). `progressBar(fill)` draws it: `onProgress: (p) => bar.update(p)`,
+// `onDone: () => bar.done()`.
 
 /**
  * `aloud.progress`: sent on every phase change, every new heading and every heartbeat.
@@ -256,7 +261,7 @@ export function aloudFetch(url, options = {}) {
           }
           if (resume && !e.event.startsWith("aloud.")) resume.rendered();
           if (e.event === "aloud.progress") {
-            on.progress(data);
+            on.progress(withEta(data));
             mark("first_progress_painted_ms");
           } else if (e.event === "aloud.done") {
             on.done(data);
@@ -424,7 +429,7 @@ export function watchProgress(requestId, options = {}) {
   const parse = (e) => {
     try { return JSON.parse(e.data); } catch (_) { return e.data; }
   };
-  es.addEventListener("aloud.progress", (e) => (options.onProgress || (() => {}))(parse(e)));
+  es.addEventListener("aloud.progress", (e) => (options.onProgress || (() => {}))(withEta(parse(e))));
   es.addEventListener("aloud.done", (e) => {
     (options.onDone || (() => {}))(parse(e));
     es.close();
@@ -453,4 +458,55 @@ export async function sendFeedback(requestId, feedback, options = {}) {
     body: JSON.stringify(feedback),
   });
   return r.status;
+}
+
+/**
+ * Adds the ETA fields of an `aloud.progress` payload in camelCase, in place: `fraction` stays,
+ * `etaMs` (to the end), `etaFirstTokenMs` (to the first answer token, while there is none),
+ * `etaBasis` (past exchanges behind the estimate). Absent until aloud has enough history.
+ */
+export function withEta(p) {
+  if (p && typeof p === "object" && typeof p.fraction === "number") {
+    p.etaMs = p.eta_ms;
+    p.etaFirstTokenMs = p.eta_first_token_ms;
+    p.etaBasis = p.eta_basis;
+  }
+  return p;
+}
+
+/**
+ * A progress bar driven by `fraction`: `fill`'s width only ever grows (a later, lower fraction
+ * is ignored), glides between events with a linear CSS transition over `stepMs` (the heartbeat,
+ * 1 s by default), and is full only after `done()`. aloud's fractions already speed up towards
+ * the end (docs/protocol.md). Returns `{ update(p), done(), reset(), value }`.
+ */
+export function progressBar(fill, options = {}) {
+  const step = options.stepMs ?? 1000;
+  let shown = 0;
+  const set = (fraction, ms) => {
+    fill.style.transition = `width ${ms}ms linear`;
+    fill.style.width = `${(fraction * 100).toFixed(2)}%`;
+  };
+  set(0, 0);
+  return {
+    update(p) {
+      const f = p && typeof p.fraction === "number" ? Math.min(p.fraction, 0.99) : null;
+      if (f !== null && f > shown) {
+        shown = f;
+        set(f, step);
+      }
+      return shown;
+    },
+    done() {
+      shown = 1;
+      set(1, 200);
+    },
+    reset() {
+      shown = 0;
+      set(0, 0);
+    },
+    get value() {
+      return shown;
+    },
+  };
 }

@@ -5,6 +5,7 @@ pub mod answer;
 pub mod envelope;
 pub mod stream;
 pub mod upstream_error;
+pub mod traits;
 pub mod usage;
 
 use serde::Deserialize;

@@ -53,6 +53,8 @@ pub struct End {
     pub summary: Option<Summary>,
     pub error: Option<String>,
     pub disconnect: Option<crate::record::Disconnect>,
+    /// What the ETA estimator said about this exchange (docs/capture.md, `eta`).
+    pub eta: Option<crate::record::EtaRecord>,
 }
 
 /// A record not built yet: the recorder and how the exchange ended. Building it (parsing the
@@ -286,6 +288,7 @@ impl Recorder {
             },
             usage,
             upstream_timings,
+            eta: end.eta,
             request,
             response,
             deltas: if full { self.deltas } else { Vec::new() },
@@ -336,6 +339,7 @@ mod tests {
             output: out,
         };
         let rec = r.finish(End {
+            eta: None,
             done_ms: 20.0,
             summary: Some(summary),
             ..End::default()
@@ -405,6 +409,7 @@ mod tests {
         let mut r = Recorder::new(meta());
         r.upstream_body(b"0123456789");
         let rec = r.finish(End {
+            eta: None,
             done_ms: 1.0,
             ..End::default()
         });

@@ -166,6 +166,8 @@ pub struct ProgressConfig {
     pub resume_max_total: u64,
     /// Configured label ladders: phase -> (time in phase, text), replacing the defaults.
     pub labels: Vec<(Phase, Vec<(Duration, String)>)>,
+    /// Estimate how much longer (`eta_ms`, `fraction`, …) and learn from finished exchanges.
+    pub eta: bool,
 }
 
 #[derive(Clone, Debug, Default)]

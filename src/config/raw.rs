@@ -57,6 +57,7 @@ pub struct RawProgress {
     pub max_wrap_total: Option<Size>,
     pub resume_max_body: Option<Size>,
     pub resume_max_total: Option<Size>,
+    pub eta: Option<bool>,
     /// Phase name -> rungs.
     pub labels: std::collections::BTreeMap<Spanned<String>, Vec<RawRung>>,
 }

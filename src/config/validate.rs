@@ -364,6 +364,7 @@ fn progress(raw: super::raw::RawProgress, ctx: &Ctx<'_>) -> Result<ProgressConfi
             .resume_max_total
             .map_or(defaults::RESUME_MAX_TOTAL, |s| s.0),
         labels,
+        eta: raw.eta.unwrap_or(true),
     })
 }
 

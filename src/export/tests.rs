@@ -48,6 +48,7 @@ pub(super) fn base(
             reasoning: None,
         }),
         upstream_timings: None,
+        eta: None,
         request: Some(request),
         response: Some(response),
         deltas: Vec::new(),

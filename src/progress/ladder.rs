@@ -92,6 +92,29 @@ impl Ladder {
     }
 }
 
+/// The remaining time as a person would say it: "a few seconds", "8 s", "about 2 min".
+pub fn remaining_text(remaining: Duration) -> String {
+    let s = remaining.as_secs_f64();
+    if s < 3.0 {
+        "a few seconds left".to_owned()
+    } else if s < 10.0 {
+        format!("about {} s left", s.round() as u64)
+    } else if s < 90.0 {
+        format!("about {} s left", ((s / 5.0).round() * 5.0) as u64)
+    } else {
+        format!("about {} min left", (s / 60.0).round() as u64)
+    }
+}
+
+impl Ladder {
+    /// The phase's first text with the remaining time: "Thinking… about 8 s left". Used only
+    /// while the estimator's recent error for the key is low (see docs/protocol.md).
+    pub fn with_eta(&self, phase: Phase, remaining: Duration) -> String {
+        let text = self.text(phase, Duration::ZERO).unwrap_or(phase.as_str());
+        format!("{text} {}", remaining_text(remaining))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +134,22 @@ mod tests {
             l.text(Phase::Thinking, Duration::from_secs(60)),
             Some("Almost there…")
         );
+    }
+
+    #[test]
+    fn the_remaining_time_reads_like_a_person_wrote_it() {
+        let l = Ladder::default();
+        let s = Duration::from_secs_f64;
+        assert_eq!(
+            l.with_eta(Phase::Thinking, s(8.2)),
+            "Thinking… about 8 s left"
+        );
+        assert_eq!(
+            l.with_eta(Phase::Generating, s(1.0)),
+            "Writing… a few seconds left"
+        );
+        assert_eq!(remaining_text(s(23.0)), "about 25 s left");
+        assert_eq!(remaining_text(s(150.0)), "about 3 min left");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Progress while the model thinks: the state machine, label ladders, the side-channel hub and
 //! endpoint, and the bytes aloud adds to a response.
 //!
-//! `state`, `ladder` and `frames` are pure; `hub` holds shared state without I/O (`live`: what a dashboard shows of requests in flight); `watcher` adds
-//! the heartbeat timer; `side_channel` is the HTTP edge of the hub.
+//! `state`, `ladder`, `frames` and `eta` (the ETA estimator; its history is shared state) are
+//! pure; `hub` holds shared state without I/O (`live`: what a dashboard shows of requests in
+//! flight); `watcher` adds the heartbeat timer; `side_channel` is the HTTP edge of the hub.
 
+pub mod eta;
 pub mod frames;
 pub mod hub;
 pub mod keep;

@@ -51,6 +51,9 @@ pub struct ProgressEvent {
     /// (the status ladder for the phase).
     pub label_from: LabelFrom,
     pub counters: Counters,
+    /// `eta_ms`, `eta_first_token_ms`, `fraction`, `eta_basis`, once there is enough history.
+    #[serde(flatten)]
+    pub eta: Option<super::eta::EtaFields>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -281,7 +284,17 @@ impl Progress {
                 LabelFrom::Aloud
             },
             counters: self.counters,
+            eta: None,
         }
+    }
+
+    /// The ladder's text naming the remaining time, for a label aloud chose (not a heading the
+    /// model sent) in a phase that is not over.
+    pub fn eta_label(&self, remaining: Duration) -> Option<String> {
+        if self.heading.is_some() || self.phase.is_terminal() {
+            return None;
+        }
+        Some(self.ladder.with_eta(self.phase, remaining))
     }
 
     /// The final `aloud.done` event (takes a sequence number).

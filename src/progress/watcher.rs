@@ -6,6 +6,8 @@
 //! the caller needs its bytes (a comment). A request nobody watched leaves its side-channel
 //! entry the final `aloud.done`, unserialised until someone asks.
 
+use super::eta::EtaWatch;
+use super::eta::watch::Said;
 use super::frames::{self, DONE, PROGRESS};
 use super::hub::{Hub, Listeners, Published};
 use super::ladder::Ladder;
@@ -28,6 +30,8 @@ pub struct Watcher {
     finished: bool,
     /// What the dashboard shows while the request runs (when the admin listener is on).
     live: Option<Arc<LiveCell>>,
+    /// The exchange's ETA, when the estimator is on (boxed: most of it is idle).
+    eta: Option<Box<EtaWatch>>,
 }
 
 impl Watcher {
@@ -50,6 +54,7 @@ impl Watcher {
             hub,
             finished: false,
             live: None,
+            eta: None,
         }
     }
 
@@ -64,6 +69,25 @@ impl Watcher {
             let (since, heading) = self.progress.phase_parts();
             live.update(self.progress.phase(), since, heading);
         }
+    }
+
+    /// Gives the exchange an ETA: its events carry one once there is enough history.
+    pub fn set_eta(&mut self, eta: EtaWatch) {
+        self.eta = Some(Box::new(eta));
+    }
+
+    /// The request body's bytes are about to be let go: learn the ETA key now or never.
+    pub fn eta_last_chance(&mut self) {
+        if let Some(e) = self.eta.as_mut() {
+            e.resolve(true);
+        }
+    }
+
+    /// The exchange ended (`ok`: well) after `total`: teaches the history, and says what the
+    /// estimator said about it.
+    pub fn eta_finish(&mut self, ok: bool, total: Duration) -> Option<Said> {
+        let first_token = self.progress.milestones().first_token_ms;
+        self.eta.as_mut()?.finish(ok, total, first_token)
     }
 
     pub fn id(&self) -> &str {
@@ -105,7 +129,22 @@ impl Watcher {
 
     fn emit_as(&mut self, heartbeat: bool) -> Published {
         let at = self.elapsed();
-        let event = self.progress.event(at);
+        let mut event = self.progress.event(at);
+        let first_token_seen = self.progress.milestones().first_token_ms.is_some();
+        if let Some((fields, estimate)) = self
+            .eta
+            .as_mut()
+            .and_then(|e| e.fields(at, first_token_seen))
+        {
+            event.eta = Some(fields);
+            if estimate.trusted
+                && let Some(label) = self
+                    .progress
+                    .eta_label(Duration::from_millis(fields.eta_ms))
+            {
+                event.label = label;
+            }
+        }
         let mut published = frames::publish(event.seq, PROGRESS, &event);
         published.heartbeat = heartbeat;
         // A comment nobody else watches is not kept for replay: only the client needs it.

@@ -10,6 +10,7 @@ pub mod admit;
 pub mod body;
 pub mod deadlines;
 pub mod error;
+mod eta;
 pub mod exchange;
 pub mod finish;
 pub mod headers;
@@ -28,6 +29,7 @@ use crate::apis::stream::{Dialect, request_streams};
 use crate::capture::CaptureSink;
 use crate::capture::recorder::{Meta, Recorder};
 use crate::config::{CaptureLevel, HttpUpstream, OnDisconnect, Owner, Route, Tier, Upstream};
+use crate::progress::eta::EtaWatch;
 use crate::progress::live::{LiveCell, ModelHint};
 use crate::progress::{Hub, Ladder, Watcher};
 use axum::body::Body;
@@ -93,6 +95,10 @@ pub struct ProgressSettings {
     pub max_wrap_body: usize,
     /// What every request's collected bodies may hold together.
     pub wrap_budget: Arc<Budget>,
+    /// Past durations for the ETA (kept across reloads).
+    pub eta: Arc<crate::progress::eta::History>,
+    /// `[progress] eta`: off, exchanges neither get an estimate nor teach the history.
+    pub eta_on: bool,
 }
 
 /// Capture settings shared by every request.
@@ -246,6 +252,12 @@ pub async fn forward(
         if let Some(model) = crate::apis::model_in_path(rest) {
             live.set_model(model);
         }
+    }
+    if let Some(w) = ex.w.as_mut().filter(|_| cx.progress.eta_on) {
+        w.set_eta(EtaWatch::new(
+            Arc::clone(&cx.progress.eta),
+            eta::key_source(rt, &parts.method, &path_and_query, &tap),
+        ));
     }
     let limit = route.limits.max_request_body;
     let mut upstream_req = Request::new(admit::upstream_body(

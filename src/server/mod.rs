@@ -7,6 +7,7 @@ pub mod dashboard;
 mod finishing;
 mod limit;
 mod reload;
+pub mod seed;
 pub mod stall;
 pub mod tasks;
 mod tls;
@@ -169,6 +170,8 @@ async fn serve_inner(
     let shared = Shared {
         metrics,
         ready: &ready,
+        // The ETA history is seeded from the database this process captures into.
+        seed: started.as_ref().map(|_| config.capture.database.clone()),
     };
     let result = run(
         config,
@@ -216,6 +219,8 @@ async fn serve_inner(
 pub struct Shared<'a> {
     pub metrics: Option<Arc<Metrics>>,
     pub ready: &'a admin::Readiness,
+    /// The capture database to seed the ETA history from, when capture runs from the config.
+    pub seed: Option<crate::config::Database>,
 }
 
 /// Runs `serve` with a single stop: `shutdown` resolving.
@@ -311,6 +316,22 @@ fn writer_stats_line(writer: &CaptureWriter) -> String {
     format!("{:?}", writer.stats())
 }
 
+/// Seeds the ETA history from the capture database, off the runtime's threads; aloud serves
+/// meanwhile.
+async fn seed_eta(
+    database: crate::config::Database,
+    history: std::sync::Arc<crate::progress::eta::History>,
+) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    match tokio::task::spawn_blocking(move || seed::seed(&database, &history, now_ms)).await {
+        Ok(Ok(records)) => tracing::info!(records, "eta: history seeded from captures"),
+        Ok(Err(error)) => tracing::warn!(%error, "eta: cannot seed the history from captures"),
+        Err(error) => tracing::warn!(%error, "eta: the history seed failed"),
+    }
+}
+
 /// Starts the simulator if a route needs it, builds the app, accepts until stopped, and drains
 /// every task it started.
 async fn run(
@@ -328,9 +349,14 @@ async fn run(
     }
     let observers = (shared.metrics, telemetry.clone());
     let cluster = config.cluster.database.clone();
+    let seed_from = shared.seed.filter(|_| config.progress.eta);
     let result = async {
         let mut reloader =
             Reloader::start(config, sink, redaction, observers, &tasks, &sim_stop).await?;
+        if let Some(database) = seed_from {
+            let history = std::sync::Arc::clone(&reloader.current.get().progress.eta);
+            tasks.spawn("eta-seed", seed_eta(database, history));
+        }
         if let Some(url) = cluster {
             // The link stops with the simulator, once every connection has drained: events of
             // requests finishing during the drain still reach other replicas.

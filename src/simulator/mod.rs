@@ -14,6 +14,7 @@
 //! knobs      the x-sim-* request headers
 //! errors     error bodies in each api's envelope
 //! rng        splitmix64, so a seed gives the same bytes in every version
+//! workload   seeded workloads timed by the script, the ETA benchmark's corpora (pure)
 //! ```
 //!
 //! **Invariant:** only `body` and `routes::send` wait; everything else is a pure function of the
@@ -37,6 +38,7 @@ mod responses;
 mod rng;
 mod routes;
 mod script;
+pub mod workload;
 
 pub use routes::BODY_LIMIT;
 

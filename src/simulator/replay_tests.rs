@@ -50,6 +50,7 @@ fn record() -> CaptureRecord {
             reasoning: Some(20),
         }),
         upstream_timings: None,
+        eta: None,
         request: Some(json!({"model": "o-recorded", "input": "hi", "stream": true})),
         response: Some(Reassembled {
             text: "Hello world.".to_owned(),

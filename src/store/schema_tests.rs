@@ -26,6 +26,7 @@ fn legacy_record() -> CaptureRecord {
         timings: Timings::default(),
         usage: None,
         upstream_timings: None,
+        eta: None,
         // Large enough that the deltas sit in overflow pages, which the update frees.
         request: Some(serde_json::Value::String("q".repeat(20_000))),
         response: Some(Reassembled {

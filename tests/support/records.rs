@@ -44,6 +44,7 @@ pub fn record(id: &str, attempt: u32, started_at_ms: i64, size: usize) -> Captur
             reasoning: Some(5),
         }),
         upstream_timings: None,
+        eta: None,
         request: Some(
             json!({"model": "gpt-test", "messages": [{"role": "user", "content": text}]}),
         ),

@@ -258,6 +258,7 @@ fn record() -> CaptureRecord {
         timings: Timings::default(),
         usage: None,
         upstream_timings: None,
+        eta: None,
         request: Some(json!({"contents": [{"parts": [{"text": "I am x@y.io"}]}]})),
         response: Some(Reassembled {
             text: "reach me at x@y.io".into(),

@@ -24,6 +24,7 @@ fn record(route: &str, at: i64, outcome: Outcome, t: Timings) -> CaptureRecord {
         timings: t,
         usage: None,
         upstream_timings: None,
+        eta: None,
         request: None,
         response: None,
         deltas: Vec::new(),

@@ -132,6 +132,16 @@ impl RequestTap {
         kept.1 = kept.1.max(self.keep);
     }
 
+    /// Reads the kept bytes in place (no copy) once the body has gone upstream whole; `None`
+    /// before that, or when they are not the whole body.
+    pub fn with_whole_body<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        if !self.sent.load(Ordering::Acquire) {
+            return None;
+        }
+        let kept = self.kept();
+        (kept.1 == kept.0.len()).then(|| f(&kept.0))
+    }
+
     /// The kept bytes, and whether they are the whole body.
     pub fn body(&self) -> (Vec<u8>, bool) {
         let kept = self.kept();

@@ -339,6 +339,16 @@ impl Exchange {
         }
         let (ending, ended_at) = self.ending.take()?;
         let done = ended_at.saturating_duration_since(self.started);
+        let eta = self
+            .w
+            .as_mut()
+            .and_then(|w| w.eta_finish(ending.outcome == Outcome::Ok, done))
+            .map(|said| crate::record::EtaRecord {
+                basis: said.basis,
+                issued_ms: said.first.map(|f| f.0),
+                eta_ms: said.first.map(|f| f.1),
+                error_at_25: said.error_at_25.map(|e| (e * 1e4).round() / 1e4),
+            });
         if let Some(w) = self.w.as_mut() {
             let phase = if ending.outcome == Outcome::Ok {
                 Phase::Done
@@ -405,6 +415,7 @@ impl Exchange {
                 summary,
                 error: ending.error,
                 disconnect: self.disconnect.take(),
+                eta,
             };
             // The record is built, redacted and written on the writer's thread.
             capture

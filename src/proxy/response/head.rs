@@ -28,6 +28,8 @@ impl ExchangeBody {
         let status = parts.status;
         self.keep_head(&parts);
         let now = Instant::now();
+        // The ETA key is read from the request's bytes, which may be let go below.
+        self.w().eta_last_chance();
         if self.ex.capture.is_none()
             && self.ex.trace.is_none()
             && let Some(tap) = &self.ex.tap

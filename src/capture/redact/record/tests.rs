@@ -35,6 +35,7 @@ fn record(answer: &str, reasoning: &str, deltas: Vec<Delta>) -> CaptureRecord {
         timings: Timings::default(),
         usage: None,
         upstream_timings: None,
+        eta: None,
         request: None,
         response: Some(Reassembled {
             text: answer.into(),

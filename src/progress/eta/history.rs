@@ -1,0 +1,261 @@
+//! Past durations per key, in memory and bounded: a ring of recent exchanges per key, at four
+//! levels from fine to coarse, and a cap on keys. Shared by every request (a short lock per
+//! update or query); no I/O.
+
+use super::estimate::{self, MIN_BASIS};
+use super::{Estimate, Key, Sample};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+/// Recent exchanges kept per key.
+pub const RING: usize = 64;
+/// Keys kept at most (every level counts); past it the key updated longest ago goes.
+pub const MAX_KEYS: usize = 4096;
+/// Recent scores (the error at 25% of each finished exchange) kept per key for the ladder.
+pub const SCORES: usize = 20;
+/// Scores needed before the ladder may name a time.
+pub const MIN_SCORES: usize = 10;
+/// The ladder names a time ("about 8 s left") only while the median of the key's recent scores
+/// is at most this.
+pub const TRUSTED_ERROR: f64 = 0.25;
+
+/// One key's recent past.
+#[derive(Debug, Default)]
+struct Ring {
+    /// In arrival order, for eviction.
+    samples: VecDeque<Sample>,
+    /// The same totals, sorted (kept on update so a query sorts nothing).
+    totals: Vec<f32>,
+    /// First-token times of the samples that had one, sorted.
+    firsts: Vec<f32>,
+    scores: VecDeque<f32>,
+    touched: u64,
+}
+
+fn insert_sorted(v: &mut Vec<f32>, x: f32) {
+    let at = v.partition_point(|&y| y < x);
+    v.insert(at, x);
+}
+
+fn remove_sorted(v: &mut Vec<f32>, x: f32) {
+    let at = v.partition_point(|&y| y < x);
+    if v.get(at) == Some(&x) {
+        v.remove(at);
+    }
+}
+
+impl Ring {
+    fn push(&mut self, s: Sample) -> Option<f64> {
+        let score = estimate::error_at(&self.totals, f64::from(s.total_ms), 0.25);
+        if let Some(e) = score {
+            if self.scores.len() == SCORES {
+                self.scores.pop_front();
+            }
+            self.scores.push_back(e as f32);
+        }
+        if self.samples.len() == RING
+            && let Some(old) = self.samples.pop_front()
+        {
+            remove_sorted(&mut self.totals, old.total_ms);
+            if let Some(f) = old.first_token_ms {
+                remove_sorted(&mut self.firsts, f);
+            }
+        }
+        insert_sorted(&mut self.totals, s.total_ms);
+        if let Some(f) = s.first_token_ms {
+            insert_sorted(&mut self.firsts, f);
+        }
+        self.samples.push_back(s);
+        score
+    }
+
+    fn trusted(&self) -> bool {
+        self.scores.len() >= MIN_SCORES
+            && estimate::median(self.scores.iter().copied()).is_some_and(|m| m <= TRUSTED_ERROR)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rings: HashMap<Key, Ring>,
+    tick: u64,
+}
+
+/// Every key's recent past.
+#[derive(Debug, Default)]
+pub struct History {
+    inner: Mutex<Inner>,
+}
+
+impl History {
+    pub fn new() -> Self {
+        History::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a finished (ok) exchange to its key at every level; returns its score at the
+    /// finest level that had enough history (the error the estimator would have made at 25%
+    /// of its duration) with that level's basis.
+    pub fn record(&self, key: &Key, sample: Sample) -> Option<(f64, u32)> {
+        self.record_from(0, key, sample)
+    }
+
+    /// Like [`History::record`], from level `from` on (1 skips the finest level, for a past
+    /// exchange whose request size is unknown).
+    pub fn record_from(&self, from: usize, key: &Key, sample: Sample) -> Option<(f64, u32)> {
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        let mut scored = None;
+        for k in key.levels().into_iter().skip(from) {
+            if !inner.rings.contains_key(&k) && inner.rings.len() >= MAX_KEYS {
+                evict(&mut inner.rings);
+            }
+            let ring = inner.rings.entry(k).or_default();
+            ring.touched = tick;
+            let basis = ring.samples.len() as u32;
+            let score = ring.push(sample);
+            if scored.is_none() {
+                scored = score.map(|s| (s, basis));
+            }
+        }
+        scored
+    }
+
+    /// The estimate for a call with `key` that has lasted `t_ms` (`first_token_seen`: no
+    /// estimate to the first token is wanted). The finest level with [`MIN_BASIS`] samples
+    /// and enough of them longer than `t_ms` answers; when every level with the basis has been
+    /// outlasted, the finest of them answers with the tail rule.
+    pub fn estimate(&self, key: &Key, t_ms: f64, first_token_seen: bool) -> Option<Estimate> {
+        let inner = self.lock();
+        let mut tail: Option<Estimate> = None;
+        for k in key.levels() {
+            let Some(ring) = inner.rings.get(&k) else {
+                continue;
+            };
+            let Some((remaining, outlasted)) = estimate::remaining(&ring.totals, t_ms) else {
+                continue;
+            };
+            let e = Estimate {
+                remaining_ms: remaining,
+                first_token_ms: if first_token_seen || ring.firsts.len() < MIN_BASIS {
+                    None
+                } else {
+                    estimate::conditional_remaining(&ring.firsts, t_ms)
+                },
+                basis: ring.samples.len() as u32,
+                trusted: ring.trusted() && !outlasted,
+            };
+            if !outlasted {
+                return Some(e);
+            }
+            tail.get_or_insert(e);
+        }
+        tail
+    }
+
+    /// Keys held now (every level).
+    pub fn keys(&self) -> usize {
+        self.lock().rings.len()
+    }
+}
+
+fn evict(rings: &mut HashMap<Key, Ring>) {
+    if let Some(oldest) = rings
+        .iter()
+        .min_by_key(|(_, r)| r.touched)
+        .map(|(k, _)| k.clone())
+    {
+        rings.remove(&oldest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn key(model: &str) -> Key {
+        Key {
+            route: Arc::from("r"),
+            model: Some(Arc::from(model)),
+            streams: true,
+            effort: None,
+            input: 0,
+        }
+    }
+
+    fn sample(total: f32) -> Sample {
+        Sample {
+            total_ms: total,
+            first_token_ms: Some(total / 2.0),
+        }
+    }
+
+    #[test]
+    fn estimates_come_once_the_basis_is_there_and_the_ring_stays_bounded() {
+        let h = History::new();
+        let k = key("m");
+        for i in 0..(MIN_BASIS - 1) {
+            h.record(&k, sample(1000.0 + i as f32));
+        }
+        assert!(h.estimate(&k, 0.0, false).is_none());
+        h.record(&k, sample(1000.0));
+        let e = h.estimate(&k, 0.0, false).unwrap();
+        assert_eq!(e.basis, MIN_BASIS as u32);
+        assert!(e.first_token_ms.is_some());
+        assert!(h.estimate(&k, 0.0, true).unwrap().first_token_ms.is_none());
+        for _ in 0..(3 * RING) {
+            h.record(&k, sample(2000.0));
+        }
+        let e = h.estimate(&k, 0.0, false).unwrap();
+        assert_eq!(e.basis, RING as u32);
+        assert_eq!(e.remaining_ms, 2000.0, "old samples left the ring");
+    }
+
+    #[test]
+    fn a_new_key_falls_back_to_coarser_levels() {
+        let h = History::new();
+        for _ in 0..MIN_BASIS {
+            h.record(&key("a"), sample(5000.0));
+        }
+        // Model "b" has no history of its own: the route's (same streams) answers.
+        let e = h.estimate(&key("b"), 0.0, false).unwrap();
+        assert_eq!(e.remaining_ms, 5000.0);
+        // Once "b" has its own history, it answers for itself.
+        for _ in 0..MIN_BASIS {
+            h.record(&key("b"), sample(1000.0));
+        }
+        assert_eq!(
+            h.estimate(&key("b"), 0.0, false).unwrap().remaining_ms,
+            1000.0
+        );
+    }
+
+    #[test]
+    fn the_ladder_trusts_a_key_only_when_its_recent_error_is_low() {
+        let h = History::new();
+        let k = key("steady");
+        for _ in 0..(MIN_BASIS + MIN_SCORES) {
+            h.record(&k, sample(8000.0));
+        }
+        assert!(h.estimate(&k, 0.0, false).unwrap().trusted);
+        let wild = key("wild");
+        for i in 0..(MIN_BASIS + 2 * MIN_SCORES) {
+            h.record(&wild, sample(1000.0 + ((i * 7919) % 29) as f32 * 1000.0));
+        }
+        assert!(!h.estimate(&wild, 0.0, false).unwrap().trusted);
+    }
+
+    #[test]
+    fn keys_are_capped() {
+        let h = History::new();
+        for i in 0..(MAX_KEYS + 50) {
+            h.record(&key(&format!("m{i}")), sample(1.0));
+        }
+        assert!(h.keys() <= MAX_KEYS);
+    }
+}

@@ -1,0 +1,37 @@
+//! The exchange's ETA key: learnt from its request once the body went upstream whole (the
+//! route, and what `apis::traits` reads from the kept bytes, in place).
+
+use super::RouteRuntime;
+use super::body::RequestTap;
+use crate::progress::eta::{Key, KeySource, input_bucket};
+use http::Method;
+use std::sync::Arc;
+
+/// How an exchange learns its ETA key once its request body went upstream: the route, and
+/// what the request says (`apis::traits`), read in place from the tap.
+pub(super) fn key_source(
+    rt: &RouteRuntime,
+    method: &Method,
+    path_and_query: &str,
+    tap: &Arc<RequestTap>,
+) -> KeySource {
+    let (route, api, method) = (Arc::clone(&rt.name), rt.route.api, method.clone());
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (path_and_query.to_owned(), None),
+    };
+    let tap = Arc::clone(tap);
+    Box::new(move || {
+        let traits = tap.with_whole_body(|body| {
+            let body = (!body.is_empty()).then_some(body);
+            crate::apis::traits::read(api, method.as_str(), &path, query.as_deref(), body)
+        })?;
+        Some(Key {
+            route: Arc::clone(&route),
+            model: traits.model.map(Arc::from),
+            streams: traits.streams,
+            effort: traits.effort.map(Arc::from),
+            input: input_bucket(tap.bytes_in()),
+        })
+    })
+}
