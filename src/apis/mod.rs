@@ -4,8 +4,8 @@
 pub mod answer;
 pub mod envelope;
 pub mod stream;
-pub mod upstream_error;
 pub mod traits;
+pub mod upstream_error;
 pub mod usage;
 
 use serde::Deserialize;
