@@ -160,11 +160,11 @@ async fn beacons_join_their_exchange_and_stats_count_every_request_once() {
     assert_eq!(stored.keys().cloned().collect::<BTreeSet<_>>(), all);
     assert!(stored.values().all(|&c| c == 1), "{stored:?}");
     let rows = tokio::task::block_in_place(|| s.stats());
-    let counted: u64 = rows
+    let counted: u64 = rows["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["count"].as_u64().unwrap())
+        .map(|r| r["n"].as_u64().unwrap())
         .sum();
     assert_eq!(counted, n as u64, "{rows:#}");
 }
