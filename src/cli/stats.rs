@@ -5,10 +5,8 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use super::data::{DbArgs, database, fail, open};
-use crate::capture::Outcome;
 use crate::capture::stats::{
-    Bucket, Dimension, StatsQuery, parse_window, render_csv, render_table, report_from_store,
-    unix_ms,
+    QueryText, StatsQuery, render_csv, render_table, report_from_store, unix_ms,
 };
 
 /// What to report on, and how to print it.
@@ -49,35 +47,17 @@ pub struct StatsArgs {
 
 /// The query `args` ask for, with relative times taken from `now_ms`.
 pub fn query(args: &StatsArgs, now_ms: i64) -> Result<StatsQuery, String> {
-    let group_by = Dimension::parse_list(&args.group_by).map_err(|e| format!("--group-by: {e}"))?;
-    let (since_ms, until_ms) = parse_window(args.since.as_deref(), args.until.as_deref(), now_ms)?;
-    let bucket = args
-        .bucket
-        .as_deref()
-        .map(|b| Bucket::parse(b).ok_or_else(|| format!("--bucket {b:?}: use 1h or 1d")))
-        .transpose()?;
-    let outcome = args
-        .outcome
-        .as_deref()
-        .map(|o| {
-            Outcome::parse(o).ok_or_else(|| {
-                format!(
-                    "--outcome {o:?}: use ok, upstream_error, proxy_error, timeout, \
-                     client_disconnected or shutdown"
-                )
-            })
-        })
-        .transpose()?;
-    Ok(StatsQuery {
-        since_ms,
-        until_ms,
-        bucket,
-        group_by,
-        route: args.route.clone(),
-        model: args.model.clone(),
-        outcome,
+    QueryText {
+        group_by: Some(&args.group_by),
+        since: args.since.as_deref(),
+        until: args.until.as_deref(),
+        bucket: args.bucket.as_deref(),
+        route: args.route.as_deref(),
+        model: args.model.as_deref(),
+        outcome: args.outcome.as_deref(),
         all_outcomes: args.all_outcomes,
-    })
+    }
+    .parse(now_ms, |name| format!("--{name}"))
 }
 
 pub fn run(db: &DbArgs, args: &StatsArgs) -> ExitCode {

@@ -13,11 +13,13 @@
 mod aggregate;
 mod read;
 mod render;
+mod text;
 mod window;
 
 pub use aggregate::{Annotated, report};
 pub use read::report_from_store;
 pub use render::{render_csv, render_table};
+pub use text::QueryText;
 pub use window::{parse_instant, parse_window, unix_ms};
 
 use serde::{Serialize, Serializer, ser::SerializeMap};

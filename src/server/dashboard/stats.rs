@@ -3,8 +3,7 @@
 //! answered with the very report `aloud stats --json` prints (`capture::stats::report_from_store`,
 //! never a second aggregation).
 
-use crate::capture::Outcome;
-use crate::capture::stats::{Bucket, Dimension, StatsQuery, parse_window};
+use crate::capture::stats::{QueryText, StatsQuery};
 
 /// The query the parameters ask for, relative times taken from `now_ms`; errors name the
 /// parameter as the CLI names its flag.
@@ -16,37 +15,23 @@ pub fn query(params: &[(&str, String)], now_ms: i64) -> Result<StatsQuery, Strin
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_str())
     };
-    let group_by = Dimension::parse_list(get("group_by").unwrap_or("none"))
-        .map_err(|e| format!("group_by: {e}"))?;
-    let (since_ms, until_ms) = parse_window(get("since"), get("until"), now_ms)?;
-    let bucket = get("bucket")
-        .map(|b| Bucket::parse(b).ok_or_else(|| format!("bucket {b:?}: use 1h or 1d")))
-        .transpose()?;
-    let outcome = get("outcome")
-        .map(|o| {
-            Outcome::parse(o).ok_or_else(|| {
-                format!(
-                    "outcome {o:?}: use ok, upstream_error, proxy_error, timeout, \
-                     client_disconnected or shutdown"
-                )
-            })
-        })
-        .transpose()?;
-    Ok(StatsQuery {
-        since_ms,
-        until_ms,
-        bucket,
-        group_by,
-        route: get("route").map(str::to_owned),
-        model: get("model").map(str::to_owned),
-        all_outcomes: outcome.is_none() && matches!(get("all_outcomes"), Some("true" | "1" | "")),
-        outcome,
-    })
+    QueryText {
+        group_by: get("group_by"),
+        since: get("since"),
+        until: get("until"),
+        bucket: get("bucket"),
+        route: get("route"),
+        model: get("model"),
+        outcome: get("outcome"),
+        all_outcomes: matches!(get("all_outcomes"), Some("true" | "1" | "")),
+    }
+    .parse(now_ms, |name| name.replace('-', "_"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::stats::{Bucket, Dimension};
 
     fn p(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
         pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
