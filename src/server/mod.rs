@@ -322,6 +322,12 @@ async fn seed_eta(
     database: crate::config::Database,
     history: std::sync::Arc<crate::progress::eta::History>,
 ) {
+    // A first start has no database yet (the writer creates it): nothing to seed, and nothing
+    // wrong (a warning here was a false alarm on every first start).
+    if database.sqlite_path().is_some_and(|p| !p.exists()) {
+        tracing::debug!("eta: no capture database yet, nothing to seed");
+        return;
+    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
