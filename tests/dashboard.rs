@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: a SQLite capture store seeded with known records, the real
 //! binary serving it on its admin listener behind a token, headless Chromium driven by
 //! playwright-core (tests/clients/browser_dashboard.mjs), and the real `aloud stats --json` run
-//! for the same window. The summary table the page shows must match the CLI's report; a slow
+//! for the same window. The summary table the page shows must match the CLI's report, and the
+//! ETA error chart must plot the seeded errors and the CLI's bucketed medians; a slow
 //! request must show in the live view while it runs; the page must have no console errors; and
 //! every dashboard URL must be 401 without the token. Screenshots go to tests/artifacts/.
 //!
@@ -18,6 +19,7 @@ mod records;
 mod support;
 
 use aloud::capture::Outcome;
+use aloud::record::EtaRecord;
 use aloud::store::{SqliteStore, Store};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -50,8 +52,15 @@ fn clients() -> Option<PathBuf> {
     }
 }
 
+/// The ETA error at 25% seeded on record `i` (ok records only, as the finish step writes it):
+/// none on every fourth (too little history then), else a spread of fractions.
+fn seeded_eta_error(i: u32, outcome: Outcome) -> Option<f64> {
+    (outcome == Outcome::Ok && i % 4 != 3).then(|| f64::from((i * 37) % 90 + 3) / 100.0)
+}
+
 /// Records in the hour that starts at `base_ms`: two routes, two models, three tiers, some
-/// failures, varied timings, so every percentile differs between groups.
+/// failures, varied timings, so every percentile differs between groups; ok records carry an
+/// `eta`, most with an error at 25%.
 fn seed(db: &Path, base_ms: i64) {
     let mut store = SqliteStore::open(db).unwrap();
     let mut records = Vec::new();
@@ -74,6 +83,13 @@ fn seed(db: &Path, base_ms: i64) {
         r.timings.first_token_ms = Some(400.0 + f * 37.5);
         r.timings.done_ms = Some(900.0 + f * f * 11.0);
         r.timings.longest_silence_ms = Some(100.0 + (f * 173.0) % 2900.0);
+        if outcome == Outcome::Ok {
+            r.eta = Some(EtaRecord {
+                basis: 8 + i,
+                error_at_25: seeded_eta_error(i, outcome),
+                ..EtaRecord::default()
+            });
+        }
         records.push(r);
     }
     store.insert_batch(&records).unwrap();
@@ -92,17 +108,12 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
-/// `aloud stats --json` for the window, grouped as the page's table is.
-fn cli_stats(db: &Path, since: &str, until: &str) -> Value {
+/// `aloud stats --json` for the window with `flags` (as the page asks: `--group-by route,model`
+/// for its table, `--bucket 1h` for its ETA median line).
+fn cli_stats(db: &Path, since: &str, until: &str, flags: &[&str]) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aloud"))
-        .args([
-            "stats",
-            "--json",
-            "--group-by",
-            "route,model",
-            "--since",
-            since,
-        ])
+        .args(["stats", "--json", "--since", since])
+        .args(flags)
         .args(["--until", until, "--database"])
         .arg(db)
         .env_clear()
@@ -131,17 +142,68 @@ fn shown(v: &Value) -> String {
     }
 }
 
+/// The ETA chart as drawn (uPlot's data: x in seconds, a dot per call, the median per bucket at
+/// the bucket's middle): the seeded errors, and `aloud stats --bucket 1h`'s `eta_error_pct` p50s;
+/// its caption counts the calls with an estimate as the CLI does.
+fn eta_chart(chart: &Value, hourly: &Value, base_ms: i64) {
+    let series = |k: usize| -> Vec<Option<f64>> {
+        let values = chart["data"][k].as_array().unwrap();
+        values.iter().map(Value::as_f64).collect()
+    };
+    let (xs, dots, medians) = (series(0), series(1), series(2));
+    let drawn = |ys: &[Option<f64>]| -> Vec<(f64, f64)> {
+        xs.iter()
+            .zip(ys)
+            .filter_map(|(x, y)| Some(((*x)?, (*y)?)))
+            .collect()
+    };
+    let mut want_dots = Vec::new();
+    for i in 0..36u32 {
+        let outcome = match i % 9 {
+            4 => Outcome::UpstreamError,
+            8 => Outcome::Timeout,
+            _ => Outcome::Ok,
+        };
+        if let Some(e) = seeded_eta_error(i, outcome) {
+            let started = base_ms + i64::from(i) * 90_000;
+            want_dots.push((started as f64 / 1000.0, e * 100.0));
+        }
+    }
+    assert_eq!(drawn(&dots), want_dots, "{chart}");
+    let rows = hourly["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "the seed spans two hours: {hourly}");
+    let want_medians: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| {
+            let start = r["bucket_start_ms"].as_i64().unwrap() + 1_800_000;
+            let p50 = r["metrics"]["eta_error_pct"]["p50"].as_f64().unwrap();
+            (start as f64 / 1000.0, p50)
+        })
+        .collect();
+    assert_eq!(drawn(&medians), want_medians, "{chart}");
+    let estimated: u64 = rows
+        .iter()
+        .map(|r| r["metrics"]["eta_error_pct"]["n"].as_u64().unwrap())
+        .sum();
+    assert_eq!(estimated, want_dots.len() as u64);
+    assert_eq!(
+        chart["count"],
+        format!("{estimated} of 36 calls in this window had an estimate at 25%.")
+    );
+}
+
 #[tokio::test]
 async fn the_dashboard_shows_what_aloud_stats_reports_and_the_requests_in_flight() {
     let Some(dir) = clients() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("capture.db");
-    // Two hours ago, on a minute: nothing the test itself sends falls in the window.
+    // Two to three hours ago: nothing the test itself sends falls in the window.
     let now_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let base_ms = (now_ms - 2 * 3_600_000) / 60_000 * 60_000;
+    // Twenty minutes before an hour: the records (52.5 min) fall in two hourly buckets.
+    let base_ms = (now_ms - 2 * 3_600_000) / 3_600_000 * 3_600_000 - 20 * 60_000;
     seed(&db, base_ms);
     let (since, until) = (rfc3339(base_ms - 60_000), rfc3339(base_ms + 3_600_000));
     let config = tmp.path().join("aloud.toml");
@@ -195,7 +257,7 @@ async fn the_dashboard_shows_what_aloud_stats_reports_and_the_requests_in_flight
     eprintln!("{}", serde_json::to_string_pretty(&shown_page).unwrap());
 
     // api/stats is exactly the CLI's JSON for the same flags.
-    let report = cli_stats(&db, &since, &until);
+    let report = cli_stats(&db, &since, &until, &["--group-by", "route,model"]);
     assert_eq!(
         page["api_stats"], report,
         "api/stats differs from aloud stats --json"
@@ -208,6 +270,12 @@ async fn the_dashboard_shows_what_aloud_stats_reports_and_the_requests_in_flight
     assert_eq!(points[35]["score"], 1.0);
     assert_eq!(points[34]["score"], Value::Null);
     assert_eq!(points[35]["total_ms"], 900.0);
+    for p in points {
+        let i: u32 = p["id"].as_str().unwrap()[5..].parse().unwrap();
+        let outcome = Outcome::parse(p["outcome"].as_str().unwrap()).unwrap();
+        let want = seeded_eta_error(i, outcome).map(|e| e * 100.0);
+        assert_eq!(p["eta_error_pct"].as_f64(), want, "{p}");
+    }
     // The table the page shows is that report, cell by cell.
     let rows = report["rows"].as_array().unwrap();
     let table = page["table"].as_array().unwrap();
@@ -218,8 +286,14 @@ async fn the_dashboard_shows_what_aloud_stats_reports_and_the_requests_in_flight
         assert_eq!(shown_row["route"], row["group"]["route"], "{shown_row}");
         assert_eq!(shown_row["model"], row["group"]["model"], "{shown_row}");
         assert_eq!(shown_row["n"], row["n"].to_string(), "{shown_row}");
-        for m in ["first_feedback_ms", "first_token_ms", "total_ms"] {
-            for q in ["p50", "p90", "p99"] {
+        let all = ["p50", "p90", "p99"].as_slice();
+        for (m, qs) in [
+            ("first_feedback_ms", all),
+            ("first_token_ms", all),
+            ("total_ms", all),
+            ("eta_error_pct", &all[..2]),
+        ] {
+            for q in qs {
                 assert_eq!(
                     shown_row[format!("{m}.{q}")].as_str().unwrap(),
                     shown(&row["metrics"][m][q]),
@@ -228,6 +302,8 @@ async fn the_dashboard_shows_what_aloud_stats_reports_and_the_requests_in_flight
             }
         }
     }
+    let hourly = cli_stats(&db, &since, &until, &["--bucket", "1h"]);
+    eta_chart(&page["eta_chart"], &hourly, base_ms);
     // The live view showed the slow request with its model and a phase, then let it go.
     let live: Vec<&str> = page["live"]
         .as_array()

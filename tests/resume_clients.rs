@@ -1,6 +1,7 @@
 //! Resuming with the real consumers: openai-python pointed at the resume path, and aloud.js in
-//! headless Chromium across a network cut (tests/clients/openai_resume.py, browser_resume.mjs),
-//! against the built-in simulator on a route with `on_disconnect = "finish"`.
+//! headless Chromium across a network cut and the demo page across a reload
+//! (tests/clients/openai_resume.py, browser_resume.mjs), against the built-in simulator on a
+//! route with `on_disconnect = "finish"`.
 //!
 //! Needs `ALOUD_TEST_PYTHON` and `ALOUD_TEST_CLIENTS` (and /usr/bin/chromium), as
 //! `scripts/test.sh` sets; skipped without them unless `ALOUD_REQUIRE_CLIENTS=1`.
@@ -82,7 +83,7 @@ async fn openai_python_resumes_a_dropped_stream_through_the_resume_path() {
 }
 
 #[tokio::test]
-async fn aloud_js_in_chromium_resumes_across_a_network_cut_byte_for_byte() {
+async fn aloud_js_in_chromium_resumes_across_a_network_cut_and_the_demo_page_across_a_reload() {
     let Some(c) = clients("aloud.js resume in Chromium") else {
         return;
     };
@@ -124,6 +125,10 @@ async fn aloud_js_in_chromium_resumes_across_a_network_cut_byte_for_byte() {
     let cut = result(&out["cut_id"]).await;
     assert!(!reference.is_empty());
     assert_eq!(cut, reference, "the cut call's kept bytes differ");
-    assert_eq!(result(&out["reload_id"]).await, reference);
+    // The demo page's call cut by the reload ran to its end upstream, as its uninterrupted twin.
+    let demo_reference = result(&out["demo_reference_id"]).await;
+    assert!(!demo_reference.is_empty());
+    assert_ne!(out["reload_id"], out["demo_reference_id"]);
+    assert_eq!(result(&out["reload_id"]).await, demo_reference);
     aloud.stop().await;
 }

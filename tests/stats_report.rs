@@ -104,6 +104,8 @@ fn one_row_over_ok_exchanges_as_json_and_table() {
         "client_first_progress_ms": metric(4, 25.0, 520.0, 520.0, 148.75),
         // 110, 210, 310, 530: rank 2 → 210; rank 4 → 530; mean 1160 / 4.
         "client_first_token_ms": metric(4, 210.0, 530.0, 530.0, 290.0),
+        // No record here has an `eta` (tests/dashboard.rs seeds some).
+        "eta_error_pct": {"n": 0, "p50": null, "p90": null, "p99": null, "mean": null},
     });
     assert_close(&row["metrics"], &want, "metrics");
     // Feedback counts every outcome: 1 + 0 + 1 + 0.5 + 0 (the timeout) = 2.5 over 5.

@@ -16,7 +16,7 @@ const Plot = /** @type {any} */ (globalThis).uPlot;
  *   group_by: string[], latency_over: string, rows: Row[]}} Report
  * @typedef {{id: string, started_ms: number, route: string, model: string|null, tier: string,
  *   outcome: string, first_feedback_ms: number|null, total_ms: number|null,
- *   longest_silence_ms: number|null}} Point
+ *   longest_silence_ms: number|null, eta_error_pct: number|null}} Point
  * @typedef {{id: string, route: string, model: string|null, tier: string, phase: string,
  *   label: string, elapsed_ms: number}} Live
  */
@@ -97,9 +97,11 @@ function summaryTable(/** @type {Report} */ report) {
     cell(String(row.n), "n");
     const outcomes = Object.entries(row.outcomes).filter(([, n]) => n > 0);
     cell(outcomes.map(([o, n]) => `${o} ${n}`).join(", "), "outcomes", false);
-    for (const m of ["first_feedback_ms", "first_token_ms", "total_ms"]) {
-      for (const q of ["p50", "p90", "p99"]) {
-        const s = row.metrics[m];
+    for (const [m, qs] of [["first_feedback_ms", ["p50", "p90", "p99"]],
+      ["first_token_ms", ["p50", "p90", "p99"]], ["total_ms", ["p50", "p90", "p99"]],
+      ["eta_error_pct", ["p50", "p90"]]]) {
+      for (const q of qs) {
+        const s = row.metrics[/** @type {string} */ (m)];
         cell(fmt(s?.[/** @type {"p50"} */ (q)]), `${m}.${q}`);
       }
     }
@@ -198,6 +200,36 @@ function silenceChart(/** @type {Point[]} */ points) {
   }, [xs, ...TIERS.map((_, i) => xs.map((x) => (x % 4 === i ? counts[i][Math.floor(x / 4)] : null)))]);
 }
 
+/**
+ * The ETA's error at 25% of each call over time: a dot per call (from `api/points`) and the
+ * median per bucket (`eta_error_pct` p50 of an ungrouped, bucketed `api/stats` report), drawn
+ * at the middle of its bucket. Says how many calls had an estimate, of how many.
+ */
+function etaChart(/** @type {Point[]} */ points, /** @type {Report} */ buckets) {
+  const dots = points.filter((p) => p.eta_error_pct !== null);
+  const bucketMs = buckets.window.bucket === "1d" ? 86400e3 : 3600e3;
+  const medians = buckets.rows.filter((r) => r.metrics.eta_error_pct?.p50 != null);
+  /** @type {Map<number, [number|null, number|null]>} x (s) → [dot, median] */
+  const at = new Map();
+  for (const p of dots) at.set(p.started_ms / 1000, [p.eta_error_pct, null]);
+  for (const r of medians) {
+    const x = (/** @type {number} */ (r.bucket_start_ms) + bucketMs / 2) / 1000;
+    at.set(x, [at.get(x)?.[0] ?? null, r.metrics.eta_error_pct.p50 ?? null]);
+  }
+  const xs = [...at.keys()].sort((a, b) => a - b);
+  const estimated = buckets.rows.reduce((n, r) => n + (r.metrics.eta_error_pct?.n ?? 0), 0);
+  const calls = buckets.rows.reduce((n, r) => n + r.n, 0);
+  $("eta-bucket").textContent = buckets.window.bucket === "1d" ? "day" : "hour";
+  $("eta-count").textContent = `${estimated} of ${calls} calls in this window had an estimate at 25%` +
+    (dots.length < estimated ? ` (dots for the newest ${dots.length})` : "") + ".";
+  draw("chart-eta", {
+    series: [{},
+      { label: "a call", stroke: "#2563eb", paths: () => null, points: { show: true, size: 5 } },
+      { label: `median per ${$("eta-bucket").textContent}`, stroke: "#dc2626", width: 2, spanGaps: true }],
+    axes: [{}, { label: "% error" }],
+  }, [xs, xs.map((x) => at.get(x)?.[0] ?? null), xs.map((x) => at.get(x)?.[1] ?? null)]);
+}
+
 /** The in-flight table, from `api/live`. */
 async function refreshLive() {
   /** @type {{in_flight: number, requests: Live[]} | null} */
@@ -239,6 +271,11 @@ async function refreshWindow() {
   const pts = await get(`/dashboard/api/points?${q}`);
   scatterChart(pts.points);
   silenceChart(pts.points);
+  // Medians cannot be merged across groups: the ETA line asks for the window ungrouped.
+  q.set("bucket", bucketFor(report));
+  /** @type {Report} */
+  const etaBuckets = await get(`/dashboard/api/stats?${q}`);
+  etaChart(pts.points, etaBuckets);
   lastSeries = series;
   document.body.dataset.loaded = "true";
 }

@@ -8,7 +8,8 @@
 // or page errors and no failed requests; it reads the summary table the page shows (the Rust
 // test compares it with `aloud stats --json` for the same window); a slow request made through
 // the proxy shows up in the live table while it runs (waited on, never slept on) and leaves it
-// when aborted. Screenshots: DIR/dashboard.png (the whole page) and DIR/dashboard-live.png.
+// when aborted; it reads the ETA error chart's data as drawn (uPlot's) and its caption.
+// Screenshots: DIR/dashboard.png (the whole page) and DIR/dashboard-live.png.
 // Prints one JSON summary on stdout; a failed check exits 1 with the reasons on stderr.
 import { parseArgs } from 'node:util';
 import { mkdtemp, mkdir } from 'node:fs/promises';
@@ -103,6 +104,11 @@ async function main() {
       return cells;
     }));
     summary.latency_over = (await page.textContent('#latency-over')).trim();
+    // `charts` is dashboard.js's top-level table of drawn uPlot instances.
+    summary.eta_chart = await page.evaluate(() => ({
+      data: charts['chart-eta'].data,
+      count: document.getElementById('eta-count').textContent.trim(),
+    }));
     summary.charts = await page.$$eval('.chart', (els) => els.map((e) => [e.id, !!e.querySelector('canvas')]));
     for (const [id, drawn] of summary.charts) check(drawn, `chart ${id} was not drawn`);
     await page.screenshot({ path: join(out, 'dashboard.png'), fullPage: true });

@@ -9,8 +9,10 @@
 // reset: Chromium's offline emulation lets a response already streaming go on (seen here: 38
 // more events arrived offline), so the page reaches aloud through a TCP relay in this script
 // that drops its sockets at the cut, as a changed network would.
-// The second call must end with the same text, the same upstream events, and `resumed: true`;
-// a reload then resumes the finished call from sessionStorage (after=0: the whole answer).
+// The second call must end with the same text, the same upstream events, and `resumed: true`.
+// Then the demo page (/aloud/, which calls resumeStored on load): Ask once uninterrupted for the
+// answer to expect, Ask again and reload mid-answer; the reloaded page must resume that call
+// from sessionStorage (its /stream?after=0) and end with the whole answer.
 // Prints ONE JSON document (the request ids, for the Rust test to compare /result bytes).
 import { parseArgs } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -40,21 +42,6 @@ async function startCall({ name, url, headers }) {
   });
   call.id = c.requestId;
   return c.requestId;
-}
-
-/** In the page, after a reload: resume what sessionStorage says, from the first event. */
-async function resumeAfterReload() {
-  const { resumeStored } = await import('/aloud/aloud.js');
-  const call = { text: '', done: null, error: null };
-  window.__calls = { reloaded: call };
-  const r = resumeStored({
-    after: 0,
-    onDelta: (t) => (call.text += t),
-    onDone: (d) => (call.done = d),
-    onError: (e) => (call.error = e),
-  });
-  call.id = r && r.requestId;
-  return call.id;
 }
 
 /** A TCP relay to `target` (host:port) whose open connections `cut()` resets. */
@@ -110,9 +97,12 @@ async function main() {
     // Every fetch the page starts, to see the resume attempts (failed ones leave no timing entry).
     await page.addInitScript(() => {
       window.__fetches = [];
+      window.__ids = [];
       const original = window.fetch;
       window.fetch = (u, o) => {
         window.__fetches.push(String(u));
+        const id = o && o.headers && o.headers['aloud-request-id'];
+        if (id) window.__ids.push(id);
         return original(u, o);
       };
     });
@@ -159,16 +149,43 @@ async function main() {
     summary.stored_after = await page.evaluate(() => sessionStorage.getItem('aloud.resume'));
     check(summary.stored_after === null, 'a finished call is still in sessionStorage');
 
-    // A reload mid-answer: sessionStorage keeps the id; the new page resumes it.
-    summary.reload_id = await page.evaluate(startCall, { name: 'reload', url, headers: HEADERS });
-    await page.waitForFunction(() => window.__calls.reload.events.length >= 3, null, { timeout: WAIT_MS });
+    // The demo page on this route, reloaded mid-answer: it resumes by itself.
+    const knobs = new URLSearchParams({ route: values.prefix, seed: '5', 'think-ms': '200', tokens: '40', 'token-ms': '60' });
+    await page.goto(`${base}/aloud/?${knobs}`, { waitUntil: 'load' });
+    check((await page.textContent('#phase')).trim() === 'idle', 'the demo page resumed with nothing stored');
+    const ask = async () => {
+      const before = await page.evaluate(() => window.__ids.length);
+      await page.click('#send');
+      await page.waitForFunction((n) => window.__ids.length > n, before, { timeout: WAIT_MS });
+      return page.evaluate(() => window.__ids[window.__ids.length - 1]);
+    };
+    const answer = async () => (await page.textContent('#answer')) ?? '';
+    summary.demo_reference_id = await ask();
+    await page.waitForFunction(() => document.getElementById('thought').textContent !== '', null, { timeout: WAIT_MS });
+    const full = await answer();
+    check(full.length > 0, 'the demo page showed no answer');
+    summary.reload_id = await ask();
+    await page.waitForFunction(() => document.getElementById('answer').textContent.length > 0, null, { timeout: WAIT_MS });
+    const shownBeforeReload = await answer();
+    summary.stored_at_reload = await page.evaluate(() => sessionStorage.getItem('aloud.resume'));
     await page.reload({ waitUntil: 'load' });
-    const resumedId = await page.evaluate(resumeAfterReload);
-    check(resumedId === summary.reload_id, `the reload resumed ${resumedId}, not ${summary.reload_id}`);
-    await settled('reloaded');
-    const reloaded = await state('reloaded');
-    check(!reloaded.error, `the reloaded resume failed: ${JSON.stringify(reloaded.error)}`);
-    check(reloaded.text === reference.text, `the reloaded text differs:\n${reloaded.text}`);
+    // Not done before the reload: the stored call is still in flight and the page showed a part.
+    check(shownBeforeReload.length < full.length, `the reload came after the answer (${shownBeforeReload.length} chars)`);
+    check(summary.stored_at_reload && summary.stored_at_reload.includes(summary.reload_id), `sessionStorage at the reload: ${summary.stored_at_reload}`);
+    await page.waitForFunction(() => ['done', 'error'].includes(document.getElementById('status').dataset.phase), null, { timeout: WAIT_MS });
+    summary.demo_after_reload = {
+      phase: (await page.textContent('#phase')).trim(),
+      label: (await page.textContent('#label')).trim(),
+      fetches: await page.evaluate(() => window.__fetches.filter((u) => u.includes('/stream?'))),
+    };
+    check(summary.demo_after_reload.phase === 'done', `the reloaded demo page ended ${JSON.stringify(summary.demo_after_reload)}`);
+    check(
+      summary.demo_after_reload.fetches.some((u) => u.includes(`/requests/${summary.reload_id}/stream?after=0`)),
+      `the reloaded page did not resume ${summary.reload_id}: ${summary.demo_after_reload.fetches}`,
+    );
+    const resumed = await answer();
+    check(resumed === full, `the reloaded demo page's answer differs:\n${resumed}\nvs\n${full}`);
+    check(!(await page.evaluate(() => sessionStorage.getItem('aloud.resume'))), 'the resumed call is still in sessionStorage');
   } finally {
     await context.close();
     await net.close();

@@ -72,7 +72,7 @@ struct Acc {
     n: u64,
     outcomes: Outcomes,
     /// In [`Metrics`] field order.
-    values: [Vec<f64>; 7],
+    values: [Vec<f64>; 8],
     scores: Vec<f64>,
 }
 
@@ -117,6 +117,10 @@ where
             t.overhead_ms,
             item.client_first_progress_ms,
             item.client_first_token_ms,
+            item.record
+                .eta
+                .and_then(|e| e.error_at_25)
+                .map(|e| e * 100.0),
         ];
         for (metric, value) in acc.values.iter_mut().zip(values) {
             if let Some(v) = value.filter(|v| v.is_finite()) {
@@ -148,6 +152,7 @@ fn row(bucket_start_ms: Option<i64>, group: Group, acc: Acc) -> Row {
         overhead,
         painted_progress,
         painted_token,
+        eta_error,
     ] = acc.values.map(summary);
     Row {
         bucket_start_ms,
@@ -162,6 +167,7 @@ fn row(bucket_start_ms: Option<i64>, group: Group, acc: Acc) -> Row {
             overhead_ms: overhead,
             client_first_progress_ms: painted_progress,
             client_first_token_ms: painted_token,
+            eta_error_pct: eta_error,
         },
         feedback: FeedbackSummary {
             n: acc.scores.len() as u64,

@@ -1,6 +1,7 @@
 use super::*;
 use crate::capture::record::{CaptureLevel, Outcome, Timings};
 use crate::capture::stats::{Bucket, LatencyOver};
+use crate::record::EtaRecord;
 use serde_json::json;
 
 fn record(route: &str, at: i64, outcome: Outcome, t: Timings) -> CaptureRecord {
@@ -172,6 +173,34 @@ fn groups_buckets_window_and_beacons() {
         json["rows"][1]["metrics"]["first_token_ms"],
         json!({"n": 0, "p50": null, "p90": null, "p99": null, "mean": null})
     );
+}
+
+#[test]
+fn eta_error_is_a_percentage_over_the_exchanges_that_had_an_estimate() {
+    let with_eta = |at: i64, outcome: Outcome, error: Option<f64>| {
+        let mut r = record("a", at, outcome, timed(1));
+        r.eta = Some(EtaRecord {
+            basis: 12,
+            error_at_25: error,
+            ..EtaRecord::default()
+        });
+        r
+    };
+    let records = vec![
+        with_eta(1, Outcome::Ok, Some(0.30)),
+        with_eta(2, Outcome::Ok, Some(0.10)),
+        with_eta(3, Outcome::Ok, Some(0.20)),
+        // No estimate at 25% (too little history), no `eta` at all, an error: not counted.
+        with_eta(4, Outcome::Ok, None),
+        record("a", 5, Outcome::Ok, timed(1)),
+        with_eta(6, Outcome::Timeout, Some(9.0)),
+    ];
+    let r = report(records, &StatsQuery::default());
+    let m = r.rows[0].metrics.eta_error_pct;
+    assert_eq!((m.n, m.p50, m.p90), (3, Some(20.0), Some(30.0)));
+    assert!((m.mean.unwrap() - 20.0).abs() < 1e-9, "{m:?}");
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["rows"][0]["metrics"]["eta_error_pct"]["n"], 3);
 }
 
 #[test]

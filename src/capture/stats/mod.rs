@@ -329,11 +329,15 @@ pub struct Metrics {
     pub client_first_progress_ms: Summary,
     /// The client's beacon: first answer token painted.
     pub client_first_token_ms: Summary,
+    /// The ETA estimator's absolute percentage error at 25% of each exchange (the record's
+    /// `eta.error_at_25` × 100): a percentage, not milliseconds.
+    pub eta_error_pct: Summary,
 }
 
 impl Metrics {
-    /// `(JSON name, words for people, summary)` in print order.
-    pub fn named(&self) -> [(&'static str, &'static str, Summary); 7] {
+    /// `(JSON name, words for people, summary)` in print order. The name's last part is the
+    /// unit: `_ms` or `_pct`.
+    pub fn named(&self) -> [(&'static str, &'static str, Summary); 8] {
         [
             (
                 "first_feedback_ms",
@@ -358,11 +362,13 @@ impl Metrics {
                 self.longest_silence_ms,
             ),
             ("overhead_ms", "aloud overhead", self.overhead_ms),
+            ("eta_error_pct", "ETA error at 25%", self.eta_error_pct),
         ]
     }
 }
 
-/// One metric: how many values, nearest-rank percentiles and the mean, in milliseconds.
+/// One metric: how many values, nearest-rank percentiles and the mean, in its unit
+/// (milliseconds, or percent for `eta_error_pct`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Summary {
     pub n: u64,

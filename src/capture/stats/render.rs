@@ -111,14 +111,19 @@ fn metric_lines(row: &Row) -> Vec<[String; 6]> {
     row.metrics
         .named()
         .into_iter()
-        .map(|(_, words, s)| {
+        .map(|(name, words, s)| {
+            let shown = if unit(name) == "pct" {
+                percent
+            } else {
+                duration
+            };
             [
                 words.to_owned(),
                 s.n.to_string(),
-                duration(s.p50),
-                duration(s.p90),
-                duration(s.p99),
-                duration(s.mean),
+                shown(s.p50),
+                shown(s.p90),
+                shown(s.p99),
+                shown(s.mean),
             ]
         })
         .collect()
@@ -135,6 +140,16 @@ fn duration(ms: Option<f64>) -> String {
     }
 }
 
+/// `12.5%`; `-` for nothing.
+fn percent(pct: Option<f64>) -> String {
+    pct.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}%"))
+}
+
+/// A metric's unit, the last part of its JSON name: `ms` or `pct`.
+fn unit(name: &str) -> &str {
+    name.rsplit_once('_').map_or("", |(_, u)| u)
+}
+
 /// Unix ms as `2024-05-06T12:00:00Z` (buckets start on whole seconds).
 fn timestamp(ms: i64) -> String {
     let at = if ms >= 0 {
@@ -146,9 +161,9 @@ fn timestamp(ms: i64) -> String {
 }
 
 /// The CSV header for `report`: bucket, one column per grouped dimension, `latency_over`, `n`,
-/// one count per outcome, five columns per metric (`<name>_n`, `<name>_p50_ms`, `_p90_ms`,
-/// `_p99_ms`, `_mean_ms`, where `<name>` is the JSON name without `_ms`), then `feedback_n`
-/// and `feedback_mean`.
+/// one count per outcome, five columns per metric (`<name>_n`, `<name>_p50_<unit>`, `_p90_`,
+/// `_p99_`, `_mean_`, where `<name>` is the JSON name without its unit, `_ms` or `_pct`), then
+/// `feedback_n` and `feedback_mean`.
 fn csv_header(report: &Report) -> Vec<String> {
     let mut h = vec!["bucket_start".to_owned(), "bucket_start_ms".to_owned()];
     h.extend(report.group_by.iter().map(|d| d.as_str().to_owned()));
@@ -156,10 +171,14 @@ fn csv_header(report: &Report) -> Vec<String> {
     h.push("n".to_owned());
     h.extend(OUTCOMES.iter().map(|o| o.as_str().to_owned()));
     for (name, _, _) in super::Metrics::default().named() {
-        let name = name.trim_end_matches("_ms");
-        h.push(format!("{name}_n"));
+        let unit = unit(name);
+        let base = name
+            .strip_suffix(unit)
+            .unwrap_or(name)
+            .trim_end_matches('_');
+        h.push(format!("{base}_n"));
         for part in ["p50", "p90", "p99", "mean"] {
-            h.push(format!("{name}_{part}_ms"));
+            h.push(format!("{base}_{part}_{unit}"));
         }
     }
     h.push("feedback_n".to_owned());

@@ -38,6 +38,7 @@ fn sample() -> Report {
             metrics: Metrics {
                 first_feedback_ms: summary(2, 850.0),
                 total_ms: summary(2, 2630.0),
+                eta_error_pct: summary(2, 12.25),
                 ..Metrics::default()
             },
             feedback: FeedbackSummary {
@@ -71,6 +72,8 @@ fn table_says_what_latency_is_over() {
         .find(|l| l.contains("painted first token"))
         .unwrap();
     assert!(token.ends_with("0      -      -      -      -"), "{table}");
+    let eta = lines.iter().find(|l| l.contains("ETA error")).unwrap();
+    assert!(eta.ends_with("2  12.2%  24.5%  36.8%  12.2%"), "{table}");
     // Aligned: every metric line is as long as the header line.
     let widths: Vec<usize> = lines[4..].iter().map(|l| l.chars().count()).collect();
     assert!(widths.iter().all(|w| *w == widths[0]), "{table}");
@@ -83,7 +86,11 @@ fn csv_quotes_and_leaves_nothing_empty() {
     assert!(lines[0].starts_with(
         "bucket_start,bucket_start_ms,route,feedback,latency_over,n,ok,upstream_error,proxy_error,timeout,client_disconnected,shutdown,first_feedback_n,first_feedback_p50_ms,"
     ), "{csv}");
-    assert!(lines[0].ends_with(",feedback_n,feedback_mean"), "{csv}");
+    assert!(lines[0].ends_with(",eta_error_n,eta_error_p50_pct,eta_error_p90_pct,eta_error_p99_pct,eta_error_mean_pct,feedback_n,feedback_mean"), "{csv}");
+    assert!(
+        lines[1].ends_with(",2,12.25,24.5,36.75,12.25,1,0.5"),
+        "{csv}"
+    );
     assert!(
         lines[1].starts_with("2024-05-06T00:00:00Z,1714953600000,sim,\"so-so, \"\"meh\"\"\",ok,3,2,0,0,1,0,0,2,850,1700,2550,850,0,,,,,"),
         "{csv}"

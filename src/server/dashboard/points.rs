@@ -1,5 +1,6 @@
-//! `/dashboard/api/points`: one point per exchange (its timings, tier, outcome and feedback
-//! score) for the perceived-versus-actual scatter and the silence distribution. Newest first,
+//! `/dashboard/api/points`: one point per exchange (its timings, tier, outcome, feedback score
+//! and ETA error) for the perceived-versus-actual scatter, the silence distribution and the
+//! ETA error over time. Newest first,
 //! at most `limit`, from a window read oldest first with a cap on the records scanned.
 
 use crate::record::CaptureRecord;
@@ -30,6 +31,9 @@ pub struct Point {
     pub longest_silence_ms: Option<f64>,
     /// The feedback score given for the id, when there is one.
     pub score: Option<f64>,
+    /// The ETA's absolute percentage error at 25% of the exchange (`eta.error_at_25` × 100,
+    /// the unit of `aloud stats`' `eta_error_pct`); `None` when it had no estimate then.
+    pub eta_error_pct: Option<f64>,
 }
 
 impl Point {
@@ -49,6 +53,7 @@ impl Point {
             total_ms: t.done_ms,
             longest_silence_ms: t.longest_silence_ms,
             score,
+            eta_error_pct: r.eta.and_then(|e| e.error_at_25).map(|e| e * 100.0),
         }
     }
 }
