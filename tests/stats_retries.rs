@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 #[test]
 fn a_retried_request_counts_its_feedback_once_with_its_last_attempt() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("aloud.db")).unwrap();
+    let mut store = SqliteStore::open(dir.path().join("aloud.db")).unwrap();
     let mut first = records::record("retried", 1, 1_000, 1000);
     first.outcome = Outcome::UpstreamError;
     let second = records::record("retried", 2, 2_000, 1000);
