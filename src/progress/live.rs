@@ -12,7 +12,9 @@ use tokio::time::Instant;
 /// Where a request's model can be read from, when someone asks (the proxy's request tap reads
 /// it from the body's first bytes). Asked only by a dashboard, never on the request path.
 pub trait ModelHint: Send + Sync {
-    fn model(&self) -> Option<String>;
+    /// `None` while it cannot tell yet (the body is still on its way); then the model for good
+    /// (`Some(None)`: the body names none, or its bytes were not all kept).
+    fn model(&self) -> Option<Option<String>>;
 }
 
 /// What changes while a request runs.
@@ -30,7 +32,8 @@ pub struct LiveCell {
     tier: &'static str,
     started: Instant,
     ladder: Arc<Ladder>,
-    model: OnceLock<Box<str>>,
+    /// Once known for good (`Some(None)`: the request names none), so the body is read once.
+    model: OnceLock<Option<Box<str>>>,
     hint: OnceLock<Arc<dyn ModelHint>>,
     moving: Mutex<Moving>,
 }
@@ -83,7 +86,7 @@ impl LiveCell {
 
     /// The model, when known without reading the body (Gemini names it in the path).
     pub fn set_model(&self, model: &str) {
-        let _ = self.model.set(model.into());
+        let _ = self.model.set(Some(model.into()));
     }
 
     /// Where to read the model from when a dashboard asks.
@@ -103,12 +106,12 @@ impl LiveCell {
 
     fn model(&self) -> Option<String> {
         if let Some(m) = self.model.get() {
-            return Some(m.to_string());
+            return m.as_deref().map(str::to_owned);
         }
         let found = self.hint.get()?.model()?;
-        // Read once: later polls take the cached name.
-        let _ = self.model.set(found.as_str().into());
-        Some(found)
+        // Read once, found or not: later polls take the cached answer.
+        let _ = self.model.set(found.as_deref().map(Box::from));
+        found
     }
 
     /// The row for `id` at `now`.
@@ -147,9 +150,37 @@ mod tests {
 
     struct Named;
     impl ModelHint for Named {
-        fn model(&self) -> Option<String> {
-            Some("from-body".into())
+        fn model(&self) -> Option<Option<String>> {
+            Some(Some("from-body".into()))
         }
+    }
+
+    /// A body that names no model (or was not all kept) is read once, not at every poll.
+    #[test]
+    fn a_body_without_a_model_is_read_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Nameless(AtomicUsize);
+        impl ModelHint for Nameless {
+            fn model(&self) -> Option<Option<String>> {
+                // The first ask comes while the body is still on its way.
+                match self.0.fetch_add(1, Ordering::Relaxed) {
+                    0 => None,
+                    _ => Some(None),
+                }
+            }
+        }
+        let start = Instant::now();
+        let cell = LiveCell::new(Arc::from("sim"), "off", start, Arc::default());
+        let hint = Arc::new(Nameless(AtomicUsize::new(0)));
+        cell.set_model_hint(Arc::clone(&hint) as Arc<dyn ModelHint>);
+        for _ in 0..5 {
+            assert_eq!(cell.row("a", 1, start).model, None);
+        }
+        assert_eq!(
+            hint.0.load(Ordering::Relaxed),
+            2,
+            "asked again after it was known"
+        );
     }
 
     #[test]

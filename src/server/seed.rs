@@ -15,22 +15,53 @@ pub const SEED_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
 /// The most records the seed reads (the rings keep the latest [`eta::history::RING`] per key).
 pub const SEED_MAX: usize = 20_000;
 
-/// Reads recent ok records from `database` into `history`; returns how many were added.
+/// Reads the newest ok records of the last [`SEED_WINDOW`] (at most [`SEED_MAX`]) from
+/// `database` into `history`; returns how many were added.
 pub fn seed(database: &Database, history: &History, now_ms: i64) -> Result<usize, String> {
+    seed_at_most(database, history, now_ms, SEED_MAX)
+}
+
+/// The first (newest) span the seed reads; each older one is twice as long.
+const FIRST_SPAN_MS: i64 = 3_600_000;
+
+/// [`seed`], reading at most `max` records: the newest of the window. A store reads oldest
+/// first, so the window is read in spans from now backwards (the last hour, the two before, …)
+/// until `max` records were read, and the spans are taught oldest first, so each key's ring
+/// ends with its latest exchanges (one read of the whole window would keep its oldest `max`).
+pub fn seed_at_most(
+    database: &Database,
+    history: &History,
+    now_ms: i64,
+    max: usize,
+) -> Result<usize, String> {
     let store = open_reader(database).map_err(|e| e.to_string())?;
-    let filter = Filter {
-        since_ms: Some(now_ms - SEED_WINDOW.as_millis() as i64),
-        outcome: Some("ok".to_owned()),
-        limit: Some(SEED_MAX),
-        ..Filter::default()
-    };
-    let mut added = 0;
-    for record in store.query(&filter).map_err(|e| e.to_string())? {
-        let record = record.map_err(|e| e.to_string())?;
-        if let Some((key, sample, sized)) = from_record(&record) {
-            history.record_from(if sized { 0 } else { 1 }, &key, sample);
-            added += 1;
+    let earliest = now_ms - SEED_WINDOW.as_millis() as i64;
+    let mut spans: Vec<Vec<(Key, Sample, bool)>> = Vec::new();
+    let (mut read, mut until, mut span) = (0, None, FIRST_SPAN_MS);
+    while read < max && until.is_none_or(|u| u > earliest) {
+        let since = (until.unwrap_or(now_ms) - span).max(earliest);
+        let filter = Filter {
+            since_ms: Some(since),
+            // The newest span is open-ended: a replica's clock may run a little ahead.
+            until_ms: until,
+            outcome: Some("ok".to_owned()),
+            limit: Some(max - read),
+            ..Filter::default()
+        };
+        let mut found = Vec::new();
+        for record in store.query(&filter).map_err(|e| e.to_string())? {
+            let record = record.map_err(|e| e.to_string())?;
+            read += 1;
+            found.extend(from_record(&record));
         }
+        spans.push(found);
+        until = Some(since);
+        span = span.saturating_mul(2);
+    }
+    let mut added = 0;
+    for (key, sample, sized) in spans.into_iter().rev().flatten() {
+        history.record_from(if sized { 0 } else { 1 }, &key, sample);
+        added += 1;
     }
     Ok(added)
 }

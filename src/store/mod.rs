@@ -80,17 +80,19 @@ pub trait Store: Send + 'static {
     /// one [`Annotation`] per id that has either, in no particular order. The stores answer
     /// with one query; this default asks per record.
     fn annotations(&self, filter: &Filter) -> Result<Vec<Annotation>, StoreError> {
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
+        // Each id once, with its last attempt in the window.
+        let mut last: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         let unlimited = Filter {
             limit: None,
             ..filter.clone()
         };
         for record in self.query(&unlimited)? {
-            let id = record?.id;
-            if !seen.insert(id.clone()) {
-                continue;
-            }
+            let record = record?;
+            let at = last.entry(record.id).or_default();
+            *at = (*at).max(record.attempt);
+        }
+        let mut out = Vec::new();
+        for (id, attempt) in last {
             let timings = self.client_timings(&id)?;
             let feedback = self.feedback(&id)?;
             if timings.is_some() || feedback.is_some() {
@@ -100,6 +102,7 @@ pub trait Store: Send + 'static {
                     client_timings: timings,
                     feedback_score: score,
                     feedback_label: label,
+                    last_attempt: Some(i64::from(attempt)),
                 });
             }
         }

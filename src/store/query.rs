@@ -101,7 +101,8 @@ pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, 
 }
 
 /// The query for [`Store::annotations`](super::Store::annotations), the same for SQLite and
-/// Postgres: `(id, client timings JSON, feedback score, feedback label)` of every record
+/// Postgres: `(id, client timings JSON, feedback score, feedback label, the id's last attempt)`
+/// of every record
 /// `filter` selects (its limit aside) that has client timings or feedback; the filter's values
 /// are the parameters in order.
 pub(crate) fn annotations_sql(
@@ -111,7 +112,8 @@ pub(crate) fn annotations_sql(
     let (mut conditions, values) = conditions(filter, mark, 1);
     conditions.push("(t.id IS NOT NULL OR f.id IS NOT NULL)".to_owned());
     let sql = format!(
-        "SELECT DISTINCT c.id, t.timings, f.score, f.label FROM captures c \
+        "SELECT DISTINCT c.id, t.timings, f.score, f.label, \
+         (SELECT MAX(a.attempt) FROM captures a WHERE a.id = c.id) FROM captures c \
          LEFT JOIN client_timings t ON t.id = c.id LEFT JOIN feedback f ON f.id = c.id \
          WHERE {}",
         conditions.join(" AND ")
@@ -128,6 +130,9 @@ pub struct Annotation {
     pub client_timings: Option<serde_json::Value>,
     pub feedback_score: Option<f64>,
     pub feedback_label: Option<String>,
+    /// The id's last stored attempt: the beacons speak of the answer the client got, so they
+    /// belong to it alone (`None`: unknown, every attempt).
+    pub last_attempt: Option<i64>,
 }
 
 impl Annotation {
@@ -137,13 +142,21 @@ impl Annotation {
         timings: Option<&str>,
         score: Option<f64>,
         label: Option<String>,
+        last_attempt: Option<i64>,
     ) -> Annotation {
         Annotation {
             id,
             client_timings: timings.and_then(|t| serde_json::from_str(t).ok()),
             feedback_score: score,
             feedback_label: label,
+            last_attempt,
         }
+    }
+
+    /// Whether the annotation speaks of `attempt` (the id's last one).
+    pub fn covers(&self, attempt: u32) -> bool {
+        self.last_attempt
+            .is_none_or(|last| last == i64::from(attempt))
     }
 }
 
@@ -258,6 +271,7 @@ pub(super) fn sqlite_annotations(
             timings.as_deref(),
             row.get(2)?,
             row.get(3)?,
+            row.get(4)?,
         ));
     }
     Ok(out)

@@ -23,8 +23,10 @@ pub struct Annotated {
 }
 
 impl Annotated {
-    /// `record` with its id's annotation from the store, if it has one.
+    /// `record` with its id's annotation from the store, if it has one and `record` is the
+    /// id's last attempt (the beacons speak of the answer the client got, once).
     pub fn new(record: CaptureRecord, annotation: Option<&Annotation>) -> Annotated {
+        let annotation = annotation.filter(|a| a.covers(record.attempt));
         let timing = |name: &str| {
             annotation
                 .and_then(|a| a.client_timings.as_ref())

@@ -251,6 +251,30 @@ mod tests {
     }
 
     #[test]
+    fn a_model_name_past_the_bound_is_not_kept() {
+        let h = History::new();
+        let long = "m".repeat(1 << 20);
+        for _ in 0..MIN_BASIS {
+            h.record(&key(&long), sample(3000.0));
+        }
+        let inner = h.lock();
+        let kept: usize = inner
+            .rings
+            .keys()
+            .map(|k| k.model.as_ref().map_or(0, |m| m.len()))
+            .max()
+            .unwrap_or(0);
+        assert!(
+            kept <= super::super::MAX_MODEL,
+            "a key holds a {kept}-byte model"
+        );
+        drop(inner);
+        // The request still gets the estimate its route and size give.
+        let e = h.estimate(&key(&long), 0.0, false).unwrap();
+        assert_eq!(e.remaining_ms, 3000.0);
+    }
+
+    #[test]
     fn keys_are_capped() {
         let h = History::new();
         for i in 0..(MAX_KEYS + 50) {

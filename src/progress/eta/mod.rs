@@ -35,14 +35,22 @@ pub struct Key {
 /// The level marker for "any size" in a coarser key.
 const ANY_INPUT: u8 = u8::MAX;
 
+/// The longest model name a key keeps (bytes); a longer one (the client's to choose) counts as
+/// no model, so the history's memory stays bounded by its key cap whatever requests name.
+pub const MAX_MODEL: usize = 256;
+
 impl Key {
     /// The key at each level, finest first: everything; without the input size; without the
     /// effort; the route and streaming alone. A level that is the same as the one before (a
     /// request that names no effort) is left out, so no sample counts twice.
     pub fn levels(&self) -> Vec<Key> {
+        let mut finest = self.clone();
+        if finest.model.as_ref().is_some_and(|m| m.len() > MAX_MODEL) {
+            finest.model = None;
+        }
         let no_input = Key {
             input: ANY_INPUT,
-            ..self.clone()
+            ..finest.clone()
         };
         let no_effort = Key {
             effort: None,
@@ -53,7 +61,7 @@ impl Key {
             ..no_effort.clone()
         };
         let mut out = Vec::with_capacity(4);
-        for k in [self.clone(), no_input, no_effort, route] {
+        for k in [finest, no_input, no_effort, route] {
             if out.last() != Some(&k) {
                 out.push(k);
             }

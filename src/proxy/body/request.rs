@@ -154,14 +154,28 @@ impl RequestTap {
 /// The dashboard's live view reads a request's model from the kept first bytes, only when it
 /// asks (never on the request path); a body not yet whole, or let go, names none.
 impl crate::progress::live::ModelHint for RequestTap {
-    fn model(&self) -> Option<String> {
+    fn model(&self) -> Option<Option<String>> {
         #[derive(serde::Deserialize)]
         struct Named {
             model: Option<String>,
         }
-        // A copy, so the body's own reads never wait on the parse.
-        let bytes = self.kept().0.clone();
-        serde_json::from_slice::<Named>(&bytes).ok()?.model
+        let bytes = {
+            let kept = self.kept();
+            if !self.sent.load(Ordering::Acquire) {
+                return None;
+            }
+            if kept.1 != kept.0.len() {
+                // Not all kept, or let go: it will never be known.
+                return Some(None);
+            }
+            // A copy, so the body's own reads never wait on the parse.
+            kept.0.clone()
+        };
+        Some(
+            serde_json::from_slice::<Named>(&bytes)
+                .ok()
+                .and_then(|n| n.model),
+        )
     }
 }
 

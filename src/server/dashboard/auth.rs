@@ -4,6 +4,10 @@
 //! start (so it never holds the token, and a restart asks again); the query form is answered
 //! with a redirect to the bare URL, so the token leaves the address bar and history. The admin
 //! listener logs no paths, so the token never reaches a log.
+//!
+//! Without a token, only requests addressed to an IP address or `localhost` pass: a web page
+//! whose own name was rebound to this address (DNS rebinding) would otherwise read the requests
+//! in flight, whose ids open their side channel and kept answers.
 
 use crate::config::tokens;
 use http::{HeaderMap, HeaderValue, header};
@@ -28,6 +32,8 @@ pub enum Pass {
     /// The `access_token` parameter carried it: the page answers with the cookie.
     Query,
     Denied,
+    /// No token is set and the request named this host (not an IP address or `localhost`).
+    Named(String),
 }
 
 impl Gate {
@@ -48,7 +54,10 @@ impl Gate {
     /// Whether the request may pass, and how.
     pub fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Pass {
         let Some(token) = &self.token else {
-            return Pass::Open;
+            return match foreign_host(headers) {
+                Some(host) => Pass::Named(host),
+                None => Pass::Open,
+            };
         };
         let known = std::slice::from_ref(token);
         let bearer = headers
@@ -94,6 +103,24 @@ fn access_token(query: &str) -> Option<String> {
         let (name, value) = pair.split_once('=')?;
         (name == "access_token").then(|| tokens::percent_decode(value))
     })
+}
+
+/// The `Host` the request names, when it is neither an IP address nor `localhost` (nor below
+/// it). No `Host` (HTTP/1.0) passes: browsers always send one.
+fn foreign_host(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?;
+    let text = host.to_str().unwrap_or("").trim();
+    // `[::1]:9787`, `127.0.0.1:9787`, `localhost`.
+    let name = match text.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => text.rsplit_once(':').map_or(text, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let loopback_name = name == "localhost" || name.ends_with(".localhost");
+    if loopback_name || name.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(host.as_bytes()).into_owned())
 }
 
 fn cookie(headers: &HeaderMap) -> Option<&str> {
@@ -162,7 +189,31 @@ mod tests {
     }
 
     #[test]
-    fn without_a_token_everything_passes() {
-        assert_eq!(Gate::new(None).check(&HeaderMap::new(), None), Pass::Open);
+    fn without_a_token_only_addresses_and_localhost_pass() {
+        let gate = Gate::new(None);
+        assert_eq!(gate.check(&HeaderMap::new(), None), Pass::Open);
+        for host in [
+            "127.0.0.1:9787",
+            "localhost",
+            "LOCALHOST.:1",
+            "[::1]:9787",
+            "10.1.2.3",
+        ] {
+            assert_eq!(
+                gate.check(&with(header::HOST, host), None),
+                Pass::Open,
+                "{host}"
+            );
+        }
+        for host in [
+            "evil.example:9787",
+            "127.0.0.1.nip.io",
+            "localhost.evil.example",
+        ] {
+            assert_eq!(
+                gate.check(&with(header::HOST, host), None),
+                Pass::Named(host.to_owned())
+            );
+        }
     }
 }

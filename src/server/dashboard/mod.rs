@@ -54,8 +54,18 @@ impl Dashboard {
         tasks: &Tasks,
     ) -> Response<Body> {
         let pass = self.gate.check(headers, query);
-        if pass == Pass::Denied {
-            return unauthorized();
+        match pass {
+            Pass::Denied => return unauthorized(),
+            Pass::Named(host) => {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "without [admin] token_env the dashboard answers only requests to an IP \
+                         address or localhost, not {host:?}: set token_env to open it by name\n"
+                    ),
+                );
+            }
+            Pass::Open | Pass::Query => {}
         }
         let query = query.unwrap_or("");
         match path {
