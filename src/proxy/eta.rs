@@ -7,6 +7,10 @@ use crate::progress::eta::{Key, KeySource, input_bucket};
 use http::Method;
 use std::sync::Arc;
 
+/// The largest request body whose model and effort the ETA key reads (as `apis::usage` bounds
+/// what it parses of an answer).
+const MAX_PARSED: usize = 256 << 10;
+
 /// How an exchange learns its ETA key once its request body went upstream: the route, and
 /// what the request says (`apis::traits`), read in place from the tap.
 pub(super) fn key_source(
@@ -23,7 +27,10 @@ pub(super) fn key_source(
     let tap = Arc::clone(tap);
     Box::new(move || {
         let traits = tap.with_whole_body(|body| {
-            let body = (!body.is_empty()).then_some(body);
+            // This runs between the upstream's head and the client's: a body past the bound
+            // is not parsed (about 140 µs a MiB), and its key falls back to what the path
+            // says, the coarser levels the estimator already knows how to use.
+            let body = (!body.is_empty() && body.len() <= MAX_PARSED).then_some(body);
             crate::apis::traits::read(api, method.as_str(), &path, query.as_deref(), body)
         })?;
         Some(Key {
