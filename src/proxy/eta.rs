@@ -30,7 +30,7 @@ pub(super) fn key_source(
             // This runs between the upstream's head and the client's: a body past the bound
             // is not parsed (about 140 µs a MiB), and its key falls back to what the path
             // says, the coarser levels the estimator already knows how to use.
-            let body = (!body.is_empty() && body.len() <= MAX_PARSED).then_some(body);
+            let body = parsed(body);
             crate::apis::traits::read(api, method.as_str(), &path, query.as_deref(), body)
         })?;
         Some(Key {
@@ -41,4 +41,24 @@ pub(super) fn key_source(
             input: input_bucket(tap.bytes_in()),
         })
     })
+}
+
+/// The part of a request body the ETA key reads: all of it, unless it is empty or past
+/// [`MAX_PARSED`].
+fn parsed(body: &[u8]) -> Option<&[u8]> {
+    (!body.is_empty() && body.len() <= MAX_PARSED).then_some(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_past_the_bound_is_not_parsed() {
+        let at = vec![b' '; MAX_PARSED];
+        let past = vec![b' '; MAX_PARSED + 1];
+        assert!(parsed(&at).is_some());
+        assert!(parsed(&past).is_none());
+        assert!(parsed(b"").is_none());
+    }
 }
