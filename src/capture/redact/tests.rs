@@ -1,3 +1,5 @@
+//! Tests of the redactor: what it finds, across chunk boundaries, and what it keeps.
+
 use super::*;
 use crate::capture::record::{
     CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, ToolCall,

@@ -1,3 +1,5 @@
+//! Tests of `report`: groups, buckets, windows, outcomes, beacons, feedback, ETA error.
+
 use super::*;
 use crate::capture::record::{CaptureLevel, Outcome, Timings};
 use crate::capture::stats::{Bucket, LatencyOver};

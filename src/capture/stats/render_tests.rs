@@ -1,3 +1,5 @@
+//! Tests of the stats table and CSV.
+
 use super::*;
 use crate::capture::record::Outcome;
 use crate::capture::stats::{

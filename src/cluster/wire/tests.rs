@@ -1,3 +1,5 @@
+//! Tests of the cluster's wire format.
+
 use super::*;
 use crate::progress::hub::Outgoing;
 

@@ -1,3 +1,5 @@
+//! Tests of kept answers: bounds, reading after event N, live, whole, and failures.
+
 use super::*;
 use crate::apis::Api;
 

@@ -1,3 +1,5 @@
+//! Tests of redacting a whole record: text, deltas' offsets and labels.
+
 use super::super::RedactConfig;
 use super::*;
 use crate::capture::record::{CaptureLevel, DeltaText, Outcome, Reassembled, Timings};
