@@ -18,23 +18,31 @@ pub struct DbArgs {
     pub database: Option<String>,
 }
 
-/// Which records.
+/// Which exchanges, as `export` and `stats` both choose them.
 #[derive(Debug, clap::Args)]
-pub struct FilterArgs {
-    /// Records from this time on: a time ago (7d, 24h, 30m) or an RFC 3339 time or date
+pub struct WindowArgs {
+    /// Exchanges from this time on: a time ago (7d, 24h, 30m) or an RFC 3339 time or date
     /// (2024-05-06T00:00:00Z, 2024-05-06).
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// Records before this time (same forms as --since).
+    /// Exchanges before this time (same forms as --since).
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
     #[arg(long)]
     pub route: Option<String>,
     #[arg(long)]
     pub model: Option<String>,
-    /// ok, upstream_error, proxy_error, timeout, client_disconnected or shutdown.
+    /// Only this outcome: ok, upstream_error, proxy_error, timeout, client_disconnected or
+    /// shutdown (for `stats`, latency is then over it).
     #[arg(long)]
     pub outcome: Option<String>,
+}
+
+/// Which records `export` reads.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    #[command(flatten)]
+    pub window: WindowArgs,
     /// Only records whose feedback score is at least this.
     #[arg(long)]
     pub min_score: Option<f64>,
@@ -73,11 +81,11 @@ pub(super) fn open(database: &Database) -> Result<Box<dyn Store>, String> {
 
 pub(super) fn filter(args: &FilterArgs) -> Result<Filter, String> {
     let (since_ms, until_ms) = crate::capture::stats::parse_window(
-        args.since.as_deref(),
-        args.until.as_deref(),
+        args.window.since.as_deref(),
+        args.window.until.as_deref(),
         crate::capture::stats::unix_ms(std::time::SystemTime::now()),
     )?;
-    if let Some(o) = &args.outcome
+    if let Some(o) = &args.window.outcome
         && crate::capture::Outcome::parse(o).is_none()
     {
         return Err(format!(
@@ -87,9 +95,9 @@ pub(super) fn filter(args: &FilterArgs) -> Result<Filter, String> {
     Ok(Filter {
         since_ms,
         until_ms,
-        route: args.route.clone(),
-        model: args.model.clone(),
-        outcome: args.outcome.clone(),
+        route: args.window.route.clone(),
+        model: args.window.model.clone(),
+        outcome: args.window.outcome.clone(),
         min_score: args.min_score,
         label: args.label.clone(),
         limit: args.limit,

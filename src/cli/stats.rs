@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use super::data::{DbArgs, database, fail, open};
+use super::data::{DbArgs, WindowArgs, database, fail, open};
 use crate::capture::stats::{
     QueryText, StatsQuery, render_csv, render_table, report_from_store, unix_ms,
 };
@@ -16,24 +16,11 @@ pub struct StatsArgs {
     /// commas (default: one row for everything).
     #[arg(long, alias = "by", default_value = "none", value_name = "DIMENSIONS")]
     pub group_by: String,
-    /// Exchanges from this time on: a time ago (7d, 24h, 30m) or an RFC 3339 time or date
-    /// (2024-05-06T00:00:00Z, 2024-05-06).
-    #[arg(long, value_name = "WHEN")]
-    pub since: Option<String>,
-    /// Exchanges before this time (same forms as --since).
-    #[arg(long, value_name = "WHEN")]
-    pub until: Option<String>,
+    #[command(flatten)]
+    pub window: WindowArgs,
     /// A time series: one row per group per hour (1h) or day (1d), aligned to UTC.
     #[arg(long, value_name = "1h|1d")]
     pub bucket: Option<String>,
-    #[arg(long)]
-    pub route: Option<String>,
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Only this outcome (ok, upstream_error, proxy_error, timeout, client_disconnected,
-    /// shutdown); latency is then over it.
-    #[arg(long)]
-    pub outcome: Option<String>,
     /// Latency over every outcome, not only ok exchanges.
     #[arg(long, conflicts_with = "outcome")]
     pub all_outcomes: bool,
@@ -49,12 +36,12 @@ pub struct StatsArgs {
 pub fn query(args: &StatsArgs, now_ms: i64) -> Result<StatsQuery, String> {
     QueryText {
         group_by: Some(&args.group_by),
-        since: args.since.as_deref(),
-        until: args.until.as_deref(),
+        since: args.window.since.as_deref(),
+        until: args.window.until.as_deref(),
         bucket: args.bucket.as_deref(),
-        route: args.route.as_deref(),
-        model: args.model.as_deref(),
-        outcome: args.outcome.as_deref(),
+        route: args.window.route.as_deref(),
+        model: args.window.model.as_deref(),
+        outcome: args.window.outcome.as_deref(),
         all_outcomes: args.all_outcomes,
     }
     .parse(now_ms, |name| format!("--{name}"))
