@@ -124,7 +124,9 @@ async fn answer(
         return endpoints::json(StatusCode::OK, r#"{"status":"ok"}"#);
     }
     if path == "/aloud" || path.starts_with("/aloud/") {
-        return endpoints::answer(app, req, path).await;
+        // Boxed, like `forward` below: awaited inline, each would add its whole state to every
+        // request's future, copied as it moves (the proxied path's is about 5 KiB).
+        return Box::pin(endpoints::answer(app, req, path)).await;
     }
     if let Some((rt, rest)) = route {
         let cx = proxy::Context {
@@ -138,7 +140,7 @@ async fn answer(
             telemetry: app.telemetry.as_ref(),
             finishing: &app.finishing,
         };
-        return proxy::forward(rt, &rest, req, cx).await;
+        return Box::pin(proxy::forward(rt, &rest, req, cx)).await;
     }
     if path == "/" {
         return endpoints::redirect("/aloud/", req.uri().query());

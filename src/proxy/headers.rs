@@ -5,16 +5,18 @@ use crate::config::tokens::{self, Owner};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the de-facto ones); never forwarded on either leg.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// `HeaderName`s, not strings: a removal by `&str` parses and hashes the name every time, and
+/// this runs twice per request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Client headers that carry provider credentials.
@@ -26,36 +28,39 @@ pub const CLIENT_TOKEN_HEADER: &str = "aloud-token";
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
+    strip(headers, |_| false);
 }
 
 /// Prepares client request headers for the upstream: no hop-by-hop, no `Host` (the client sets
 /// it from the upstream URI), no `Expect` (aloud answered it), and no `Aloud-*` header.
 pub fn request_headers_for_upstream(mut headers: HeaderMap) -> HeaderMap {
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    headers.remove(header::EXPECT);
-    let own: Vec<HeaderName> = headers
+    strip(&mut headers, |k| {
+        k == header::HOST || k == header::EXPECT || k.as_str().starts_with("aloud-")
+    });
+    headers
+}
+
+/// Removes the hop-by-hop headers, those `Connection` names, and those `also` picks, in one
+/// pass over the names present (most requests have none to remove: nothing is allocated then).
+fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+    let mut gone: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("aloud-"))
+        .filter(|k| HOP_BY_HOP.contains(k) || also(k))
         .cloned()
         .collect();
-    for name in own {
+    if gone.contains(&header::CONNECTION) {
+        gone.extend(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+        );
+    }
+    for name in gone {
         headers.remove(name);
     }
-    headers
 }
 
 /// Whether the client sent any provider credential, in a header or Gemini's `key` query parameter.
