@@ -5,7 +5,7 @@ use super::frames;
 use super::live::LiveCell;
 use super::state::DoneEvent;
 use crate::config::Owner;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque, hash_map};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -65,6 +65,8 @@ enum Stage {
 }
 
 struct Entry {
+    /// The map's key, shared (the finished and awaited queues hold clones of it).
+    id: Arc<str>,
     stage: Stage,
     /// Who made the request (`None` when client tokens are off, or while awaited).
     owner: Option<Owner>,
@@ -156,8 +158,9 @@ impl Entry {
         }
     }
 
-    fn new(stage: Stage) -> Self {
+    fn new(id: Arc<str>, stage: Stage) -> Self {
         Entry {
+            id,
             stage,
             owner: None,
             attempts: 0,
@@ -188,6 +191,16 @@ struct Entries {
     map: HashMap<Arc<str>, Entry>,
     finished: VecDeque<(Instant, Arc<str>)>,
     awaited: VecDeque<(Instant, Arc<str>)>,
+}
+
+/// The entry for `id` with the map's own key (shared, so the finished queue holds no copy of the
+/// id), in one lookup.
+fn find_mut<'a>(
+    map: &'a mut HashMap<Arc<str>, Entry>,
+    id: &str,
+) -> Option<(Arc<str>, &'a mut Entry)> {
+    let entry = map.get_mut(id)?;
+    Some((Arc::clone(&entry.id), entry))
 }
 
 /// The registry, shared by the proxy (publishers) and the side-channel endpoint (subscribers).
@@ -263,11 +276,14 @@ impl Hub {
         let now = Instant::now();
         let mut entries = self.lock();
         self.prune(&mut entries, now);
-        match entries.map.get_mut(id) {
-            Some(entry) if matches!(entry.stage, Stage::InFlight | Stage::Remote { .. }) => {
+        match entries.map.entry(Arc::clone(id)) {
+            hash_map::Entry::Occupied(o)
+                if matches!(o.get().stage, Stage::InFlight | Stage::Remote { .. }) =>
+            {
                 Err(InFlight)
             }
-            Some(entry) => {
+            hash_map::Entry::Occupied(mut o) => {
+                let entry = o.get_mut();
                 let awaited = matches!(entry.stage, Stage::Awaited { .. });
                 if !awaited && entry.owner != owner {
                     // Nothing of the other owner's request may show through, not even its
@@ -289,13 +305,13 @@ impl Hub {
                     listeners: Listeners(Arc::clone(&entry.version)),
                 })
             }
-            None => {
-                let mut entry = Entry::new(Stage::InFlight);
+            hash_map::Entry::Vacant(v) => {
+                let mut entry = Entry::new(Arc::clone(v.key()), Stage::InFlight);
                 entry.owner = owner;
                 entry.live = live;
                 entry.attempts = 1;
                 let listeners = Listeners(Arc::clone(&entry.version));
-                entries.map.insert(Arc::clone(id), entry);
+                v.insert(entry);
                 Ok(Begun {
                     last_seq: 0,
                     attempt: 1,
@@ -334,8 +350,8 @@ impl Hub {
     pub fn finish(&self, id: &str, done: Option<DoneEvent>) {
         let mut entries = self.lock();
         let at = Instant::now();
-        let key = entries.map.get_key_value(id).map(|(k, _)| Arc::clone(k));
-        if let (Some(key), Some(entry)) = (key, entries.map.get_mut(id)) {
+        let Entries { map, finished, .. } = &mut *entries;
+        if let Some((key, entry)) = find_mut(map, id) {
             if let Some(done) = done {
                 entry.last_seq = entry.last_seq.max(done.seq);
                 entry.done = Some(Box::new(done));
@@ -347,7 +363,7 @@ impl Hub {
                 link.finished(id, entry);
             }
             remote::forget_watchers(entry);
-            entries.finished.push_back((at, key));
+            finished.push_back((at, key));
         }
     }
 
@@ -384,7 +400,7 @@ impl Hub {
             return rx;
         }
         let key: Arc<str> = Arc::from(id);
-        let mut entry = Entry::new(Stage::Awaited { since: now });
+        let mut entry = Entry::new(Arc::clone(&key), Stage::Awaited { since: now });
         let rx = entry.version.subscribe();
         if let Some(link) = self.up_link() {
             link.ask(id, &mut entry, after, true);
@@ -445,12 +461,10 @@ impl Hub {
             let (at, id) = (*at, Arc::clone(id));
             entries.finished.pop_front();
             // A retry may have restarted the id since: only the same finish counts.
-            if entries
-                .map
-                .get(&id)
-                .is_some_and(|e| e.stage == Stage::Finished { at })
+            if let hash_map::Entry::Occupied(o) = entries.map.entry(id)
+                && o.get().stage == (Stage::Finished { at })
             {
-                entries.map.remove(&id);
+                o.remove();
             }
         }
         while let Some((since, id)) = entries.awaited.front() {

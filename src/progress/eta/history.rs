@@ -111,15 +111,24 @@ impl History {
         let tick = inner.tick;
         let mut scored = None;
         for k in key.levels().into_iter().skip(from) {
-            if !inner.rings.contains_key(&k) && inner.rings.len() >= MAX_KEYS {
-                evict(&mut inner.rings);
-            }
-            let ring = inner.rings.entry(k).or_default();
-            ring.touched = tick;
-            let basis = ring.samples.len() as u32;
-            let score = ring.push(sample);
+            // One lookup for a key the history knows (nearly every call: this runs at the end
+            // of every ok exchange).
+            let visit = |ring: &mut Ring| {
+                ring.touched = tick;
+                let basis = ring.samples.len() as u32;
+                ring.push(sample).map(|s| (s, basis))
+            };
+            let score = match inner.rings.get_mut(&k) {
+                Some(ring) => visit(ring),
+                None => {
+                    if inner.rings.len() >= MAX_KEYS {
+                        evict(&mut inner.rings);
+                    }
+                    visit(inner.rings.entry(k).or_default())
+                }
+            };
             if scored.is_none() {
-                scored = score.map(|s| (s, basis));
+                scored = score;
             }
         }
         scored

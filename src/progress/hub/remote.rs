@@ -275,8 +275,8 @@ impl Hub {
             None => {
                 let key: Arc<str> = Arc::from(id);
                 awaited.push_back((now, Arc::clone(&key)));
-                map.entry(key)
-                    .or_insert_with(|| Entry::new(Stage::Awaited { since: now }))
+                map.entry(Arc::clone(&key))
+                    .or_insert_with(|| Entry::new(key, Stage::Awaited { since: now }))
             }
         };
         let followed = entry.link.as_ref().is_some_and(|l| l.source.is_some());
