@@ -9,6 +9,19 @@ pub mod upstream_error;
 pub mod usage;
 
 use serde::Deserialize;
+use std::borrow::Cow;
+
+/// A `Content-Type`'s media type (before any `;` parameter), trimmed and lowercased; borrowed
+/// when it is already lowercase (every upstream we know sends it so), since this is read for
+/// every response.
+pub fn media_type(content_type: &str) -> Cow<'_, str> {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(essence.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(essence)
+    }
+}
 
 /// The wire dialect of a route: decides error envelopes, credentials and (later) stream reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
@@ -54,4 +67,23 @@ pub fn model_in_path(path: &str) -> Option<&str> {
     let after = path.split("/models/").nth(1)?;
     let model = after.split(':').next()?;
     (!model.is_empty()).then_some(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::media_type;
+    use std::borrow::Cow;
+
+    #[test]
+    fn media_type_drops_parameters_and_lowercases_only_when_needed() {
+        assert!(matches!(
+            media_type(" text/event-stream; charset=utf-8"),
+            Cow::Borrowed("text/event-stream")
+        ));
+        assert_eq!(
+            media_type("Application/X-NDJSON ;q=1"),
+            "application/x-ndjson"
+        );
+        assert_eq!(media_type(""), "");
+    }
 }

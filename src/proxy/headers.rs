@@ -156,8 +156,8 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
+                .get(.."text/event-stream".len())
+                .is_some_and(|p| p.eq_ignore_ascii_case("text/event-stream"))
         })
 }
 

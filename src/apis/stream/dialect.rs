@@ -21,12 +21,7 @@ impl Dialect {
             .split_once('?')
             .unwrap_or((path_and_query, ""));
         let path = path.trim_end_matches('/');
-        let ct = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let ct = crate::apis::media_type(content_type);
         let sse = ct == "text/event-stream" || (ct.is_empty() && query.contains("alt=sse"));
         let sse_or_unknown = sse || ct.is_empty();
         let jsonish = ct.is_empty() || ct.contains("json");

@@ -154,11 +154,6 @@ impl ExchangeBody {
 
 /// An event stream or NDJSON, by content type (the capture's "streamed").
 fn is_stream_type(content_type: &str) -> bool {
-    let ct = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = crate::apis::media_type(content_type);
     ct == "text/event-stream" || ct.contains("ndjson") || ct == "application/jsonl"
 }
