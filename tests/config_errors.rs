@@ -129,6 +129,14 @@ fn bad_configs_name_file_line_column_and_key() {
             "routes[0]: missing field `name`",
         ),
         (
+            "[server]\nworkers = 0\n".to_owned() + ROUTE,
+            "server.workers: must be from 1 to 1024",
+        ),
+        (
+            "[server]\nworkers = 1025\n".to_owned() + ROUTE,
+            "server.workers: must be from 1 to 1024",
+        ),
+        (
             "[server]\nmax_concurrent_requests = 0\n".to_owned() + ROUTE,
             "server.max_concurrent_requests: must be at least 1",
         ),

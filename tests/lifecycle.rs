@@ -133,6 +133,46 @@ async fn status_of(b: &Binary, path: &str) -> u16 {
         .status()
 }
 
+/// Threads of `pid` named as tokio names the threads it starts (`tokio-rt-worker`, and blocking
+/// ones).
+fn tokio_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("tokio-r"))
+        .count()
+}
+
+#[tokio::test]
+async fn workers_sets_how_many_threads_serve() {
+    let up = Scripted::start().await;
+    let upstream = format!("http://{}", up.addr());
+    for workers in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        let toml = format!("[server]\nworkers = {workers}\n");
+        std::fs::write(&config, toml + &route("a", "/a", &upstream, "")).unwrap();
+        let mut b = Binary::start(&config, &[]).await;
+        let listening = b
+            .json()
+            .into_iter()
+            .find(|v| message(v).starts_with("aloud listening"));
+        assert_eq!(
+            listening.unwrap()["workers"],
+            workers,
+            "{}",
+            b.log().join("\n")
+        );
+        assert_eq!(status_of(&b, "/a/v1/chat/completions").await, 200);
+        if workers > 1 {
+            // A multi-threaded runtime's workers (blocking threads, if any, carry the name too).
+            assert!(tokio_threads(b.pid()) >= workers, "{workers} workers");
+        }
+        b.signal("TERM");
+        b.wait_exit(Duration::from_secs(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn sighup_reloads_routes_and_a_broken_config_keeps_the_running_one() {
     let up = Scripted::start().await;

@@ -43,7 +43,8 @@ pub fn serve(
         config.admin.listen = at;
     }
     let path = path.map(Path::to_owned);
-    run(async move {
+    let workers = workers(config.server.workers);
+    run_on(workers, async move {
         // Handlers first: from the "listening" line on, a signal is aloud's to handle.
         let mut signals = Signals::new();
         let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
@@ -65,10 +66,11 @@ pub fn serve(
         warn_unset_keys(&config);
         match &config.server.tls {
             None => {
-                tracing::info!(%addr, "aloud listening on http://{addr}/ (demo page at /aloud/)")
+                tracing::info!(%addr, workers, "aloud listening on http://{addr}/ (demo page at /aloud/)")
             }
             Some(tls) => tracing::info!(
                 %addr,
+                workers,
                 cert = %tls.cert_file.display(),
                 "aloud listening on https://{addr}/ (HTTP/2 and HTTP/1.1; demo page at /aloud/)"
             ),
@@ -242,13 +244,25 @@ pub fn simulate(
 }
 
 fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
-    // On one core (a container limit, or `taskset`), a work-stealing scheduler only adds
-    // cross-thread wake-ups: the current-thread runtime serves the same work with fewer.
-    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let mut builder = if one_core {
+    run_on(workers(None), fut)
+}
+
+/// The threads that serve: as configured, else one per core available to the process.
+fn workers(configured: Option<usize>) -> usize {
+    configured.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Runs `fut` on `workers` threads.
+fn run_on(workers: usize, fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
+    // On one core (a container limit, or `taskset`), or with one worker asked for, a
+    // work-stealing scheduler only adds cross-thread wake-ups: the current-thread runtime serves
+    // the same work with fewer (measured: benches/README.md, "Workers").
+    let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
     };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,

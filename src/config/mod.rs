@@ -185,6 +185,8 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// Open client connections at most; the accept loop closes further ones at once.
     pub max_connections: usize,
+    /// Threads that serve requests; `None`: one per core available to the process.
+    pub workers: Option<usize>,
     pub max_request_head: usize,
     pub request_head_timeout: Duration,
     /// Longest silence while reading a client's request body; past it, 408.

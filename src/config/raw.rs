@@ -107,6 +107,7 @@ pub struct RawServer {
     pub allow_open_relay: bool,
     pub max_concurrent_requests: Option<Spanned<u32>>,
     pub max_connections: Option<Spanned<u32>>,
+    pub workers: Option<Spanned<u32>>,
     pub max_request_head: Option<Size>,
     pub request_head_timeout: Option<Dur>,
     pub request_body_timeout: Option<Dur>,

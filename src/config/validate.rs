@@ -22,6 +22,9 @@ mod tls;
 /// Paths that aloud answers itself; no route may claim them.
 const RESERVED: [&str; 2] = ["/aloud", "/healthz"];
 
+/// `[server] workers` at most (far past any core count aloud is run on).
+const MAX_WORKERS: u32 = 1024;
+
 struct Ctx<'a> {
     text: &'a str,
     file: &'a Path,
@@ -127,8 +130,20 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, 
         Some(n) => *n.get_ref() as usize,
         None => defaults::MAX_CONNECTIONS as usize,
     };
+    let workers = match &s.workers {
+        Some(n) if !(1..=MAX_WORKERS).contains(n.get_ref()) => {
+            return Err(ctx.err(
+                Some(n.span()),
+                "server.workers",
+                format!("must be from 1 to {MAX_WORKERS}"),
+            ));
+        }
+        Some(n) => Some(*n.get_ref() as usize),
+        None => None,
+    };
     let server = ServerConfig {
         listen,
+        workers,
         client_tokens,
         allow_open_relay: s.allow_open_relay,
         max_concurrent_requests,

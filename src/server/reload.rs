@@ -188,6 +188,7 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str
     }
     keep!("server.listen", server.listen);
     keep!("server.max_connections", server.max_connections);
+    keep!("server.workers", server.workers);
     keep!(
         "server.max_concurrent_requests",
         server.max_concurrent_requests
