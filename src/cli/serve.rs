@@ -256,7 +256,7 @@ fn workers(configured: Option<usize>) -> usize {
 fn run_on(workers: usize, fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
     // On one core (a container limit, or `taskset`), or with one worker asked for, a
     // work-stealing scheduler only adds cross-thread wake-ups: the current-thread runtime serves
-    // the same work with fewer (measured: benches/README.md, "Workers").
+    // the same work with fewer (benches/README.md, "Results after the speed work on issue 7").
     let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
