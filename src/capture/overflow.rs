@@ -99,7 +99,7 @@ fn run(core: &Core, receiver: &mpsc::Receiver<Job>, waiting: &Waiting) {
         waiting,
         clean: false,
     };
-    while let Ok(first) = receiver.recv() {
+    'jobs: while let Ok(first) = receiver.recv() {
         let mut jobs = vec![first];
         if matches!(jobs[0], Job::Wake) {
             gather(receiver, waiting, &mut jobs);
@@ -112,15 +112,11 @@ fn run(core: &Core, receiver: &mpsc::Receiver<Job>, waiting: &Waiting) {
                     core.sync_spill();
                     let _ = done.send(());
                 }
-                Job::Stop => {
-                    take(core, waiting, true);
-                    core.sync_spill();
-                    guard.clean = true;
-                    return;
-                }
+                Job::Stop => break 'jobs,
             }
         }
     }
+    // A stop, or every sender gone: the last of the list, and later sends get their entry back.
     take(core, waiting, true);
     core.sync_spill();
     guard.clean = true;
