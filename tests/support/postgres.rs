@@ -144,7 +144,19 @@ impl Postgres {
             pg.write_owned(&pg.dir.join("server.crt"), &cert);
             pg.write_owned(&pg.dir.join("server.key"), &key);
         }
-        pg.start();
+        // The port was free when it was picked; a parallel test binding port 0 may take it
+        // before Postgres binds. That collision (and only it) picks another port, a few times.
+        for attempt in 1.. {
+            match pg.try_start() {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && pg.log().contains("Address already in use") => {
+                    let _ = std::fs::remove_file(pg.dir.join("postgres.log"));
+                    pg.port = free_port();
+                    eprintln!("postgres: port taken before it bound ({e}); trying another");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
         pg
     }
 
@@ -191,6 +203,10 @@ impl Postgres {
     /// Starts the server (again) on the same port and data; returns once `pg_isready` says it
     /// accepts connections.
     pub fn start(&self) {
+        self.try_start().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_start(&self) -> Result<(), String> {
         let mut opts = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories={} -c fsync=off \
              -c max_connections=200",
@@ -204,7 +220,7 @@ impl Postgres {
             ));
         }
         let log = self.dir.join("postgres.log");
-        self.run(
+        self.try_run(
             "pg_ctl",
             &[
                 "-D".as_ref(),
@@ -218,8 +234,9 @@ impl Postgres {
                 "30".as_ref(),
                 "start".as_ref(),
             ],
-        );
+        )?;
         self.wait_ready();
+        Ok(())
     }
 
     /// Stops the server (fast shutdown: connections are cut); the data stays for `start`.
@@ -300,6 +317,11 @@ impl Postgres {
 
     /// A server program (`initdb`, `pg_ctl`) as the unprivileged user.
     fn run(&self, program: &str, args: &[&std::ffi::OsStr]) {
+        self.try_run(program, args)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
         let mut cmd = self.command(&self.bin.join(program));
         let out = cmd
             .args(args)
@@ -307,13 +329,15 @@ impl Postgres {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "{program} failed: {}{}\nlog:\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             self.log()
-        );
+        ))
     }
 
     fn command(&self, program: &Path) -> Command {
