@@ -62,9 +62,12 @@ impl Receiver {
         format!("http://127.0.0.1:{}/v1/traces", self.port)
     }
 
+    /// The spans received so far. The receiver appends while this reads, so the text may end in
+    /// a line it has not finished writing: only lines ended by a newline are complete.
     fn spans(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
