@@ -2,6 +2,7 @@
 //! usage, per api shape. Pure; the streaming counterpart is `stream`.
 
 use super::stream::{Reassembly, ToolCallRecord, Usage, set_once};
+use crate::apis::at::At;
 use serde_json::Value;
 
 fn text(v: Option<&Value>) -> &str {
@@ -58,7 +59,7 @@ pub fn has_reasoning(body: &Value) -> bool {
     fn kind(v: &Value) -> &str {
         text(v.get("type"))
     }
-    if let Some(m) = body.pointer("/choices/0/message") {
+    if let Some(m) = body.at("/choices/0/message") {
         return non_empty(m.get("reasoning_content")) || non_empty(m.get("reasoning"));
     }
     if body.get("output").is_some_and(Value::is_array) {
@@ -71,12 +72,12 @@ pub fn has_reasoning(body: &Value) -> bool {
             .iter()
             .any(|b| matches!(kind(b), "thinking" | "redacted_thinking"));
     }
-    if let Some(parts) = body.pointer("/candidates/0/content/parts") {
+    if let Some(parts) = body.at("/candidates/0/content/parts") {
         return items(Some(parts))
             .iter()
             .any(|p| p.get("thought").and_then(Value::as_bool) == Some(true));
     }
-    non_empty(body.pointer("/message/thinking")) || non_empty(body.get("thinking"))
+    non_empty(body.at("/message/thinking")) || non_empty(body.get("thinking"))
 }
 
 fn openai_chat(body: &Value, choices: &[Value], out: &mut Reassembly) {
@@ -97,8 +98,8 @@ fn openai_chat(body: &Value, choices: &[Value], out: &mut Reassembly) {
                     .get("id")
                     .and_then(Value::as_str)
                     .map_or_else(|| i.to_string(), str::to_owned),
-                name: text(call.pointer("/function/name")).to_owned(),
-                arguments: text(call.pointer("/function/arguments")).to_owned(),
+                name: text(call.at("/function/name")).to_owned(),
+                arguments: text(call.at("/function/arguments")).to_owned(),
             });
         }
         out.finish_reason = c
@@ -110,7 +111,7 @@ fn openai_chat(body: &Value, choices: &[Value], out: &mut Reassembly) {
         out.usage = Some(Usage {
             input: num(u.get("prompt_tokens")),
             output: num(u.get("completion_tokens")),
-            reasoning: num(u.pointer("/completion_tokens_details/reasoning_tokens")),
+            reasoning: num(u.at("/completion_tokens_details/reasoning_tokens")),
         });
     }
 }
@@ -167,7 +168,7 @@ fn responses(body: &Value, out: &mut Reassembly) {
         out.usage = Some(Usage {
             input: num(u.get("input_tokens")),
             output: num(u.get("output_tokens")),
-            reasoning: num(u.pointer("/output_tokens_details/reasoning_tokens")),
+            reasoning: num(u.at("/output_tokens_details/reasoning_tokens")),
         });
     }
 }
@@ -206,7 +207,7 @@ fn anthropic(body: &Value, out: &mut Reassembly) {
 fn gemini(body: &Value, candidates: &[Value], out: &mut Reassembly) {
     if let Some(c) = candidates.first() {
         for part in c
-            .pointer("/content/parts")
+            .at("/content/parts")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -256,9 +257,9 @@ fn ollama(body: &Value, out: &mut Reassembly) {
     {
         out.tool_calls.push(ToolCallRecord {
             key: i.to_string(),
-            name: text(call.pointer("/function/name")).to_owned(),
+            name: text(call.at("/function/name")).to_owned(),
             arguments: call
-                .pointer("/function/arguments")
+                .at("/function/arguments")
                 .map(Value::to_string)
                 .unwrap_or_default(),
         });

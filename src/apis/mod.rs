@@ -2,6 +2,7 @@
 //! upstream), how credentials are sent, and how their streams read (`stream/`).
 
 pub mod answer;
+pub mod at;
 pub mod envelope;
 pub mod stream;
 pub mod traits;

@@ -13,6 +13,7 @@
 //!   `text` (thoughts dropped), `inlineData`, `fileData`, `functionCall`, `functionResponse`.
 //! - `prompt` (Ollama generate, legacy completions), with `system` and `images`.
 
+use crate::apis::at::At;
 use serde_json::{Map, Value};
 
 use super::messages::{Message, Part, Role};
@@ -65,13 +66,13 @@ pub fn answer(record: &CaptureRecord) -> Option<Message> {
 
 fn answer_from_body(body: &Value) -> Option<Message> {
     let mut out = Vec::new();
-    if let Some(message) = body.pointer("/choices/0/message") {
+    if let Some(message) = body.at("/choices/0/message") {
         chat_message(&mut out, message);
-    } else if let Some(text) = body.pointer("/choices/0/text") {
+    } else if let Some(text) = body.at("/choices/0/text") {
         out.push(Message::new(Role::Assistant, text_of(text)));
     } else if let Some(output) = body.get("output") {
         responses_input(&mut out, output);
-    } else if let Some(content) = body.pointer("/candidates/0/content") {
+    } else if let Some(content) = body.at("/candidates/0/content") {
         gemini_content(&mut out, content);
     } else if let Some(message) = body.get("message") {
         chat_message(&mut out, message); // Ollama chat

@@ -12,6 +12,7 @@ use super::headings::{self, Piece};
 use super::knobs::Knobs;
 use super::plan::Plan;
 use super::script::{Counts, DEFAULT_MODEL, Script, Timeline};
+use crate::apis::at::At;
 use crate::capture::{CaptureRecord, DeltaKind, DeltaText};
 use http::StatusCode;
 
@@ -189,7 +190,7 @@ pub fn error(record: &CaptureRecord, family: Family, knobs: &Knobs) -> Option<Pl
 fn error_message(record: &CaptureRecord) -> String {
     let body = record.response.as_ref().and_then(|r| r.body.as_ref());
     let from_body = body.and_then(|b| {
-        b.pointer("/error/message")
+        b.at("/error/message")
             .or_else(|| b.get("error"))
             .and_then(serde_json::Value::as_str)
     });

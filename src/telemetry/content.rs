@@ -2,6 +2,7 @@
 //! (`[{"role": ..., "parts": [{"type": "text", "content": ...}]}]`). Runs on the exporter's
 //! thread, never the request's.
 
+use crate::apis::at::At;
 use crate::capture::redact::Redactor;
 use serde_json::{Value, json};
 
@@ -16,7 +17,7 @@ pub fn input_messages(mut request: Value, redactor: &Redactor) -> Option<String>
         }
     }
     if let Some(parts) = request
-        .pointer("/systemInstruction/parts")
+        .at("/systemInstruction/parts")
         .map(text_parts)
         .filter(|p| !p.is_empty())
     {

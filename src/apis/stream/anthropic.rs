@@ -1,6 +1,7 @@
 //! Anthropic Messages stream reading: `message_start`, content blocks (thinking, text, tool use),
 //! `message_delta` usage and stop reason, `message_stop`, `ping`, `error`.
 
+use crate::apis::at::At;
 use serde_json::Value;
 
 use super::label::ParagraphLabels;
@@ -26,8 +27,8 @@ impl Anthropic {
         match kind {
             "message_start" => {
                 t.waiting();
-                t.response_ids(v.pointer("/message/id"), v.pointer("/message/model"));
-                let u = v.pointer("/message/usage");
+                t.response_ids(v.at("/message/id"), v.at("/message/model"));
+                let u = v.at("/message/usage");
                 self.input = u.and_then(|u| num(u.get("input_tokens")));
                 t.usage(Usage {
                     input: self.input,
@@ -73,7 +74,7 @@ impl Anthropic {
                 self.flush_labels(t);
             }
             "message_delta" => {
-                if let Some(reason) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                if let Some(reason) = v.at("/delta/stop_reason").and_then(Value::as_str) {
                     t.finish(reason);
                 }
                 if let Some(u) = v.get("usage").filter(|u| u.is_object()) {

@@ -1,6 +1,7 @@
 //! Gemini `streamGenerateContent` reading: each record is a whole GenerateContentResponse
 //! (SSE `data:` or a streamed JSON array element); `thought: true` parts, usage, finish reason.
 
+use crate::apis::at::At;
 use serde_json::Value;
 
 use super::label;
@@ -37,7 +38,7 @@ impl Gemini {
             .and_then(Value::as_array)
             .and_then(|c| c.first());
         if let Some(c) = candidate {
-            let parts = c.pointer("/content/parts").and_then(Value::as_array);
+            let parts = c.at("/content/parts").and_then(Value::as_array);
             for part in parts.into_iter().flatten() {
                 self.part(t, part);
             }
@@ -45,10 +46,7 @@ impl Gemini {
                 t.finish(reason);
             }
         }
-        if let Some(reason) = v
-            .pointer("/promptFeedback/blockReason")
-            .and_then(Value::as_str)
-        {
+        if let Some(reason) = v.at("/promptFeedback/blockReason").and_then(Value::as_str) {
             t.finish(reason);
         }
         if let Some(u) = v.get("usageMetadata").filter(|u| u.is_object()) {

@@ -2,6 +2,7 @@
 //! `message.tool_calls`) and `/api/generate` (`thinking`, `response`); `done: true` with counts and
 //! durations including `load_duration`.
 
+use crate::apis::at::At;
 use serde_json::Value;
 
 use super::label::ParagraphLabels;
@@ -47,12 +48,12 @@ impl Ollama {
             .and_then(Value::as_array);
         for call in calls.into_iter().flatten() {
             let name = call
-                .pointer("/function/name")
+                .at("/function/name")
                 .and_then(Value::as_str)
                 .unwrap_or("function");
             let key = t.summary.counters.tool_calls.to_string();
             t.tool_call(&key, name);
-            if let Some(args) = call.pointer("/function/arguments") {
+            if let Some(args) = call.at("/function/arguments") {
                 t.tool_args(&key, &args.to_string());
             }
         }

@@ -1,6 +1,7 @@
 //! OpenAI Chat Completions stream reading (also the OpenAI-compatible paths of Gemini, Ollama,
 //! vLLM, DeepSeek, OpenRouter): unnamed events, `[DONE]`, `choices[0].delta`, usage chunks.
 
+use crate::apis::at::At;
 use serde_json::Value;
 
 use super::signal::Usage;
@@ -37,7 +38,7 @@ impl OpenAiChat {
             t.usage(Usage {
                 input: num(u.get("prompt_tokens")),
                 output: num(u.get("completion_tokens")),
-                reasoning: num(u.pointer("/completion_tokens_details/reasoning_tokens")),
+                reasoning: num(u.at("/completion_tokens_details/reasoning_tokens")),
             });
         }
     }
@@ -61,12 +62,11 @@ impl OpenAiChat {
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
                 for call in calls {
                     let key = num(call.get("index")).unwrap_or(0).to_string();
-                    let name = call.pointer("/function/name").and_then(Value::as_str);
+                    let name = call.at("/function/name").and_then(Value::as_str);
                     if let Some(name) = name.filter(|_| !t.has_tool(&key)) {
                         t.tool_call(&key, name);
                     }
-                    if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str)
-                    {
+                    if let Some(args) = call.at("/function/arguments").and_then(Value::as_str) {
                         t.tool_args(&key, args);
                     }
                 }

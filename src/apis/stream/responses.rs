@@ -1,6 +1,7 @@
 //! OpenAI Responses stream reading: typed events (`response.*`, `error`, `keepalive`), reasoning
 //! summaries with bold headings, tool items, output text, final usage.
 
+use crate::apis::at::At;
 use serde_json::Value;
 
 use super::label;
@@ -30,12 +31,10 @@ impl Responses {
             t.response_ids(r.get("id"), r.get("model"));
         }
         match kind {
-            "created" | "in_progress" => {
-                match v.pointer("/response/status").and_then(Value::as_str) {
-                    Some("queued") => t.phase(Phase::Queued),
-                    _ => t.waiting(),
-                }
-            }
+            "created" | "in_progress" => match v.at("/response/status").and_then(Value::as_str) {
+                Some("queued") => t.phase(Phase::Queued),
+                _ => t.waiting(),
+            },
             "queued" => t.phase(Phase::Queued),
             "output_item.added" => self.item_added(t, &v),
             "reasoning_summary_part.added" => {
@@ -52,7 +51,7 @@ impl Responses {
                 if !self.part_labelled {
                     let text = v
                         .get("text")
-                        .or_else(|| v.pointer("/part/text"))
+                        .or_else(|| v.at("/part/text"))
                         .and_then(Value::as_str);
                     if let Some(heading) = text.and_then(label::bold_heading) {
                         t.label(&heading);
@@ -71,14 +70,14 @@ impl Responses {
             "completed" | "incomplete" => {
                 self.usage(t, &v);
                 let reason = v
-                    .pointer("/response/incomplete_details/reason")
+                    .at("/response/incomplete_details/reason")
                     .and_then(Value::as_str);
                 t.finish(reason.unwrap_or(kind));
                 t.done();
             }
             "failed" => {
                 self.usage(t, &v);
-                let err = v.pointer("/response/error").filter(|e| !e.is_null());
+                let err = v.at("/response/error").filter(|e| !e.is_null());
                 t.error(&err.map_or_else(|| "response failed".to_owned(), error_message));
             }
             "error" => {
@@ -124,11 +123,11 @@ impl Responses {
     }
 
     fn usage(&mut self, t: &mut Tally, v: &Value) {
-        if let Some(u) = v.pointer("/response/usage").filter(|u| u.is_object()) {
+        if let Some(u) = v.at("/response/usage").filter(|u| u.is_object()) {
             t.usage(Usage {
                 input: num(u.get("input_tokens")),
                 output: num(u.get("output_tokens")),
-                reasoning: num(u.pointer("/output_tokens_details/reasoning_tokens")),
+                reasoning: num(u.at("/output_tokens_details/reasoning_tokens")),
             });
         }
     }
@@ -144,7 +143,7 @@ fn item_key(v: &Value) -> String {
         Some(i) => i.to_string(),
         None => v
             .get("item_id")
-            .or_else(|| v.pointer("/item/id"))
+            .or_else(|| v.at("/item/id"))
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned(),
