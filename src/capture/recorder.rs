@@ -211,7 +211,6 @@ impl Recorder {
             end.request.as_ref().map(|(bytes, whole)| {
                 truncated |= !whole;
                 request_json
-                    .clone()
                     .unwrap_or_else(|| Value::String(String::from_utf8_lossy(bytes).into_owned()))
             })
         } else {
@@ -239,24 +238,25 @@ impl Recorder {
         let upstream_timings = reassembly
             .timings
             .and_then(|t| serde_json::to_value(t).ok());
+        let error = end.error.or(reassembly.error);
+        // The reassembly is moved into the record, not copied: this runs once per capture.
         let response = full.then(|| Reassembled {
-            text: reassembly.answer.clone(),
-            reasoning: reassembly.reasoning.clone(),
+            text: reassembly.answer,
+            reasoning: reassembly.reasoning,
             tool_calls: reassembly
                 .tool_calls
-                .iter()
+                .into_iter()
                 .map(|t| ToolCall {
-                    id: t.key.clone(),
-                    name: t.name.clone(),
-                    arguments: t.arguments.clone(),
+                    id: t.key,
+                    name: t.name,
+                    arguments: t.arguments,
                 })
                 .collect(),
-            finish_reason: reassembly.finish_reason.clone(),
+            finish_reason: reassembly.finish_reason,
             body,
         });
         let m = end.milestones.unwrap_or_default();
         let outcome = end.outcome.unwrap_or(Outcome::Ok);
-        let error = end.error.or_else(|| reassembly.error.clone());
         CaptureRecord {
             id: self.meta.id.to_string(),
             attempt: self.meta.attempt,

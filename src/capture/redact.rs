@@ -223,6 +223,11 @@ impl Redactor {
     /// One pass over `text`: `None` when nothing matched, else the new text and the
     /// replacements made.
     fn redact_pass(&self, text: &str) -> Option<(String, Vec<Edit>)> {
+        // Most strings match nothing: `is_match` answers that without the overlapping search
+        // `matches` runs for every rule.
+        if !self.set.is_match(text) {
+            return None;
+        }
         let hits = self.set.matches(text);
         if !hits.matched_any() {
             return None;
@@ -368,12 +373,15 @@ fn is_credential_name(name: &str) -> bool {
     if name.len() > 32 {
         return false;
     }
-    let folded: String = name
-        .chars()
-        .filter(|c| *c != '-' && *c != '_')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    NAMES.contains(&folded.as_str())
+    // Folded into a buffer on the stack: this runs for every member of every stored body.
+    let mut folded = [0u8; 32];
+    let mut len = 0;
+    for b in name.bytes().filter(|b| *b != b'-' && *b != b'_') {
+        folded[len] = b.to_ascii_lowercase();
+        len += 1;
+    }
+    let folded = &folded[..len];
+    NAMES.iter().any(|n| n.as_bytes() == folded)
 }
 
 fn passes(check: Check, text: &str) -> bool {

@@ -8,6 +8,7 @@
 //! would pass it is refused (the caller counts and logs the drop).
 
 use crate::store::Entry;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -113,20 +114,33 @@ impl Spill {
     }
 
     /// Appends the lines that fit under the cap, in one write; `accepted[i]` tells whether
-    /// `lines[i]` was written. Each line must end in `\n`.
-    pub(crate) fn append(&mut self, lines: &[Vec<u8>]) -> io::Result<Vec<bool>> {
-        let mut buffer = Vec::new();
-        let mut accepted = Vec::with_capacity(lines.len());
+    /// line `i` was written.
+    pub(crate) fn append(&mut self, lines: &Lines) -> io::Result<Vec<bool>> {
         let mut total = self.total_bytes;
-        for line in lines {
-            let len = line.len() as u64;
-            let fits = total.saturating_add(len) <= self.max_bytes;
-            if fits {
-                total += len;
-                buffer.extend_from_slice(line);
-            }
-            accepted.push(fits);
-        }
+        let accepted: Vec<bool> = lines
+            .iter()
+            .map(|line| {
+                let len = line.len() as u64;
+                let fits = total.saturating_add(len) <= self.max_bytes;
+                if fits {
+                    total += len;
+                }
+                fits
+            })
+            .collect();
+        // Usually every line fits, and the encoded batch is written as it is.
+        let buffer: Cow<'_, [u8]> = if accepted.iter().all(|a| *a) {
+            Cow::Borrowed(&lines.bytes)
+        } else {
+            Cow::Owned(
+                lines
+                    .iter()
+                    .zip(&accepted)
+                    .filter(|(_, fits)| **fits)
+                    .flat_map(|(line, _)| line.iter().copied())
+                    .collect(),
+            )
+        };
         if buffer.is_empty() {
             return Ok(accepted);
         }
@@ -266,9 +280,90 @@ impl SegmentReader {
     }
 }
 
-/// One entry as a spill line.
-pub(crate) fn line(entry: &Entry) -> serde_json::Result<Vec<u8>> {
-    let mut bytes = serde_json::to_vec(entry)?;
-    bytes.push(b'\n');
-    Ok(bytes)
+/// Spill lines (one entry each, JSON ended by `\n`) encoded back to back in one buffer: one
+/// growing allocation per batch instead of one per line.
+#[derive(Default)]
+pub(crate) struct Lines {
+    bytes: Vec<u8>,
+    /// Where each line ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    /// Encodes `entry` as one more line; on an error nothing is added.
+    pub(crate) fn push(&mut self, entry: &Entry) -> serde_json::Result<()> {
+        let start = self.bytes.len();
+        match serde_json::to_writer(&mut self.bytes, entry) {
+            Ok(()) => {
+                self.bytes.push(b'\n');
+                self.ends.push(self.bytes.len());
+                Ok(())
+            }
+            Err(error) => {
+                self.bytes.truncate(start);
+                Err(error)
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| self.bytes.get(start..end).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::ClientTimings;
+
+    fn entry(id: &str, pad: usize) -> Entry {
+        Entry::ClientTimings(ClientTimings {
+            id: id.to_owned(),
+            timings: serde_json::json!({ "pad": "x".repeat(pad) }),
+            owner: None,
+        })
+    }
+
+    fn written(dir: &Path) -> String {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_writes_every_line_that_fits_under_the_cap_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lines = Lines::default();
+        for (id, pad) in [("a", 10), ("b", 200), ("c", 10)] {
+            lines.push(&entry(id, pad)).unwrap();
+        }
+        let sizes: Vec<usize> = lines.iter().map(<[u8]>::len).collect();
+        // Room for the first and the third line, not for the second.
+        let cap = (sizes[0] + sizes[2]) as u64;
+        let mut spill = Spill::open(dir.path(), cap, 1 << 20).unwrap();
+        assert_eq!(spill.append(&lines).unwrap(), vec![true, false, true]);
+        assert_eq!(spill.total_bytes(), cap);
+        let text = written(dir.path());
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Entry>(l).unwrap().id().to_owned())
+            .collect();
+        assert_eq!(ids, ["a", "c"], "{text}");
+
+        // With room for all, the batch is written as encoded.
+        let dir = tempfile::tempdir().unwrap();
+        let mut spill = Spill::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        assert_eq!(spill.append(&lines).unwrap(), vec![true; 3]);
+        assert_eq!(written(dir.path()).as_bytes(), lines.bytes.as_slice());
+    }
 }

@@ -212,15 +212,12 @@ impl Core {
     /// Appends `entries` to the spill (no fsync: the thread syncs on its next tick or flush),
     /// counting what was spilled and what was dropped. Returns the entries that were written.
     pub(crate) fn spill(&self, entries: Vec<Entry>) -> usize {
-        let mut lines = Vec::with_capacity(entries.len());
+        let mut lines = spill::Lines::default();
         let mut unencodable = Vec::new();
         let mut kept = Vec::with_capacity(entries.len());
         for entry in entries {
-            match spill::line(&entry) {
-                Ok(line) => {
-                    lines.push(line);
-                    kept.push(entry);
-                }
+            match lines.push(&entry) {
+                Ok(()) => kept.push(entry),
                 Err(error) => {
                     tracing::error!(%error, id = entry.id(), "capture entry cannot be encoded");
                     unencodable.push(entry);

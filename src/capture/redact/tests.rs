@@ -392,3 +392,31 @@ mod props {
         }
     }
 }
+
+#[test]
+fn credential_names_fold_case_dashes_and_underscores() {
+    for name in [
+        "api_key",
+        "apiKey",
+        "X-API-KEY",
+        "x_api_key",
+        "Authorization",
+        "__token__",
+    ] {
+        assert!(super::is_credential_name(name), "{name}");
+    }
+    let long = format!("{}token", "_".repeat(27));
+    assert_eq!(long.len(), 32);
+    assert!(super::is_credential_name(&long));
+    for name in [
+        "key",
+        "tokens",
+        "api_keys",
+        "tökén",
+        "",
+        "a_much_longer_name_with_token_in_it",
+        &format!("_{long}"),
+    ] {
+        assert!(!super::is_credential_name(name), "{name}");
+    }
+}
