@@ -36,6 +36,8 @@ fn the_seed_reads_the_newest_records_of_its_window() {
     let mut all: Vec<_> = (0..N)
         .map(|i| made("old", i, now - 2 * 24 * 3_600_000, 9000.0))
         .collect();
+    // Within the last hour too, older exchanges that took longer: still not the newest.
+    all.extend((0..N).map(|i| made("hour", i, now - 40 * 60_000, 5000.0)));
     all.extend((0..N).map(|i| made("new", i, now - 10 * 60_000, 1000.0)));
     let mut store = aloud::store::SqliteStore::open(&db).unwrap();
     aloud::store::Store::insert_batch(&mut store, &all).unwrap();

@@ -246,6 +246,12 @@ async fn the_same_traffic_stores_the_same_records_as_sqlite() {
         };
         let expected = all(&lite, &Filter::default());
         assert_eq!(expected.len(), 5, "{expected:#?}");
+        let newest = Filter {
+            newest_first: true,
+            ..Filter::default()
+        };
+        let reversed: Vec<_> = expected.iter().rev().cloned().collect();
+        assert_eq!(all(&lite, &newest), reversed);
         assert_eq!(all(&pgs, &Filter::default()), expected);
         for filter in [
             Filter {
@@ -262,6 +268,15 @@ async fn the_same_traffic_stores_the_same_records_as_sqlite() {
             },
             Filter {
                 limit: Some(2),
+                ..Filter::default()
+            },
+            Filter {
+                newest_first: true,
+                ..Filter::default()
+            },
+            Filter {
+                limit: Some(3),
+                newest_first: true,
                 ..Filter::default()
             },
             Filter {

@@ -172,6 +172,18 @@ fn query_streams_across_pages() {
         ..Filter::default()
     };
     assert_eq!(ids(&store, &limited).len(), 300);
+    // Newest first: the same records in reverse, across pages and ties; a limit keeps the newest.
+    let newest = Filter {
+        newest_first: true,
+        ..Filter::default()
+    };
+    let reversed: Vec<_> = want.iter().rev().cloned().collect();
+    assert_eq!(ids(&store, &newest), reversed);
+    let newest_300 = Filter {
+        limit: Some(300),
+        ..newest
+    };
+    assert_eq!(ids(&store, &newest_300), reversed[..300]);
 }
 
 #[test]

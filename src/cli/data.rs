@@ -101,6 +101,7 @@ pub(super) fn filter(args: &FilterArgs) -> Result<Filter, String> {
         min_score: args.min_score,
         label: args.label.clone(),
         limit: args.limit,
+        newest_first: false,
     })
 }
 

@@ -21,13 +21,8 @@ pub fn seed(database: &Database, history: &History, now_ms: i64) -> Result<usize
     seed_at_most(database, history, now_ms, SEED_MAX)
 }
 
-/// The first (newest) span the seed reads; each older one is twice as long.
-const FIRST_SPAN_MS: i64 = 3_600_000;
-
-/// [`seed`], reading at most `max` records: the newest of the window. A store reads oldest
-/// first, so the window is read in spans from now backwards (the last hour, the two before, …)
-/// until `max` records were read, and the spans are taught oldest first, so each key's ring
-/// ends with its latest exchanges (one read of the whole window would keep its oldest `max`).
+/// [`seed`], reading at most `max` records: the newest of the window (read newest first, then
+/// taught oldest first, so each key's ring ends with its latest exchanges).
 pub fn seed_at_most(
     database: &Database,
     history: &History,
@@ -35,33 +30,23 @@ pub fn seed_at_most(
     max: usize,
 ) -> Result<usize, String> {
     let store = open_reader(database).map_err(|e| e.to_string())?;
-    let earliest = now_ms - SEED_WINDOW.as_millis() as i64;
-    let mut spans: Vec<Vec<(Key, Sample, bool)>> = Vec::new();
-    let (mut read, mut until, mut span) = (0, None, FIRST_SPAN_MS);
-    while read < max && until.is_none_or(|u| u > earliest) {
-        let since = (until.unwrap_or(now_ms) - span).max(earliest);
-        let filter = Filter {
-            since_ms: Some(since),
-            // The newest span is open-ended: a replica's clock may run a little ahead.
-            until_ms: until,
-            outcome: Some("ok".to_owned()),
-            limit: Some(max - read),
-            ..Filter::default()
-        };
-        let mut found = Vec::new();
-        for record in store.query(&filter).map_err(|e| e.to_string())? {
-            let record = record.map_err(|e| e.to_string())?;
-            read += 1;
-            found.extend(from_record(&record));
-        }
-        spans.push(found);
-        until = Some(since);
-        span = span.saturating_mul(2);
+    let filter = Filter {
+        since_ms: Some(now_ms - SEED_WINDOW.as_millis() as i64),
+        // Open-ended: a replica's clock may run a little ahead.
+        until_ms: None,
+        outcome: Some("ok".to_owned()),
+        limit: Some(max),
+        newest_first: true,
+        ..Filter::default()
+    };
+    let mut found = Vec::new();
+    for record in store.query(&filter).map_err(|e| e.to_string())? {
+        let record = record.map_err(|e| e.to_string())?;
+        found.extend(from_record(&record));
     }
-    let mut added = 0;
-    for (key, sample, sized) in spans.into_iter().rev().flatten() {
+    let added = found.len();
+    for (key, sample, sized) in found.into_iter().rev() {
         history.record_from(if sized { 0 } else { 1 }, &key, sample);
-        added += 1;
     }
     Ok(added)
 }

@@ -26,6 +26,9 @@ pub struct Filter {
     pub label: Option<String>,
     /// At most this many records.
     pub limit: Option<usize>,
+    /// Newest first (by start time, then insertion), so a limit keeps the newest records;
+    /// oldest first otherwise.
+    pub newest_first: bool,
 }
 
 /// Records per page.
@@ -83,17 +86,27 @@ fn conditions(
 }
 
 /// The paged query for `filter`, the same for SQLite and Postgres: parameter 1 and 2 are the
-/// keyset `(started_at_ms, seq)` to start after, 3 the page size, then the filter's values in
-/// order. `mark(n)` writes parameter `n` in the driver's syntax (`?n` or `$n`).
+/// keyset `(started_at_ms, seq)` to start after (in the filter's order), 3 the page size, then
+/// the filter's values in order. `mark(n)` writes parameter `n` in the driver's syntax (`?n` or
+/// `$n`).
 pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, Vec<FilterValue>) {
     let (mut conditions, values) = conditions(filter, mark, 4);
+    let (after, order) = if filter.newest_first {
+        ("<", "c.started_at_ms DESC, c.seq DESC")
+    } else {
+        (">", "c.started_at_ms, c.seq")
+    };
     conditions.insert(
         0,
-        format!("(c.started_at_ms, c.seq) > ({}, {})", mark(1), mark(2)),
+        format!(
+            "(c.started_at_ms, c.seq) {after} ({}, {})",
+            mark(1),
+            mark(2)
+        ),
     );
     let sql = format!(
         "SELECT c.started_at_ms, c.seq, c.id, c.record FROM captures c WHERE {} \
-         ORDER BY c.started_at_ms, c.seq LIMIT {}",
+         ORDER BY {order} LIMIT {}",
         conditions.join(" AND "),
         mark(3)
     );
@@ -180,12 +193,18 @@ pub(crate) struct Paged<S> {
 }
 
 impl<S: PageSource> Paged<S> {
-    pub(crate) fn new(source: S, limit: Option<usize>) -> Paged<S> {
+    /// Pages of `source`, the query [`paged_sql`] made for `filter`.
+    pub(crate) fn new(source: S, filter: &Filter) -> Paged<S> {
+        let start = if filter.newest_first {
+            i64::MAX
+        } else {
+            i64::MIN
+        };
         Paged {
             source,
-            after: (i64::MIN, i64::MIN),
+            after: (start, start),
             buffer: VecDeque::new(),
-            remaining: limit,
+            remaining: filter.limit,
             exhausted: false,
         }
     }
@@ -240,7 +259,7 @@ impl<'a> SqlitePages<'a> {
     pub(super) fn new(conn: &'a Connection, filter: &Filter) -> Paged<SqlitePages<'a>> {
         let (sql, values) = paged_sql(filter, |n| format!("?{n}"));
         let params = sqlite_values(values);
-        Paged::new(SqlitePages { conn, sql, params }, filter.limit)
+        Paged::new(SqlitePages { conn, sql, params }, filter)
     }
 }
 

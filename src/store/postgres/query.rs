@@ -32,7 +32,7 @@ pub(super) struct PostgresPages<'a> {
 impl<'a> PostgresPages<'a> {
     pub(super) fn new(store: &'a PostgresStore, filter: &Filter) -> Paged<PostgresPages<'a>> {
         let (sql, params) = paged_sql(filter, |n| format!("${n}"));
-        Paged::new(PostgresPages { store, sql, params }, filter.limit)
+        Paged::new(PostgresPages { store, sql, params }, filter)
     }
 }
 
