@@ -7,6 +7,7 @@ use crate::config::Owner;
 
 pub mod beacon;
 mod overflow;
+mod pending;
 pub(crate) mod priority;
 /// The record is plain data on a floor of its own (`crate::record`), below the store.
 pub use crate::record;

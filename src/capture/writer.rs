@@ -16,6 +16,7 @@
 
 use super::CaptureRecord;
 use super::overflow::Overflow;
+use super::pending::PendingIds;
 use super::recorder::Pending;
 use super::size::estimate;
 use super::spill::{self, Spill};
@@ -24,7 +25,6 @@ pub use super::writer_config::{Prepare, PrepareFn, WriterConfig, WriterError, Wr
 use crate::config::Owner;
 use crate::store::{ClientTimings, Entry, Feedback, Store, StoreError};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -95,7 +95,7 @@ pub(crate) struct Core {
     pub(crate) spill: Mutex<Spill>,
     /// Record ids submitted and not yet committed to the store, with the owner of each
     /// pending record.
-    pending: Mutex<HashMap<String, Vec<Option<Owner>>>>,
+    pending: PendingIds,
     /// Set when the thread stops taking messages; see [`Core::close_gate`].
     pub(crate) closed: AtomicBool,
     /// Submits between their `closed` check and their send.
@@ -140,10 +140,7 @@ impl Core {
 
     fn add_pending(&self, item: &Item) {
         if let Some((id, owner)) = item.record_key() {
-            lock(&self.pending)
-                .entry(id.to_owned())
-                .or_default()
-                .push(owner);
+            self.pending.lock().add(id, owner);
         }
     }
 
@@ -190,23 +187,18 @@ impl Core {
         }
     }
 
-    /// Entries are committed (or dropped): their ids are no longer pending. The lock is taken
-    /// per entry: requests take it too, and the writer runs at idle priority, so it must never
-    /// hold it for a whole batch (a preempted holder would stall requests behind it).
+    /// Entries are committed (or dropped): their ids are no longer pending. Never takes the
+    /// lock requests take (see `pending.rs`).
     pub(crate) fn settle(&self, entries: &[Entry]) {
-        for entry in entries {
-            if let Entry::Record(record) = entry {
-                let mut pending = lock(&self.pending);
-                if let Some(owners) = pending.get_mut(&record.id) {
-                    if let Some(at) = owners.iter().position(|o| *o == record.owner) {
-                        owners.swap_remove(at);
-                    }
-                    if owners.is_empty() {
-                        pending.remove(&record.id);
-                    }
-                }
-            }
-        }
+        self.pending.settle(
+            entries
+                .iter()
+                .filter_map(|entry| match entry {
+                    Entry::Record(record) => Some((record.id.clone(), record.owner)),
+                    Entry::ClientTimings(_) | Entry::Feedback(_) => None,
+                })
+                .collect(),
+        );
     }
 
     /// Appends `entries` to the spill (no fsync: the thread syncs on its next tick or flush),
@@ -321,7 +313,7 @@ impl CaptureWriter {
             replayed: AtomicU64::new(0),
             spill_bytes: AtomicU64::new(spill.total_bytes()),
             spill: Mutex::new(spill),
-            pending: Mutex::new(HashMap::new()),
+            pending: PendingIds::new(),
             closed: AtomicBool::new(false),
             sending: AtomicUsize::new(0),
             hurry: AtomicBool::new(false),
@@ -499,14 +491,12 @@ impl CaptureWriter {
     /// (queued, being written, or in the spill). Ids in spill segments left by a previous run
     /// are not tracked.
     pub fn in_queue(&self, id: &str) -> bool {
-        lock(&self.handle.core.pending).contains_key(id)
+        self.handle.core.pending.lock().contains(id)
     }
 
     /// Whether a record with this id made by `owner` is pending (as [`Self::in_queue`]).
     pub fn in_queue_for(&self, id: &str, owner: Option<Owner>) -> bool {
-        lock(&self.handle.core.pending)
-            .get(id)
-            .is_some_and(|owners| owners.contains(&owner))
+        self.handle.core.pending.lock().contains_for(id, owner)
     }
 
     /// Whether `id`, made by `owner`, is pending in the writer or stored: what a beacon checks
