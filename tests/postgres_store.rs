@@ -413,3 +413,35 @@ fn a_batch_written_twice_is_stored_once() {
     let db = database_name(&raw);
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM captures"), "301");
 }
+
+/// Reading newest first pages backwards across ties of start time, as SQLite does, and a limit
+/// keeps the newest.
+#[test]
+fn newest_first_pages_across_ties() {
+    let Some(pg) = postgres::shared("newest_first_pages_across_ties") else {
+        return;
+    };
+    let raw = pg.fresh_database();
+    let mut store = PostgresStore::open(&pg_url(&raw), Access::ReadWrite).unwrap();
+    let batch: Vec<_> = (0..600)
+        .map(|i| record(&format!("pg-tie-{i:04}"), 1, i64::from(i / 7), 600))
+        .collect();
+    assert_eq!(store.insert_batch(&batch).unwrap(), 600);
+    let ids =
+        |f: &Filter| -> Vec<String> { store.query(f).unwrap().map(|r| r.unwrap().id).collect() };
+    let oldest = ids(&Filter::default());
+    let want: Vec<_> = batch.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(oldest, want);
+    let reversed: Vec<_> = want.iter().rev().cloned().collect();
+    let newest = Filter {
+        newest_first: true,
+        ..Filter::default()
+    };
+    assert_eq!(ids(&newest), reversed);
+    let newest_300 = Filter {
+        limit: Some(300),
+        since_ms: Some(10),
+        ..newest
+    };
+    assert_eq!(ids(&newest_300), reversed[..300]);
+}

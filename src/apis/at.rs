@@ -8,7 +8,8 @@ use serde_json::Value;
 
 pub trait At {
     /// The value at `path` (segments after a leading `/`; an array index is a decimal number).
-    /// Unlike a JSON Pointer, `~` is not an escape: the paths passed here never contain one.
+    /// Unlike a JSON Pointer, `~` is not an escape, and an index such as `01` or `+1` is read
+    /// as a number: the literal paths passed here contain neither.
     fn at(&self, path: &str) -> Option<&Value>;
 }
 

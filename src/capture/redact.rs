@@ -229,9 +229,6 @@ impl Redactor {
             return None;
         }
         let hits = self.set.matches(text);
-        if !hits.matched_any() {
-            return None;
-        }
         // Existing markers are fenced off so that redacting again changes nothing.
         let fences: Vec<(usize, usize)> = self
             .markers
@@ -377,7 +374,10 @@ fn is_credential_name(name: &str) -> bool {
     let mut folded = [0u8; 32];
     let mut len = 0;
     for b in name.bytes().filter(|b| *b != b'-' && *b != b'_') {
-        folded[len] = b.to_ascii_lowercase();
+        let Some(slot) = folded.get_mut(len) else {
+            return false;
+        };
+        *slot = b.to_ascii_lowercase();
         len += 1;
     }
     let folded = &folded[..len];
