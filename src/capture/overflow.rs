@@ -41,6 +41,10 @@ const BATCH: usize = 256;
 /// barrier or stop arrives first). Bounds how late an overflowed entry reaches the spill.
 const GATHER: Duration = Duration::from_millis(10);
 
+/// How often, at the least, the thread applies the ids the writer settled (`pending.rs`): it
+/// runs at normal priority, so no request waits behind the idle-priority writer for them.
+pub(crate) const APPLY_EVERY: Duration = Duration::from_millis(100);
+
 impl Overflow {
     pub(crate) fn start(core: Arc<Core>) -> std::io::Result<Overflow> {
         let (sender, receiver) = mpsc::channel();
@@ -99,7 +103,15 @@ fn run(core: &Core, receiver: &mpsc::Receiver<Job>, waiting: &Waiting) {
         waiting,
         clean: false,
     };
-    'jobs: while let Ok(first) = receiver.recv() {
+    'jobs: loop {
+        let first = match receiver.recv_timeout(APPLY_EVERY) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                core.pending.apply_settled();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut jobs = vec![first];
         if matches!(jobs[0], Job::Wake) {
             gather(receiver, waiting, &mut jobs);
@@ -115,6 +127,7 @@ fn run(core: &Core, receiver: &mpsc::Receiver<Job>, waiting: &Waiting) {
                 Job::Stop => break 'jobs,
             }
         }
+        core.pending.apply_settled();
     }
     // A stop, or every sender gone: the last of the list, and later sends get their entry back.
     take(core, waiting, true);

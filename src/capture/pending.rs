@@ -6,7 +6,10 @@
 //! so it never takes the lock requests take: a writer preempted while holding it would stall
 //! every request behind it until the CPU is free again (seen at 2,000 req/s unpinned, as
 //! request threads blocked in the capture hand-off). It sends what it settled down a channel
-//! instead, and whoever takes the lock next applies it first.
+//! instead. The overflow thread (normal priority) applies it at least every
+//! `overflow::APPLY_EVERY` and after each of its jobs, a few ids per lock, so a
+//! request never waits behind thousands of them (a replayed spill settles whole batches); a
+//! beacon's check applies everything first, so it answers for what was settled.
 
 use crate::config::Owner;
 use std::collections::HashMap;
@@ -24,7 +27,12 @@ pub(crate) struct PendingIds {
 pub(crate) struct Ids {
     map: HashMap<String, Vec<Option<Owner>>>,
     settled: Receiver<Settled>,
+    /// Settled ids received and not yet applied.
+    backlog: Settled,
 }
+
+/// The most settled ids applied under one hold of the lock.
+const APPLY_PER_LOCK: usize = 64;
 
 impl PendingIds {
     pub(crate) fn new() -> PendingIds {
@@ -33,20 +41,27 @@ impl PendingIds {
             ids: Mutex::new(Ids {
                 map: HashMap::new(),
                 settled: receiver,
+                backlog: Vec::new(),
             }),
             settled,
         }
     }
 
-    /// The pending ids, with everything settled so far applied.
+    /// The pending ids as they are: settled ids not yet applied still read as pending (for a
+    /// request adding its own, that does not matter).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Ids> {
-        let mut ids = super::writer::lock(&self.ids);
-        while let Ok(settled) = ids.settled.try_recv() {
-            for (id, owner) in settled {
-                ids.remove(&id, owner);
-            }
-        }
-        ids
+        super::writer::lock(&self.ids)
+    }
+
+    /// The pending ids with everything settled so far applied (what a beacon's check reads).
+    pub(crate) fn lock_settled(&self) -> MutexGuard<'_, Ids> {
+        self.apply_settled();
+        self.lock()
+    }
+
+    /// Applies everything settled so far, [`APPLY_PER_LOCK`] ids per hold of the lock.
+    pub(crate) fn apply_settled(&self) {
+        while self.lock().apply(APPLY_PER_LOCK) {}
     }
 
     /// Marks these records settled without taking the lock (applied at the next [`lock`]).
@@ -61,6 +76,25 @@ impl PendingIds {
 }
 
 impl Ids {
+    /// Applies up to `budget` settled ids; true when more may be waiting.
+    fn apply(&mut self, mut budget: usize) -> bool {
+        while budget > 0 {
+            if self.backlog.is_empty() {
+                match self.settled.try_recv() {
+                    Ok(settled) => self.backlog = settled,
+                    Err(_) => return false,
+                }
+            }
+            while budget > 0
+                && let Some((id, owner)) = self.backlog.pop()
+            {
+                self.remove(&id, owner);
+                budget -= 1;
+            }
+        }
+        true
+    }
+
     pub(crate) fn add(&mut self, id: &str, owner: Option<Owner>) {
         self.map.entry(id.to_owned()).or_default().push(owner);
     }
@@ -94,21 +128,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settled_ids_apply_at_the_next_lock_and_one_attempt_at_a_time() {
+    fn settled_ids_apply_when_asked_and_one_attempt_at_a_time() {
         let pending = PendingIds::new();
         pending.lock().add("a", None);
         pending.lock().add("a", None);
         pending.lock().add("b", None);
         pending.settle(vec![("a".to_owned(), None), ("c".to_owned(), None)]);
-        let ids = pending.lock();
+        assert!(pending.lock().contains_for("a", None), "not applied yet");
+        let ids = pending.lock_settled();
         assert!(ids.contains("a"), "a retry of a is still pending");
         assert!(ids.contains_for("b", None));
         drop(ids);
         pending.settle(vec![("a".to_owned(), None), ("b".to_owned(), None)]);
         pending.settle(Vec::new());
-        let ids = pending.lock();
+        let ids = pending.lock_settled();
         assert!(!ids.contains("a"));
         assert!(!ids.contains("b"));
+    }
+
+    #[test]
+    fn a_large_settle_is_applied_in_bounded_holds_of_the_lock() {
+        let pending = PendingIds::new();
+        let n = APPLY_PER_LOCK * 3 + 5;
+        let all: Vec<(String, Option<Owner>)> = (0..n).map(|i| (format!("id{i}"), None)).collect();
+        for (id, owner) in &all {
+            pending.lock().add(id, *owner);
+        }
+        pending.settle(all.clone());
+        let left = |ids: &Ids| all.iter().filter(|(id, _)| ids.contains(id)).count();
+        assert!(pending.lock().apply(APPLY_PER_LOCK));
+        assert_eq!(left(&pending.lock()), n - APPLY_PER_LOCK);
+        pending.apply_settled();
+        assert_eq!(left(&pending.lock()), 0);
+        assert!(!pending.lock().apply(APPLY_PER_LOCK), "nothing left");
     }
 
     #[test]
@@ -131,7 +183,7 @@ mod tests {
             drop(held);
             assert!(settled.is_ok(), "settle waited for the lock");
         });
-        let ids = pending.lock();
+        let ids = pending.lock_settled();
         assert!(ids.contains_for("a", owner));
         assert!(!ids.contains_for("a", None));
     }

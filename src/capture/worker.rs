@@ -28,6 +28,16 @@ pub(crate) struct Worker<S, F> {
     failing: bool,
 }
 
+/// How much of the spill one replay takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Every segment: what a flush or a close waits for.
+    Whole,
+    /// Segment by segment, stopping while anything is queued (the queue is taken, and the
+    /// replay goes on at the next tick, due at once).
+    Yielding,
+}
+
 /// Whether a store attempt may ignore the backoff.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Attempt {
@@ -59,7 +69,7 @@ where
         self.core.register_thread();
         super::priority::background();
         // Leftovers from a previous run go in first.
-        self.recover(Attempt::Now);
+        self.recover(Attempt::Now, Replay::Yielding);
         loop {
             // Everything queued, without blocking.
             loop {
@@ -118,7 +128,7 @@ where
         self.add(entry, size);
         let config = &self.core.config;
         if self.batch.len() >= config.batch_records || self.batch_bytes >= config.batch_bytes {
-            self.write_batch(Attempt::IfDue);
+            self.write_batch(Attempt::IfDue, Replay::Yielding);
             self.sync_spill();
         }
     }
@@ -136,9 +146,9 @@ where
             .batch_started
             .is_some_and(|started| started.elapsed() >= self.core.config.flush_interval);
         if due {
-            self.write_batch(Attempt::IfDue);
+            self.write_batch(Attempt::IfDue, Replay::Yielding);
         } else {
-            self.recover(Attempt::IfDue);
+            self.recover(Attempt::IfDue, Replay::Yielding);
         }
         self.sync_spill();
     }
@@ -146,10 +156,10 @@ where
     /// Writes the batch, tries the spill, syncs it: what a flush waits for.
     fn finish(&mut self, attempt: Attempt) {
         if self.batch.is_empty() {
-            self.recover(attempt);
+            self.recover(attempt, Replay::Whole);
         } else {
             // Tries a replay first.
-            self.write_batch(attempt);
+            self.write_batch(attempt, Replay::Whole);
         }
         self.sync_spill();
     }
@@ -194,14 +204,14 @@ where
 
     /// Writes the current batch to the store, or to the spill when the store is failing or the
     /// spill still holds older entries.
-    fn write_batch(&mut self, attempt: Attempt) {
+    fn write_batch(&mut self, attempt: Attempt, how: Replay) {
         if self.batch.is_empty() {
             return;
         }
         let entries = std::mem::take(&mut self.batch);
         let bytes = std::mem::take(&mut self.batch_bytes);
         self.batch_started = None;
-        self.recover(attempt);
+        self.recover(attempt, how);
         let spill_empty = lock(&self.core.spill).is_empty();
         let stored = spill_empty
             && match self.store(attempt) {
@@ -271,7 +281,7 @@ where
     }
 
     /// Replays spill segments, oldest first, deleting each once it is committed.
-    fn recover(&mut self, attempt: Attempt) {
+    fn recover(&mut self, attempt: Attempt, how: Replay) {
         if lock(&self.core.spill).is_empty() || self.store(attempt).is_none() {
             return;
         }
@@ -292,6 +302,13 @@ where
                     self.retry_at = after(Instant::now(), self.core.config.retry_max);
                     break;
                 }
+            }
+            // A long replay (seconds, after a burst) must not leave the queue to fill: past its
+            // budget new records would go to the overflow thread, which runs at normal priority
+            // and competes with requests. Between segments, what was queued is taken first (the
+            // replay goes on at the next tick, due at once).
+            if how == Replay::Yielding && self.core.queued_bytes.load(Ordering::Relaxed) > 0 {
+                break;
             }
         }
         if replayed > 0 {

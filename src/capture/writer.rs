@@ -95,7 +95,7 @@ pub(crate) struct Core {
     pub(crate) spill: Mutex<Spill>,
     /// Record ids submitted and not yet committed to the store, with the owner of each
     /// pending record.
-    pending: PendingIds,
+    pub(crate) pending: PendingIds,
     /// Set when the thread stops taking messages; see [`Core::close_gate`].
     pub(crate) closed: AtomicBool,
     /// Submits between their `closed` check and their send.
@@ -491,12 +491,16 @@ impl CaptureWriter {
     /// (queued, being written, or in the spill). Ids in spill segments left by a previous run
     /// are not tracked.
     pub fn in_queue(&self, id: &str) -> bool {
-        self.handle.core.pending.lock().contains(id)
+        self.handle.core.pending.lock_settled().contains(id)
     }
 
     /// Whether a record with this id made by `owner` is pending (as [`Self::in_queue`]).
     pub fn in_queue_for(&self, id: &str, owner: Option<Owner>) -> bool {
-        self.handle.core.pending.lock().contains_for(id, owner)
+        self.handle
+            .core
+            .pending
+            .lock_settled()
+            .contains_for(id, owner)
     }
 
     /// Whether `id`, made by `owner`, is pending in the writer or stored: what a beacon checks
