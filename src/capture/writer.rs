@@ -528,3 +528,7 @@ impl CaptureWriter {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
