@@ -8,14 +8,16 @@
     reason = "a test fails loudly on the first surprise"
 )]
 
+#[path = "support/hooked.rs"]
+mod hooked;
 #[path = "support/records.rs"]
 mod records;
 
-use aloud::capture::{CaptureRecord, CaptureWriter, WriterConfig};
-use aloud::config::Owner;
-use aloud::store::{Entry, Feedback, Filter, Records, SqliteStore, Store, StoreError};
+use aloud::capture::{CaptureWriter, WriterConfig};
+use aloud::store::{SqliteStore, StoreError};
+use hooked::Hooked;
 use records::record;
-use serde_json::Value;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,65 +31,23 @@ struct Steps {
 type Gate = Arc<(Mutex<Steps>, Condvar)>;
 
 /// A store whose batch writes each wait for a permit.
-struct Stepped {
-    inner: SqliteStore,
-    gate: Gate,
-}
-
-impl Stepped {
-    fn step(&self) {
-        let (steps, changed) = &*self.gate;
-        let mut s = steps.lock().unwrap();
-        s.waiting = true;
-        changed.notify_all();
-        while s.permits == 0 {
-            s = changed.wait(s).unwrap();
-        }
-        s.permits -= 1;
-        s.waiting = false;
-        changed.notify_all();
-    }
-}
-
-impl Store for Stepped {
-    fn insert_batch(&mut self, records: &[CaptureRecord]) -> Result<usize, StoreError> {
-        self.step();
-        self.inner.insert_batch(records)
-    }
-    fn write_batch(&mut self, entries: &[Entry]) -> Result<usize, StoreError> {
-        self.step();
-        self.inner.write_batch(entries)
-    }
-    fn get(&self, id: &str) -> Result<Vec<CaptureRecord>, StoreError> {
-        self.inner.get(id)
-    }
-    fn query(&self, filter: &Filter) -> Result<Records<'_>, StoreError> {
-        self.inner.query(filter)
-    }
-    fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
-        self.inner.insert_client_timings(id, timings)
-    }
-    fn insert_feedback(
-        &mut self,
-        id: &str,
-        score: Option<f64>,
-        label: Option<String>,
-        comment: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.inner.insert_feedback(id, score, label, comment)
-    }
-    fn client_timings(&self, id: &str) -> Result<Option<Value>, StoreError> {
-        self.inner.client_timings(id)
-    }
-    fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError> {
-        self.inner.feedback(id)
-    }
-    fn exists(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.exists(id)
-    }
-    fn exists_for(&self, id: &str, owner: Option<Owner>) -> Result<bool, StoreError> {
-        self.inner.exists_for(id, owner)
-    }
+fn stepped(db: &Path, gate: &Gate) -> Result<Hooked<impl Fn() + Send + use<>>, StoreError> {
+    let gate = gate.clone();
+    Ok(Hooked {
+        inner: SqliteStore::open(db)?,
+        before_write: move || {
+            let (steps, changed) = &*gate;
+            let mut s = steps.lock().unwrap();
+            s.waiting = true;
+            changed.notify_all();
+            while s.permits == 0 {
+                s = changed.wait(s).unwrap();
+            }
+            s.permits -= 1;
+            s.waiting = false;
+            changed.notify_all();
+        },
+    })
 }
 
 /// Waits until the writer waits at the gate again (or `done` holds), then returns `done`.
@@ -142,13 +102,7 @@ async fn a_long_replay_takes_the_queue_between_segments() {
     // The next run replays them through a store that lets one write through at a time.
     let gate: Gate = Arc::default();
     let (path, theirs) = (db.clone(), gate.clone());
-    let writer = CaptureWriter::start(config, move || {
-        Ok(Stepped {
-            inner: SqliteStore::open(&path)?,
-            gate: theirs.clone(),
-        })
-    })
-    .unwrap();
+    let writer = CaptureWriter::start(config, move || stepped(&path, &theirs)).unwrap();
     assert!(
         !settle(&gate, || false),
         "the replay waits for its first write"

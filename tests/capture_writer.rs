@@ -7,13 +7,16 @@
     reason = "a test fails loudly on the first surprise"
 )]
 
+#[path = "support/hooked.rs"]
+mod hooked;
 #[path = "support/records.rs"]
 mod records;
 
 use aloud::capture::{CaptureWriter, WriterConfig};
-use aloud::store::{Entry, Feedback, Filter, Records, SqliteStore, Store, StoreError};
+use aloud::store::{Entry, Feedback, Filter, SqliteStore, Store, StoreError};
+use hooked::Hooked;
 use records::record;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -346,68 +349,21 @@ async fn corrupt_database_spills_then_recovers_when_the_file_is_replaced() {
     writer.close().await;
 }
 
-/// A store whose writes wait at a gate, to stall the writer thread.
-struct Gated {
-    inner: SqliteStore,
-    gate: Arc<(Mutex<bool>, Condvar)>,
-}
+type Gate = Arc<(Mutex<bool>, Condvar)>;
 
-impl Gated {
-    fn wait(&self) {
-        let (open, changed) = &*self.gate;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            open = changed.wait(open).unwrap();
-        }
-    }
-}
-
-impl Store for Gated {
-    fn insert_batch(
-        &mut self,
-        records: &[aloud::capture::CaptureRecord],
-    ) -> Result<usize, StoreError> {
-        self.wait();
-        self.inner.insert_batch(records)
-    }
-    fn write_batch(&mut self, entries: &[Entry]) -> Result<usize, StoreError> {
-        self.wait();
-        self.inner.write_batch(entries)
-    }
-    fn get(&self, id: &str) -> Result<Vec<aloud::capture::CaptureRecord>, StoreError> {
-        self.inner.get(id)
-    }
-    fn query(&self, filter: &Filter) -> Result<Records<'_>, StoreError> {
-        self.inner.query(filter)
-    }
-    fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
-        self.inner.insert_client_timings(id, timings)
-    }
-    fn insert_feedback(
-        &mut self,
-        id: &str,
-        score: Option<f64>,
-        label: Option<String>,
-        comment: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.inner.insert_feedback(id, score, label, comment)
-    }
-    fn client_timings(&self, id: &str) -> Result<Option<Value>, StoreError> {
-        self.inner.client_timings(id)
-    }
-    fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError> {
-        self.inner.feedback(id)
-    }
-    fn exists(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.exists(id)
-    }
-    fn exists_for(
-        &self,
-        id: &str,
-        owner: Option<aloud::config::Owner>,
-    ) -> Result<bool, StoreError> {
-        self.inner.exists_for(id, owner)
-    }
+/// A store whose writes wait at `gate`, to stall the writer thread.
+fn gated(db: &Path, gate: &Gate) -> Result<Hooked<impl Fn() + Send + use<>>, StoreError> {
+    let gate = gate.clone();
+    Ok(Hooked {
+        inner: SqliteStore::open(db)?,
+        before_write: move || {
+            let (open, changed) = &*gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = changed.wait(open).unwrap();
+            }
+        },
+    })
 }
 
 #[tokio::test]
@@ -423,12 +379,7 @@ async fn queue_stays_within_its_bound_while_the_store_stalls() {
             batch_records: 16,
             ..WriterConfig::with_spill_dir(&s.spill)
         },
-        move || {
-            Ok(Gated {
-                inner: SqliteStore::open(&db)?,
-                gate: opener_gate.clone(),
-            })
-        },
+        move || gated(&db, &opener_gate),
     )
     .unwrap();
     let all = ids(400, "stall");
@@ -499,12 +450,7 @@ async fn a_full_queue_never_redacts_or_spills_on_the_submitting_thread() {
             }))),
             ..WriterConfig::with_spill_dir(&s.spill)
         },
-        move || {
-            Ok(Gated {
-                inner: SqliteStore::open(&db)?,
-                gate: opener_gate.clone(),
-            })
-        },
+        move || gated(&db, &opener_gate),
     )
     .unwrap();
     let all = ids(100, "full");
