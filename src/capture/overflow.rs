@@ -7,6 +7,7 @@
 //! a wake per entry was a context switch per request on the request's core: at saturation the
 //! channel's wake-ups were a third of this thread's time.
 
+use super::spill::Encoded;
 use super::writer::{Core, Item, lock};
 use crate::store::Entry;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -169,9 +170,9 @@ fn take(core: &Core, waiting: &Waiting, last: bool) {
     for (item, size) in items {
         let mut entry = item.into_entry();
         core.config.prepare.apply(&mut entry);
-        batch.entries.push(entry);
+        batch.encoded.push(entry);
         batch.bytes += size;
-        if batch.entries.len() >= BATCH {
+        if batch.encoded.len() >= BATCH {
             batch.write(core);
         }
     }
@@ -203,19 +204,19 @@ impl Drop for Taker<'_> {
     }
 }
 
-/// Prepared entries not yet written, and the overflow bytes they hold.
+/// Prepared entries, encoded but not yet written, and the overflow bytes they hold.
 #[derive(Default)]
 struct Batch {
-    entries: Vec<Entry>,
+    encoded: Encoded,
     bytes: usize,
 }
 
 impl Batch {
     fn write(&mut self, core: &Core) {
-        if self.entries.is_empty() {
+        if self.encoded.len() == 0 {
             return;
         }
-        core.spill(std::mem::take(&mut self.entries));
+        core.spill_encoded(std::mem::take(&mut self.encoded));
         core.release_overflow(std::mem::take(&mut self.bytes));
     }
 }

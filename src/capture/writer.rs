@@ -202,20 +202,22 @@ impl Core {
     }
 
     /// Appends `entries` to the spill (no fsync: the thread syncs on its next tick or flush),
-    /// counting what was spilled and what was dropped. Returns the entries that were written.
+    /// counting what was spilled and what was dropped. Returns how many were written.
     pub(crate) fn spill(&self, entries: Vec<Entry>) -> usize {
-        let mut lines = spill::Lines::default();
-        let mut unencodable = Vec::new();
-        let mut kept = Vec::with_capacity(entries.len());
+        let mut encoded = spill::Encoded::default();
         for entry in entries {
-            match lines.push(&entry) {
-                Ok(()) => kept.push(entry),
-                Err(error) => {
-                    tracing::error!(%error, id = entry.id(), "capture entry cannot be encoded");
-                    unencodable.push(entry);
-                }
-            }
+            encoded.push(entry);
         }
+        self.spill_encoded(encoded)
+    }
+
+    /// [`Core::spill`] for entries already encoded.
+    pub(crate) fn spill_encoded(&self, encoded: spill::Encoded) -> usize {
+        let spill::Encoded {
+            lines,
+            marks,
+            unencodable,
+        } = encoded;
         let outcome = {
             let mut spill = lock(&self.spill);
             let outcome = spill.append(&lines);
@@ -227,36 +229,45 @@ impl Core {
         let mut written = 0;
         match outcome {
             Ok(accepted) => {
-                for (entry, ok) in kept.into_iter().zip(accepted) {
+                for (mark, ok) in marks.into_iter().zip(accepted) {
                     if ok {
                         written += 1;
                     } else {
-                        refused.push(entry);
+                        refused.push(mark);
                     }
                 }
             }
             Err(error) => {
                 tracing::error!(%error, dir = %self.config.spill_dir.display(), "capture spill write failed");
-                refused.extend(kept);
+                refused.extend(marks);
             }
         }
         self.spilled.fetch_add(written as u64, Ordering::Relaxed);
         if !refused.is_empty() {
-            self.drop_entries(&refused, "spill directory full or unwritable");
+            self.drop_marks(refused, "spill directory full or unwritable");
         }
         written
     }
 
     pub(crate) fn drop_entries(&self, entries: &[Entry], reason: &'static str) {
-        let count = entries.len() as u64;
+        self.drop_marks(entries.iter().map(spill::Mark::of).collect(), reason);
+    }
+
+    fn drop_marks(&self, marks: Vec<spill::Mark>, reason: &'static str) {
+        let count = marks.len() as u64;
         let total = self.dropped.fetch_add(count, Ordering::Relaxed) + count;
-        self.settle(entries);
         tracing::error!(
             dropped = count,
             dropped_total = total,
             reason,
-            first_id = entries.first().map(Entry::id),
+            first_id = marks.first().map(|m| m.id.as_str()),
             "capture entries dropped"
+        );
+        self.pending.settle(
+            marks
+                .into_iter()
+                .filter_map(|m| m.record.map(|owner| (m.id, owner)))
+                .collect(),
         );
     }
 }
