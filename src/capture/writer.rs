@@ -140,7 +140,7 @@ impl Core {
 
     fn add_pending(&self, item: &Item) {
         if let Some((id, owner)) = item.record_key() {
-            self.pending.lock().add(id, owner);
+            self.pending.add(id, owner);
         }
     }
 
@@ -190,15 +190,11 @@ impl Core {
     /// Entries are committed (or dropped): their ids are no longer pending. Never takes the
     /// lock requests take (see `pending.rs`).
     pub(crate) fn settle(&self, entries: &[Entry]) {
-        self.pending.settle(
-            entries
-                .iter()
-                .filter_map(|entry| match entry {
-                    Entry::Record(record) => Some((record.id.clone(), record.owner)),
-                    Entry::ClientTimings(_) | Entry::Feedback(_) => None,
-                })
-                .collect(),
-        );
+        self.pending
+            .settle(entries.iter().filter_map(|entry| match entry {
+                Entry::Record(record) => Some((record.id.as_str(), record.owner)),
+                Entry::ClientTimings(_) | Entry::Feedback(_) => None,
+            }));
     }
 
     /// Appends `entries` to the spill (no fsync: the thread syncs on its next tick or flush),
@@ -265,9 +261,8 @@ impl Core {
         );
         self.pending.settle(
             marks
-                .into_iter()
-                .filter_map(|m| m.record.map(|owner| (m.id, owner)))
-                .collect(),
+                .iter()
+                .filter_map(|m| m.record.map(|owner| (m.id.as_str(), owner))),
         );
     }
 }
@@ -502,16 +497,12 @@ impl CaptureWriter {
     /// (queued, being written, or in the spill). Ids in spill segments left by a previous run
     /// are not tracked.
     pub fn in_queue(&self, id: &str) -> bool {
-        self.handle.core.pending.lock_settled().contains(id)
+        self.handle.core.pending.contains(id)
     }
 
     /// Whether a record with this id made by `owner` is pending (as [`Self::in_queue`]).
     pub fn in_queue_for(&self, id: &str, owner: Option<Owner>) -> bool {
-        self.handle
-            .core
-            .pending
-            .lock_settled()
-            .contains_for(id, owner)
+        self.handle.core.pending.contains_for(id, owner)
     }
 
     /// Whether `id`, made by `owner`, is pending in the writer or stored: what a beacon checks

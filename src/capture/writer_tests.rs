@@ -51,7 +51,8 @@ async fn settled_ids_are_applied_without_anyone_asking() {
     assert_eq!(writer.stats().written, 1);
     // Stored and settled by the writer; the overflow thread applies it within its period.
     let until = Instant::now() + Duration::from_secs(10);
-    while writer.handle.core.pending.lock().contains("settle-0001") {
+    let pending = &writer.handle.core.pending;
+    while pending.lock().contains(pending.print("settle-0001")) {
         assert!(Instant::now() < until, "the settled id was never applied");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
