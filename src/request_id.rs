@@ -5,6 +5,8 @@
 
 use http::HeaderMap;
 
+pub mod print;
+
 pub const HEADER: &str = "aloud-request-id";
 
 /// Why a client-supplied id was refused.
