@@ -227,14 +227,35 @@ async fn spill_cap_drops_counts_and_logs_the_excess_only() {
     writer.flush().await;
     let lock = lock_db(&s.db);
     let all = ids(40, "cap");
+    // Every other record made with a client token: a drop must settle the id with its owner.
+    let owner = |i: usize| {
+        i.is_multiple_of(2)
+            .then(|| aloud::config::Owner::parse(&"ab".repeat(16)).unwrap())
+    };
     for (i, id) in all.iter().enumerate() {
-        writer.submit(record(id, 1, i as i64, 2048));
+        let mut r = record(id, 1, i as i64, 2048);
+        r.owner = owner(i);
+        writer.submit(r);
     }
     writer.flush().await;
     let stats = writer.stats();
     assert!(stats.dropped > 0 && stats.spilled > 0, "{stats:?}");
     assert_eq!(stats.spilled + stats.dropped, 40, "{stats:?}");
     assert!(stats.spill_bytes <= 24 * 1024);
+    // Spilled ids stay pending (with their owner) until replayed; dropped ones are settled.
+    let pending: Vec<usize> = (0..40).filter(|&i| writer.in_queue(&all[i])).collect();
+    assert_eq!(pending.len() as u64, stats.spilled, "{stats:?}");
+    assert!(
+        pending
+            .iter()
+            .all(|&i| writer.in_queue_for(&all[i], owner(i)))
+    );
+    assert!(
+        pending
+            .iter()
+            .all(|&i| !writer.in_queue_for(&all[i], owner(i + 1))),
+        "pending for another owner"
+    );
     let logged = String::from_utf8_lossy(&logs().lock().unwrap()).to_string();
     assert!(
         logged.contains("capture entries dropped")
@@ -530,4 +551,51 @@ async fn a_store_that_comes_back_is_retried_without_new_records() {
     }
     assert_eq!(counts(&s.db).len(), 100);
     writer.close().await;
+}
+
+#[tokio::test]
+async fn a_record_whose_redaction_panics_is_dropped_and_counted_alone() {
+    // A queue of one byte sends everything through the overflow thread; the default queue, the
+    // writer thread. Either way the panic costs that record only.
+    for queue_bytes in [1, WriterConfig::with_spill_dir(".").queue_bytes] {
+        let s = setup();
+        let writer = start(
+            WriterConfig {
+                queue_bytes,
+                batch_records: 4,
+                prepare: aloud::capture::writer::Prepare(Some(Arc::new(
+                    |r: &mut aloud::record::CaptureRecord| {
+                        assert!(!r.id.ends_with("-00003"), "a redaction defect");
+                    },
+                ))),
+                ..WriterConfig::with_spill_dir(&s.spill)
+            },
+            &s.db,
+        );
+        let all = ids(10, "panics");
+        for (i, id) in all.iter().enumerate() {
+            writer.submit(record(id, 1, i as i64, 512));
+        }
+        flush_until_replayed(&writer, 50).await;
+        let stats = writer.stats();
+        assert_eq!(stats.dropped, 1, "queue {queue_bytes}: {stats:?}");
+        let stored = counts(&s.db);
+        assert_eq!(stored.len(), 9, "queue {queue_bytes}: {stored:?}");
+        assert!(!stored.contains_key("panics-00003"));
+        assert!(
+            all.iter().all(|id| !writer.in_queue(id)),
+            "an id left pending"
+        );
+        let logged = String::from_utf8_lossy(&logs().lock().unwrap()).to_string();
+        assert!(logged.contains("building or redacting the record panicked"));
+        // The thread lives on: a later record is stored.
+        writer.submit(record("panics-later", 1, 99, 512));
+        writer.flush().await;
+        flush_until_replayed(&writer, 50).await;
+        assert!(
+            counts(&s.db).contains_key("panics-later"),
+            "queue {queue_bytes}"
+        );
+        writer.close().await;
+    }
 }

@@ -8,8 +8,7 @@
 //! channel's wake-ups were a third of this thread's time.
 
 use super::spill::Encoded;
-use super::writer::{Core, Item, lock};
-use crate::store::Entry;
+use super::writer::{Core, Item, PANICKED, lock};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -168,10 +167,16 @@ fn take(core: &Core, waiting: &Waiting, last: bool) {
     };
     let mut batch = Batch::default();
     for (item, size) in items {
-        let mut entry = item.into_entry();
-        core.config.prepare.apply(&mut entry);
-        batch.encoded.push(entry);
-        batch.bytes += size;
+        match item.prepared(&core.config.prepare) {
+            Ok(entry) => {
+                batch.encoded.push(entry);
+                batch.bytes += size;
+            }
+            Err(mark) => {
+                core.release_overflow(size);
+                core.drop_marks(vec![mark], PANICKED);
+            }
+        }
         if batch.encoded.len() >= BATCH {
             batch.write(core);
         }
@@ -180,7 +185,7 @@ fn take(core: &Core, waiting: &Waiting, last: bool) {
 }
 
 /// Closes the list when the thread ends; after a panic, what still waits is counted and logged
-/// as dropped (preparing it again could panic again).
+/// as dropped, unbuilt (building it again could panic again).
 struct Taker<'a> {
     core: &'a Core,
     waiting: &'a Waiting,
@@ -197,10 +202,10 @@ impl Drop for Taker<'_> {
             return;
         }
         let bytes = items.iter().map(|(_, size)| size).sum();
-        let entries: Vec<Entry> = items.into_iter().map(|(i, _)| i.into_entry()).collect();
+        let marks = items.iter().map(|(item, _)| item.mark()).collect();
         self.core.release_overflow(bytes);
         self.core
-            .drop_entries(&entries, "the capture overflow thread failed");
+            .drop_marks(marks, "the capture overflow thread failed");
     }
 }
 

@@ -99,9 +99,10 @@ impl PendingIds {
         while self.lock().apply(APPLY_PER_LOCK) {}
     }
 
-    /// Marks these records settled without taking the lock (applied at the next [`lock`]).
+    /// Marks these records settled without taking the lock (applied by [`apply_settled`], which
+    /// the overflow thread and every `contains` check run).
     ///
-    /// [`lock`]: PendingIds::lock
+    /// [`apply_settled`]: PendingIds::apply_settled
     pub(crate) fn settle<'a>(&self, records: impl IntoIterator<Item = (&'a str, Option<Owner>)>) {
         let settled: Settled = records
             .into_iter()
@@ -201,7 +202,10 @@ mod tests {
         assert!(unapplied(&pending, "a", None), "not applied yet");
         assert!(pending.contains("a"), "a retry of a is still pending");
         assert!(pending.contains_for("b", None));
-        assert!(!pending.contains("c"), "settling an unknown id adds nothing");
+        assert!(
+            !pending.contains("c"),
+            "settling an unknown id adds nothing"
+        );
         pending.settle([("a", None), ("b", None)]);
         pending.settle([]);
         assert!(!pending.contains("a"));
@@ -217,7 +221,11 @@ mod tests {
             pending.add(id, None);
         }
         pending.settle(all.iter().map(|id| (id.as_str(), None)));
-        let left = || all.iter().filter(|id| unapplied(&pending, id, None)).count();
+        let left = || {
+            all.iter()
+                .filter(|id| unapplied(&pending, id, None))
+                .count()
+        };
         assert!(pending.lock().apply(APPLY_PER_LOCK));
         assert_eq!(left(), n - APPLY_PER_LOCK);
         pending.apply_settled();
@@ -249,9 +257,15 @@ mod tests {
         assert!(pending.contains_for("a", owner));
         assert!(!pending.contains_for("a", None));
         assert!(pending.contains_for("b", owner));
-        assert!(!pending.contains_for("b", None), "one record, another owner");
+        assert!(
+            !pending.contains_for("b", None),
+            "one record, another owner"
+        );
         pending.settle([("b", None)]);
-        assert!(pending.contains_for("b", owner), "only the same owner's record settles it");
+        assert!(
+            pending.contains_for("b", owner),
+            "only the same owner's record settles it"
+        );
         pending.settle([("a", owner), ("b", owner)]);
         assert!(!pending.contains("a") && !pending.contains("b"));
     }

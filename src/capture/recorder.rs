@@ -74,6 +74,11 @@ impl Pending {
         &self.recorder.meta.id
     }
 
+    /// The id, shared (no copy).
+    pub fn shared_id(&self) -> Arc<str> {
+        Arc::clone(&self.recorder.meta.id)
+    }
+
     pub fn owner(&self) -> Option<Owner> {
         self.recorder.meta.owner
     }

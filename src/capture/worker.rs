@@ -6,7 +6,7 @@
 //! queue was full are the exception; records are unaffected, as they are written once).
 
 use super::spill::{Closed, SegmentReader};
-use super::writer::{Closing, Core, Message, lock};
+use super::writer::{Closing, Core, Item, Message, PANICKED, lock};
 use crate::store::{Entry, Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -74,7 +74,7 @@ where
             // Everything queued, without blocking.
             loop {
                 match receiver.try_recv() {
-                    Ok(Message::Entry(item, size)) => self.push(item.into_entry(), size),
+                    Ok(Message::Entry(item, size)) => self.push(item, size),
                     Ok(Message::Flush(done)) => {
                         self.finish(Attempt::Now);
                         let _ = done.send(());
@@ -124,8 +124,8 @@ where
         }
     }
 
-    fn push(&mut self, entry: Entry, size: usize) {
-        self.add(entry, size);
+    fn push(&mut self, item: Item, size: usize) {
+        self.add(item, size);
         let config = &self.core.config;
         if self.batch.len() >= config.batch_records || self.batch_bytes >= config.batch_bytes {
             self.write_batch(Attempt::IfDue, Replay::Yielding);
@@ -133,12 +133,20 @@ where
         }
     }
 
-    /// Prepares `entry` and adds it to the batch, without writing.
-    fn add(&mut self, mut entry: Entry, size: usize) {
-        self.core.config.prepare.apply(&mut entry);
-        self.batch.push(entry);
-        self.batch_bytes += size;
-        self.batch_started.get_or_insert_with(Instant::now);
+    /// Builds and prepares `item` and adds it to the batch, without writing (or counts it as
+    /// dropped when that panicked).
+    fn add(&mut self, item: Item, size: usize) {
+        match item.prepared(&self.core.config.prepare) {
+            Ok(entry) => {
+                self.batch.push(entry);
+                self.batch_bytes += size;
+                self.batch_started.get_or_insert_with(Instant::now);
+            }
+            Err(mark) => {
+                self.core.release(size);
+                self.core.drop_marks(vec![mark], PANICKED);
+            }
+        }
     }
 
     fn tick(&mut self) {
@@ -178,9 +186,9 @@ where
         while let Ok(message) = receiver.try_recv() {
             match message {
                 Message::Entry(item, size) if hurried() => {
-                    self.add(item.into_entry(), size);
+                    self.add(item, size);
                 }
-                Message::Entry(item, size) => self.push(item.into_entry(), size),
+                Message::Entry(item, size) => self.push(item, size),
                 Message::Flush(done) | Message::Close(done, _) => waiting.push(done),
             }
         }

@@ -52,11 +52,45 @@ pub(crate) enum Item {
     Pending(Box<Pending>),
 }
 
+/// Why an entry whose building or redaction panicked is dropped.
+pub(crate) const PANICKED: &str = "building or redacting the record panicked";
+
 impl Item {
-    pub(crate) fn into_entry(self) -> Entry {
+    /// Builds and prepares (redacts) the entry. A panic there is a defect, and it costs this entry
+    /// only, not the thread and every entry it holds: `Err` carries what counting the drop and
+    /// settling the id need (the panic itself is reported by the panic hook).
+    pub(crate) fn prepared(self, prepare: &Prepare) -> Result<Entry, spill::Mark> {
+        use std::panic::{AssertUnwindSafe, catch_unwind};
         match self {
-            Item::Entry(e) => e,
-            Item::Pending(p) => Entry::Record(Box::new(p.build())),
+            Item::Entry(mut entry) => {
+                match catch_unwind(AssertUnwindSafe(|| prepare.apply(&mut entry))) {
+                    Ok(()) => Ok(entry),
+                    Err(_) => Err(spill::Mark::of(&entry)),
+                }
+            }
+            Item::Pending(pending) => {
+                let (id, owner) = (pending.shared_id(), pending.owner());
+                catch_unwind(AssertUnwindSafe(move || {
+                    let mut entry = Entry::Record(Box::new(pending.build()));
+                    prepare.apply(&mut entry);
+                    entry
+                }))
+                .map_err(|_| spill::Mark {
+                    id: id.to_string(),
+                    record: Some(owner),
+                })
+            }
+        }
+    }
+
+    /// What counting this entry as dropped and settling its id need, without building it.
+    pub(crate) fn mark(&self) -> spill::Mark {
+        match self {
+            Item::Entry(entry) => spill::Mark::of(entry),
+            Item::Pending(pending) => spill::Mark {
+                id: pending.id().to_owned(),
+                record: Some(pending.owner()),
+            },
         }
     }
 
@@ -245,11 +279,7 @@ impl Core {
         written
     }
 
-    pub(crate) fn drop_entries(&self, entries: &[Entry], reason: &'static str) {
-        self.drop_marks(entries.iter().map(spill::Mark::of).collect(), reason);
-    }
-
-    fn drop_marks(&self, marks: Vec<spill::Mark>, reason: &'static str) {
+    pub(crate) fn drop_marks(&self, marks: Vec<spill::Mark>, reason: &'static str) {
         let count = marks.len() as u64;
         let total = self.dropped.fetch_add(count, Ordering::Relaxed) + count;
         tracing::error!(
@@ -406,16 +436,22 @@ impl CaptureWriter {
                 .send(item, size)
                 .inspect(|_| core.release_overflow(size))
         } else {
-            let entry = item.into_entry();
-            core.drop_entries(&[entry], "the capture queue and its overflow are full");
+            // Dropped unbuilt: building a record only to drop it would be a request thread's work.
+            core.drop_marks(
+                vec![item.mark()],
+                "the capture queue and its overflow are full",
+            );
             None
         };
         core.sending.fetch_sub(1, Ordering::SeqCst);
         if let Some(item) = left {
             // The thread has stopped (shutdown): this entry is prepared and spilled here.
-            let mut entry = item.into_entry();
-            core.config.prepare.apply(&mut entry);
-            core.spill(vec![entry]);
+            match item.prepared(&core.config.prepare) {
+                Ok(entry) => {
+                    core.spill(vec![entry]);
+                }
+                Err(mark) => core.drop_marks(vec![mark], PANICKED),
+            }
         }
     }
 

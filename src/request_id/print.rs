@@ -6,9 +6,12 @@
 //! the key's heap copy at every lookup. No crate keys a map by a keyed fingerprint, so this is
 //! written here.
 //!
-//! Two different ids share a print with a chance of about 2⁻¹²⁸ per pair, and the key is a
-//! secret of this process (std's `RandomState`), so no client can choose ids that collide.
+//! A print is SipHash-1-3's 128-bit output under a random key made at start (`siphasher`: std's
+//! `RandomState` does not promise its algorithm). Two different ids share a print with a chance
+//! of about 2⁻¹²⁸ per pair, and the key is a secret of this process, so no client can choose
+//! ids that collide.
 
+use siphasher::sip128::{Hasher128, SipHasher13};
 use std::collections::HashMap;
 use std::collections::hash_map::{self, RandomState};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
@@ -25,34 +28,57 @@ impl Hash for Print {
 }
 
 /// The secret key prints are made with. Clones make the same prints.
-#[derive(Clone, Debug, Default)]
-pub struct PrintKey(RandomState);
+#[derive(Clone)]
+pub struct PrintKey(u64, u64);
 
-impl PrintKey {
-    /// A fresh random key.
-    pub fn new() -> PrintKey {
-        PrintKey(RandomState::new())
-    }
-
-    /// `id`'s print: its keyed hash, and the keyed hash of it with one more byte.
-    pub fn print(&self, id: &str) -> Print {
-        Print(self.0.hash_one(id), self.0.hash_one((id, 0x5a_u8)))
+impl std::fmt::Debug for PrintKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrintKey(..)")
     }
 }
 
-/// The map's hasher: passes a [`Print`]'s first half through (nothing else is hashed with it).
+impl Default for PrintKey {
+    fn default() -> Self {
+        PrintKey::new()
+    }
+}
+
+impl PrintKey {
+    /// A fresh random key, from the system's random source.
+    pub fn new() -> PrintKey {
+        use ring::rand::{SecureRandom, SystemRandom};
+        let mut bytes = [0u8; 16];
+        if SystemRandom::new().fill(&mut bytes).is_err() {
+            // Not seen on Linux; std's per-process random keys are the next best source.
+            let state = RandomState::new();
+            return PrintKey(state.hash_one(0u8), state.hash_one(1u8));
+        }
+        let (a, b) = bytes.split_at(8);
+        let word = |half: &[u8]| half.iter().fold(0u64, |w, byte| w << 8 | u64::from(*byte));
+        PrintKey(word(a), word(b))
+    }
+
+    /// `id`'s print.
+    pub fn print(&self, id: &str) -> Print {
+        let mut hasher = SipHasher13::new_with_keys(self.0, self.1);
+        hasher.write(id.as_bytes());
+        let hash = hasher.finish128();
+        Print(hash.h1, hash.h2)
+    }
+}
+
+/// The map's hasher: passes a [`Print`]'s first half through. Only prints are hashed with it
+/// (`IdMap` keys nothing else), so anything but `write_u64` is a defect.
 #[derive(Default)]
-pub struct PrintHasher(u64);
+pub(crate) struct PrintHasher(u64);
 
 impl Hasher for PrintHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("PrintHasher hashes prints only");
     }
 
     fn write_u64(&mut self, n: u64) {
@@ -105,7 +131,15 @@ mod tests {
     #[test]
     fn ids_that_differ_anywhere_have_different_prints_and_keys_differ() {
         let key = PrintKey::new();
-        let ids = ["", "a", "b", "ab", "ba", "a\u{0}", "01a22bc6-7d22-7784-b044-fe627e3d78c7"];
+        let ids = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "a\u{0}",
+            "01a22bc6-7d22-7784-b044-fe627e3d78c7",
+        ];
         for (i, a) in ids.iter().enumerate() {
             for b in &ids[i + 1..] {
                 assert_ne!(key.print(a), key.print(b), "{a:?} {b:?}");
@@ -114,6 +148,34 @@ mod tests {
         }
         // Another key (another process) prints the same id differently.
         assert_ne!(PrintKey::new().print("a"), key.print("a"));
+    }
+
+    #[test]
+    fn both_halves_of_a_print_carry_their_own_bits_and_the_map_hashes_the_first() {
+        let key = PrintKey::new();
+        let prints: Vec<Print> = (0..2000).map(|i| key.print(&format!("id-{i}"))).collect();
+        let firsts: std::collections::HashSet<u64> = prints.iter().map(|p| p.0).collect();
+        let seconds: std::collections::HashSet<u64> = prints.iter().map(|p| p.1).collect();
+        assert_eq!((firsts.len(), seconds.len()), (2000, 2000));
+        // The halves are not one value twice, nor one a shift or xor of the other.
+        assert!(prints.iter().all(|p| p.0 != p.1));
+        let xors: std::collections::HashSet<u64> = prints.iter().map(|p| p.0 ^ p.1).collect();
+        assert_eq!(xors.len(), 2000);
+        // Every bit of each half varies (a constant bit would shrink the print).
+        for half in [|p: &Print| p.0, |p: &Print| p.1] {
+            let ones = prints.iter().fold(0u64, |acc, p| acc | half(p));
+            let zeros = prints.iter().fold(0u64, |acc, p| acc | !half(p));
+            assert_eq!((ones, zeros), (u64::MAX, u64::MAX));
+        }
+        let hasher = BuildHasherDefault::<PrintHasher>::default();
+        assert!(prints.iter().all(|p| hasher.hash_one(p) == p.0));
+        // The SipHash-1-3 reference output for key 0..16 and the empty input (siphasher's own
+        // test vector), so a change of algorithm does not pass unnoticed.
+        let reference = PrintKey(0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908).print("");
+        assert_eq!(
+            reference,
+            Print(0xbea5_8827_b2bc_7ee7, 0x0130_30dd_6adb_62fd)
+        );
     }
 
     #[test]
