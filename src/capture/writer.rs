@@ -10,7 +10,8 @@
 //! **Invariant**: an entry handed to `submit` ends in the store, or in a spill segment that a
 //! later replay (this run or the next) puts in the store, or is counted in `dropped` and logged
 //! at error level. Drops happen only when the spill directory is at its byte cap (or the disk
-//! refuses a spill write).
+//! refuses a spill write), when the queue and the overflow are both full, or when building or
+//! redacting one record panicked (a defect; that record only, and the thread lives on).
 //! **Invariant**: the queue (including the batch being written) never holds more than
 //! `queue_bytes` of estimated entry size.
 
