@@ -168,15 +168,19 @@ pub fn upstream_body(
 }
 
 /// Sends the request; the exchange's timer keeps the headers deadline.
+///
+/// The client's future is made here, not inside the returned one: it owns what it needs, so the
+/// returned future holds no copy of the client.
 pub fn send(
-    client: HttpClient,
+    client: &HttpClient,
     req: Request<Body>,
     tap: Arc<RequestTap>,
     limit: u64,
     body_timeout: std::time::Duration,
 ) -> super::response::HeadFuture {
+    let sent = client.request(req);
     Box::pin(async move {
-        client.request(req).await.map_err(|e| {
+        sent.await.map_err(|e| {
             // A request body that failed is the client's fault, whatever the upstream made of it.
             if tap.fault().is_some() || upstream::caused_by_body_limit(&e) {
                 let fault = tap.fault().unwrap_or(RequestFault::TooLarge);

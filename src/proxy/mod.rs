@@ -138,16 +138,20 @@ pub async fn forward(
     cx: Context<'_>,
 ) -> Response<Body> {
     let route = &rt.route;
-    let mut ex = Exchange::new(
-        Arc::from(cx.id),
-        Arc::clone(&rt.name),
-        route.api,
-        route.progress,
-        (req.method().clone(), req.uri().path().to_owned()),
-        cx.started,
-        Arc::clone(&cx.capture.shutting_down),
-    )
-    .measured(rt.metrics.clone());
+    // Boxed: the exchange is about 1 KB and moves into the response body; unboxed, each move was
+    // a copy of it, and it made this future (itself copied whole into its box) that much larger.
+    let mut ex = Box::new(
+        Exchange::new(
+            Arc::from(cx.id),
+            Arc::clone(&rt.name),
+            route.api,
+            route.progress,
+            (req.method().clone(), req.uri().path().to_owned()),
+            cx.started,
+            Arc::clone(&cx.capture.shutting_down),
+        )
+        .measured(rt.metrics.clone()),
+    );
     let (parts, incoming) = req.into_parts();
     let mut client_headers = parts.headers;
     let mut owner = None;
@@ -338,7 +342,7 @@ pub async fn forward(
 
 /// Refused or failed before an attempt could start: one record, one log line, the error.
 fn refuse(
-    mut ex: Exchange,
+    mut ex: Box<Exchange>,
     e: ProxyError,
     method: &Method,
     rest: &str,

@@ -84,7 +84,7 @@ pub enum HeadWait {
 }
 
 pub struct ExchangeBody {
-    ex: Exchange,
+    ex: Box<Exchange>,
     src: Source,
     obs: Option<Observer>,
     inj: Injector,
@@ -112,7 +112,7 @@ pub struct ExchangeBody {
 
 impl ExchangeBody {
     /// A body for `ex`, whose progress has been admitted (`ex.w` is set).
-    pub fn new(ex: Exchange, spec: Spec, head: HeadFuture) -> Self {
+    pub fn new(ex: Box<Exchange>, spec: Spec, head: HeadFuture) -> Self {
         let heartbeat = spec.deadlines.heartbeat();
         let timer = Timer::new(&spec.deadlines);
         let mut body = ExchangeBody {

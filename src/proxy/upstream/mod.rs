@@ -61,7 +61,7 @@ impl Upstream {
     }
 
     /// The client for one request, and the h2 stream slot it holds until the exchange ends.
-    pub fn pick(&self) -> (HttpClient, Option<Slot>) {
+    pub fn pick(&self) -> (&HttpClient, Option<Slot>) {
         self.lanes.pick()
     }
 
