@@ -11,10 +11,22 @@
 //! request never waits behind thousands of them (a replayed spill settles whole batches); a
 //! beacon's check applies everything first, so it answers for what was settled.
 //!
-//! Ids are kept as prints (`request_id::print`), not strings: at saturation every request adds
-//! one and the spilled ones stay until the load drops (hundreds of thousands), so a copy of
-//! each id and a list of owners per id were two allocations and three cache misses on every
-//! request's thread (perf: 0.8 µs a request).
+//! Ids are kept in two maps. Requests add to the **hot** one, which holds only what is on its
+//! way (queued, or waiting for the overflow thread): a few batches, so it stays in the cache.
+//! Ids whose records reached the spill move to the **spilled** one, which only the applier and
+//! beacon checks touch. At saturation every record is spilled and stays there until the load
+//! drops (hundreds of thousands): in one map, each request's insert missed the cache twice, and
+//! a request that grew the map rehashed all of it under the lock every request takes (perf:
+//! 0.8 µs a request in the hand-off; a rehash of a million ids is tens of milliseconds).
+//!
+//! Ids are kept as prints (`request_id::print`), not strings: a copy of each id and a list of
+//! owners per id were two allocations and more misses on every request's thread.
+//!
+//! **Invariant:** for every record, one add (before it is queued), at most one `spilled` (after
+//! its line is in the spill) and one `settle`. A pair is counted in exactly one map: a
+//! `spilled` moves it only if it is still hot, and a `settle` removes it from the hot map, else
+//! from the spilled one, so the counts come out right whatever order the writer's and the
+//! overflow thread's messages are applied in.
 
 use crate::config::Owner;
 use crate::request_id::print::{IdMap, Print, PrintKey};
@@ -29,37 +41,55 @@ enum Owners {
     Many(Vec<Option<Owner>>),
 }
 
-/// Ids settled by the writer: the print and owner of each committed or dropped record.
-type Settled = Vec<(Print, Option<Owner>)>;
+/// Records by print and owner.
+type Pairs = Vec<(Print, Option<Owner>)>;
+
+/// What the writer and the overflow thread report, applied later by whoever applies.
+enum Change {
+    /// Committed or dropped: no longer pending.
+    Settled(Pairs),
+    /// Their lines are in the spill: they wait there, maybe long.
+    Spilled(Pairs),
+}
 
 pub(crate) struct PendingIds {
     key: PrintKey,
-    ids: Mutex<Ids>,
-    settled: Sender<Settled>,
+    /// Ids on their way: the only lock a request takes.
+    hot: Mutex<Ids>,
+    /// The changes waiting to be applied and the spilled ids; held while applying and while a
+    /// check reads both maps, so a check never sees a pair between the two.
+    applier: Mutex<Applier>,
+    changes: Sender<Change>,
 }
 
+/// A map of pending ids with the owner of each record.
 pub(crate) struct Ids {
     map: IdMap<Owners>,
-    settled: Receiver<Settled>,
-    /// Settled ids received and not yet applied.
-    backlog: Settled,
 }
 
-/// The most settled ids applied under one hold of the lock.
+struct Applier {
+    changes: Receiver<Change>,
+    /// A change received and not yet wholly applied (its pairs are taken from the end).
+    backlog: Option<Change>,
+    spilled: Ids,
+}
+
+/// The most changes applied under one hold of the hot lock.
 const APPLY_PER_LOCK: usize = 64;
 
 impl PendingIds {
     pub(crate) fn new() -> PendingIds {
-        let (settled, receiver) = mpsc::channel();
+        let (changes, receiver) = mpsc::channel();
         let key = PrintKey::new();
         PendingIds {
             key: key.clone(),
-            ids: Mutex::new(Ids {
-                map: IdMap::with_key(key),
-                settled: receiver,
-                backlog: Vec::new(),
+            hot: Mutex::new(Ids::with_key(key.clone())),
+            applier: Mutex::new(Applier {
+                changes: receiver,
+                backlog: None,
+                spilled: Ids::with_key(key),
             }),
-            settled,
+            changes,
         }
     }
 
@@ -73,66 +103,117 @@ impl PendingIds {
         self.lock().add(print, owner);
     }
 
-    /// The pending ids as they are: settled ids not yet applied still read as pending (for a
-    /// request adding its own, that does not matter).
+    /// The hot ids as they are: changes not yet applied are not reflected (for a request adding
+    /// its own, that does not matter).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Ids> {
-        super::writer::lock(&self.ids)
+        super::writer::lock(&self.hot)
     }
 
-    /// Whether a record of `id` is pending, with everything settled so far applied (what a
-    /// beacon's check reads).
+    /// Whether a record of `id` is pending, with every change so far applied (what a beacon's
+    /// check reads).
     pub(crate) fn contains(&self, id: &str) -> bool {
         let print = self.print(id);
-        self.apply_settled();
-        self.lock().contains(print)
+        let mut applier = super::writer::lock(&self.applier);
+        while applier.apply(&self.hot, APPLY_PER_LOCK) {}
+        self.lock().contains(print) || applier.spilled.contains(print)
     }
 
     /// [`PendingIds::contains`] for a record of `id` made by `owner`.
     pub(crate) fn contains_for(&self, id: &str, owner: Option<Owner>) -> bool {
         let print = self.print(id);
-        self.apply_settled();
-        self.lock().contains_for(print, owner)
+        let mut applier = super::writer::lock(&self.applier);
+        while applier.apply(&self.hot, APPLY_PER_LOCK) {}
+        self.lock().contains_for(print, owner) || applier.spilled.contains_for(print, owner)
     }
 
-    /// Applies everything settled so far, [`APPLY_PER_LOCK`] ids per hold of the lock.
+    /// Applies every change so far, [`APPLY_PER_LOCK`] per hold of the hot lock.
     pub(crate) fn apply_settled(&self) {
-        while self.lock().apply(APPLY_PER_LOCK) {}
+        let mut applier = super::writer::lock(&self.applier);
+        while applier.apply(&self.hot, APPLY_PER_LOCK) {}
     }
 
-    /// Marks these records settled without taking the lock (applied by [`apply_settled`], which
+    /// Marks these records settled without taking a lock (applied by [`apply_settled`], which
     /// the overflow thread and every `contains` check run).
     ///
     /// [`apply_settled`]: PendingIds::apply_settled
     pub(crate) fn settle<'a>(&self, records: impl IntoIterator<Item = (&'a str, Option<Owner>)>) {
-        let settled: Settled = records
+        self.send(records, Change::Settled);
+    }
+
+    /// These records' lines are in the spill: they move out of the hot map when applied.
+    pub(crate) fn spilled<'a>(&self, records: impl IntoIterator<Item = (&'a str, Option<Owner>)>) {
+        self.send(records, Change::Spilled);
+    }
+
+    fn send<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a str, Option<Owner>)>,
+        change: fn(Pairs) -> Change,
+    ) {
+        let pairs: Pairs = records
             .into_iter()
             .map(|(id, owner)| (self.print(id), owner))
             .collect();
-        if !settled.is_empty() {
+        if !pairs.is_empty() {
             // The receiver lives as long as `self`: this cannot fail.
-            let _ = self.settled.send(settled);
+            let _ = self.changes.send(change(pairs));
         }
     }
 }
 
-impl Ids {
-    /// Applies up to `budget` settled ids; true when more may be waiting.
-    fn apply(&mut self, mut budget: usize) -> bool {
-        while budget > 0 {
-            if self.backlog.is_empty() {
-                match self.settled.try_recv() {
-                    Ok(settled) => self.backlog = settled,
-                    Err(_) => return false,
+impl Applier {
+    /// Applies up to `budget` changed pairs under one hold of the hot lock (the spilled map is
+    /// updated after it is released); true when more may be waiting.
+    fn apply(&mut self, hot: &Mutex<Ids>, mut budget: usize) -> bool {
+        let (mut moved, mut settled) = (Vec::new(), Vec::new());
+        let more = {
+            let mut hot = super::writer::lock(hot);
+            loop {
+                if budget == 0 {
+                    break true;
+                }
+                let backlog = match self.backlog.as_mut() {
+                    Some(b) => b,
+                    None => match self.changes.try_recv() {
+                        Ok(change) => self.backlog.insert(change),
+                        Err(_) => break false,
+                    },
+                };
+                let (pairs, spilled) = match backlog {
+                    Change::Settled(p) => (p, false),
+                    Change::Spilled(p) => (p, true),
+                };
+                while budget > 0
+                    && let Some((print, owner)) = pairs.pop()
+                {
+                    budget -= 1;
+                    match (hot.remove(print, owner), spilled) {
+                        (true, true) => moved.push((print, owner)),
+                        (false, false) => settled.push((print, owner)),
+                        // A spilled record already settled, or a settled one that was hot.
+                        _ => {}
+                    }
+                }
+                if pairs.is_empty() {
+                    self.backlog = None;
                 }
             }
-            while budget > 0
-                && let Some((print, owner)) = self.backlog.pop()
-            {
-                self.remove(print, owner);
-                budget -= 1;
-            }
+        };
+        for (print, owner) in moved {
+            self.spilled.add(print, owner);
         }
-        true
+        for (print, owner) in settled {
+            self.spilled.remove(print, owner);
+        }
+        more
+    }
+}
+
+impl Ids {
+    fn with_key(key: PrintKey) -> Ids {
+        Ids {
+            map: IdMap::with_key(key),
+        }
     }
 
     fn add(&mut self, print: Print, owner: Option<Owner>) {
@@ -162,24 +243,26 @@ impl Ids {
         }
     }
 
-    /// One pending record of `print` by `owner` is settled (a retry with the same id may still
-    /// be pending).
-    fn remove(&mut self, print: Print, owner: Option<Owner>) {
+    /// One pending record of `print` by `owner` is no longer here (a retry with the same id may
+    /// still be); false when there was none.
+    fn remove(&mut self, print: Print, owner: Option<Owner>) -> bool {
         let Entry::Occupied(mut o) = self.map.entry_of(print) else {
-            return;
+            return false;
         };
-        let empty = match o.get_mut() {
-            Owners::One(first) => *first == owner,
-            Owners::Many(owners) => {
-                if let Some(at) = owners.iter().position(|o| *o == owner) {
+        let (found, empty) = match o.get_mut() {
+            Owners::One(first) => (*first == owner, *first == owner),
+            Owners::Many(owners) => match owners.iter().position(|o| *o == owner) {
+                Some(at) => {
                     owners.swap_remove(at);
+                    (true, owners.is_empty())
                 }
-                owners.is_empty()
-            }
+                None => (false, false),
+            },
         };
         if empty {
             o.remove();
         }
+        found
     }
 }
 
@@ -187,9 +270,88 @@ impl Ids {
 mod tests {
     use super::*;
 
-    /// Whether `id` reads as pending by `owner` without applying what was settled.
+    /// Whether `id` reads as pending by `owner` in the hot map, without applying any change.
     fn unapplied(pending: &PendingIds, id: &str, owner: Option<Owner>) -> bool {
         pending.lock().contains_for(pending.print(id), owner)
+    }
+
+    /// One bounded hold of the hot lock's worth of changes; true when more may be waiting.
+    fn apply_once(pending: &PendingIds) -> bool {
+        super::super::writer::lock(&pending.applier).apply(&pending.hot, APPLY_PER_LOCK)
+    }
+
+    /// How many ids the hot and the spilled map hold, with every change applied.
+    fn sizes(pending: &PendingIds) -> (usize, usize) {
+        pending.apply_settled();
+        let spilled = super::super::writer::lock(&pending.applier)
+            .spilled
+            .map
+            .len();
+        (pending.lock().map.len(), spilled)
+    }
+
+    #[test]
+    fn spilled_ids_leave_the_hot_map_and_stay_pending_until_settled() {
+        let pending = PendingIds::new();
+        let owner = Owner::parse(&"cd".repeat(16));
+        let ids: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
+        for id in &ids {
+            pending.add(id, owner);
+        }
+        pending.add("queued", None);
+        pending.spilled(ids.iter().map(|id| (id.as_str(), owner)));
+        // Not applied yet: still hot, and pending either way.
+        assert!(unapplied(&pending, "s7", owner));
+        assert!(pending.contains_for("s7", owner));
+        assert_eq!(sizes(&pending), (1, 1000), "only the queued id is hot");
+        assert!(ids.iter().all(|id| pending.contains_for(id, owner)));
+        assert!(!pending.contains_for("s7", None), "another owner's");
+        // The writer replays and commits half of them.
+        pending.settle(ids[..500].iter().map(|id| (id.as_str(), owner)));
+        assert_eq!(sizes(&pending), (1, 500));
+        assert!(!pending.contains("s7") && pending.contains("s700"));
+        pending.settle(ids[500..].iter().map(|id| (id.as_str(), owner)));
+        pending.settle([("queued", None)]);
+        assert_eq!(sizes(&pending), (0, 0));
+    }
+
+    #[test]
+    fn a_settle_before_its_spilled_message_leaves_nothing_behind() {
+        // The writer may replay and commit a line before the overflow thread reports it spilled.
+        let pending = PendingIds::new();
+        pending.add("a", None);
+        pending.settle([("a", None)]);
+        pending.spilled([("a", None)]);
+        assert_eq!(sizes(&pending), (0, 0));
+        assert!(!pending.contains("a"));
+
+        // Two attempts of one id by one owner: one spilled, one queued, settled in every order.
+        for order in 0..3 {
+            let pending = PendingIds::new();
+            pending.add("r", None);
+            pending.add("r", None);
+            match order {
+                0 => {
+                    pending.spilled([("r", None)]);
+                    pending.settle([("r", None)]);
+                    assert!(pending.contains("r"), "one attempt is still pending");
+                    pending.settle([("r", None)]);
+                }
+                1 => {
+                    pending.settle([("r", None)]);
+                    pending.spilled([("r", None)]);
+                    assert!(pending.contains("r"), "one attempt is still pending");
+                    pending.settle([("r", None)]);
+                }
+                _ => {
+                    pending.spilled([("r", None)]);
+                    assert_eq!(sizes(&pending), (1, 1));
+                    pending.settle([("r", None), ("r", None)]);
+                }
+            }
+            assert_eq!(sizes(&pending), (0, 0), "order {order}");
+            assert!(!pending.contains("r"));
+        }
     }
 
     #[test]
@@ -226,11 +388,11 @@ mod tests {
                 .filter(|id| unapplied(&pending, id, None))
                 .count()
         };
-        assert!(pending.lock().apply(APPLY_PER_LOCK));
+        assert!(apply_once(&pending));
         assert_eq!(left(), n - APPLY_PER_LOCK);
         pending.apply_settled();
         assert_eq!(left(), 0);
-        assert!(!pending.lock().apply(APPLY_PER_LOCK), "nothing left");
+        assert!(!apply_once(&pending), "nothing left");
     }
 
     #[test]

@@ -260,13 +260,21 @@ impl Core {
         let mut written = 0;
         match outcome {
             Ok(accepted) => {
+                let mut spilled = Vec::with_capacity(marks.len());
                 for (mark, ok) in marks.into_iter().zip(accepted) {
                     if ok {
                         written += 1;
+                        spilled.push(mark);
                     } else {
                         refused.push(mark);
                     }
                 }
+                // Their ids leave the map requests add to (see `pending.rs`).
+                self.pending.spilled(
+                    spilled
+                        .iter()
+                        .filter_map(|m| m.record.map(|owner| (m.id.as_str(), owner))),
+                );
             }
             Err(error) => {
                 tracing::error!(%error, dir = %self.config.spill_dir.display(), "capture spill write failed");
