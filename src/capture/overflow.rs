@@ -8,7 +8,9 @@
 //! channel's wake-ups were a third of this thread's time.
 
 use super::spill::Encoded;
-use super::writer::{Core, Item, PANICKED, lock};
+use super::writer::{Core, Item, PANICKED, Tracked, lock};
+use crate::config::Owner;
+use crate::request_id::print::Print;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,8 +25,12 @@ pub(crate) enum Job {
     Stop,
 }
 
-/// What waits for the thread; `None` once the thread has taken the last of it (stopped).
-type Waiting = Mutex<Option<Vec<(Item, usize)>>>;
+/// A record's print and owner: what makes it pending while it waits (see `pending.rs`).
+pub(crate) type Key = (Print, Option<Owner>);
+
+/// What waits for the thread, with its size and (for a record) its key; `None` once the thread
+/// has taken the last of it (stopped).
+type Waiting = Mutex<Option<Vec<(Item, usize, Option<Key>)>>>;
 
 pub(crate) struct Overflow {
     sender: mpsc::Sender<Job>,
@@ -60,14 +66,16 @@ impl Overflow {
         })
     }
 
-    /// Hands an entry to the thread; gives it back when the thread has stopped.
-    pub(crate) fn send(&self, item: Item, size: usize) -> Option<Item> {
+    /// Hands an entry to the thread; gives it back when the thread has stopped. A record's
+    /// `key` is pending from now on: it is found in the list until the thread moves it to the
+    /// spilled ids, before it takes the record.
+    pub(crate) fn send(&self, item: Item, size: usize, key: Option<Key>) -> Option<Item> {
         let wake = {
             let mut waiting = lock(&self.waiting);
             let Some(list) = waiting.as_mut() else {
                 return Some(item);
             };
-            list.push((item, size));
+            list.push((item, size, key));
             list.len() == 1 || list.len() % BATCH == 0
         };
         // A thread that died without stopping leaves its list in place: `run`'s guard takes it.
@@ -75,6 +83,15 @@ impl Overflow {
             let _ = self.sender.send(Job::Wake);
         }
         None
+    }
+
+    /// Whether a record with this print (by this owner, when given) waits in the list.
+    pub(crate) fn holds(&self, print: Print, owner: Option<Option<Owner>>) -> bool {
+        lock(&self.waiting).as_ref().is_some_and(|list| {
+            list.iter().any(|(_, _, key)| {
+                key.is_some_and(|(p, o)| p == print && owner.is_none_or(|owner| o == owner))
+            })
+        })
     }
 
     /// Resolves once everything sent before is spilled and synced.
@@ -157,16 +174,41 @@ fn gather(receiver: &mpsc::Receiver<Job>, waiting: &Waiting, jobs: &mut Vec<Job>
 /// Prepares and spills everything waiting, a batch per write; `last` closes the list, so later
 /// sends get their entry back.
 fn take(core: &Core, waiting: &Waiting, last: bool) {
-    let items = {
-        let mut waiting = lock(waiting);
-        if last {
-            waiting.take().unwrap_or_default()
-        } else {
-            waiting.as_mut().map(std::mem::take).unwrap_or_default()
+    loop {
+        // The keys move to the spilled ids first, then the records leave the list: a check
+        // (which reads the list under the lock `hold_spilled` takes) finds each in one or the
+        // other. The list's lock is never held across the move, so no request waits on it.
+        let (count, keys): (usize, Vec<Key>) = match lock(waiting).as_ref() {
+            Some(list) => (list.len(), list.iter().filter_map(|(_, _, k)| *k).collect()),
+            None => (0, Vec::new()),
+        };
+        core.pending.hold_spilled(keys);
+        let (items, closed) = {
+            let mut waiting = lock(waiting);
+            let items: Vec<_> = match waiting.as_mut() {
+                // Only what was counted: later sends wait for the next round.
+                Some(list) => list.drain(..count.min(list.len())).collect(),
+                None => Vec::new(),
+            };
+            // The last round closes the list once it is empty, so later sends get their entry
+            // back; what came after the count goes round once more.
+            let closed = last && waiting.as_ref().is_none_or(Vec::is_empty);
+            if closed {
+                *waiting = None;
+            }
+            (items, closed)
+        };
+        spill_items(core, items);
+        if !last || closed {
+            return;
         }
-    };
+    }
+}
+
+/// Prepares and spills `items`, a batch per write.
+fn spill_items(core: &Core, items: Vec<(Item, usize, Option<Key>)>) {
     let mut batch = Batch::default();
-    for (item, size) in items {
+    for (item, size, _) in items {
         match item.prepared(&core.config.prepare) {
             Ok(entry) => {
                 batch.encoded.push(entry);
@@ -201,8 +243,8 @@ impl Drop for Taker<'_> {
         if items.is_empty() {
             return;
         }
-        let bytes = items.iter().map(|(_, size)| size).sum();
-        let marks = items.iter().map(|(item, _)| item.mark()).collect();
+        let bytes = items.iter().map(|(_, size, _)| size).sum();
+        let marks = items.iter().map(|(item, _, _)| item.mark()).collect();
         self.core.release_overflow(bytes);
         self.core
             .drop_marks(marks, "the capture overflow thread failed");
@@ -221,7 +263,7 @@ impl Batch {
         if self.encoded.len() == 0 {
             return;
         }
-        core.spill_encoded(std::mem::take(&mut self.encoded));
+        core.spill_encoded(std::mem::take(&mut self.encoded), Tracked::Spilled);
         core.release_overflow(std::mem::take(&mut self.bytes));
     }
 }

@@ -11,19 +11,22 @@
 //! request never waits behind thousands of them (a replayed spill settles whole batches); a
 //! beacon's check applies everything first, so it answers for what was settled.
 //!
-//! Ids are kept in two maps. Requests add to the **hot** one, which holds only what is on its
-//! way (queued, or waiting for the overflow thread): a few batches, so it stays in the cache.
-//! Ids whose records reached the spill move to the **spilled** one, which only the applier and
-//! beacon checks touch. At saturation every record is spilled and stays there until the load
-//! drops (hundreds of thousands): in one map, each request's insert missed the cache twice, and
-//! a request that grew the map rehashed all of it under the lock every request takes (perf:
-//! 0.8 µs a request in the hand-off; a rehash of a million ids is tens of milliseconds).
+//! Ids are kept in two maps. Requests add to the **hot** one the ids of records they queue for
+//! the writer: a bounded queue's worth, so it stays in the cache. Ids of records in the spill
+//! are in the **spilled** one, which no request touches: the writer's spilled batches move
+//! there, and the overflow thread puts there the ids of the records it takes (before it takes
+//! them; until then, a check finds them in its list, see [`PendingIds::contains_for_or`]). At
+//! saturation every record is spilled and stays there until the load drops (hundreds of
+//! thousands): in one map, each request's insert missed the cache twice, and a request that
+//! grew the map rehashed all of it under the lock every request takes (perf: 0.8 µs a request
+//! in the hand-off; a rehash of a million ids is tens of milliseconds).
 //!
 //! Ids are kept as prints (`request_id::print`), not strings: a copy of each id and a list of
 //! owners per id were two allocations and more misses on every request's thread.
 //!
-//! **Invariant:** for every record, one add (before it is queued), at most one `spilled` (after
-//! its line is in the spill) and one `settle`. A pair is counted in exactly one map: a
+//! **Invariant:** for every record, one add (to the hot map before it is queued, or to the
+//! spilled map before the overflow thread takes it), at most one `spilled` (for a queued record
+//! whose line the writer put in the spill) and one `settle`. A pair is counted in exactly one map: a
 //! `spilled` moves it only if it is still hot, and a `settle` removes it from the hot map, else
 //! from the spilled one, so the counts come out right whatever order the writer's and the
 //! overflow thread's messages are applied in.
@@ -111,19 +114,46 @@ impl PendingIds {
 
     /// Whether a record of `id` is pending, with every change so far applied (what a beacon's
     /// check reads).
+    #[cfg(test)]
     pub(crate) fn contains(&self, id: &str) -> bool {
-        let print = self.print(id);
-        let mut applier = super::writer::lock(&self.applier);
-        while applier.apply(&self.hot, APPLY_PER_LOCK) {}
-        self.lock().contains(print) || applier.spilled.contains(print)
+        self.contains_for_or(id, None, |_, _| false)
     }
 
     /// [`PendingIds::contains`] for a record of `id` made by `owner`.
+    #[cfg(test)]
     pub(crate) fn contains_for(&self, id: &str, owner: Option<Owner>) -> bool {
+        self.contains_for_or(id, Some(owner), |_, _| false)
+    }
+
+    /// Whether a record of `id` (made by `owner`, when given) is pending here, or else
+    /// `elsewhere` holds it (the overflow thread's list). `elsewhere` is asked under the lock
+    /// [`PendingIds::hold_spilled`] takes, so an id on its way from there to the spilled map is
+    /// found in one or the other.
+    pub(crate) fn contains_for_or(
+        &self,
+        id: &str,
+        owner: Option<Option<Owner>>,
+        elsewhere: impl FnOnce(Print, Option<Option<Owner>>) -> bool,
+    ) -> bool {
         let print = self.print(id);
         let mut applier = super::writer::lock(&self.applier);
         while applier.apply(&self.hot, APPLY_PER_LOCK) {}
-        self.lock().contains_for(print, owner) || applier.spilled.contains_for(print, owner)
+        let found = match owner {
+            Some(owner) => {
+                self.lock().contains_for(print, owner) || applier.spilled.contains_for(print, owner)
+            }
+            None => self.lock().contains(print) || applier.spilled.contains(print),
+        };
+        found || elsewhere(print, owner)
+    }
+
+    /// Records the overflow thread is about to take from its list: pending in the spilled map
+    /// from now on (the hot map never had them).
+    pub(crate) fn hold_spilled(&self, keys: impl IntoIterator<Item = (Print, Option<Owner>)>) {
+        let mut applier = super::writer::lock(&self.applier);
+        for (print, owner) in keys {
+            applier.spilled.add(print, owner);
+        }
     }
 
     /// Applies every change so far, [`APPLY_PER_LOCK`] per hold of the hot lock.
@@ -235,7 +265,7 @@ impl Ids {
         self.map.get_of(print).is_some()
     }
 
-    fn contains_for(&self, print: Print, owner: Option<Owner>) -> bool {
+    pub(crate) fn contains_for(&self, print: Print, owner: Option<Owner>) -> bool {
         match self.map.get_of(print) {
             None => false,
             Some(Owners::One(o)) => *o == owner,

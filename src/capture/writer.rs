@@ -112,6 +112,15 @@ impl Item {
     }
 }
 
+/// Where the records being spilled are pending (`pending.rs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tracked {
+    /// In the hot map: queued ones the writer spills, or entries spilled on a submitting thread.
+    Hot,
+    /// Already in the spilled map: what the overflow thread takes.
+    Spilled,
+}
+
 /// The overflow's byte budget: the queue's, and at least this much.
 const OVERFLOW_MIN_BYTES: usize = 16 << 20;
 
@@ -232,18 +241,20 @@ impl Core {
             }));
     }
 
-    /// Appends `entries` to the spill (no fsync: the thread syncs on its next tick or flush),
-    /// counting what was spilled and what was dropped. Returns how many were written.
+    /// Appends `entries` (whose records are pending in the hot map) to the spill (no fsync: the
+    /// thread syncs on its next tick or flush), counting what was spilled and what was dropped.
+    /// Returns how many were written.
     pub(crate) fn spill(&self, entries: Vec<Entry>) -> usize {
         let mut encoded = spill::Encoded::default();
         for entry in entries {
             encoded.push(entry);
         }
-        self.spill_encoded(encoded)
+        self.spill_encoded(encoded, Tracked::Hot)
     }
 
-    /// [`Core::spill`] for entries already encoded.
-    pub(crate) fn spill_encoded(&self, encoded: spill::Encoded) -> usize {
+    /// [`Core::spill`] for entries already encoded, whose records are pending where `tracked`
+    /// says.
+    pub(crate) fn spill_encoded(&self, encoded: spill::Encoded, tracked: Tracked) -> usize {
         let spill::Encoded {
             lines,
             marks,
@@ -270,11 +281,13 @@ impl Core {
                     }
                 }
                 // Their ids leave the map requests add to (see `pending.rs`).
-                self.pending.spilled(
-                    spilled
-                        .iter()
-                        .filter_map(|m| m.record.map(|owner| (m.id.as_str(), owner))),
-                );
+                if tracked == Tracked::Hot {
+                    self.pending.spilled(
+                        spilled
+                            .iter()
+                            .filter_map(|m| m.record.map(|owner| (m.id.as_str(), owner))),
+                    );
+                }
             }
             Err(error) => {
                 tracing::error!(%error, dir = %self.config.spill_dir.display(), "capture spill write failed");
@@ -428,21 +441,29 @@ impl CaptureWriter {
     fn enqueue(&self, item: Item) {
         let core = &self.handle.core;
         let size = item.size();
-        core.add_pending(&item);
+        // Whether the record's id is in the hot map (see `pending.rs`).
+        let mut added = false;
         // The gate: a submit that sees `closed` unset finishes its send before the thread
         // drains the channel for the last time (see `Worker::close`).
         core.sending.fetch_add(1, Ordering::SeqCst);
         let left = if core.closed.load(Ordering::SeqCst) {
             Some(item)
         } else if core.reserve(size) {
+            // Pending before it is sent, so the writer cannot settle it first.
+            core.add_pending(&item);
+            added = true;
             let left = self.send(Message::Entry(item, size), || core.release(size));
             core.nudge();
             left
         } else if core.reserve_overflow(size) {
-            // Past the queue's budget: the overflow thread spills it (see `overflow`).
+            // Past the queue's budget: the overflow thread spills it (see `overflow`), and its
+            // id is pending in the thread's list, then in the spilled ids.
+            let key = item
+                .record_key()
+                .map(|(id, owner)| (core.pending.print(id), owner));
             self.handle
                 .overflow
-                .send(item, size)
+                .send(item, size, key)
                 .inspect(|_| core.release_overflow(size))
         } else {
             // Dropped unbuilt: building a record only to drop it would be a request thread's work.
@@ -454,6 +475,9 @@ impl CaptureWriter {
         };
         core.sending.fetch_sub(1, Ordering::SeqCst);
         if let Some(item) = left {
+            if !added {
+                core.add_pending(&item);
+            }
             // The thread has stopped (shutdown): this entry is prepared and spilled here.
             match item.prepared(&core.config.prepare) {
                 Ok(entry) => {
@@ -542,12 +566,14 @@ impl CaptureWriter {
     /// (queued, being written, or in the spill). Ids in spill segments left by a previous run
     /// are not tracked.
     pub fn in_queue(&self, id: &str) -> bool {
-        self.handle.core.pending.contains(id)
+        let overflow = &self.handle.overflow;
+        (self.handle.core.pending).contains_for_or(id, None, |p, o| overflow.holds(p, o))
     }
 
     /// Whether a record with this id made by `owner` is pending (as [`Self::in_queue`]).
     pub fn in_queue_for(&self, id: &str, owner: Option<Owner>) -> bool {
-        self.handle.core.pending.contains_for(id, owner)
+        let overflow = &self.handle.overflow;
+        (self.handle.core.pending).contains_for_or(id, Some(owner), |p, o| overflow.holds(p, o))
     }
 
     /// Whether `id`, made by `owner`, is pending in the writer or stored: what a beacon checks

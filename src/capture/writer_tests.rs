@@ -58,3 +58,46 @@ async fn settled_ids_are_applied_without_anyone_asking() {
     }
     writer.close().await;
 }
+
+/// Records past the queue's budget never enter the hot map a request adds to: their ids are
+/// pending in the overflow thread's list, then in the spilled ids, until replayed and stored.
+#[tokio::test]
+async fn overflowed_records_are_pending_without_touching_the_hot_map() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = dir.path().join("capture.db");
+    let mut config = WriterConfig::with_spill_dir(dir.path().join("spill"));
+    // Every record is past the queue's budget.
+    config.queue_bytes = 1;
+    // The store is locked: nothing is replayed (and settled) while the test looks.
+    let lock = rusqlite::Connection::open(&db).unwrap_or_else(|e| panic!("{e}"));
+    let writer = CaptureWriter::start(config, move || SqliteStore::open(&db))
+        .unwrap_or_else(|e| panic!("{e}"));
+    writer.flush().await;
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = (0..300).map(|i| format!("ovf-{i:04}")).collect();
+    for id in &ids {
+        writer.submit(record(id));
+        // Pending from the moment it is handed over: in the list or already moved.
+        assert!(writer.in_queue(id) && writer.in_queue_for(id, None), "{id}");
+        assert!(!writer.in_queue_for(id, Owner::parse(&"ef".repeat(16))));
+    }
+    writer.flush().await;
+    let core = &writer.handle.core;
+    assert_eq!(writer.stats().spilled, 300, "{:?}", writer.stats());
+    core.pending.apply_settled();
+    assert!(
+        ids.iter().all(|id| !core.pending.lock().contains(core.pending.print(id))),
+        "an overflowed id reached the hot map"
+    );
+    assert!(ids.iter().all(|id| writer.in_queue(id)), "spilled ids are pending");
+    lock.execute_batch("COMMIT").unwrap_or_else(|e| panic!("{e}"));
+    drop(lock);
+    let until = Instant::now() + Duration::from_secs(20);
+    while writer.stats().replayed < 300 {
+        assert!(Instant::now() < until, "{:?}", writer.stats());
+        writer.flush().await;
+    }
+    assert!(ids.iter().all(|id| !writer.in_queue(id)), "stored ids are settled");
+    writer.close().await;
+}
