@@ -244,10 +244,11 @@ impl Drop for Taker<'_> {
             return;
         }
         let bytes = items.iter().map(|(_, size, _)| size).sum();
-        let marks = items.iter().map(|(item, _, _)| item.mark()).collect();
+        let marks: Vec<_> = items.iter().map(|(item, _, _)| item.mark()).collect();
         self.core.release_overflow(bytes);
+        // What is still in the list was never put in the spilled ids: nothing to settle.
         self.core
-            .drop_marks(marks, "the capture overflow thread failed");
+            .drop_unsettled(&marks, "the capture overflow thread failed");
     }
 }
 

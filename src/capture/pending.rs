@@ -13,8 +13,10 @@
 //!
 //! Ids are kept in two maps. Requests add to the **hot** one the ids of records they queue for
 //! the writer: a bounded queue's worth, so it stays in the cache. Ids of records in the spill
-//! are in the **spilled** one, which no request touches: the writer's spilled batches move
-//! there, and the overflow thread puts there the ids of the records it takes (before it takes
+//! are in the **spilled** one, which no proxied request's thread touches (beacon checks read
+//! it, off the runtime): the writer's spilled batches move there (when the overflow thread
+//! applies the writer's message), and the overflow thread puts there the ids of the records it
+//! takes (before it takes
 //! them; until then, a check finds them in its list, see [`PendingIds::contains_for_or`]). At
 //! saturation every record is spilled and stays there until the load drops (hundreds of
 //! thousands): in one map, each request's insert missed the cache twice, and a request that
@@ -26,7 +28,8 @@
 //!
 //! **Invariant:** for every record, one add (to the hot map before it is queued, or to the
 //! spilled map before the overflow thread takes it), at most one `spilled` (for a queued record
-//! whose line the writer put in the spill) and one `settle`. A pair is counted in exactly one map: a
+//! whose line the writer put in the spill) and one `settle`; a record dropped before it was
+//! made pending is not settled (`Core::drop_unsettled`), or it would settle a retry's. A pair is counted in exactly one map: a
 //! `spilled` moves it only if it is still hot, and a `settle` removes it from the hot map, else
 //! from the spilled one, so the counts come out right whatever order the writer's and the
 //! overflow thread's messages are applied in.
@@ -77,7 +80,7 @@ struct Applier {
     spilled: Ids,
 }
 
-/// The most changes applied under one hold of the hot lock.
+/// The most changed pairs applied under one hold of the locks.
 const APPLY_PER_LOCK: usize = 64;
 
 impl PendingIds {
@@ -136,8 +139,14 @@ impl PendingIds {
         elsewhere: impl FnOnce(Print, Option<Option<Owner>>) -> bool,
     ) -> bool {
         let print = self.print(id);
-        let mut applier = super::writer::lock(&self.applier);
-        while applier.apply(&self.hot, APPLY_PER_LOCK) {}
+        // Applied a few at a time, letting the overflow thread in between; the check runs under
+        // the hold that found nothing left.
+        let applier = loop {
+            let mut applier = super::writer::lock(&self.applier);
+            if !applier.apply(&self.hot, APPLY_PER_LOCK) {
+                break applier;
+            }
+        };
         let found = match owner {
             Some(owner) => {
                 self.lock().contains_for(print, owner) || applier.spilled.contains_for(print, owner)
@@ -156,10 +165,9 @@ impl PendingIds {
         }
     }
 
-    /// Applies every change so far, [`APPLY_PER_LOCK`] per hold of the hot lock.
+    /// Applies every change so far, [`APPLY_PER_LOCK`] pairs per hold of the locks.
     pub(crate) fn apply_settled(&self) {
-        let mut applier = super::writer::lock(&self.applier);
-        while applier.apply(&self.hot, APPLY_PER_LOCK) {}
+        while super::writer::lock(&self.applier).apply(&self.hot, APPLY_PER_LOCK) {}
     }
 
     /// Marks these records settled without taking a lock (applied by [`apply_settled`], which

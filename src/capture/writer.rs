@@ -301,7 +301,19 @@ impl Core {
         written
     }
 
+    /// Counts and logs these entries as dropped, and settles their records' ids.
     pub(crate) fn drop_marks(&self, marks: Vec<spill::Mark>, reason: &'static str) {
+        self.drop_unsettled(&marks, reason);
+        self.pending.settle(
+            marks
+                .iter()
+                .filter_map(|m| m.record.map(|owner| (m.id.as_str(), owner))),
+        );
+    }
+
+    /// Counts and logs these entries as dropped, for records whose ids were never made pending:
+    /// settling them would settle a retry's pending record of the same id and owner instead.
+    pub(crate) fn drop_unsettled(&self, marks: &[spill::Mark], reason: &'static str) {
         let count = marks.len() as u64;
         let total = self.dropped.fetch_add(count, Ordering::Relaxed) + count;
         tracing::error!(
@@ -310,11 +322,6 @@ impl Core {
             reason,
             first_id = marks.first().map(|m| m.id.as_str()),
             "capture entries dropped"
-        );
-        self.pending.settle(
-            marks
-                .iter()
-                .filter_map(|m| m.record.map(|owner| (m.id.as_str(), owner))),
         );
     }
 }
@@ -467,8 +474,9 @@ impl CaptureWriter {
                 .inspect(|_| core.release_overflow(size))
         } else {
             // Dropped unbuilt: building a record only to drop it would be a request thread's work.
-            core.drop_marks(
-                vec![item.mark()],
+            // Its id was never made pending, so there is nothing to settle.
+            core.drop_unsettled(
+                &[item.mark()],
                 "the capture queue and its overflow are full",
             );
             None

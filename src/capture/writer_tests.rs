@@ -1,5 +1,5 @@
-//! The writer's bookkeeping, seen from inside: ids settled by the idle-priority writer are
-//! applied by the overflow thread without any request or beacon asking.
+//! The writer's bookkeeping, seen from inside: where pending ids live, and ids settled by the
+//! idle-priority writer applied by the overflow thread without any request or beacon asking.
 
 use super::*;
 use crate::capture::{CaptureLevel, Outcome, Timings};
@@ -87,17 +87,58 @@ async fn overflowed_records_are_pending_without_touching_the_hot_map() {
     assert_eq!(writer.stats().spilled, 300, "{:?}", writer.stats());
     core.pending.apply_settled();
     assert!(
-        ids.iter().all(|id| !core.pending.lock().contains(core.pending.print(id))),
+        ids.iter()
+            .all(|id| !core.pending.lock().contains(core.pending.print(id))),
         "an overflowed id reached the hot map"
     );
-    assert!(ids.iter().all(|id| writer.in_queue(id)), "spilled ids are pending");
-    lock.execute_batch("COMMIT").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        ids.iter().all(|id| writer.in_queue(id)),
+        "spilled ids are pending"
+    );
+    lock.execute_batch("COMMIT")
+        .unwrap_or_else(|e| panic!("{e}"));
     drop(lock);
     let until = Instant::now() + Duration::from_secs(20);
     while writer.stats().replayed < 300 {
         assert!(Instant::now() < until, "{:?}", writer.stats());
         writer.flush().await;
     }
-    assert!(ids.iter().all(|id| !writer.in_queue(id)), "stored ids are settled");
+    assert!(
+        ids.iter().all(|id| !writer.in_queue(id)),
+        "stored ids are settled"
+    );
+    writer.close().await;
+}
+
+/// A record dropped before it was made pending (both budgets full) settles nothing: a retry of
+/// the same id by the same owner, waiting in the spill, stays pending.
+#[tokio::test]
+async fn a_record_dropped_unbuilt_leaves_a_pending_retry_pending() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = dir.path().join("capture.db");
+    let mut config = WriterConfig::with_spill_dir(dir.path().join("spill"));
+    config.queue_bytes = 1;
+    let lock = rusqlite::Connection::open(&db).unwrap_or_else(|e| panic!("{e}"));
+    let writer = CaptureWriter::start(config, move || SqliteStore::open(&db))
+        .unwrap_or_else(|e| panic!("{e}"));
+    writer.flush().await;
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .unwrap_or_else(|e| panic!("{e}"));
+    writer.submit(record("retried"));
+    writer.flush().await;
+    assert_eq!(writer.stats().spilled, 1);
+    // The second attempt is larger than the overflow's whole budget: dropped unbuilt.
+    let mut big = record("retried");
+    big.attempt = 2;
+    big.error = Some("x".repeat(OVERFLOW_MIN_BYTES + 1));
+    writer.submit(big);
+    assert_eq!(writer.stats().dropped, 1, "{:?}", writer.stats());
+    assert!(
+        writer.in_queue_for("retried", None),
+        "the first attempt is still in the spill"
+    );
+    lock.execute_batch("COMMIT")
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(lock);
     writer.close().await;
 }

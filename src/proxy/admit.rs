@@ -169,8 +169,9 @@ pub fn upstream_body(
 
 /// Sends the request; the exchange's timer keeps the headers deadline.
 ///
-/// The client's future is made here, not inside the returned one: it owns what it needs, so the
-/// returned future holds no copy of the client.
+/// The client's future is made here, not inside the returned one, so that one carries no client
+/// of its own (the client's future still holds the clone it makes). Nothing is sent before the
+/// first poll.
 pub fn send(
     client: &HttpClient,
     req: Request<Body>,

@@ -125,8 +125,8 @@ impl Lanes {
         })
     }
 
-    /// The client for the next request (borrowed: a client is 368 bytes of `Arc`s, and a
-    /// request needs it only to start), and its stream slot when lanes are counted.
+    /// The client for the next request (borrowed: a request needs it only to make its future,
+    /// which takes the one clone it needs), and its stream slot when lanes are counted.
     pub fn pick(&self) -> (&HttpClient, Option<Slot>) {
         let first = &self.first;
         if !self.tls || self.shared.protocol.load(Ordering::Relaxed) == HTTP1 {
