@@ -43,6 +43,9 @@ pub(crate) struct Overflow {
 /// this thread's time), and a barrier or stop still waits behind no more than one batch.
 const BATCH: usize = 256;
 
+/// The most list entries a check reads under one hold of the list's lock.
+const SCAN: usize = 256;
+
 /// How long a woken thread lets a burst gather before it takes it (unless a batch is full, or a
 /// barrier or stop arrives first). Bounds how late an overflowed entry reaches the spill.
 const GATHER: Duration = Duration::from_millis(10);
@@ -86,12 +89,33 @@ impl Overflow {
     }
 
     /// Whether a record with this print (by this owner, when given) waits in the list.
+    ///
+    /// A starved thread's list can hold thousands, and submitting requests push to it, so it is
+    /// read [`SCAN`] entries per hold of its lock, from the newest back. Between holds, sends
+    /// only add at the end (the entries not yet read keep their distance from it), and a drain
+    /// removes only entries whose keys were put in the spilled ids before this check took the
+    /// lock `PendingIds::hold_spilled` takes (it is called under it), where the check found them.
     pub(crate) fn holds(&self, print: Print, owner: Option<Option<Owner>>) -> bool {
-        lock(&self.waiting).as_ref().is_some_and(|list| {
-            list.iter().any(|(_, _, key)| {
-                key.is_some_and(|(p, o)| p == print && owner.is_none_or(|owner| o == owner))
-            })
-        })
+        let matches = |(_, _, key): &(Item, usize, Option<Key>)| {
+            key.is_some_and(|(p, o)| p == print && owner.is_none_or(|owner| o == owner))
+        };
+        // Entries read, counted from the end.
+        let mut read = 0;
+        loop {
+            let waiting = lock(&self.waiting);
+            let Some(list) = waiting.as_ref() else {
+                return false;
+            };
+            let end = list.len().saturating_sub(read);
+            let start = end.saturating_sub(SCAN);
+            if start == end {
+                return false;
+            }
+            if list[start..end].iter().any(matches) {
+                return true;
+            }
+            read += end - start;
+        }
     }
 
     /// Resolves once everything sent before is spilled and synced.
@@ -266,5 +290,61 @@ impl Batch {
         }
         core.spill_encoded(std::mem::take(&mut self.encoded), Tracked::Spilled);
         core.release_overflow(std::mem::take(&mut self.bytes));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request_id::print::PrintKey;
+    use crate::store::{ClientTimings, Entry};
+
+    /// An overflow list with no thread taking from it.
+    fn idle() -> Overflow {
+        let (sender, _) = mpsc::channel();
+        Overflow {
+            sender,
+            waiting: Arc::new(Mutex::new(Some(Vec::new()))),
+            thread: Mutex::new(None),
+        }
+    }
+
+    fn item(id: &str) -> Item {
+        Item::Entry(Entry::ClientTimings(ClientTimings {
+            id: id.to_owned(),
+            timings: serde_json::Value::Null,
+            owner: None,
+        }))
+    }
+
+    #[test]
+    fn a_check_reads_the_whole_list_a_chunk_per_hold() {
+        let overflow = idle();
+        let key = PrintKey::new();
+        let owner = Owner::parse(&"12".repeat(16));
+        let n = SCAN * 3 + 7;
+        for i in 0..n {
+            let id = format!("w{i}");
+            assert!(
+                overflow
+                    .send(item(&id), 1, Some((key.print(&id), owner)))
+                    .is_none()
+            );
+        }
+        // An entry that is not a record has no key and matches nothing.
+        assert!(overflow.send(item("t"), 1, None).is_none());
+        for i in [0, 1, SCAN - 1, SCAN, 2 * SCAN + 3, n - 1] {
+            let print = key.print(&format!("w{i}"));
+            assert!(overflow.holds(print, Some(owner)), "w{i}");
+            assert!(overflow.holds(print, None), "w{i}, any owner");
+            assert!(!overflow.holds(print, Some(None)), "w{i}, another owner");
+        }
+        assert!(!overflow.holds(key.print("absent"), None));
+        assert!(!overflow.holds(key.print("t"), None));
+        *lock(&overflow.waiting) = None;
+        assert!(
+            !overflow.holds(key.print("w0"), None),
+            "a stopped list holds nothing"
+        );
     }
 }
