@@ -142,3 +142,77 @@ async fn a_record_dropped_unbuilt_leaves_a_pending_retry_pending() {
     drop(lock);
     writer.close().await;
 }
+
+/// While records overflow and the overflow thread takes them (its list drained, its keys moved),
+/// a concurrent check never misses one: every submitted id stays pending while the store is
+/// locked and nothing can be stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_racing_the_overflow_thread_never_miss_a_pending_id() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db = dir.path().join("capture.db");
+    let mut config = WriterConfig::with_spill_dir(dir.path().join("spill"));
+    config.queue_bytes = 1;
+    let lock = rusqlite::Connection::open(&db).unwrap_or_else(|e| panic!("{e}"));
+    let writer = CaptureWriter::start(config, move || SqliteStore::open(&db))
+        .unwrap_or_else(|e| panic!("{e}"));
+    writer.flush().await;
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .unwrap_or_else(|e| panic!("{e}"));
+    const PER_THREAD: usize = 3000;
+    let submitted: Vec<AtomicUsize> = (0..2).map(|_| AtomicUsize::new(0)).collect();
+    let done = AtomicBool::new(false);
+    let checks = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for (t, count) in submitted.iter().enumerate() {
+            let writer = &writer;
+            s.spawn(move || {
+                for i in 0..PER_THREAD {
+                    writer.submit(record(&format!("race-{t}-{i:05}")));
+                    count.store(i + 1, Ordering::Release);
+                }
+            });
+        }
+        let (writer, submitted, done, checks) = (&writer, &submitted, &done, &checks);
+        s.spawn(move || {
+            let mut i = 0usize;
+            while !done.load(Ordering::Acquire) {
+                for (t, count) in submitted.iter().enumerate() {
+                    let n = count.load(Ordering::Acquire);
+                    if n == 0 {
+                        continue;
+                    }
+                    // The newest, and one further back: in the list, moving, or spilled.
+                    for k in [n - 1, (i * 7919) % n] {
+                        let id = format!("race-{t}-{k:05}");
+                        assert!(writer.in_queue(&id), "{id} read as not pending");
+                        checks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                i += 1;
+            }
+        });
+        while submitted
+            .iter()
+            .any(|c| c.load(Ordering::Acquire) < PER_THREAD)
+        {
+            std::thread::yield_now();
+        }
+        done.store(true, Ordering::Release);
+    });
+    writer.flush().await;
+    assert_eq!(
+        writer.stats().spilled,
+        2 * PER_THREAD as u64,
+        "{:?}",
+        writer.stats()
+    );
+    assert!(
+        checks.load(Ordering::Relaxed) > 100,
+        "the checker barely ran"
+    );
+    lock.execute_batch("COMMIT")
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(lock);
+    writer.close().await;
+}
