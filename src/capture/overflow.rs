@@ -144,6 +144,8 @@ fn run(core: &Core, receiver: &mpsc::Receiver<Job>, waiting: &Waiting) {
         waiting,
         clean: false,
     };
+    // Kept between rounds: its buffer grows once, not in every round.
+    let mut batch = Batch::default();
     'jobs: loop {
         let first = match receiver.recv_timeout(APPLY_EVERY) {
             Ok(job) => job,
@@ -157,7 +159,7 @@ fn run(core: &Core, receiver: &mpsc::Receiver<Job>, waiting: &Waiting) {
         if matches!(jobs[0], Job::Wake) {
             gather(receiver, waiting, &mut jobs);
         }
-        take(core, waiting, false);
+        take(core, waiting, &mut batch, false);
         for job in jobs {
             match job {
                 Job::Wake => {}
@@ -171,7 +173,7 @@ fn run(core: &Core, receiver: &mpsc::Receiver<Job>, waiting: &Waiting) {
         core.pending.apply_settled();
     }
     // A stop, or every sender gone: the last of the list, and later sends get their entry back.
-    take(core, waiting, true);
+    take(core, waiting, &mut batch, true);
     core.sync_spill();
     guard.clean = true;
 }
@@ -197,7 +199,7 @@ fn gather(receiver: &mpsc::Receiver<Job>, waiting: &Waiting, jobs: &mut Vec<Job>
 
 /// Prepares and spills everything waiting, a batch per write; `last` closes the list, so later
 /// sends get their entry back.
-fn take(core: &Core, waiting: &Waiting, last: bool) {
+fn take(core: &Core, waiting: &Waiting, batch: &mut Batch, last: bool) {
     loop {
         // The keys move to the spilled ids first, then the records leave the list: a check
         // (which reads the list under the lock `hold_spilled` takes) finds each in one or the
@@ -222,7 +224,7 @@ fn take(core: &Core, waiting: &Waiting, last: bool) {
             }
             (items, closed)
         };
-        spill_items(core, items);
+        spill_items(core, items, batch);
         if !last || closed {
             return;
         }
@@ -230,8 +232,7 @@ fn take(core: &Core, waiting: &Waiting, last: bool) {
 }
 
 /// Prepares and spills `items`, a batch per write.
-fn spill_items(core: &Core, items: Vec<(Item, usize, Option<Key>)>) {
-    let mut batch = Batch::default();
+fn spill_items(core: &Core, items: Vec<(Item, usize, Option<Key>)>, batch: &mut Batch) {
     for (item, size, _) in items {
         match item.prepared(&core.config.prepare) {
             Ok(entry) => {
@@ -288,7 +289,7 @@ impl Batch {
         if self.encoded.len() == 0 {
             return;
         }
-        core.spill_encoded(std::mem::take(&mut self.encoded), Tracked::Spilled);
+        core.spill_encoded(&mut self.encoded, Tracked::Spilled);
         core.release_overflow(std::mem::take(&mut self.bytes));
     }
 }

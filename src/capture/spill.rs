@@ -350,6 +350,9 @@ impl Encoded {
     }
 }
 
+/// The most buffer capacity [`Lines::clear`] keeps: a batch of ordinary records fits.
+const KEEP_BYTES: usize = 1 << 20;
+
 /// Spill lines (one entry each, JSON ended by `\n`) encoded back to back in one buffer: one
 /// growing allocation per batch instead of one per line.
 #[derive(Default)]
@@ -373,6 +376,17 @@ impl Lines {
                 self.bytes.truncate(start);
                 Err(error)
             }
+        }
+    }
+
+    /// Empties the buffer, keeping its capacity up to [`KEEP_BYTES`] (a burst of large records
+    /// does not hold its memory afterwards).
+    pub(crate) fn clear(&mut self) {
+        if self.bytes.capacity() > KEEP_BYTES {
+            *self = Lines::default();
+        } else {
+            self.bytes.clear();
+            self.ends.clear();
         }
     }
 
@@ -438,6 +452,19 @@ mod tests {
             .map(|l| serde_json::from_slice::<Entry>(l).unwrap().id().to_owned())
             .collect();
         assert_eq!(ids, ["t1", "r1"]);
+    }
+
+    #[test]
+    fn a_cleared_buffer_keeps_an_ordinary_batch_s_capacity_only() {
+        let mut lines = Lines::default();
+        lines.push(&entry("a", 100)).unwrap();
+        let kept = lines.bytes.capacity();
+        lines.clear();
+        assert!(lines.iter().next().is_none());
+        assert_eq!(lines.bytes.capacity(), kept, "an ordinary batch's buffer is kept");
+        lines.push(&entry("big", KEEP_BYTES)).unwrap();
+        lines.clear();
+        assert_eq!(lines.bytes.capacity(), 0, "a burst's large buffer is let go");
     }
 
     #[test]
