@@ -461,10 +461,18 @@ mod tests {
         let kept = lines.bytes.capacity();
         lines.clear();
         assert!(lines.iter().next().is_none());
-        assert_eq!(lines.bytes.capacity(), kept, "an ordinary batch's buffer is kept");
+        assert_eq!(
+            lines.bytes.capacity(),
+            kept,
+            "an ordinary batch's buffer is kept"
+        );
         lines.push(&entry("big", KEEP_BYTES)).unwrap();
         lines.clear();
-        assert_eq!(lines.bytes.capacity(), 0, "a burst's large buffer is let go");
+        assert_eq!(
+            lines.bytes.capacity(),
+            0,
+            "a burst's large buffer is let go"
+        );
     }
 
     #[test]

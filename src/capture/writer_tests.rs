@@ -59,22 +59,28 @@ async fn settled_ids_are_applied_without_anyone_asking() {
     writer.close().await;
 }
 
-/// Records past the queue's budget never enter the hot map a request adds to: their ids are
-/// pending in the overflow thread's list, then in the spilled ids, until replayed and stored.
-#[tokio::test]
-async fn overflowed_records_are_pending_without_touching_the_hot_map() {
+/// A writer whose every record is past the queue's budget (so the overflow thread takes it),
+/// and a connection holding the store's write lock: nothing is replayed, stored or settled
+/// until it commits.
+async fn overflowing_writer() -> (tempfile::TempDir, CaptureWriter, rusqlite::Connection) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let db = dir.path().join("capture.db");
     let mut config = WriterConfig::with_spill_dir(dir.path().join("spill"));
-    // Every record is past the queue's budget.
     config.queue_bytes = 1;
-    // The store is locked: nothing is replayed (and settled) while the test looks.
     let lock = rusqlite::Connection::open(&db).unwrap_or_else(|e| panic!("{e}"));
     let writer = CaptureWriter::start(config, move || SqliteStore::open(&db))
         .unwrap_or_else(|e| panic!("{e}"));
     writer.flush().await;
     lock.execute_batch("BEGIN IMMEDIATE")
         .unwrap_or_else(|e| panic!("{e}"));
+    (dir, writer, lock)
+}
+
+/// Records past the queue's budget never enter the hot map a request adds to: their ids are
+/// pending in the overflow thread's list, then in the spilled ids, until replayed and stored.
+#[tokio::test]
+async fn overflowed_records_are_pending_without_touching_the_hot_map() {
+    let (_dir, writer, lock) = overflowing_writer().await;
     let ids: Vec<String> = (0..300).map(|i| format!("ovf-{i:04}")).collect();
     for id in &ids {
         writer.submit(record(id));
@@ -114,16 +120,7 @@ async fn overflowed_records_are_pending_without_touching_the_hot_map() {
 /// the same id by the same owner, waiting in the spill, stays pending.
 #[tokio::test]
 async fn a_record_dropped_unbuilt_leaves_a_pending_retry_pending() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let db = dir.path().join("capture.db");
-    let mut config = WriterConfig::with_spill_dir(dir.path().join("spill"));
-    config.queue_bytes = 1;
-    let lock = rusqlite::Connection::open(&db).unwrap_or_else(|e| panic!("{e}"));
-    let writer = CaptureWriter::start(config, move || SqliteStore::open(&db))
-        .unwrap_or_else(|e| panic!("{e}"));
-    writer.flush().await;
-    lock.execute_batch("BEGIN IMMEDIATE")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (_dir, writer, lock) = overflowing_writer().await;
     writer.submit(record("retried"));
     writer.flush().await;
     assert_eq!(writer.stats().spilled, 1);
@@ -149,16 +146,7 @@ async fn a_record_dropped_unbuilt_leaves_a_pending_retry_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_racing_the_overflow_thread_never_miss_a_pending_id() {
     use std::sync::atomic::{AtomicBool, AtomicUsize};
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let db = dir.path().join("capture.db");
-    let mut config = WriterConfig::with_spill_dir(dir.path().join("spill"));
-    config.queue_bytes = 1;
-    let lock = rusqlite::Connection::open(&db).unwrap_or_else(|e| panic!("{e}"));
-    let writer = CaptureWriter::start(config, move || SqliteStore::open(&db))
-        .unwrap_or_else(|e| panic!("{e}"));
-    writer.flush().await;
-    lock.execute_batch("BEGIN IMMEDIATE")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (_dir, writer, lock) = overflowing_writer().await;
     const PER_THREAD: usize = 3000;
     let submitted: Vec<AtomicUsize> = (0..2).map(|_| AtomicUsize::new(0)).collect();
     let done = AtomicBool::new(false);
