@@ -6,6 +6,7 @@
 use crate::config::Owner;
 
 pub mod beacon;
+mod item;
 mod overflow;
 mod pending;
 pub(crate) mod priority;
