@@ -14,14 +14,14 @@
 //! Ids are kept in two maps. Requests add to the **hot** one the ids of records they queue for
 //! the writer: a bounded queue's worth, so it stays in the cache. Ids of records in the spill
 //! are in the **spilled** one, which no proxied request's thread touches (beacon checks read
-//! it, off the runtime): the writer's spilled batches move there (when the overflow thread
+//! it, off the runtime). The writer's spilled batches move there (when the overflow thread
 //! applies the writer's message), and the overflow thread puts there the ids of the records it
-//! takes (before it takes
-//! them; until then, a check finds them in its list, see [`PendingIds::contains_for_or`]). At
-//! saturation every record is spilled and stays there until the load drops (hundreds of
-//! thousands): in one map, each request's insert missed the cache twice, and a request that
-//! grew the map rehashed all of it under the lock every request takes (perf: 0.8 µs a request
-//! in the hand-off; a rehash of a million ids is tens of milliseconds).
+//! takes, before it takes them (until then a check finds them in its list, see
+//! [`PendingIds::contains_for_or`]). At saturation every record is spilled and stays there
+//! until the load drops (hundreds of thousands): in one map, each request's insert missed the
+//! cache twice, and a request that grew the map rehashed all of it under the lock every request
+//! takes (perf: 0.8 µs a request in the hand-off; a rehash of a million ids is tens of
+//! milliseconds).
 //!
 //! Ids are kept as prints (`request_id::print`), not strings: a copy of each id and a list of
 //! owners per id were two allocations and more misses on every request's thread.
@@ -29,10 +29,10 @@
 //! **Invariant:** for every record, one add (to the hot map before it is queued, or to the
 //! spilled map before the overflow thread takes it), at most one `spilled` (for a queued record
 //! whose line the writer put in the spill) and one `settle`; a record dropped before it was
-//! made pending is not settled (`Core::drop_unsettled`), or it would settle a retry's. A pair is counted in exactly one map: a
-//! `spilled` moves it only if it is still hot, and a `settle` removes it from the hot map, else
-//! from the spilled one, so the counts come out right whatever order the writer's and the
-//! overflow thread's messages are applied in.
+//! made pending is not settled (`Core::drop_unsettled`), or it would settle a retry's. A pair
+//! is counted in exactly one map: a `spilled` moves it only if it is still hot, and a `settle`
+//! removes it from the hot map, else from the spilled one, so the counts come out right
+//! whatever order the writer's and the overflow thread's messages are applied in.
 
 use crate::config::Owner;
 use crate::request_id::print::{IdMap, Print, PrintKey};
@@ -147,13 +147,9 @@ impl PendingIds {
                 break applier;
             }
         };
-        let found = match owner {
-            Some(owner) => {
-                self.lock().contains_for(print, owner) || applier.spilled.contains_for(print, owner)
-            }
-            None => self.lock().contains(print) || applier.spilled.contains(print),
-        };
-        found || elsewhere(print, owner)
+        self.lock().has(print, owner)
+            || applier.spilled.has(print, owner)
+            || elsewhere(print, owner)
     }
 
     /// Records the overflow thread is about to take from its list: pending in the spilled map
@@ -273,7 +269,15 @@ impl Ids {
         self.map.get_of(print).is_some()
     }
 
-    pub(crate) fn contains_for(&self, print: Print, owner: Option<Owner>) -> bool {
+    /// Whether a record of `print` is here, by `owner` when given.
+    fn has(&self, print: Print, owner: Option<Option<Owner>>) -> bool {
+        match owner {
+            Some(owner) => self.contains_for(print, owner),
+            None => self.contains(print),
+        }
+    }
+
+    fn contains_for(&self, print: Print, owner: Option<Owner>) -> bool {
         match self.map.get_of(print) {
             None => false,
             Some(Owners::One(o)) => *o == owner,

@@ -308,6 +308,11 @@ impl Mark {
         }
     }
 
+    /// A record's id and owner (`None` for a beacon's entry), as the pending ids take them.
+    pub(crate) fn record_key(&self) -> Option<(&str, Option<Owner>)> {
+        self.record.map(|owner| (self.id.as_str(), owner))
+    }
+
     /// `entry`'s mark, copying its id.
     pub(crate) fn of(entry: &Entry) -> Mark {
         Mark {

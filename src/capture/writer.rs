@@ -189,6 +189,7 @@ impl Core {
 
     /// [`Core::spill`] for entries already encoded, whose records are pending where `tracked`
     /// says.
+    ///
     /// `encoded` is left empty, its buffer kept for the next batch (growing a fresh one for
     /// each batch was a tenth of the overflow thread's time, in `realloc`).
     pub(crate) fn spill_encoded(&self, encoded: &mut spill::Encoded, tracked: Tracked) -> usize {
@@ -217,11 +218,8 @@ impl Core {
                 }
                 // Their ids leave the map requests add to (see `pending.rs`).
                 if tracked == Tracked::Hot {
-                    self.pending.spilled(
-                        spilled
-                            .iter()
-                            .filter_map(|m| m.record.map(|owner| (m.id.as_str(), owner))),
-                    );
+                    self.pending
+                        .spilled(spilled.iter().filter_map(spill::Mark::record_key));
                 }
             }
             Err(error) => {
@@ -239,11 +237,8 @@ impl Core {
     /// Counts and logs these entries as dropped, and settles their records' ids.
     pub(crate) fn drop_marks(&self, marks: Vec<spill::Mark>, reason: &'static str) {
         self.drop_unsettled(&marks, reason);
-        self.pending.settle(
-            marks
-                .iter()
-                .filter_map(|m| m.record.map(|owner| (m.id.as_str(), owner))),
-        );
+        self.pending
+            .settle(marks.iter().filter_map(spill::Mark::record_key));
     }
 
     /// Counts and logs these entries as dropped, for records whose ids were never made pending:
