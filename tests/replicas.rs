@@ -52,6 +52,12 @@ async fn a_subscriber_through_nginx_follows_a_request_served_by_the_other_replic
     }
     let sub = on_b.unwrap_or_else(|| panic!("nginx never chose B: {answered:?}"));
     let reader = tokio::spawn(sse(sub));
+    // B's interest reaches A over Postgres: the request waits for it, so that A knows of the
+    // subscriber when the request begins (one that came later would get the state as of A's
+    // next heartbeat, not `accepted`). B sent A nothing before this subscription: a probe
+    // that landed on A asked B, and B, holding nothing, answered nothing.
+    s.a.wait_metric_at_least("aloud_cluster_received_messages_total", 1)
+        .await;
     // The request goes straight to A: the subscriber on B knows it only through the cluster.
     let r = chat(&s.a.url(""), id, 800, 4).await;
     assert!(completed(r).await);

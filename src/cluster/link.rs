@@ -153,6 +153,7 @@ async fn session(
             }
             let (channels, payloads): (Vec<String>, Vec<String>) = batch.into_iter().unzip();
             client.execute(&notify, &[&channels, &payloads]).await?;
+            hub.link_sent(channels.len());
         }
         Ok::<(), tokio_postgres::Error>(())
     };
@@ -176,7 +177,11 @@ pub(super) fn deliver(
     channel: &str,
     payload: &str,
 ) {
-    match assembler.take(me, channel, payload) {
+    let inbound = assembler.take(me, channel, payload);
+    if inbound.is_some() {
+        hub.link_received();
+    }
+    match inbound {
         Some(Inbound::Interest { from, id, after }) => hub.remote_interest(&from, &id, after),
         Some(Inbound::Event {
             from,

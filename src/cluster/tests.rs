@@ -174,3 +174,27 @@ fn a_request_that_finished_unwatched_is_answered_with_its_done() {
     assert_eq!(b.hub.poll(ID, 0, None), Poll::End);
     assert!(!b.hub.awaited(ID));
 }
+
+#[test]
+fn the_link_counts_what_arrives_from_others_and_not_its_own_echo() {
+    let (mut a, mut b) = (side("aaaa"), side("bbbb"));
+    let _rx = b.hub.watch_from(ID, 0);
+    // B's interest comes back to B too (everyone LISTENs on the interest channel): not counted.
+    let Ok(interest) = b.queue.try_recv() else {
+        panic!("B asks for the id")
+    };
+    for (c, p) in wire::encode(&b.name, &interest) {
+        deliver(&b.hub, &b.name, &mut b.assembler, &c, &p);
+        deliver(&a.hub, &a.name, &mut a.assembler, &c, &p);
+    }
+    assert_eq!(b.hub.link_state().unwrap().received, 0, "its own echo");
+    assert_eq!(a.hub.link_state().unwrap().received, 1, "B's interest");
+    let id: Arc<str> = Arc::from(ID);
+    a.hub.begin(&id, None).unwrap();
+    a.hub.publish(ID, progress(1));
+    a.hub.finish(ID, None);
+    pump(&mut a, &mut b);
+    // The event and the end; what pump carried is what B counted.
+    assert_eq!(b.hub.link_state().unwrap().received, 2);
+    assert_eq!(a.sent, 2);
+}

@@ -119,19 +119,31 @@ impl Collector for Sources {
                 None,
                 s.requests as u64,
             )?;
-            if let Some((up, dropped)) = s.cluster {
+            if let Some(link) = s.cluster {
                 gauge(
                     &mut e,
                     "aloud_cluster_up",
                     "1 while the side channel's cluster link reaches Postgres, else 0",
                     None,
-                    u64::from(up),
+                    u64::from(link.up),
                 )?;
                 counter(
                     &mut e,
                     "aloud_cluster_dropped",
                     "Side-channel messages for other replicas dropped (the link's queue was full)",
-                    dropped,
+                    link.dropped,
+                )?;
+                counter(
+                    &mut e,
+                    "aloud_cluster_sent_messages",
+                    "Side-channel NOTIFY payloads this replica sent to the others",
+                    link.sent,
+                )?;
+                counter(
+                    &mut e,
+                    "aloud_cluster_received_messages",
+                    "Side-channel messages that arrived from other replicas (one per event, however many payloads carried it)",
+                    link.received,
                 )?;
             }
         }

@@ -522,7 +522,7 @@ mod live;
 mod remote;
 pub use count::{HubSnapshot, Subscribed};
 pub use live::LiveSnapshot;
-pub use remote::{Outgoing, Replica};
+pub use remote::{LinkState, Outgoing, Replica};
 
 #[cfg(test)]
 mod tests;

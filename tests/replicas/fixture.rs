@@ -77,6 +77,39 @@ impl Replica {
             .await;
     }
 
+    /// Reads `name` from this replica's `/metrics` (its admin listener, from its log line).
+    pub async fn metric(&self, name: &str) -> Option<u64> {
+        let admin = self
+            .bin
+            .json()
+            .into_iter()
+            .find(|v| message(v).starts_with("admin listening"))
+            .and_then(|v| v["addr"].as_str().map(str::to_owned))
+            .expect("the replica logs its admin address");
+        let (text, _) = read_to_end(get(&format!("http://{admin}/metrics")).await).await;
+        String::from_utf8(text)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Polls `/metrics` until `name` reads at least `least`, or fails at the deadline.
+    pub async fn wait_metric_at_least(&self, name: &str, least: u64) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let read = self.metric(name).await;
+            if read.is_some_and(|v| v >= least) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} did not reach {least} within {DEADLINE:?}: {read:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Everything in the spill directory, as text.
     pub fn spill_text(&self) -> String {
         let Ok(entries) = std::fs::read_dir(&self.spill) else {

@@ -1,7 +1,7 @@
 //! The side channel's size for metrics: open subscriber streams (counted by a guard each stream
 //! holds) and the ids the hub holds, read at scrape time only.
 
-use super::Hub;
+use super::{Hub, LinkState};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -11,8 +11,8 @@ pub struct HubSnapshot {
     pub subscribers: usize,
     /// Ids held: in flight, finished and retained for replay, or awaited by a subscriber.
     pub requests: usize,
-    /// With a cluster link: whether it reaches Postgres, and the messages it dropped.
-    pub cluster: Option<(bool, u64)>,
+    /// With a cluster link: whether it reaches Postgres, and the messages it moved or dropped.
+    pub cluster: Option<LinkState>,
 }
 
 /// Counts one open subscriber stream until dropped.

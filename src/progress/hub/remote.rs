@@ -45,6 +45,22 @@ pub(super) struct Link {
     up: AtomicBool,
     /// Messages dropped because the link's queue was full.
     dropped: AtomicU64,
+    /// Messages sent to Postgres, and messages from other replicas handed to the hub.
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+/// The cluster link's state, for a scrape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkState {
+    /// The link reaches Postgres.
+    pub up: bool,
+    /// Messages for other replicas dropped (the link's queue was full).
+    pub dropped: u64,
+    /// Messages sent (NOTIFY payloads Postgres accepted).
+    pub sent: u64,
+    /// Messages from other replicas that arrived (this replica's own are not counted).
+    pub received: u64,
 }
 
 /// An entry's cluster state (boxed: a single process never has one).
@@ -187,6 +203,8 @@ impl Hub {
                 out: tx,
                 up: AtomicBool::new(false),
                 dropped: AtomicU64::new(0),
+                sent: AtomicU64::new(0),
+                received: AtomicU64::new(0),
             })
             .ok()
             .map(|()| rx)
@@ -212,14 +230,28 @@ impl Hub {
         }
     }
 
-    /// With a link attached: whether it is up, and how many messages its full queue dropped.
-    pub fn link_state(&self) -> Option<(bool, u64)> {
-        self.link.get().map(|l| {
-            (
-                l.up.load(Ordering::Acquire),
-                l.dropped.load(Ordering::Relaxed),
-            )
+    /// With a link attached: whether it is up, and what it dropped, sent and received.
+    pub fn link_state(&self) -> Option<LinkState> {
+        self.link.get().map(|l| LinkState {
+            up: l.up.load(Ordering::Acquire),
+            dropped: l.dropped.load(Ordering::Relaxed),
+            sent: l.sent.load(Ordering::Relaxed),
+            received: l.received.load(Ordering::Relaxed),
         })
+    }
+
+    /// The link sent `n` messages (counted for metrics only).
+    pub fn link_sent(&self, n: usize) {
+        if let Some(l) = self.link.get() {
+            l.sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// A message from another replica arrived (counted for metrics only).
+    pub fn link_received(&self) {
+        if let Some(l) = self.link.get() {
+            l.received.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The link, when it is attached and Postgres is reachable.
