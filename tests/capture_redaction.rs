@@ -243,6 +243,22 @@ async fn secrets_split_across_chunks_are_stored_spilled_and_exported_nowhere() {
         file_names(dir.path())
     );
     scan(dir.path(), &mut found);
+    // A feedback beacon is the user's text: redacted like a record before it is stored.
+    feedback(&aloud, "redact-oai-stored").await;
+    writer.flush().await;
+    let stored = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT label || ' | ' || comment FROM feedback WHERE id = 'redact-oai-stored'",
+            [],
+            |row| row.get::<_, String>(0),
+        )
+        .expect("the feedback was stored");
+    assert_eq!(
+        stored,
+        "[REDACTED:email] | card [REDACTED:card], key [REDACTED:key], mail [REDACTED:email]"
+    );
+    scan(dir.path(), &mut found);
 
     // Into the spill, while another process holds the database's write lock.
     let lock = rusqlite::Connection::open(&db).unwrap();
@@ -266,12 +282,18 @@ async fn secrets_split_across_chunks_are_stored_spilled_and_exported_nowhere() {
     sink.wait_for("redact-oai-spilled").await;
     sink.wait_for("redact-ant-spilled").await;
     writer.flush().await;
-    assert_eq!(writer.stats().spilled, 2, "{:?}", writer.stats());
+    feedback(&aloud, "redact-oai-spilled").await;
+    writer.flush().await;
+    assert_eq!(writer.stats().spilled, 3, "{:?}", writer.stats());
     let spilled: String = file_names(&spill)
         .iter()
         .map(|f| std::fs::read_to_string(spill.join(f)).unwrap())
         .collect();
     assert!(spilled.contains("redact-ant-spilled") && spilled.contains("[REDACTED:key]"));
+    assert!(
+        spilled.contains(r#""label":"[REDACTED:email]""#),
+        "{spilled}"
+    );
     assert!(scan(&spill, &mut found) > 0);
     lock.execute_batch("COMMIT").unwrap();
     drop(lock);
@@ -281,7 +303,7 @@ async fn secrets_split_across_chunks_are_stored_spilled_and_exported_nowhere() {
             break;
         }
     }
-    assert_eq!(writer.stats().replayed, 2, "{:?}", writer.stats());
+    assert_eq!(writer.stats().replayed, 3, "{:?}", writer.stats());
 
     aloud.stop().await;
     writer.close().await;
@@ -305,6 +327,16 @@ async fn secrets_split_across_chunks_are_stored_spilled_and_exported_nowhere() {
         assert_eq!(counts.written, 4, "{format}: {counts:?}");
         leaks(&format!("export {format}"), &out, &mut found);
     }
+    // The CLI's export, which joins the feedback to its record.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_aloud"))
+        .args(["export", "--format", "csv", "--database"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{cli:?}");
+    let csv = String::from_utf8_lossy(&cli.stdout);
+    assert!(csv.contains("[REDACTED:email]"), "{csv}");
+    leaks("aloud export --format csv", &cli.stdout, &mut found);
     assert!(
         found.is_empty(),
         "secrets stored in clear:\n{}",
@@ -351,6 +383,22 @@ async fn secrets_split_across_chunks_are_stored_spilled_and_exported_nowhere() {
         "Mail [REDACTED:email] with [REDACTED:key] now."
     );
     replay_serves_the_redacted_answer(ant).await;
+}
+
+/// Sends feedback for `id` whose label and comment hold every secret whole.
+async fn feedback(aloud: &Aloud, id: &str) {
+    let body = serde_json::json!({
+        "score": 0,
+        "label": EMAIL,
+        "comment": format!("card {CARD}, key {KEY}, mail {EMAIL}"),
+    });
+    let r = post(
+        &aloud.url(&format!("/aloud/v1/requests/{id}/feedback")),
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(r.status(), 204, "feedback for {id}");
 }
 
 /// `simulate --replay` on the stored record: the redacted answer, one event per stored delta.

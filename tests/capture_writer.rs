@@ -564,8 +564,8 @@ async fn a_record_whose_redaction_panics_is_dropped_and_counted_alone() {
                 queue_bytes,
                 batch_records: 4,
                 prepare: aloud::capture::writer::Prepare(Some(Arc::new(
-                    |r: &mut aloud::record::CaptureRecord| {
-                        assert!(!r.id.ends_with("-00003"), "a redaction defect");
+                    |e: &mut aloud::store::Entry| {
+                        assert!(!e.id().ends_with("-00003"), "a redaction defect");
                     },
                 ))),
                 ..WriterConfig::with_spill_dir(&s.spill)

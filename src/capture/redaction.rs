@@ -1,4 +1,5 @@
-//! Builds the redaction step the writer applies to every record before it is stored or spilled.
+//! Builds the redaction step the writer applies to every entry (a record, a beacon) before it
+//! is stored or spilled.
 
 use super::redact::{RedactConfig, Redactor};
 use super::writer::Prepare;
@@ -50,8 +51,8 @@ pub fn redactor_with(config: &Config, secrets: Vec<String>) -> Result<Redactor, 
 /// The writer's prepare step: redact each record.
 pub fn prepare(config: &Config) -> Result<Prepare, String> {
     let redactor = redactor(config)?;
-    Ok(Prepare(Some(Arc::new(move |record| {
-        redactor.redact_record(record)
+    Ok(Prepare(Some(Arc::new(move |entry| {
+        redactor.redact_entry(entry)
     }))))
 }
 
@@ -79,8 +80,6 @@ impl Live {
 pub fn prepare_live(config: &Config) -> Result<(Prepare, Arc<Live>), String> {
     let live = Arc::new(Live(RwLock::new(Arc::new(redactor(config)?))));
     let used = Arc::clone(&live);
-    let prepare = Prepare(Some(Arc::new(move |record| {
-        used.get().redact_record(record)
-    })));
+    let prepare = Prepare(Some(Arc::new(move |entry| used.get().redact_entry(entry))));
     Ok((prepare, live))
 }

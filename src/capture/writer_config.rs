@@ -1,7 +1,6 @@
 //! The capture writer's settings, counters and errors, and the prepare step (redaction) it
 //! applies to each record.
 
-use super::CaptureRecord;
 use crate::store::Entry;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,21 +29,22 @@ pub struct WriterConfig {
     pub retry_min: Duration,
     /// The longest wait between store retries. Default 5 s.
     pub retry_max: Duration,
-    /// Applied to every record before it is stored or spilled (redaction). Default: nothing.
+    /// Applied to every entry before it is stored or spilled (redaction). Default: nothing.
     pub prepare: Prepare,
 }
 
-/// A step applied to each record before anything is written: in aloud, redaction.
+/// A step applied to each entry (record or beacon) before anything is written: in aloud,
+/// redaction.
 #[derive(Clone, Default)]
 pub struct Prepare(pub Option<Arc<PrepareFn>>);
 
-/// What a prepare step does to one record.
-pub type PrepareFn = dyn Fn(&mut CaptureRecord) + Send + Sync;
+/// What a prepare step does to one entry.
+pub type PrepareFn = dyn Fn(&mut Entry) + Send + Sync;
 
 impl Prepare {
     pub(crate) fn apply(&self, entry: &mut Entry) {
-        if let (Some(f), Entry::Record(record)) = (&self.0, entry) {
-            f(record);
+        if let Some(f) = &self.0 {
+            f(entry);
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{Edit, Redactor};
 use crate::capture::record::{CaptureRecord, Delta, DeltaKind};
+use crate::store::Entry;
 
 /// Pieces of a found secret shorter than this (in bytes) are left in labels and older text
 /// deltas: two characters say nothing, and matching them would blank ordinary words.
@@ -19,6 +20,21 @@ const MIN_PIECE: usize = 3;
 type Found = (String, &'static str);
 
 impl Redactor {
+    /// Redacts an entry before it is stored or spilled: a record whole (`redact_record`), a
+    /// feedback's label and comment, and any text in a client's timings (what a browser sends
+    /// is the user's to type, and may hold anything a request may).
+    pub fn redact_entry(&self, entry: &mut Entry) {
+        match entry {
+            Entry::Record(record) => self.redact_record(record),
+            Entry::Feedback(f) => {
+                for text in [f.label.as_mut(), f.comment.as_mut()].into_iter().flatten() {
+                    self.redact_string(text);
+                }
+            }
+            Entry::ClientTimings(t) => self.redact_json(&mut t.timings),
+        }
+    }
+
     /// Redacts everything in a record that came from a client or upstream: the path (and a
     /// query, should one be there), request, response text and reasoning (moving the deltas'
     /// offsets with them), tool-call arguments and body, labels, older text deltas and error.
