@@ -281,8 +281,14 @@ async fn a_client_token_in_several_credential_headers_reaches_the_upstream_in_no
     );
     let aloud = Aloud::start_with_env(&toml, env().with("UP_KEY", "sk-route-key")).await;
     let bearer = format!("Bearer {ALICE}");
-    let cases: [&[(&str, &str)]; 3] = [
+    let tabbed = format!("bearer\t{ALICE}");
+    let cookie = format!("theme=dark; t={ALICE}");
+    let cases: [&[(&str, &str)]; 5] = [
         &[("aloud-token", ALICE), ("authorization", &bearer)],
+        // A tab after the scheme is still a bearer credential (and the token is found in it).
+        &[("authorization", &tabbed)],
+        // Anywhere else, in a header no credential reader looks at, it is scrubbed all the same.
+        &[("aloud-token", ALICE), ("cookie", &cookie)],
         &[("authorization", &bearer), ("x-api-key", ALICE)],
         &[
             ("x-goog-api-key", BOB),
@@ -340,6 +346,16 @@ async fn a_client_token_sent_as_geminis_key_parameter_never_reaches_the_upstream
         uri.contains("alt=json"),
         "the rest of the query stays: {uri}"
     );
+    // Authenticated by a header, the token in any other parameter is scrubbed too.
+    let path = format!(
+        "/up/v1beta/models/g:generateContent?alt=json&KEY={ALICE}&access_token={ALICE}&%6Bey={ALICE}"
+    );
+    let r = post(&aloud.url(&path), &[("aloud-token", ALICE)], "{}").await;
+    assert_eq!(r.status(), 200);
+    body_bytes(r).await;
+    let uri = seen.lock().unwrap().clone().unwrap();
+    assert!(!uri.contains(ALICE), "the token went upstream in {uri}");
+    assert!(uri.contains("alt=json"), "{uri}");
     // Without any token, the same call is refused.
     let r = post(
         &aloud.url("/up/v1beta/models/g:generateContent?key=nope"),

@@ -97,10 +97,11 @@ fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A `Bearer` credential's token (the scheme is case-insensitive), or the value itself.
+/// A `Bearer` credential's token (the scheme is case-insensitive, and any run of spaces or
+/// tabs may follow it), or the value itself.
 pub fn strip_bearer(value: &str) -> &str {
     let value = value.trim();
-    match value.split_once(' ') {
+    match value.split_once([' ', '\t']) {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => value,
     }
@@ -165,6 +166,7 @@ mod tests {
         assert_eq!(strip_bearer("Bearer abc"), "abc");
         assert_eq!(strip_bearer("bearer  abc "), "abc");
         assert_eq!(strip_bearer("abc"), "abc");
+        assert_eq!(strip_bearer("bearer\t\tabc"), "abc");
         assert_eq!(strip_bearer("Basic abc"), "Basic abc");
     }
 }

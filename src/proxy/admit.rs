@@ -45,7 +45,11 @@ pub fn client_token(
         *query = rest;
         owner = owner.or(Some(o));
     }
-    if tokens.is_empty() || owner.is_some() {
+    if tokens.is_empty() {
+        return Ok(owner);
+    }
+    if owner.is_some() {
+        headers::scrub_client_tokens(headers, query, tokens);
         return Ok(owner);
     }
     Err(ProxyError::new(

@@ -149,6 +149,46 @@ pub fn take_client_token_from_query(
     Some((rest, owner))
 }
 
+/// Removes every header value and query parameter that still holds one of the client tokens
+/// anywhere, as sent or percent-decoded (`Authorization: bearer<TAB>tok`, `?KEY=tok`,
+/// `?access_token=tok`, a cookie): a client token is aloud's, and no form of it the upstream
+/// could read is forwarded. Runs after the token was found, so only with tokens configured.
+///
+/// Plain substring checks, not a prebuilt automaton: finding the owner already costs a digest
+/// per configured token, and this is a few `contains` per header.
+pub fn scrub_client_tokens(headers: &mut HeaderMap, query: &mut Option<String>, tokens: &[String]) {
+    let holds = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        let decoded = text.contains('%').then(|| tokens::percent_decode(&text));
+        tokens.iter().filter(|t| !t.is_empty()).any(|t| {
+            text.contains(t.as_str()) || decoded.as_deref().is_some_and(|d| d.contains(t.as_str()))
+        })
+    };
+    let names: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(_, v)| holds(v.as_bytes()))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in names {
+        let kept: Vec<HeaderValue> = headers
+            .get_all(&name)
+            .iter()
+            .filter(|v| !holds(v.as_bytes()))
+            .cloned()
+            .collect();
+        headers.remove(&name);
+        for v in kept {
+            headers.append(&name, v);
+        }
+    }
+    if let Some(q) = query.as_deref()
+        && holds(q.as_bytes())
+    {
+        let kept: Vec<&str> = q.split('&').filter(|kv| !holds(kv.as_bytes())).collect();
+        *query = (!kept.is_empty()).then(|| kept.join("&"));
+    }
+}
+
 /// Whether a response body is an event stream (gets no-cache and no proxy buffering).
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
@@ -235,6 +275,30 @@ mod tests {
             None
         );
         assert!(take_client_token_from_query("alt=sse&key=AIza", &tokens).is_none());
+    }
+
+    #[test]
+    fn a_token_in_any_header_or_query_parameter_is_scrubbed() {
+        let tokens = vec!["tok-1".to_owned(), "tok-2".to_owned()];
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("bearer\ttok-1"));
+        h.insert("cookie", HeaderValue::from_static("a=1; t=tok%2D2"));
+        h.insert("x-api-key", HeaderValue::from_static("sk-provider"));
+        h.append("x-api-key", HeaderValue::from_static("tok-1"));
+        h.insert("x-kept", HeaderValue::from_static("tok-"));
+        let mut q = Some("alt=sse&KEY=tok-1&%6Bey=tok%2D2&access_token=tok-1&n=2".to_owned());
+        scrub_client_tokens(&mut h, &mut q, &tokens);
+        assert!(!h.contains_key("authorization"));
+        assert!(!h.contains_key("cookie"));
+        assert_eq!(
+            h.get_all("x-api-key").iter().collect::<Vec<_>>(),
+            ["sk-provider"]
+        );
+        assert_eq!(h["x-kept"], "tok-");
+        assert_eq!(q.as_deref(), Some("alt=sse&n=2"));
+        let mut q = Some("access_token=tok-2".to_owned());
+        scrub_client_tokens(&mut h, &mut q, &tokens);
+        assert_eq!(q, None);
     }
 
     #[test]
