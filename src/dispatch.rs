@@ -55,6 +55,20 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             let response = refuse(&app, refused, api, &id, route_name.as_deref());
             (id, response)
         }
+        Ok(id) if head_size(&req) > app.server.max_request_head => {
+            let e = ProxyError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                Origin::Downstream,
+                "request_head_too_large",
+                format!(
+                    "the request head (request line and headers) is larger than {}",
+                    crate::config::units::ShownSize(app.server.max_request_head as u64)
+                ),
+            )
+            .closing();
+            let response = refuse(&app, e, api, &id, route_name.as_deref());
+            (id, response)
+        }
         Ok(id) => {
             let response = match checked {
                 Err(e) => refuse(
@@ -81,6 +95,24 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         cors::decorate(origin, response.headers_mut());
     }
     response
+}
+
+/// The request head's size as HTTP/1.1 sends it: request line, each header as `name: value`
+/// with its line end, and the blank line.
+///
+/// hyper's `max_buf_size` (what the head must fit in while it is read) bounds the head only
+/// roughly: its buffer grows in steps and a head that fits the last step is parsed whole (a
+/// 64 KiB limit let 114 KB heads through). This is the exact check the limit promises.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + fields + 2
 }
 
 /// A request aloud refuses before any route takes it: logged with its id (and the route its

@@ -321,6 +321,47 @@ async fn malformed_and_oversized_heads_are_refused_without_harm() {
     aloud.stop().await;
 }
 
+/// A request head of exactly `size` bytes: `GET /up/x`, `Host`, `Connection: close` and one
+/// padding header.
+fn head_of(size: usize) -> String {
+    let bare = "GET /up/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nx-pad: \r\n\r\n";
+    let head = bare.replace(
+        "x-pad: ",
+        &format!("x-pad: {}", "p".repeat(size - bare.len())),
+    );
+    assert_eq!(head.len(), size);
+    head
+}
+
+#[tokio::test]
+async fn the_request_head_limit_is_exact() {
+    let up = ok_upstream().await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "openai",
+        "",
+        "max_request_head = \"64KiB\"",
+    ))
+    .await;
+    let status = |out: Vec<u8>| {
+        String::from_utf8_lossy(&out)
+            .get(..12)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let limit = 64 << 10;
+    // hyper's buffer bound alone let heads up to about 114 KB through this limit.
+    for (size, want) in [
+        (limit, "HTTP/1.1 200"),
+        (limit + 1, "HTTP/1.1 431"),
+        (limit + 40_000, "HTTP/1.1 431"),
+    ] {
+        let out = raw_exchange(aloud.addr, head_of(size).as_bytes()).await;
+        assert_eq!(status(out), want, "a head of {size} bytes");
+    }
+    aloud.stop().await;
+}
+
 #[tokio::test]
 async fn a_slow_request_head_times_out() {
     let up = ok_upstream().await;

@@ -71,7 +71,7 @@ impl Refusal {
     pub fn from_cause(cause: &str) -> Option<Refusal> {
         Some(match cause {
             "overloaded" => Refusal::Overload,
-            "body_too_large" => Refusal::TooLarge,
+            "body_too_large" | "request_head_too_large" => Refusal::TooLarge,
             "client_token_missing" => Refusal::Unauthorized,
             "bad_progress_header"
             | "bad_path"
