@@ -366,3 +366,34 @@ async fn a_client_token_sent_as_geminis_key_parameter_never_reaches_the_upstream
     assert_eq!(r.status(), 401);
     aloud.stop().await;
 }
+
+#[tokio::test]
+async fn requests_without_a_token_are_never_captured() {
+    let sink = Arc::new(MemorySink::default());
+    let aloud = Aloud::start_with_sink(SIM, env(), Some(sink.clone())).await;
+    // Anonymous requests with long paths: each one captured would be a row anyone could add.
+    let long = format!("/sim/v1/{}", "a".repeat(20_000));
+    for (i, token) in ["", "nope-nope-nope"].into_iter().enumerate() {
+        let id = format!("tokens-anonymous-{i:04}");
+        let r = post(
+            &aloud.url(&long),
+            &[("aloud-token", token), ("aloud-request-id", &id)],
+            CHAT,
+        )
+        .await;
+        assert_eq!(r.status(), 401, "{id}");
+        body_bytes(r).await;
+    }
+    // A request with a token is captured.
+    alice_request(&aloud, "tokens-captured-0001").await;
+    sink.wait_for("tokens-captured-0001").await;
+    let ids: Vec<String> = sink
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(ids, ["tokens-captured-0001"]);
+    aloud.stop().await;
+}

@@ -30,6 +30,9 @@ pub fn tier(headers: &HeaderMap, default: Tier) -> Result<Tier, ProxyError> {
     }
 }
 
+/// The refusal of a request without a valid client token (when tokens are set).
+pub const TOKEN_MISSING: &str = "client_token_missing";
+
 /// Checks the client's token (removing it from every credential header) when tokens are
 /// configured; the token's owner fingerprint says whose exchange this is.
 pub fn client_token(
@@ -55,7 +58,7 @@ pub fn client_token(
     Err(ProxyError::new(
         StatusCode::UNAUTHORIZED,
         Origin::Downstream,
-        "client_token_missing",
+        TOKEN_MISSING,
         "this aloud requires a client token: send it in Aloud-Token, or as the API key",
     ))
 }

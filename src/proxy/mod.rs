@@ -350,7 +350,11 @@ fn refuse(
     rt: &RouteRuntime,
     owner: Option<Owner>,
 ) -> Response<Body> {
-    if ex.capture.is_none() {
+    // With client tokens set, a request without a valid one is nobody's exchange: it is logged
+    // and counted, never captured. Captured, every anonymous request (its path alone up to the
+    // head limit) would be a row anyone could add without limit.
+    let anonymous = e.label == admit::TOKEN_MISSING;
+    if ex.capture.is_none() && !anonymous {
         ex.capture = capture_for(
             &rt.route,
             (&ex.id, &ex.route),
