@@ -88,20 +88,19 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    // Ready when /healthz answers (bounded).
-    let mut ready = false;
-    for _ in 0..500 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            ready = true;
-            break;
-        }
-        tokio::task::yield_now().await;
-        std::thread::yield_now();
+    // Ready when its port accepts, within a deadline (a count of tries was too short on a
+    // machine busy with other tests: the binary had not bound yet).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "aloud did not start within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(ready, "aloud did not start");
     let auth = format!("Bearer {CLIENT_TOKEN}");
     // The key pasted into a prompt, an e-mail, and a card number: all redacted before storage.
     let prompt =

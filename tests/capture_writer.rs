@@ -145,11 +145,11 @@ async fn healthy_store_gets_every_record_and_beacon() {
     let store = SqliteStore::open(&s.db).unwrap();
     assert_eq!(store.query(&Filter::default()).unwrap().count(), 300);
     assert_eq!(
-        store.client_timings("ok-00001").unwrap(),
+        store.client_timings("ok-00001", None).unwrap(),
         Some(json!({"first_paint_ms": 40}))
     );
     assert_eq!(
-        store.feedback("ok-00001").unwrap().unwrap().score,
+        store.feedback("ok-00001", None).unwrap().unwrap().score,
         Some(1.0)
     );
     assert!(!writer.in_queue("ok-00001"));
@@ -201,7 +201,7 @@ async fn outage_spills_then_replays_every_record_once() {
     }
     let store = SqliteStore::open(&s.db).unwrap();
     assert_eq!(
-        store.feedback("out-00003").unwrap().unwrap().score,
+        store.feedback("out-00003", None).unwrap().unwrap().score,
         Some(0.25)
     );
     assert!(all.iter().all(|id| !writer.in_queue(id)));

@@ -63,7 +63,12 @@ async fn get_with(url: &str, headers: &[(&str, &str)]) -> http::Response<hyper::
 
 /// Alice's request through the simulator (thinking long enough to publish progress).
 async fn alice_request(aloud: &Aloud, id: &str) {
-    let auth = format!("Bearer {ALICE}");
+    request_as(aloud, ALICE, id).await;
+}
+
+/// A request with `token` through the simulator.
+async fn request_as(aloud: &Aloud, token: &str, id: &str) {
+    let auth = format!("Bearer {token}");
     let r = post(
         &aloud.url("/sim/v1/chat/completions"),
         &[
@@ -239,14 +244,17 @@ async fn beacons_need_the_owners_token_and_never_overwrite_anothers_feedback() {
     writer.flush().await;
 
     let store = SqliteStore::open(dir.path().join("aloud.db")).unwrap();
-    let row = store.feedback(id).unwrap().unwrap();
+    let alice = aloud::config::tokens::find(ALICE, &[ALICE.to_owned()]);
+    assert!(alice.is_some());
+    let row = store.feedback(id, alice).unwrap().unwrap();
     assert_eq!(
         (row.score, row.label.as_deref()),
         (Some(0.75), Some("alice"))
     );
-    let alice = aloud::config::tokens::find(ALICE, &[ALICE.to_owned()]);
-    assert!(alice.is_some());
     assert_eq!(row.owner, alice);
+    let bob = aloud::config::tokens::find(BOB, &[BOB.to_owned()]);
+    assert_eq!(store.feedback(id, bob).unwrap(), None);
+    assert_eq!(store.feedback(id, None).unwrap(), None);
     let records = store.get(id).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(
@@ -396,4 +404,58 @@ async fn requests_without_a_token_are_never_captured() {
         .collect();
     assert_eq!(ids, ["tokens-captured-0001"]);
     aloud.stop().await;
+}
+
+#[tokio::test]
+async fn a_reused_id_keeps_each_tokens_feedback_on_its_own_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, sink) = capture(dir.path());
+    let aloud = Aloud::start_with_sink(SIM, env(), Some(Arc::clone(&sink))).await;
+    let id = "tokens-reused-id-000001";
+    // Alice's request finishes; Bob then uses the same id: his own attempt (2).
+    request_as(&aloud, ALICE, id).await;
+    request_as(&aloud, BOB, id).await;
+    // Bob speaks first, then Alice: each is accepted, and neither replaces the other.
+    let bob = [("aloud-token", BOB)];
+    let alice = [("aloud-token", ALICE)];
+    let said = |label: &str| format!(r#"{{"score": 1, "label": "{label}"}}"#);
+    assert_eq!(beacon(&aloud, id, "", &bob, &said("bob-says")).await, 204);
+    assert_eq!(
+        beacon(&aloud, id, "", &alice, &said("alice-says")).await,
+        204
+    );
+    aloud.stop().await;
+    drop(sink);
+    writer.close().await;
+    // The CLI's export joins each record to its own owner's feedback, and filters by it.
+    let db = dir.path().join("aloud.db");
+    let export = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aloud"))
+            .args(["export", "--format", "csv", "--database"])
+            .arg(&db)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        // (attempt, feedback_label) of each row after the header.
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                assert_eq!(f[0], id, "{l}");
+                (f[1].to_owned(), f[f.len() - 1].to_owned())
+            })
+            .collect::<Vec<_>>()
+    };
+    let pair = |a: &str, l: &str| (a.to_owned(), l.to_owned());
+    assert_eq!(
+        export(&[]),
+        [pair("1", "alice-says"), pair("2", "bob-says")]
+    );
+    assert_eq!(export(&["--label", "bob-says"]), [pair("2", "bob-says")]);
+    assert_eq!(
+        export(&["--label", "alice-says"]),
+        [pair("1", "alice-says")]
+    );
 }

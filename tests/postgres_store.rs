@@ -318,22 +318,27 @@ async fn the_same_traffic_stores_the_same_records_as_sqlite() {
             assert!(pgs.exists_for(&r.id, r.owner).unwrap());
             assert!(!pgs.exists_for(&r.id, None).unwrap());
             assert_eq!(
-                pgs.client_timings(&r.id).unwrap(),
-                lite.client_timings(&r.id).unwrap()
+                pgs.client_timings(&r.id, r.owner).unwrap(),
+                lite.client_timings(&r.id, r.owner).unwrap()
             );
-            let (mut got, want) = (pgs.feedback(&r.id).unwrap(), lite.feedback(&r.id).unwrap());
+            let (mut got, want) = (
+                pgs.feedback(&r.id, r.owner).unwrap(),
+                lite.feedback(&r.id, r.owner).unwrap(),
+            );
             // Postgres text cannot hold NUL: it is stored as U+FFFD.
             if let Some(f) = got.as_mut() {
                 f.label = f.label.take().map(|l| l.replace('\u{FFFD}', "\0"));
             }
             assert_eq!(got, want);
         }
-        let feedback = pgs.feedback(id).unwrap().unwrap();
+        let a = aloud::config::tokens::find(TOKEN_A, &[TOKEN_A.to_owned()]);
+        let feedback = pgs.feedback(id, a).unwrap().unwrap();
         assert_eq!(
             (feedback.score, feedback.comment.as_deref()),
             (Some(1.0), Some("better"))
         );
-        assert!(pgs.client_timings(id).unwrap().is_some());
+        assert!(pgs.client_timings(id, a).unwrap().is_some());
+        assert!(pgs.feedback(id, None).unwrap().is_none());
         assert!(!pgs.exists("pg-never-seen-000001").unwrap());
     })
     .await
@@ -369,11 +374,49 @@ fn writers_migrating_together_make_one_schema() {
             &db,
             "SELECT count(*) || ' ' || max(version) FROM aloud_schema"
         ),
-        "1 1"
+        format!("1 {}", aloud::store::postgres::schema::VERSION)
     );
     assert_eq!(
         pg.psql(&db, "SELECT count(*) FROM pg_tables WHERE tablename IN ('captures', 'client_timings', 'feedback')"),
         "3"
+    );
+}
+
+/// Migration 2 on a version-1 database: each beacon keeps its owner (`''` for none), and a
+/// second owner's beacon on the same id gets a row of its own.
+#[test]
+fn beacons_move_to_rows_per_owner() {
+    let Some(pg) = postgres::shared("beacons_move_to_rows_per_owner") else {
+        return;
+    };
+    let raw = pg.fresh_database();
+    let db = database_name(&raw);
+    let v1 = aloud::store::postgres::schema::MIGRATIONS[0];
+    pg.psql(&db, v1);
+    pg.psql(
+        &db,
+        "CREATE TABLE aloud_schema (version BIGINT NOT NULL);
+         INSERT INTO aloud_schema VALUES (1);
+         INSERT INTO feedback (id, score, label, owner)
+             VALUES ('mine', 1, 'good', '00112233445566778899aabbccddeeff'),
+                    ('anon', 0, 'bad', NULL);
+         INSERT INTO client_timings (id, timings, owner) VALUES ('anon', '{}', NULL);",
+    );
+    let mut store = PostgresStore::open(&pg_url(&raw), Access::ReadWrite).unwrap();
+    let a = aloud::config::Owner::parse("00112233445566778899aabbccddeeff");
+    let label = |s: &PostgresStore, id, o| s.feedback(id, o).unwrap().and_then(|f| f.label);
+    assert_eq!(label(&store, "mine", a).as_deref(), Some("good"));
+    assert_eq!(label(&store, "anon", None).as_deref(), Some("bad"));
+    assert_eq!(label(&store, "mine", None), None);
+    assert!(store.client_timings("anon", None).unwrap().is_some());
+    store
+        .insert_feedback("mine", Some(0.0), Some("other".into()), None)
+        .unwrap();
+    assert_eq!(label(&store, "mine", a).as_deref(), Some("good"));
+    assert_eq!(label(&store, "mine", None).as_deref(), Some("other"));
+    assert_eq!(
+        pg.psql(&db, "SELECT max(version) FROM aloud_schema"),
+        aloud::store::postgres::schema::VERSION.to_string()
     );
 }
 

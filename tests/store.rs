@@ -197,10 +197,10 @@ fn timings_and_feedback_replace_per_id() {
         .insert_client_timings("a", &json!({"first_paint_ms": 13}))
         .unwrap();
     assert_eq!(
-        store.client_timings("a").unwrap(),
+        store.client_timings("a", None).unwrap(),
         Some(json!({"first_paint_ms": 13}))
     );
-    assert_eq!(store.client_timings("b").unwrap(), None);
+    assert_eq!(store.client_timings("b", None).unwrap(), None);
     store
         .insert_feedback("a", Some(1.0), Some("good".into()), None)
         .unwrap();
@@ -217,7 +217,7 @@ fn timings_and_feedback_replace_per_id() {
     store.write_batch(&entries).unwrap();
     store.write_batch(&entries).unwrap();
     assert_eq!(
-        store.feedback("a").unwrap(),
+        store.feedback("a", None).unwrap(),
         Some(Feedback {
             id: "a".into(),
             score: Some(0.5),
@@ -243,7 +243,7 @@ fn reopen_keeps_data_and_schema_version() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -334,7 +334,7 @@ fn read_only_reader_sees_commits_while_the_writer_is_open() {
 }
 
 #[test]
-fn feedback_and_timings_are_replaced_only_by_their_owner() {
+fn feedback_and_timings_are_kept_per_owner_and_replaced_only_by_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(dir.path().join("capture.db")).unwrap();
     let owner = |t: &str| aloud::config::tokens::find(t, &[t.to_owned()]);
@@ -354,22 +354,25 @@ fn feedback_and_timings_are_replaced_only_by_their_owner() {
             owner,
         })
     };
+    let score =
+        |store: &SqliteStore, o| store.feedback("x", o).unwrap().map(|f| (f.score, f.owner));
+    let done = |store: &SqliteStore, o| store.client_timings("x", o).unwrap();
     store.write_batch(&[fb(1.0, a), timings(1, a)]).unwrap();
+    // Another token (or none) on the same id: rows of their own, A's untouched.
     store
-        .write_batch(&[fb(0.0, b), fb(0.0, None), timings(2, b)])
+        .write_batch(&[fb(0.0, b), fb(0.25, None), timings(2, b)])
         .unwrap();
-    let row = store.feedback("x").unwrap().unwrap();
-    assert_eq!((row.score, row.owner), (Some(1.0), a));
-    assert_eq!(
-        store.client_timings("x").unwrap(),
-        Some(json!({ "done_ms": 1 }))
-    );
+    assert_eq!(score(&store, a), Some((Some(1.0), a)));
+    assert_eq!(score(&store, b), Some((Some(0.0), b)));
+    assert_eq!(score(&store, None), Some((Some(0.25), None)));
+    assert_eq!(done(&store, a), Some(json!({ "done_ms": 1 })));
+    assert_eq!(done(&store, b), Some(json!({ "done_ms": 2 })));
+    assert_eq!(done(&store, None), None);
+    // The owner replaces its own.
     store.write_batch(&[fb(0.5, a), timings(3, a)]).unwrap();
-    assert_eq!(store.feedback("x").unwrap().unwrap().score, Some(0.5));
-    assert_eq!(
-        store.client_timings("x").unwrap(),
-        Some(json!({ "done_ms": 3 }))
-    );
+    assert_eq!(score(&store, a), Some((Some(0.5), a)));
+    assert_eq!(score(&store, b), Some((Some(0.0), b)));
+    assert_eq!(done(&store, a), Some(json!({ "done_ms": 3 })));
     let mut r = record("x", 1, 1, 100);
     r.owner = a;
     store.insert_batch(&[r]).unwrap();

@@ -181,7 +181,10 @@ fn run(db: &DbArgs, which: &FilterArgs, args: &ExportArgs) -> Result<String, Str
     for (n, record) in records.enumerate() {
         let record = record.map_err(|e| format!("reading the database: {e}"))?;
         let feedback = match joins_feedback {
-            true => store.feedback(&record.id).map_err(|e| e.to_string())?,
+            // The feedback of the record's own owner: another token's on a reused id is not it.
+            true => store
+                .feedback(&record.id, record.owner)
+                .map_err(|e| e.to_string())?,
             false => None,
         };
         let line = match render(format, &record, feedback.as_ref(), options) {

@@ -29,6 +29,12 @@ use crate::config::Owner;
 use crate::record::CaptureRecord;
 use serde_json::Value;
 
+/// An owner as the beacon tables key it (both stores): its fingerprint's digits, or `''` for
+/// none, since a key column cannot be NULL.
+pub(crate) fn owner_key(owner: Option<Owner>) -> String {
+    owner.map(|o| o.to_string()).unwrap_or_default()
+}
+
 /// Rows from [`Store::query`], read lazily page by page.
 pub type Records<'a> = Box<dyn Iterator<Item = Result<CaptureRecord, StoreError>> + 'a>;
 
@@ -64,11 +70,11 @@ pub trait Store: Send + 'static {
         comment: Option<String>,
     ) -> Result<(), StoreError>;
 
-    /// The client timings stored for `id`.
-    fn client_timings(&self, id: &str) -> Result<Option<Value>, StoreError>;
+    /// The client timings `owner` (`None`: without a token) sent for `id`.
+    fn client_timings(&self, id: &str, owner: Option<Owner>) -> Result<Option<Value>, StoreError>;
 
-    /// The feedback stored for `id`.
-    fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError>;
+    /// The feedback `owner` (`None`: without a token) gave for `id`.
+    fn feedback(&self, id: &str, owner: Option<Owner>) -> Result<Option<Feedback>, StoreError>;
 
     /// Whether any attempt of `id` is stored.
     fn exists(&self, id: &str) -> Result<bool, StoreError>;
@@ -80,25 +86,27 @@ pub trait Store: Send + 'static {
     /// one [`Annotation`] per id that has either, in no particular order. The stores answer
     /// with one query; this default asks per record.
     fn annotations(&self, filter: &Filter) -> Result<Vec<Annotation>, StoreError> {
-        // Each id once, with its last attempt in the window.
-        let mut last: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        // Each (id, owner) once, with its last attempt in the window.
+        let mut last: std::collections::HashMap<(String, Option<Owner>), u32> =
+            std::collections::HashMap::new();
         let unlimited = Filter {
             limit: None,
             ..filter.clone()
         };
         for record in self.query(&unlimited)? {
             let record = record?;
-            let at = last.entry(record.id).or_default();
+            let at = last.entry((record.id, record.owner)).or_default();
             *at = (*at).max(record.attempt);
         }
         let mut out = Vec::new();
-        for (id, attempt) in last {
-            let timings = self.client_timings(&id)?;
-            let feedback = self.feedback(&id)?;
+        for ((id, owner), attempt) in last {
+            let timings = self.client_timings(&id, owner)?;
+            let feedback = self.feedback(&id, owner)?;
             if timings.is_some() || feedback.is_some() {
                 let (score, label) = feedback.map_or((None, None), |f| (f.score, f.label));
                 out.push(Annotation {
                     id,
+                    owner,
                     client_timings: timings,
                     feedback_score: score,
                     feedback_label: label,

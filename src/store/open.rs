@@ -63,11 +63,19 @@ impl<S: Store + ?Sized> Store for Box<S> {
     ) -> Result<(), StoreError> {
         (**self).insert_feedback(id, score, label, comment)
     }
-    fn client_timings(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        (**self).client_timings(id)
+    fn client_timings(
+        &self,
+        id: &str,
+        owner: Option<crate::config::Owner>,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        (**self).client_timings(id, owner)
     }
-    fn feedback(&self, id: &str) -> Result<Option<super::Feedback>, StoreError> {
-        (**self).feedback(id)
+    fn feedback(
+        &self,
+        id: &str,
+        owner: Option<crate::config::Owner>,
+    ) -> Result<Option<super::Feedback>, StoreError> {
+        (**self).feedback(id, owner)
     }
     fn exists(&self, id: &str) -> Result<bool, StoreError> {
         (**self).exists(id)

@@ -3,6 +3,7 @@
 //! page of records whatever the table holds.
 
 use super::StoreError;
+use crate::config::Owner;
 use crate::record::CaptureRecord;
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
@@ -72,13 +73,15 @@ fn conditions(
     }
     if let Some(score) = filter.min_score {
         push(
-            "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.score >= #)",
+            "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.owner = coalesce(c.owner, '') \
+             AND f.score >= #)",
             FilterValue::Real(score),
         );
     }
     if let Some(label) = &filter.label {
         push(
-            "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.label = #)",
+            "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.owner = coalesce(c.owner, '') \
+             AND f.label = #)",
             FilterValue::Text(label.clone()),
         );
     }
@@ -114,10 +117,9 @@ pub(crate) fn paged_sql(filter: &Filter, mark: fn(usize) -> String) -> (String, 
 }
 
 /// The query for [`Store::annotations`](super::Store::annotations), the same for SQLite and
-/// Postgres: `(id, client timings JSON, feedback score, feedback label, the id's last attempt)`
-/// of every record
-/// `filter` selects (its limit aside) that has client timings or feedback; the filter's values
-/// are the parameters in order.
+/// Postgres: `(id, client timings JSON, feedback score, feedback label, the owner's last attempt
+/// of the id, owner)` of every record `filter` selects (its limit aside) that has client timings
+/// or feedback from its own owner; the filter's values are the parameters in order.
 pub(crate) fn annotations_sql(
     filter: &Filter,
     mark: fn(usize) -> String,
@@ -126,25 +128,30 @@ pub(crate) fn annotations_sql(
     conditions.push("(t.id IS NOT NULL OR f.id IS NOT NULL)".to_owned());
     let sql = format!(
         "SELECT DISTINCT c.id, t.timings, f.score, f.label, \
-         (SELECT MAX(a.attempt) FROM captures a WHERE a.id = c.id) FROM captures c \
-         LEFT JOIN client_timings t ON t.id = c.id LEFT JOIN feedback f ON f.id = c.id \
+         (SELECT MAX(a.attempt) FROM captures a \
+          WHERE a.id = c.id AND coalesce(a.owner, '') = coalesce(c.owner, '')), c.owner \
+         FROM captures c \
+         LEFT JOIN client_timings t ON t.id = c.id AND t.owner = coalesce(c.owner, '') \
+         LEFT JOIN feedback f ON f.id = c.id AND f.owner = coalesce(c.owner, '') \
          WHERE {}",
         conditions.join(" AND ")
     );
     (sql, values)
 }
 
-/// What the beacons said about one request id: the client's timings and the feedback's score
-/// and label ([`Store::annotations`](super::Store::annotations)).
+/// What the beacons of one owner said about one request id: the client's timings and the
+/// feedback's score and label ([`Store::annotations`](super::Store::annotations)).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Annotation {
     pub id: String,
+    /// Who sent the beacons, and made the attempts they speak of (`None`: without a token).
+    pub owner: Option<Owner>,
     /// The timings JSON the client sent (`first_progress_painted_ms`, …), when it sent any.
     pub client_timings: Option<serde_json::Value>,
     pub feedback_score: Option<f64>,
     pub feedback_label: Option<String>,
-    /// The id's last stored attempt: the beacons speak of the answer the client got, so they
-    /// belong to it alone (`None`: unknown, every attempt).
+    /// The owner's last stored attempt of the id: the beacons speak of the answer the client
+    /// got, so they belong to it alone (`None`: unknown, every attempt).
     pub last_attempt: Option<i64>,
 }
 
@@ -156,9 +163,11 @@ impl Annotation {
         score: Option<f64>,
         label: Option<String>,
         last_attempt: Option<i64>,
+        owner: Option<&str>,
     ) -> Annotation {
         Annotation {
             id,
+            owner: owner.and_then(Owner::parse),
             client_timings: timings.and_then(|t| serde_json::from_str(t).ok()),
             feedback_score: score,
             feedback_label: label,
@@ -285,12 +294,14 @@ pub(super) fn sqlite_annotations(
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let timings: Option<String> = row.get(1)?;
+        let owner: Option<String> = row.get(5)?;
         out.push(Annotation::from_row(
             row.get(0)?,
             timings.as_deref(),
             row.get(2)?,
             row.get(3)?,
             row.get(4)?,
+            owner.as_deref(),
         ));
     }
     Ok(out)

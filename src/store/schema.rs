@@ -79,6 +79,32 @@ const MIGRATIONS: &[&str] = &[
         SELECT 1 FROM json_each(captures.record, '$.deltas')
         WHERE json_extract(value, '$.kind') IN ('answer', 'reasoning')
             AND json_extract(value, '$.text') IS NOT NULL);",
+    // 4: timings and feedback are kept per (id, owner), `''` for none: two tokens that used one
+    // id each keep their own, joined to their own attempts (keyed by the id alone, the second
+    // token's beacon was joined to the first's record, and the first's was then dropped).
+    "CREATE TABLE client_timings_by_owner (
+        id      TEXT NOT NULL,
+        owner   TEXT NOT NULL DEFAULT '',
+        timings TEXT NOT NULL,
+        PRIMARY KEY (id, owner)
+    );
+    INSERT INTO client_timings_by_owner (id, owner, timings)
+        SELECT id, coalesce(owner, ''), timings FROM client_timings;
+    DROP TABLE client_timings;
+    ALTER TABLE client_timings_by_owner RENAME TO client_timings;
+    CREATE TABLE feedback_by_owner (
+        id      TEXT NOT NULL,
+        owner   TEXT NOT NULL DEFAULT '',
+        score   REAL,
+        label   TEXT,
+        comment TEXT,
+        PRIMARY KEY (id, owner)
+    );
+    INSERT INTO feedback_by_owner (id, owner, score, label, comment)
+        SELECT id, coalesce(owner, ''), score, label, comment FROM feedback;
+    DROP TABLE feedback;
+    ALTER TABLE feedback_by_owner RENAME TO feedback;
+    CREATE INDEX feedback_score ON feedback (score);",
 ];
 
 /// The schema version this build writes.

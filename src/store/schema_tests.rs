@@ -1,4 +1,5 @@
-//! Migrations 2 and 3 on a version-1 database holding a record whose deltas kept their text.
+//! Migrations 2 and 3 on a version-1 database holding a record whose deltas kept their text, and
+//! migration 4 (beacons per owner) on a version-3 one.
 
 use super::{MIGRATIONS, VERSION};
 use crate::record::{CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings};
@@ -112,4 +113,44 @@ fn assert_clean(dir: &std::path::Path) {
             assert!(!text.contains(piece), "{file} still holds {piece:?}");
         }
     }
+}
+
+/// Migration 4 on a version-3 database: each beacon keeps its owner (`''` for none), and a
+/// second owner's beacon on the same id then gets a row of its own.
+#[test]
+fn beacons_move_to_rows_per_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.db");
+    let a = crate::config::Owner::parse("00112233445566778899aabbccddeeff");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO feedback (id, score, label, comment, owner)
+                 VALUES ('mine', 1.0, 'good', 'c', '00112233445566778899aabbccddeeff'),
+                        ('anon', 0.0, 'bad', NULL, NULL);
+             INSERT INTO client_timings (id, timings, owner)
+                 VALUES ('mine', '{\"done_ms\":5}', '00112233445566778899aabbccddeeff'),
+                        ('anon', '{\"done_ms\":6}', NULL);",
+        )
+        .unwrap();
+    }
+    let mut store = SqliteStore::open(&path).unwrap();
+    let label = |s: &SqliteStore, id, o| s.feedback(id, o).unwrap().and_then(|f| f.label);
+    assert_eq!(label(&store, "mine", a).as_deref(), Some("good"));
+    assert_eq!(label(&store, "anon", None).as_deref(), Some("bad"));
+    assert_eq!(label(&store, "mine", None), None);
+    assert_eq!(
+        store.client_timings("anon", None).unwrap(),
+        Some(serde_json::json!({"done_ms": 6}))
+    );
+    assert!(store.client_timings("mine", a).unwrap().is_some());
+    store
+        .insert_feedback("mine", Some(0.0), Some("other".into()), None)
+        .unwrap();
+    assert_eq!(label(&store, "mine", a).as_deref(), Some("good"));
+    assert_eq!(label(&store, "mine", None).as_deref(), Some("other"));
 }

@@ -1,7 +1,7 @@
 //! [`SqliteStore`]: one SQLite file in WAL mode, `synchronous=NORMAL`, a short busy timeout.
 
 use super::query::{SqlitePages, sqlite_annotations};
-use super::{Annotation, Entry, Feedback, Filter, Records, Store, StoreError, schema};
+use super::{Annotation, Entry, Feedback, Filter, Records, Store, StoreError, owner_key, schema};
 use crate::config::Owner;
 use crate::record::CaptureRecord;
 use rusqlite::{
@@ -116,17 +116,15 @@ const INSERT_RECORD: &str = "INSERT OR IGNORE INTO captures (
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
     ?20, ?21, ?22, ?23, ?24, ?25)";
 
-// Timings and feedback are replaced only by their own owner: a beacon sent with another token
-// (or none) never overwrites them.
+// Timings and feedback are kept per (id, owner) and replaced only by their own owner: a beacon
+// sent with another token (or none) has a row of its own.
 const UPSERT_TIMINGS: &str = "INSERT INTO client_timings (id, timings, owner) VALUES (?1, ?2, ?3)
-    ON CONFLICT (id) DO UPDATE SET timings = excluded.timings
-    WHERE client_timings.owner IS excluded.owner";
+    ON CONFLICT (id, owner) DO UPDATE SET timings = excluded.timings";
 
 const UPSERT_FEEDBACK: &str = "INSERT INTO feedback (id, score, label, comment, owner)
     VALUES (?1, ?2, ?3, ?4, ?5)
-    ON CONFLICT (id) DO UPDATE SET
-        score = excluded.score, label = excluded.label, comment = excluded.comment
-    WHERE feedback.owner IS excluded.owner";
+    ON CONFLICT (id, owner) DO UPDATE SET
+        score = excluded.score, label = excluded.label, comment = excluded.comment";
 
 /// An owner as stored: its fingerprint's hex digits.
 fn owner_text(owner: Option<Owner>) -> Option<String> {
@@ -202,17 +200,15 @@ impl Store for SqliteStore {
             for entry in entries {
                 changed += match entry {
                     Entry::Record(record) => insert_record(&mut records, record)?,
-                    Entry::ClientTimings(t) => timings.execute(params![
-                        t.id,
-                        t.timings.to_string(),
-                        owner_text(t.owner)
-                    ])?,
+                    Entry::ClientTimings(t) => {
+                        timings.execute(params![t.id, t.timings.to_string(), owner_key(t.owner)])?
+                    }
                     Entry::Feedback(f) => feedback.execute(params![
                         f.id,
                         f.score,
                         f.label,
                         f.comment,
-                        owner_text(f.owner)
+                        owner_key(f.owner)
                     ])?,
                 };
             }
@@ -250,7 +246,7 @@ impl Store for SqliteStore {
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
         self.conn.execute(
             UPSERT_TIMINGS,
-            params![id, timings.to_string(), None::<String>],
+            params![id, timings.to_string(), owner_key(None)],
         )?;
         Ok(())
     }
@@ -264,17 +260,17 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.conn.execute(
             UPSERT_FEEDBACK,
-            params![id, score, label, comment, None::<String>],
+            params![id, score, label, comment, owner_key(None)],
         )?;
         Ok(())
     }
 
-    fn client_timings(&self, id: &str) -> Result<Option<Value>, StoreError> {
+    fn client_timings(&self, id: &str, owner: Option<Owner>) -> Result<Option<Value>, StoreError> {
         let text: Option<String> = self
             .conn
             .query_row(
-                "SELECT timings FROM client_timings WHERE id = ?1",
-                [id],
+                "SELECT timings FROM client_timings WHERE id = ?1 AND owner = ?2",
+                params![id, owner_key(owner)],
                 |row| row.get(0),
             )
             .optional()?;
@@ -287,20 +283,19 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError> {
+    fn feedback(&self, id: &str, owner: Option<Owner>) -> Result<Option<Feedback>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT score, label, comment, owner FROM feedback WHERE id = ?1",
-                [id],
+                "SELECT score, label, comment FROM feedback WHERE id = ?1 AND owner = ?2",
+                params![id, owner_key(owner)],
                 |row| {
-                    let owner: Option<String> = row.get(3)?;
                     Ok(Feedback {
                         id: id.to_string(),
                         score: row.get(0)?,
                         label: row.get(1)?,
                         comment: row.get(2)?,
-                        owner: owner.as_deref().and_then(Owner::parse),
+                        owner,
                     })
                 },
             )

@@ -40,11 +40,11 @@ impl<H: Fn() + Send + 'static> Store for Hooked<H> {
     ) -> Result<(), StoreError> {
         self.inner.insert_feedback(id, score, label, comment)
     }
-    fn client_timings(&self, id: &str) -> Result<Option<Value>, StoreError> {
-        self.inner.client_timings(id)
+    fn client_timings(&self, id: &str, owner: Option<Owner>) -> Result<Option<Value>, StoreError> {
+        self.inner.client_timings(id, owner)
     }
-    fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError> {
-        self.inner.feedback(id)
+    fn feedback(&self, id: &str, owner: Option<Owner>) -> Result<Option<Feedback>, StoreError> {
+        self.inner.feedback(id, owner)
     }
     fn exists(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.exists(id)

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::{Annotated, Report, StatsQuery, report};
+use crate::config::Owner;
 use crate::store::{Annotation, Store, StoreError};
 
 /// The report for `query` from `store` (blocking: call it off the runtime). Records stream a
@@ -13,10 +14,11 @@ pub fn report_from_store<S: Store + ?Sized>(
     query: &StatsQuery,
 ) -> Result<Report, StoreError> {
     let filter = query.filter();
-    let annotations: HashMap<String, Annotation> = store
+    // By (id, owner): a token's beacons speak of its own attempts only.
+    let annotations: HashMap<(String, Option<Owner>), Annotation> = store
         .annotations(&filter)?
         .into_iter()
-        .map(|a| (a.id.clone(), a))
+        .map(|a| ((a.id.clone(), a.owner), a))
         .collect();
     let mut failed = None;
     let records = store.query(&filter)?.map_while(|r| match r {
@@ -28,7 +30,7 @@ pub fn report_from_store<S: Store + ?Sized>(
     });
     let report = report(
         records.map(|record| {
-            let annotation = annotations.get(&record.id);
+            let annotation = annotations.get(&(record.id.clone(), record.owner));
             Annotated::new(record, annotation)
         }),
         query,

@@ -3,6 +3,7 @@
 //! ETA error over time. Newest first,
 //! at most `limit`, from a window read oldest first with a cap on the records scanned.
 
+use crate::config::Owner;
 use crate::record::CaptureRecord;
 use crate::store::{Filter, Store, StoreError};
 use serde::Serialize;
@@ -84,10 +85,11 @@ pub fn read(
         ..Filter::default()
     };
     // Feedback scores of the window in one query (ids without feedback are absent).
-    let scores: HashMap<String, f64> = store
+    // By (id, owner): a token's feedback scores its own attempts only.
+    let scores: HashMap<(String, Option<Owner>), f64> = store
         .annotations(&filter)?
         .into_iter()
-        .filter_map(|a| Some((a.id, a.feedback_score?)))
+        .filter_map(|a| Some(((a.id, a.owner), a.feedback_score?)))
         .collect();
     let mut kept: VecDeque<Point> = VecDeque::with_capacity(limit.min(1024));
     let (mut scanned, mut truncated) = (0, false);
@@ -102,7 +104,8 @@ pub fn read(
             kept.pop_front();
         }
         if limit > 0 {
-            kept.push_back(Point::of(&record, scores.get(&record.id).copied()));
+            let score = scores.get(&(record.id.clone(), record.owner)).copied();
+            kept.push_back(Point::of(&record, score));
         }
     }
     let points = kept.into_iter().rev().collect();

@@ -11,7 +11,7 @@ mod query;
 mod rows;
 pub mod schema;
 
-use super::{Entry, Feedback, Filter, Records, Store, StoreError};
+use super::{Entry, Feedback, Filter, Records, Store, StoreError, owner_key};
 use crate::config::{Owner, PostgresUrl};
 use crate::record::CaptureRecord;
 use postgres::{Client, Statement};
@@ -125,7 +125,7 @@ impl PostgresStore {
                 Entry::Record(_) => 0,
                 Entry::ClientTimings(t) => tx.execute(
                     &timings,
-                    &[&t.id, &t.timings.to_string(), &owner_text(t.owner)],
+                    &[&t.id, &t.timings.to_string(), &owner_key(t.owner)],
                 )? as usize,
                 Entry::Feedback(f) => tx.execute(
                     &feedback,
@@ -134,7 +134,7 @@ impl PostgresStore {
                         &f.score,
                         &f.label.as_deref().map(rows::text),
                         &f.comment.as_deref().map(rows::text),
-                        &owner_text(f.owner),
+                        &owner_key(f.owner),
                     ],
                 )? as usize,
             };
@@ -195,17 +195,15 @@ const INSERT_RECORDS: &str = "INSERT INTO captures (
     $21::int8[], $22::int8[], $23::int8[], $24::text[], $25::text[]
 ) ON CONFLICT (id, attempt) DO NOTHING";
 
-// Timings and feedback are replaced only by their own owner: a beacon sent with another token
-// (or none) never overwrites them, whichever replica received it.
+// Timings and feedback are kept per (id, owner) and replaced only by their own owner: a beacon
+// sent with another token (or none) has a row of its own, whichever replica received it.
 const UPSERT_TIMINGS: &str = "INSERT INTO client_timings (id, timings, owner) VALUES ($1, $2, $3)
-    ON CONFLICT (id) DO UPDATE SET timings = excluded.timings
-    WHERE client_timings.owner IS NOT DISTINCT FROM excluded.owner";
+    ON CONFLICT (id, owner) DO UPDATE SET timings = excluded.timings";
 
 const UPSERT_FEEDBACK: &str = "INSERT INTO feedback (id, score, label, comment, owner)
     VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (id) DO UPDATE SET
-        score = excluded.score, label = excluded.label, comment = excluded.comment
-    WHERE feedback.owner IS NOT DISTINCT FROM excluded.owner";
+    ON CONFLICT (id, owner) DO UPDATE SET
+        score = excluded.score, label = excluded.label, comment = excluded.comment";
 
 /// An owner as stored: its fingerprint's hex digits.
 fn owner_text(owner: Option<Owner>) -> Option<String> {
@@ -258,7 +256,7 @@ impl Store for PostgresStore {
     fn insert_client_timings(&mut self, id: &str, timings: &Value) -> Result<(), StoreError> {
         self.conn()?.execute(
             UPSERT_TIMINGS,
-            &[&id, &timings.to_string(), &None::<String>],
+            &[&id, &timings.to_string(), &owner_key(None)],
         )?;
         Ok(())
     }
@@ -277,31 +275,31 @@ impl Store for PostgresStore {
                 &score,
                 &label.as_deref().map(rows::text),
                 &comment.as_deref().map(rows::text),
-                &None::<String>,
+                &owner_key(None),
             ],
         )?;
         Ok(())
     }
 
-    fn client_timings(&self, id: &str) -> Result<Option<Value>, StoreError> {
+    fn client_timings(&self, id: &str, owner: Option<Owner>) -> Result<Option<Value>, StoreError> {
         self.one_row(
-            "SELECT timings FROM client_timings WHERE id = $1",
-            &[&id],
+            "SELECT timings FROM client_timings WHERE id = $1 AND owner = $2",
+            &[&id, &owner_key(owner)],
             |row| serde_json::from_str(row.get::<_, &str>(0)).map_err(json_error(id)),
         )
     }
 
-    fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError> {
+    fn feedback(&self, id: &str, owner: Option<Owner>) -> Result<Option<Feedback>, StoreError> {
         self.one_row(
-            "SELECT score, label, comment, owner FROM feedback WHERE id = $1",
-            &[&id],
+            "SELECT score, label, comment FROM feedback WHERE id = $1 AND owner = $2",
+            &[&id, &owner_key(owner)],
             |row| {
                 Ok(Feedback {
                     id: id.to_owned(),
                     score: row.get(0),
                     label: row.get(1),
                     comment: row.get(2),
-                    owner: row.get::<_, Option<&str>>(3).and_then(Owner::parse),
+                    owner,
                 })
             },
         )

@@ -62,6 +62,15 @@ pub(super) fn annotations(
     let rows = store.conn()?.query(&sql, &params)?;
     Ok(rows
         .iter()
-        .map(|row| Annotation::from_row(row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .map(|row| {
+            Annotation::from_row(
+                row.get(0),
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+                row.get(5),
+            )
+        })
         .collect())
 }

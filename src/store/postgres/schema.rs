@@ -13,8 +13,10 @@ use postgres::{Client, GenericClient};
 /// to meet it).
 const LOCK_KEY: i64 = 0x61_6c6f_7564;
 
-/// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+/// Migration `i` takes the schema from version `i` to `i + 1`. Public (hidden) for the tests
+/// that build an older schema and migrate it.
+#[doc(hidden)]
+pub const MIGRATIONS: &[&str] = &[
     // 1: captures, client timings and feedback, with owners; as SQLite's version 3. Rows up to
     // a page stay inline and uncompressed (the default target, 2 KB, would compress every
     // typical record on the writer's critical path; larger ones are still compressed).
@@ -64,6 +66,17 @@ const MIGRATIONS: &[&str] = &[
         owner   TEXT
     );
     CREATE INDEX feedback_score ON feedback (score);",
+    // 2: timings and feedback per (id, owner), `''` for none; as SQLite's version 4.
+    "UPDATE client_timings SET owner = '' WHERE owner IS NULL;
+    ALTER TABLE client_timings ALTER COLUMN owner SET DEFAULT '',
+        ALTER COLUMN owner SET NOT NULL,
+        DROP CONSTRAINT client_timings_pkey,
+        ADD PRIMARY KEY (id, owner);
+    UPDATE feedback SET owner = '' WHERE owner IS NULL;
+    ALTER TABLE feedback ALTER COLUMN owner SET DEFAULT '',
+        ALTER COLUMN owner SET NOT NULL,
+        DROP CONSTRAINT feedback_pkey,
+        ADD PRIMARY KEY (id, owner);",
 ];
 
 /// The schema version this build writes.
