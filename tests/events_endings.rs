@@ -65,3 +65,68 @@ async fn the_upstreams_own_error_event_ends_with_aloud_error() {
     let _ = CHAT_STREAM;
     aloud.stop().await;
 }
+
+#[tokio::test]
+async fn a_whole_answer_that_is_not_the_gzip_it_says_ends_with_aloud_error() {
+    let up = Scripted::start().await;
+    let sink = std::sync::Arc::new(MemorySink::default());
+    let aloud = Aloud::start_with_sink(
+        &route_config(up.addr(), "openai", "", ""),
+        aloud::config::MapEnv::default(),
+        Some(sink.clone()),
+    )
+    .await;
+    for (i, mode) in ["bad-gzip-json", "cut-gzip-json"].into_iter().enumerate() {
+        let id = format!("events-gzip-{i:08}");
+        let conn = Conn::chat(
+            aloud.addr,
+            PATH,
+            "events",
+            &[("x-mock", mode), ("aloud-request-id", &id)],
+        )
+        .await;
+        assert_eq!(conn.status(), 200);
+        let ev = parse_sse(&conn.finish().await.text());
+        let n = names(&ev);
+        assert!(
+            !n.contains(&"aloud.result"),
+            "{mode}: the raw bytes as a result: {n:?}"
+        );
+        let error = ev
+            .iter()
+            .find(|e| e.event.as_deref() == Some("aloud.error"))
+            .unwrap_or_else(|| panic!("{mode}: no aloud.error event: {n:?}"));
+        assert_eq!(error.json()["code"], "upstream_error", "{mode}");
+        assert_eq!(n.last(), Some(&"aloud.done"), "{mode}: {n:?}");
+        assert_eq!(ev.last().unwrap().json()["phase"], "error", "{mode}");
+        let record = sink.wait_for(&id).await;
+        assert_eq!(
+            record.outcome,
+            aloud::capture::Outcome::UpstreamError,
+            "{mode}"
+        );
+    }
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn a_whole_gzip_answer_that_decodes_past_the_bound_ends_with_aloud_error() {
+    let up = Scripted::start().await;
+    let config = route_config(
+        up.addr(),
+        "openai",
+        "",
+        "[progress]\nmax_wrap_body = \"64KiB\"",
+    );
+    let aloud = Aloud::start(&config).await;
+    let ev = events(&up, &aloud, "big-gzip-json").await;
+    let n = names(&ev);
+    assert!(!n.contains(&"aloud.result"), "{n:?}");
+    let error = ev
+        .iter()
+        .find(|e| e.event.as_deref() == Some("aloud.error"))
+        .unwrap_or_else(|| panic!("no aloud.error event: {n:?}"));
+    assert_eq!(error.json()["code"], "wrap_body_too_large");
+    assert_eq!(n.last(), Some(&"aloud.done"), "{n:?}");
+    aloud.stop().await;
+}

@@ -30,6 +30,9 @@ pub const MODES: &[&str] = &[
     "close-on-go",
     "bad-chunk-on-go",
     "bad-gzip",
+    "bad-gzip-json",
+    "cut-gzip-json",
+    "big-gzip-json",
     "stall-after-event",
     "tick",
     "short-length",
@@ -240,6 +243,32 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
             ));
             out.extend_from_slice(b"0\r\n\r\n");
             // Well framed at the HTTP level: the connection may serve another request.
+            s.write_all(&out).await.ok()
+        }
+        "bad-gzip-json" | "cut-gzip-json" | "big-gzip-json" => {
+            // A whole answer declared gzip: not gzip at all, real gzip without its end, or
+            // a few KiB of gzip that decode to 1 MiB.
+            let gzip = |json: &[u8]| {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                e.write_all(json).unwrap();
+                e.finish().unwrap()
+            };
+            let body = match mode {
+                "bad-gzip-json" => b"this is not gzip at all, whatever the header says".to_vec(),
+                "cut-gzip-json" => {
+                    let mut gz = gzip(br#"{"choices":[{"message":{"content":"Hello"}}]}"#);
+                    gz.truncate(gz.len() - 12);
+                    gz
+                }
+                _ => gzip(format!(r#"{{"pad":"{}"}}"#, " ".repeat(1 << 20)).as_bytes()),
+            };
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            out.extend(body);
             s.write_all(&out).await.ok()
         }
         "stall-after-event" => {

@@ -8,6 +8,7 @@ use crate::progress::frames;
 use crate::proxy::exchange::Ending;
 use crate::proxy::inject::{Beat, Mode};
 use crate::proxy::wrap::{Collector, Over};
+use crate::sse::GzipError;
 use bytes::Bytes;
 use http::StatusCode;
 use std::sync::atomic::Ordering;
@@ -182,7 +183,7 @@ impl ExchangeBody {
         let stream_error = self.observe_end();
         let end = match end {
             UpstreamEnd::Complete if self.obs.as_ref().is_some_and(|o| o.corrupt()) => {
-                UpstreamEnd::Failed("its body is not the gzip its Content-Encoding says".into())
+                UpstreamEnd::Failed(NOT_GZIP.into())
             }
             end => end,
         };
@@ -253,9 +254,26 @@ impl ExchangeBody {
         headers: &http::HeaderMap,
         buf: Collector,
     ) {
-        let cut_short = !matches!(end, UpstreamEnd::Complete);
-        let bytes = decode_body(headers, buf.bytes(), self.max_wrap_body);
+        let (bytes, end) = match decode_body(headers, buf.bytes(), self.max_wrap_body) {
+            Ok(bytes) => (bytes, end),
+            // Decoded, it is past the bound the collected body was held to.
+            Err(GzipError::TooLarge { limit }) => {
+                drop(buf);
+                self.wrap_failed(Over::Body { limit });
+                return;
+            }
+            // Not the gzip its Content-Encoding says: a failed transfer, as the stream's
+            // observer counts it (`on_stream_end`), never a success with the raw bytes.
+            Err(GzipError::Invalid(_)) => (
+                buf.bytes().to_vec(),
+                match end {
+                    UpstreamEnd::Complete => UpstreamEnd::Failed(NOT_GZIP.into()),
+                    end => end,
+                },
+            ),
+        };
         drop(buf);
+        let cut_short = !matches!(end, UpstreamEnd::Complete);
         if let Some(c) = self.ex.capture.as_mut() {
             // Decoded, in place of the pieces the observer kept as they passed.
             c.recorder.set_upstream_body(&bytes);
@@ -400,21 +418,21 @@ fn cut(end: UpstreamEnd) -> Ending {
     Ending::new(outcome, true, cause, message)
 }
 
-/// The body after content decoding (gzip), bounded; undecodable bodies stay as they are.
-fn decode_body(headers: &http::HeaderMap, raw: &[u8], max: usize) -> Vec<u8> {
+/// Why a body declared gzip failed to decode.
+const NOT_GZIP: &str = "its body is not the gzip its Content-Encoding says";
+
+/// The body after content decoding (gzip), bounded by `max`; an error when it is declared gzip
+/// and is not (or is cut short), or decodes past `max`.
+fn decode_body(headers: &http::HeaderMap, raw: &[u8], max: usize) -> Result<Vec<u8>, GzipError> {
     let gzip = headers
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
     if !gzip {
-        return raw.to_vec();
+        return Ok(raw.to_vec());
     }
     let mut d = crate::sse::GzipDecoder::new(max);
-    match (d.feed(raw), d.finish()) {
-        (Ok(mut a), Ok(b)) => {
-            a.extend(b);
-            a
-        }
-        _ => raw.to_vec(),
-    }
+    let mut out = d.feed(raw)?;
+    out.extend(d.finish()?);
+    Ok(out)
 }
