@@ -246,6 +246,48 @@ async fn after_an_early_commit_an_upstream_failure_is_a_cut_or_the_streams_own_e
 }
 
 #[tokio::test]
+async fn after_an_early_commit_a_compressed_answer_is_the_streams_own_error() {
+    for (api, path) in [("openai", PATH), ("anthropic", "/up/v1/messages")] {
+        let up = Scripted::start().await;
+        let sink = std::sync::Arc::new(support::MemorySink::default());
+        let config = route_config(up.addr(), api, "", "[progress]\nhold = \"100ms\"");
+        let aloud = Aloud::start_with_sink(
+            &config,
+            aloud::config::MapEnv::default(),
+            Some(sink.clone()),
+        )
+        .await;
+        let id = format!("truthful-gzip-{api}-0001");
+        let h = [
+            ("x-mock", "late-gzip-sse"),
+            ("aloud-request-id", id.as_str()),
+        ];
+        let conn = Conn::chat(aloud.addr, path, "comments", &h).await;
+        assert_eq!(conn.status(), 200, "{api}: committed after the hold");
+        assert!(conn.header("content-encoding").is_none(), "{api}");
+        up.go();
+        let reply = conn.finish().await;
+        assert!(
+            !reply.body.windows(2).any(|w| w == [0x1f, 0x8b]),
+            "{api}: gzip bytes under an uncompressed head"
+        );
+        assert!(
+            ends_with_stream_error(api, &reply.text()),
+            "{api}: not ended by the stream's own error event:\n{}",
+            reply.text()
+        );
+        let record = sink.wait_for(&id).await;
+        assert_eq!(
+            record.outcome,
+            aloud::capture::Outcome::UpstreamError,
+            "{api}"
+        );
+        assert!(record.partial, "{api}: told 200, then failed");
+        aloud.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn an_upstream_101_is_a_502() {
     let up = Scripted::start().await;
     let aloud = aloud(&up, "openai", "", "").await;

@@ -33,6 +33,7 @@ pub const MODES: &[&str] = &[
     "bad-gzip-json",
     "cut-gzip-json",
     "big-gzip-json",
+    "late-gzip-sse",
     "stall-after-event",
     "tick",
     "short-length",
@@ -188,6 +189,21 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
             }
             wait_closed(s).await;
             None
+        }
+        // Head only after a go (past aloud's hold): a whole, valid stream, gzip-compressed
+        // although aloud asked for identity.
+        "late-gzip-sse" => {
+            use std::io::Write;
+            go.acquire().await.unwrap().forget();
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            for ev in [E1, E2, DONE] {
+                e.write_all(ev.as_bytes()).unwrap();
+            }
+            let gz = e.finish().unwrap();
+            let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            out.extend(chunk(&gz));
+            out.extend_from_slice(b"0\r\n\r\n");
+            s.write_all(&out).await.ok()
         }
         // Head only after a go (past aloud's hold), then E1, then a reset on the next go.
         "late-head-reset-on-go" => {

@@ -2,8 +2,10 @@
 
 use super::{Collecting, ExchangeBody, Source, ending_for};
 use crate::apis::stream::{Dialect, Limits as StreamLimits, Phase};
+use crate::capture::Outcome;
 use crate::progress::frames;
 use crate::proxy::error::{Origin, ProxyError};
+use crate::proxy::exchange::Ending;
 use crate::proxy::inject::Mode;
 use crate::proxy::observe::Observer;
 use crate::proxy::wrap::{Collector, Reframe};
@@ -101,6 +103,26 @@ impl ExchangeBody {
                     "upstream_headers": frames::headers_json(&parts.headers),
                 });
                 self.out.push_back(crate::sse::comment(&note.to_string()));
+                if status.is_success() && compressed {
+                    // aloud asks for identity encoding; a body compressed anyway cannot pass
+                    // under the head already sent (which has no Content-Encoding): the client
+                    // would get bytes it cannot parse. A failed transfer, not a success.
+                    self.src = Source::Done;
+                    let message = format!(
+                        "the upstream compressed its answer ({}) though aloud asked for \
+                         identity encoding, after aloud had started the response",
+                        encoding.unwrap_or_default()
+                    );
+                    self.push_stream_error(StatusCode::BAD_GATEWAY, None, &message);
+                    self.ex.end(Ending::new(
+                        Outcome::UpstreamError,
+                        true,
+                        "upstream_encoding",
+                        message,
+                    ));
+                    self.finish_progress(Phase::Error);
+                    return;
+                }
                 self.src = if status.is_success() {
                     // A stream (or, unexpectedly, a whole answer) passes as it comes.
                     Source::Stream {
