@@ -149,31 +149,30 @@ pub fn take_client_token_from_query(
     Some((rest, owner))
 }
 
-/// Removes every header value and query parameter that still holds one of the client tokens
-/// anywhere, as sent or percent-decoded (`Authorization: bearer<TAB>tok`, `?KEY=tok`,
-/// `?access_token=tok`, a cookie): a client token is aloud's, and no form of it the upstream
-/// could read is forwarded. Runs after the token was found, so only with tokens configured.
+/// Client tokens at least this long are scrubbed wherever they appear in a value; a shorter one
+/// only where a whole value is the token (found as a substring, a short token would take
+/// ordinary headers such as `user-agent` with it). Tokens should be long and random anyway
+/// (docs/config.md).
+const SCRUB_ANYWHERE: usize = 16;
+
+/// Removes every header value and query parameter that still holds one of the client tokens,
+/// as sent or percent-decoded (`Authorization: bearer<TAB>tok`, `?KEY=tok`, `?access_token=tok`,
+/// a cookie): a client token is aloud's, and no form of it the upstream could read is
+/// forwarded. Runs after the token was found, so only with tokens configured.
 ///
 /// Plain substring checks, not a prebuilt automaton: finding the owner already costs a digest
 /// per configured token, and this is a few `contains` per header.
 pub fn scrub_client_tokens(headers: &mut HeaderMap, query: &mut Option<String>, tokens: &[String]) {
-    let holds = |bytes: &[u8]| {
-        let text = String::from_utf8_lossy(bytes);
-        let decoded = text.contains('%').then(|| tokens::percent_decode(&text));
-        tokens.iter().filter(|t| !t.is_empty()).any(|t| {
-            text.contains(t.as_str()) || decoded.as_deref().is_some_and(|d| d.contains(t.as_str()))
-        })
-    };
     let names: Vec<HeaderName> = headers
         .iter()
-        .filter(|(_, v)| holds(v.as_bytes()))
+        .filter(|(_, v)| holds_token(v.as_bytes(), tokens))
         .map(|(n, _)| n.clone())
         .collect();
     for name in names {
         let kept: Vec<HeaderValue> = headers
             .get_all(&name)
             .iter()
-            .filter(|v| !holds(v.as_bytes()))
+            .filter(|v| !holds_token(v.as_bytes(), tokens))
             .cloned()
             .collect();
         headers.remove(&name);
@@ -181,12 +180,34 @@ pub fn scrub_client_tokens(headers: &mut HeaderMap, query: &mut Option<String>, 
             headers.append(&name, v);
         }
     }
-    if let Some(q) = query.as_deref()
-        && holds(q.as_bytes())
-    {
-        let kept: Vec<&str> = q.split('&').filter(|kv| !holds(kv.as_bytes())).collect();
-        *query = (!kept.is_empty()).then(|| kept.join("&"));
+    if let Some(q) = query.as_deref() {
+        let pairs = q.split('&');
+        let kept: Vec<&str> = pairs
+            .filter(|kv| {
+                let value = kv.split_once('=').map_or(*kv, |(_, v)| v);
+                !holds_token(kv.as_bytes(), tokens) && !holds_token(value.as_bytes(), tokens)
+            })
+            .collect();
+        if kept.len() != q.split('&').count() {
+            *query = (!kept.is_empty()).then(|| kept.join("&"));
+        }
     }
+}
+
+/// Whether `bytes` (a header value, a query pair or its value), as sent or percent-decoded, is
+/// a client token (alone, or after a `Bearer` scheme), or holds a long one anywhere.
+fn holds_token(bytes: &[u8], tokens: &[String]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let decoded = text.contains('%').then(|| tokens::percent_decode(&text));
+    std::iter::once(text.as_ref())
+        .chain(decoded.as_deref())
+        .any(|form| {
+            let whole = [form.trim(), tokens::strip_bearer(form)];
+            tokens.iter().filter(|t| !t.is_empty()).any(|t| {
+                whole.contains(&t.as_str())
+                    || t.len() >= SCRUB_ANYWHERE && form.contains(t.as_str())
+            })
+        })
 }
 
 /// Whether a response body is an event stream (gets no-cache and no proxy buffering).
@@ -279,14 +300,26 @@ mod tests {
 
     #[test]
     fn a_token_in_any_header_or_query_parameter_is_scrubbed() {
-        let tokens = vec!["tok-1".to_owned(), "tok-2".to_owned()];
+        let tokens = vec![
+            "tok-1aaaaaaaaaaaaaaaa".to_owned(),
+            "tok-2bbbbbbbbbbbbbbbb".to_owned(),
+        ];
         let mut h = HeaderMap::new();
-        h.insert("authorization", HeaderValue::from_static("bearer\ttok-1"));
-        h.insert("cookie", HeaderValue::from_static("a=1; t=tok%2D2"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("bearer\ttok-1aaaaaaaaaaaaaaaa"),
+        );
+        h.insert(
+            "cookie",
+            HeaderValue::from_static("a=1; t=tok%2D2bbbbbbbbbbbbbbbb"),
+        );
         h.insert("x-api-key", HeaderValue::from_static("sk-provider"));
-        h.append("x-api-key", HeaderValue::from_static("tok-1"));
+        h.append(
+            "x-api-key",
+            HeaderValue::from_static("tok-1aaaaaaaaaaaaaaaa"),
+        );
         h.insert("x-kept", HeaderValue::from_static("tok-"));
-        let mut q = Some("alt=sse&KEY=tok-1&%6Bey=tok%2D2&access_token=tok-1&n=2".to_owned());
+        let mut q = Some("alt=sse&KEY=tok-1aaaaaaaaaaaaaaaa&%6Bey=tok%2D2bbbbbbbbbbbbbbbb&access_token=tok-1aaaaaaaaaaaaaaaa&n=2".to_owned());
         scrub_client_tokens(&mut h, &mut q, &tokens);
         assert!(!h.contains_key("authorization"));
         assert!(!h.contains_key("cookie"));
@@ -296,9 +329,22 @@ mod tests {
         );
         assert_eq!(h["x-kept"], "tok-");
         assert_eq!(q.as_deref(), Some("alt=sse&n=2"));
-        let mut q = Some("access_token=tok-2".to_owned());
+        let mut q = Some("access_token=tok-2bbbbbbbbbbbbbbbb".to_owned());
         scrub_client_tokens(&mut h, &mut q, &tokens);
         assert_eq!(q, None);
+        // A long token goes wherever it is; a short one only as a whole value, so it cannot
+        // take ordinary headers that happen to contain it.
+        let long = "tok-0123456789abcdef".to_owned();
+        let tokens = vec!["dev".to_owned(), long.clone()];
+        let mut h = HeaderMap::new();
+        h.insert("user-agent", HeaderValue::from_static("my-dev-build/1.0"));
+        h.insert("x-a", HeaderValue::from_static("dev"));
+        h.insert("x-b", HeaderValue::from_str(&format!("t={long};")).unwrap());
+        let mut q = Some("env=devel&t=dev&u=%64ev".to_owned());
+        scrub_client_tokens(&mut h, &mut q, &tokens);
+        assert_eq!(h["user-agent"], "my-dev-build/1.0");
+        assert!(!h.contains_key("x-a") && !h.contains_key("x-b"), "{h:?}");
+        assert_eq!(q.as_deref(), Some("env=devel"));
     }
 
     #[test]
