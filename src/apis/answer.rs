@@ -1,7 +1,7 @@
 //! Reading a whole (non-streaming) answer body: text, reasoning, tool calls, finish reason and
 //! usage, per api shape. Pure; the streaming counterpart is `stream`.
 
-use super::stream::{Reassembly, ToolCallRecord, Usage, set_once};
+use super::stream::{Reassembly, ToolCallRecord, Usage, set_once, tool_id};
 use crate::apis::at::At;
 use serde_json::Value;
 
@@ -94,10 +94,8 @@ fn openai_chat(body: &Value, choices: &[Value], out: &mut Reassembly) {
             .enumerate()
         {
             out.tool_calls.push(ToolCallRecord {
-                key: call
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| i.to_string(), str::to_owned),
+                key: i.to_string(),
+                id: tool_id(call.get("id").and_then(Value::as_str)),
                 name: text(call.at("/function/name")).to_owned(),
                 arguments: text(call.at("/function/arguments")).to_owned(),
             });
@@ -154,6 +152,7 @@ fn responses(body: &Value, out: &mut Reassembly) {
             }
             Some("function_call") => out.tool_calls.push(ToolCallRecord {
                 key: text(item.get("call_id")).to_owned(),
+                id: tool_id(item.get("call_id").and_then(Value::as_str)),
                 name: text(item.get("name")).to_owned(),
                 arguments: text(item.get("arguments")).to_owned(),
             }),
@@ -185,6 +184,7 @@ fn anthropic(body: &Value, out: &mut Reassembly) {
             Some("thinking") => out.reasoning.push_str(text(block.get("thinking"))),
             Some("tool_use") => out.tool_calls.push(ToolCallRecord {
                 key: text(block.get("id")).to_owned(),
+                id: tool_id(block.get("id").and_then(Value::as_str)),
                 name: text(block.get("name")).to_owned(),
                 arguments: block.get("input").map(Value::to_string).unwrap_or_default(),
             }),
@@ -215,6 +215,7 @@ fn gemini(body: &Value, candidates: &[Value], out: &mut Reassembly) {
             if let Some(call) = part.get("functionCall") {
                 out.tool_calls.push(ToolCallRecord {
                     key: out.tool_calls.len().to_string(),
+                    id: tool_id(call.get("id").and_then(Value::as_str)),
                     name: text(call.get("name")).to_owned(),
                     arguments: call.get("args").map(Value::to_string).unwrap_or_default(),
                 });
@@ -257,6 +258,7 @@ fn ollama(body: &Value, out: &mut Reassembly) {
     {
         out.tool_calls.push(ToolCallRecord {
             key: i.to_string(),
+            id: tool_id(call.get("id").and_then(Value::as_str)),
             name: text(call.at("/function/name")).to_owned(),
             arguments: call
                 .at("/function/arguments")
@@ -339,6 +341,44 @@ mod tests {
         assert_eq!(
             read(&json!({"error":{"message":"nope"}})).error.as_deref(),
             Some("nope")
+        );
+    }
+
+    #[test]
+    fn tool_calls_keep_the_upstreams_own_ids_and_make_none_up() {
+        let ids = |body: serde_json::Value| -> Vec<String> {
+            read(&body).tool_calls.into_iter().map(|t| t.id).collect()
+        };
+        let f = json!({"name":"f","arguments":"{}"});
+        assert_eq!(
+            ids(
+                json!({"choices":[{"message":{"tool_calls":[{"id":"call_A","function":f},{"function":f}]}}]})
+            ),
+            ["call_A", ""]
+        );
+        assert_eq!(
+            ids(
+                json!({"object":"response","output":[{"type":"function_call","id":"fc_1","call_id":"call_B","name":"f","arguments":"{}"}]})
+            ),
+            ["call_B"]
+        );
+        assert_eq!(
+            ids(
+                json!({"type":"message","content":[{"type":"tool_use","id":"toolu_C","name":"f","input":{}}]})
+            ),
+            ["toolu_C"]
+        );
+        assert_eq!(
+            ids(
+                json!({"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{}}},{"functionCall":{"id":"g1","name":"g","args":{}}}]}}]})
+            ),
+            ["", "g1"]
+        );
+        assert_eq!(
+            ids(
+                json!({"message":{"tool_calls":[{"function":{"name":"f","arguments":{}}}]},"done":true})
+            ),
+            [""]
         );
     }
 }

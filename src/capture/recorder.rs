@@ -252,7 +252,9 @@ impl Recorder {
                 .tool_calls
                 .into_iter()
                 .map(|t| ToolCall {
-                    id: t.key,
+                    // The upstream's own id (empty when it named none: exports then number it),
+                    // never the stream's key (an index, or an item id).
+                    id: t.id,
                     name: t.name,
                     arguments: t.arguments,
                 })
@@ -407,6 +409,32 @@ mod tests {
         plain.whole_body_done(Duration::from_millis(70));
         let rec = plain.finish(End::default());
         assert_eq!(rec.timings.first_reasoning_ms, None);
+    }
+
+    #[test]
+    fn a_streamed_tool_call_keeps_the_upstreams_id_not_its_index() {
+        let mut out = Reassembly::default();
+        out.tool_calls.push(crate::apis::stream::ToolCallRecord {
+            key: "0".into(),
+            id: "call_A".into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        });
+        let mut summary = Summary {
+            phase: None,
+            counters: Default::default(),
+            output: out,
+        };
+        summary.counters.events = 1;
+        let rec = Recorder::new(meta()).finish(End {
+            summary: Some(summary),
+            ..End::default()
+        });
+        let calls = &rec.response.unwrap().tool_calls;
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].name.as_str()),
+            ("call_A", "f")
+        );
     }
 
     #[test]

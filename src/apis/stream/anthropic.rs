@@ -54,7 +54,7 @@ impl Anthropic {
                     "" => {}
                     other => {
                         let name = block.get("name").and_then(Value::as_str).unwrap_or(other);
-                        t.tool_call(&key, name);
+                        t.tool_call(&key, block.get("id").and_then(Value::as_str), name);
                     }
                 }
             }
@@ -135,6 +135,7 @@ mod tests {
         assert_eq!(s.output.answer, "Let me check. Sunny, 21°C.");
         assert_eq!(s.output.tool_calls[0].name, "get_weather");
         assert_eq!(s.output.tool_calls[0].arguments, "{\"city\": \"Paris\"}");
+        assert_eq!(s.output.tool_calls[0].id, "toolu_1");
         assert_eq!(s.output.finish_reason.as_deref(), Some("end_turn"));
         let u = s.output.usage.unwrap_or_default();
         assert_eq!((u.input, u.output), (Some(472), Some(89)));

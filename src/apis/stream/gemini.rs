@@ -89,13 +89,13 @@ impl Gemini {
                 .and_then(Value::as_str)
                 .unwrap_or("function");
             let key = t.summary.counters.tool_calls.to_string();
-            t.tool_call(&key, name);
+            t.tool_call(&key, call.get("id").and_then(Value::as_str), name);
             if let Some(args) = call.get("args") {
                 t.tool_args(&key, &args.to_string());
             }
         } else if part.get("executableCode").is_some() {
             let key = t.summary.counters.tool_calls.to_string();
-            t.tool_call(&key, "code_execution");
+            t.tool_call(&key, None, "code_execution");
         }
         if let Some(text) = text {
             t.answer(text);
@@ -144,6 +144,10 @@ mod tests {
         let s = i.summary();
         assert_eq!(s.output.answer, "Hello there!");
         assert_eq!(s.output.tool_calls[0].name, "lookup");
+        assert_eq!(
+            s.output.tool_calls[0].id, "",
+            "Gemini named no id: none is made up"
+        );
         assert_eq!(s.output.labels, ["Planning"]);
         assert_eq!(s.phase, Some(Phase::Done));
     }

@@ -18,7 +18,7 @@ mod tally;
 pub use dialect::Dialect;
 pub use request::request_streams;
 pub use signal::{Phase, Signal, UpstreamTimings, Usage};
-pub use tally::{Counters, Reassembly, Summary, ToolCallRecord, set_once};
+pub use tally::{Counters, Reassembly, Summary, ToolCallRecord, set_once, tool_id};
 
 use crate::apis::Api;
 use crate::sse::{GzipDecoder, JsonArraySplitter, LineSplitter, Record, SseDecoder, SseItem};

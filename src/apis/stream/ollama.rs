@@ -52,7 +52,7 @@ impl Ollama {
                 .and_then(Value::as_str)
                 .unwrap_or("function");
             let key = t.summary.counters.tool_calls.to_string();
-            t.tool_call(&key, name);
+            t.tool_call(&key, call.get("id").and_then(Value::as_str), name);
             if let Some(args) = call.at("/function/arguments") {
                 t.tool_args(&key, &args.to_string());
             }

@@ -63,8 +63,11 @@ impl OpenAiChat {
                 for call in calls {
                     let key = num(call.get("index")).unwrap_or(0).to_string();
                     let name = call.at("/function/name").and_then(Value::as_str);
+                    let id = call.get("id").and_then(Value::as_str);
                     if let Some(name) = name.filter(|_| !t.has_tool(&key)) {
-                        t.tool_call(&key, name);
+                        t.tool_call(&key, id, name);
+                    } else if let Some(id) = id {
+                        t.tool_id(&key, id);
                     }
                     if let Some(args) = call.at("/function/arguments").and_then(Value::as_str) {
                         t.tool_args(&key, args);
@@ -130,6 +133,14 @@ mod tests {
         assert_eq!(s.output.answer, "Héllo!");
         assert_eq!(s.output.tool_calls[0].name, "get_weather");
         assert_eq!(s.output.tool_calls[0].arguments, "{\"city\":\"Paris\"}");
+        // The call's own id, not the stream's index (its key).
+        assert_eq!(
+            (
+                s.output.tool_calls[0].key.as_str(),
+                s.output.tool_calls[0].id.as_str()
+            ),
+            ("0", "call_1")
+        );
         assert_eq!(s.output.finish_reason.as_deref(), Some("stop"));
         let usage = s.output.usage.unwrap_or_default();
         assert_eq!(

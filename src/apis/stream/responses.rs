@@ -98,7 +98,9 @@ impl Responses {
             "" => {}
             other => {
                 let name = item.get("name").and_then(Value::as_str).unwrap_or(other);
-                t.tool_call(&key, name);
+                // `call_id` is what a `function_call_output` answers to (`id` names the item).
+                let id = item.get("call_id").and_then(Value::as_str);
+                t.tool_call(&key, id, name);
             }
         }
     }
@@ -194,6 +196,10 @@ mod tests {
             name: "web_search_call".into()
         }));
         assert_eq!(s.output.tool_calls[0].arguments, "{\"city\":\"Paris\"}");
+        assert_eq!(
+            s.output.tool_calls[0].id, "call_1",
+            "the call_id an output answers"
+        );
         assert_eq!(s.output.answer, "It is sunny.");
         assert_eq!(s.output.finish_reason.as_deref(), Some("completed"));
         assert_eq!(s.phase, Some(Phase::Done));

@@ -29,6 +29,10 @@ pub struct Counters {
 pub struct ToolCallRecord {
     /// The upstream's key for this call (index, item id or output index), for matching deltas.
     pub key: String,
+    /// The call's own id as the upstream named it (`call_…`, `toolu_…`; what a tool result
+    /// answers to), bounded; empty when it named none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub id: String,
     pub name: String,
     pub arguments: String,
 }
@@ -146,8 +150,8 @@ impl Tally {
         self.out.push(Signal::AnswerDelta { chars });
     }
 
-    /// A tool call started; `key` matches later argument deltas.
-    pub fn tool_call(&mut self, key: &str, name: &str) {
+    /// A tool call started; `key` matches later argument deltas, `id` is the call's own id.
+    pub fn tool_call(&mut self, key: &str, id: Option<&str>, name: &str) {
         self.phase(Phase::Tool);
         self.summary.counters.tool_calls += 1;
         let name = label::clean(name).unwrap_or_else(|| "tool".to_owned());
@@ -155,11 +159,22 @@ impl Tally {
         if calls.len() < MAX_TOOLS {
             calls.push(ToolCallRecord {
                 key: key.to_owned(),
+                id: tool_id(id),
                 name: name.clone(),
                 arguments: String::new(),
             });
         }
         self.out.push(Signal::ToolCall { name });
+    }
+
+    /// The call `key` is named `id` (a later chunk may carry it), unless it has an id already.
+    pub fn tool_id(&mut self, key: &str, id: &str) {
+        let out = &mut self.summary.output;
+        if let Some(call) = out.tool_calls.iter_mut().rev().find(|t| t.key == key)
+            && call.id.is_empty()
+        {
+            call.id = tool_id(Some(id));
+        }
     }
 
     /// The response's id and model, the first time the upstream names them (bounded, cleaned).
@@ -300,6 +315,19 @@ pub fn error_message(v: &serde_json::Value) -> String {
         (Some(m), None) => m.to_owned(),
         _ => v.to_string(),
     }
+}
+
+/// The longest tool-call id kept (ids are short; a hostile upstream's is cut, not stored whole).
+const MAX_TOOL_ID: usize = 256;
+
+/// A call id as kept: bounded at a character boundary, empty when there is none.
+pub fn tool_id(id: Option<&str>) -> String {
+    let id = id.unwrap_or_default();
+    let mut end = id.len().min(MAX_TOOL_ID);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id[..end].to_owned()
 }
 
 #[cfg(test)]
