@@ -74,3 +74,44 @@ fn a_retried_request_counts_its_feedback_once_with_its_last_attempt() {
         "the rating belongs to the answer the user saw, not the 429 before it"
     );
 }
+
+/// The export agrees with stats: a retried id's feedback is joined to its last attempt only,
+/// and `--label`/`--min-score` select that attempt, not the failures before it.
+#[test]
+fn exports_join_a_retried_ids_feedback_to_its_last_attempt_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("aloud.db");
+    let mut store = SqliteStore::open(&db).unwrap();
+    let mut first = records::record("retried", 1, 1_000, 1000);
+    first.outcome = Outcome::UpstreamError;
+    let second = records::record("retried", 2, 2_000, 1000);
+    store.insert_batch(&[first, second]).unwrap();
+    store
+        .insert_feedback("retried", Some(1.0), Some("good".into()), None)
+        .unwrap();
+    drop(store);
+    // (attempt, feedback_score, feedback_label) of each csv row.
+    let export = |extra: &[&str]| -> Vec<(String, String, String)> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aloud"))
+            .args(["export", "--format", "csv", "--database"])
+            .arg(&db)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                let n = f.len();
+                (f[1].into(), f[n - 2].into(), f[n - 1].into())
+            })
+            .collect()
+    };
+    let row = |a: &str, s: &str, l: &str| (a.to_owned(), s.to_owned(), l.to_owned());
+    assert_eq!(export(&[]), [row("1", "", ""), row("2", "1", "good")]);
+    assert_eq!(export(&["--label", "good"]), [row("2", "1", "good")]);
+    assert_eq!(export(&["--min-score", "0.5"]), [row("2", "1", "good")]);
+}

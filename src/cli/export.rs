@@ -181,10 +181,22 @@ fn run(db: &DbArgs, which: &FilterArgs, args: &ExportArgs) -> Result<String, Str
     for (n, record) in records.enumerate() {
         let record = record.map_err(|e| format!("reading the database: {e}"))?;
         let feedback = match joins_feedback {
-            // The feedback of the record's own owner: another token's on a reused id is not it.
-            true => store
+            // The feedback of the record's own owner (another token's on a reused id is not
+            // it), for that owner's last attempt only (it speaks of the answer the client got).
+            true => match store
                 .feedback(&record.id, record.owner)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| e.to_string())?
+            {
+                Some(f)
+                    if store
+                        .last_attempt(&record.id, record.owner)
+                        .map_err(|e| e.to_string())?
+                        == Some(record.attempt) =>
+                {
+                    Some(f)
+                }
+                _ => None,
+            },
             false => None,
         };
         let line = match render(format, &record, feedback.as_ref(), options) {

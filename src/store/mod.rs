@@ -76,6 +76,17 @@ pub trait Store: Send + 'static {
     /// The feedback `owner` (`None`: without a token) gave for `id`.
     fn feedback(&self, id: &str, owner: Option<Owner>) -> Result<Option<Feedback>, StoreError>;
 
+    /// The last stored attempt of `id` made by `owner` (`None`: none stored). Beacons speak of
+    /// it alone.
+    fn last_attempt(&self, id: &str, owner: Option<Owner>) -> Result<Option<u32>, StoreError> {
+        Ok(self
+            .get(id)?
+            .iter()
+            .filter(|r| r.owner == owner)
+            .map(|r| r.attempt)
+            .max())
+    }
+
     /// Whether any attempt of `id` is stored.
     fn exists(&self, id: &str) -> Result<bool, StoreError>;
 

@@ -70,6 +70,13 @@ impl<S: Store + ?Sized> Store for Box<S> {
     ) -> Result<Option<serde_json::Value>, StoreError> {
         (**self).client_timings(id, owner)
     }
+    fn last_attempt(
+        &self,
+        id: &str,
+        owner: Option<crate::config::Owner>,
+    ) -> Result<Option<u32>, StoreError> {
+        (**self).last_attempt(id, owner)
+    }
     fn feedback(
         &self,
         id: &str,

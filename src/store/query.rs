@@ -43,6 +43,13 @@ pub(crate) enum FilterValue {
     Real(f64),
 }
 
+/// Feedback `f` is the beacon of record `c`: the same id and owner (`''` or NULL for none, so
+/// a database not yet migrated to keyed owners reads alike), and `c` is that owner's last
+/// attempt of the id (the beacon speaks of the answer the client got).
+const OWN_LAST: &str = "f.id = c.id AND coalesce(f.owner, '') = coalesce(c.owner, '') \
+     AND c.attempt = (SELECT MAX(a.attempt) FROM captures a \
+     WHERE a.id = c.id AND coalesce(a.owner, '') = coalesce(c.owner, ''))";
+
 /// The conditions `filter` sets on `captures c`, their values numbered from `first` on.
 /// `mark(n)` writes parameter `n` in the driver's syntax (`?n` or `$n`).
 fn conditions(
@@ -73,15 +80,13 @@ fn conditions(
     }
     if let Some(score) = filter.min_score {
         push(
-            "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.owner = coalesce(c.owner, '') \
-             AND f.score >= #)",
+            &format!("EXISTS (SELECT 1 FROM feedback f WHERE {OWN_LAST} AND f.score >= #)"),
             FilterValue::Real(score),
         );
     }
     if let Some(label) = &filter.label {
         push(
-            "EXISTS (SELECT 1 FROM feedback f WHERE f.id = c.id AND f.owner = coalesce(c.owner, '') \
-             AND f.label = #)",
+            &format!("EXISTS (SELECT 1 FROM feedback f WHERE {OWN_LAST} AND f.label = #)"),
             FilterValue::Text(label.clone()),
         );
     }
@@ -131,8 +136,9 @@ pub(crate) fn annotations_sql(
          (SELECT MAX(a.attempt) FROM captures a \
           WHERE a.id = c.id AND coalesce(a.owner, '') = coalesce(c.owner, '')), c.owner \
          FROM captures c \
-         LEFT JOIN client_timings t ON t.id = c.id AND t.owner = coalesce(c.owner, '') \
-         LEFT JOIN feedback f ON f.id = c.id AND f.owner = coalesce(c.owner, '') \
+         LEFT JOIN client_timings t \
+           ON t.id = c.id AND coalesce(t.owner, '') = coalesce(c.owner, '') \
+         LEFT JOIN feedback f ON f.id = c.id AND coalesce(f.owner, '') = coalesce(c.owner, '') \
          WHERE {}",
         conditions.join(" AND ")
     );

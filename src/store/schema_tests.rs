@@ -154,3 +154,48 @@ fn beacons_move_to_rows_per_owner() {
     assert_eq!(label(&store, "mine", a).as_deref(), Some("good"));
     assert_eq!(label(&store, "mine", None).as_deref(), Some("other"));
 }
+
+/// A reader (exports, stats) of a version-3 file another process has not migrated yet: beacons
+/// without a token (owner NULL there, `''` after migration 4) are found all the same.
+#[test]
+fn a_reader_of_a_version_3_file_finds_beacons_without_an_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        let json = serde_json::to_string(&legacy_record()).unwrap();
+        conn.execute(
+            "INSERT INTO captures (id, attempt, started_at_ms, route, api, method, path, streamed,
+                tier, outcome, partial, record)
+             VALUES ('legacy', 1, 1, 'r', 'openai', 'POST', '/', 1, 'off', 'ok', 0, ?1)",
+            [json],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO feedback (id, score, label, owner) VALUES ('legacy', 1.0, 'good', NULL);
+             INSERT INTO client_timings (id, timings, owner) VALUES ('legacy', '{}', NULL);",
+        )
+        .unwrap();
+    }
+    let options = crate::store::SqliteOptions {
+        read_only: true,
+        ..crate::store::SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&path, &options).unwrap();
+    let f = store.feedback("legacy", None).unwrap().unwrap();
+    assert_eq!(f.label.as_deref(), Some("good"));
+    assert!(store.client_timings("legacy", None).unwrap().is_some());
+    assert_eq!(store.last_attempt("legacy", None).unwrap(), Some(1));
+    let filter = crate::store::Filter {
+        label: Some("good".into()),
+        ..crate::store::Filter::default()
+    };
+    assert_eq!(store.query(&filter).unwrap().count(), 1);
+    let annotations = store.annotations(&crate::store::Filter::default()).unwrap();
+    assert_eq!(annotations.len(), 1);
+    assert_eq!(annotations[0].feedback_score, Some(1.0));
+}

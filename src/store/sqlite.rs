@@ -269,7 +269,7 @@ impl Store for SqliteStore {
         let text: Option<String> = self
             .conn
             .query_row(
-                "SELECT timings FROM client_timings WHERE id = ?1 AND owner = ?2",
+                "SELECT timings FROM client_timings WHERE id = ?1 AND coalesce(owner, '') = ?2",
                 params![id, owner_key(owner)],
                 |row| row.get(0),
             )
@@ -287,7 +287,7 @@ impl Store for SqliteStore {
         Ok(self
             .conn
             .query_row(
-                "SELECT score, label, comment FROM feedback WHERE id = ?1 AND owner = ?2",
+                "SELECT score, label, comment FROM feedback WHERE id = ?1 AND coalesce(owner, '') = ?2",
                 params![id, owner_key(owner)],
                 |row| {
                     Ok(Feedback {
@@ -310,6 +310,15 @@ impl Store for SqliteStore {
             })
             .optional()?
             .is_some())
+    }
+
+    fn last_attempt(&self, id: &str, owner: Option<Owner>) -> Result<Option<u32>, StoreError> {
+        let last: Option<i64> = self.conn.query_row(
+            "SELECT MAX(attempt) FROM captures WHERE id = ?1 AND coalesce(owner, '') = ?2",
+            params![id, owner_key(owner)],
+            |row| row.get(0),
+        )?;
+        Ok(last.and_then(|a| u32::try_from(a).ok()))
     }
 
     fn exists_for(&self, id: &str, owner: Option<Owner>) -> Result<bool, StoreError> {

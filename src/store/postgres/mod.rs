@@ -283,7 +283,7 @@ impl Store for PostgresStore {
 
     fn client_timings(&self, id: &str, owner: Option<Owner>) -> Result<Option<Value>, StoreError> {
         self.one_row(
-            "SELECT timings FROM client_timings WHERE id = $1 AND owner = $2",
+            "SELECT timings FROM client_timings WHERE id = $1 AND coalesce(owner, '') = $2",
             &[&id, &owner_key(owner)],
             |row| serde_json::from_str(row.get::<_, &str>(0)).map_err(json_error(id)),
         )
@@ -291,7 +291,7 @@ impl Store for PostgresStore {
 
     fn feedback(&self, id: &str, owner: Option<Owner>) -> Result<Option<Feedback>, StoreError> {
         self.one_row(
-            "SELECT score, label, comment FROM feedback WHERE id = $1 AND owner = $2",
+            "SELECT score, label, comment FROM feedback WHERE id = $1 AND coalesce(owner, '') = $2",
             &[&id, &owner_key(owner)],
             |row| {
                 Ok(Feedback {
@@ -313,6 +313,15 @@ impl Store for PostgresStore {
                 |_| Ok(()),
             )?
             .is_some())
+    }
+
+    fn last_attempt(&self, id: &str, owner: Option<Owner>) -> Result<Option<u32>, StoreError> {
+        let last = self.one_row(
+            "SELECT MAX(attempt) FROM captures WHERE id = $1 AND coalesce(owner, '') = $2",
+            &[&id, &owner_key(owner)],
+            |row| Ok(row.get::<_, Option<i64>>(0)),
+        )?;
+        Ok(last.flatten().and_then(|a| u32::try_from(a).ok()))
     }
 
     fn exists_for(&self, id: &str, owner: Option<Owner>) -> Result<bool, StoreError> {
