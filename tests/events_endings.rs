@@ -76,7 +76,8 @@ async fn a_whole_answer_that_is_not_the_gzip_it_says_ends_with_aloud_error() {
         Some(sink.clone()),
     )
     .await;
-    for (i, mode) in ["bad-gzip-json", "cut-gzip-json"].into_iter().enumerate() {
+    let modes = ["bad-gzip-json", "cut-gzip-json", "bad-xgzip-json"];
+    for (i, mode) in modes.into_iter().enumerate() {
         let id = format!("events-gzip-{i:08}");
         let conn = Conn::chat(
             aloud.addr,
@@ -127,6 +128,22 @@ async fn a_whole_gzip_answer_that_decodes_past_the_bound_ends_with_aloud_error()
         .find(|e| e.event.as_deref() == Some("aloud.error"))
         .unwrap_or_else(|| panic!("no aloud.error event: {n:?}"));
     assert_eq!(error.json()["code"], "wrap_body_too_large");
+    assert_eq!(n.last(), Some(&"aloud.done"), "{n:?}");
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_answer_declared_gzip_is_an_empty_result() {
+    let up = Scripted::start().await;
+    let aloud = Aloud::start(&route_config(up.addr(), "openai", "", "")).await;
+    let ev = events(&up, &aloud, "empty-gzip-json").await;
+    let n = names(&ev);
+    assert!(!n.contains(&"aloud.error"), "{n:?}");
+    let result = ev
+        .iter()
+        .find(|e| e.event.as_deref() == Some("aloud.result"))
+        .unwrap_or_else(|| panic!("no aloud.result: {n:?}"));
+    assert_eq!(result.json()["status"], 200);
     assert_eq!(n.last(), Some(&"aloud.done"), "{n:?}");
     aloud.stop().await;
 }

@@ -288,6 +288,29 @@ async fn after_an_early_commit_a_compressed_answer_is_the_streams_own_error() {
 }
 
 #[tokio::test]
+async fn after_an_early_commit_an_error_body_past_the_bound_is_the_streams_own_error() {
+    for (api, path) in [("openai", PATH), ("anthropic", "/up/v1/messages")] {
+        let up = Scripted::start().await;
+        let extra = "[progress]\nhold = \"100ms\"\nmax_wrap_body = \"64KiB\"";
+        let aloud = aloud(&up, api, "", extra).await;
+        let conn = Conn::chat(aloud.addr, path, "comments", &[("x-mock", "late-big-429")]).await;
+        assert_eq!(conn.status(), 200, "{api}: committed after the hold");
+        up.go();
+        let reply = conn.finish().await;
+        let text = reply.text();
+        assert!(
+            !text.contains("aloud.error"),
+            "{api}: an events-tier frame:\n{text}"
+        );
+        assert!(
+            ends_with_stream_error(api, &text),
+            "{api}: not ended by the stream's own error event:\n{text}"
+        );
+        aloud.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn an_upstream_101_is_a_502() {
     let up = Scripted::start().await;
     let aloud = aloud(&up, "openai", "", "").await;

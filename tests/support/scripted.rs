@@ -33,7 +33,10 @@ pub const MODES: &[&str] = &[
     "bad-gzip-json",
     "cut-gzip-json",
     "big-gzip-json",
+    "bad-xgzip-json",
+    "empty-gzip-json",
     "late-gzip-sse",
+    "late-big-429",
     "stall-after-event",
     "tick",
     "short-length",
@@ -205,6 +208,19 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
             out.extend_from_slice(b"0\r\n\r\n");
             s.write_all(&out).await.ok()
         }
+        // Head only after a go (past aloud's hold): a 429 whose error body is 256 KiB.
+        "late-big-429" => {
+            go.acquire().await.unwrap().forget();
+            let body = format!(
+                r#"{{"error":{{"message":"slow down","type":"rate_limit_error","pad":"{}"}}}}"#,
+                "x".repeat(256 << 10)
+            );
+            let out = format!(
+                "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(out.as_bytes()).await.ok()
+        }
         // Head only after a go (past aloud's hold), then E1, then a reset on the next go.
         "late-head-reset-on-go" => {
             go.acquire().await.unwrap().forget();
@@ -261,7 +277,8 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
             // Well framed at the HTTP level: the connection may serve another request.
             s.write_all(&out).await.ok()
         }
-        "bad-gzip-json" | "cut-gzip-json" | "big-gzip-json" => {
+        "bad-gzip-json" | "cut-gzip-json" | "big-gzip-json" | "bad-xgzip-json"
+        | "empty-gzip-json" => {
             // A whole answer declared gzip: not gzip at all, real gzip without its end, or
             // a few KiB of gzip that decode to 1 MiB.
             let gzip = |json: &[u8]| {
@@ -271,7 +288,10 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
                 e.finish().unwrap()
             };
             let body = match mode {
-                "bad-gzip-json" => b"this is not gzip at all, whatever the header says".to_vec(),
+                "bad-gzip-json" | "bad-xgzip-json" => {
+                    b"this is not gzip at all, whatever the header says".to_vec()
+                }
+                "empty-gzip-json" => Vec::new(),
                 "cut-gzip-json" => {
                     let mut gz = gzip(br#"{"choices":[{"message":{"content":"Hello"}}]}"#);
                     gz.truncate(gz.len() - 12);
@@ -279,8 +299,13 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
                 }
                 _ => gzip(format!(r#"{{"pad":"{}"}}"#, " ".repeat(1 << 20)).as_bytes()),
             };
+            let encoding = if mode == "bad-xgzip-json" {
+                "x-gzip"
+            } else {
+                "gzip"
+            };
             let mut out = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: {encoding}\r\ncontent-length: {}\r\n\r\n",
                 body.len()
             )
             .into_bytes();

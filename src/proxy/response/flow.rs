@@ -263,14 +263,16 @@ impl ExchangeBody {
                 return;
             }
             // Not the gzip its Content-Encoding says: a failed transfer, as the stream's
-            // observer counts it (`on_stream_end`), never a success with the raw bytes.
-            Err(GzipError::Invalid(_)) => (
+            // observer counts it (`on_stream_end`), never a success with the raw bytes. (An
+            // error status stays what it was, its raw body attached.)
+            Err(GzipError::Invalid(_)) if status.is_success() => (
                 buf.bytes().to_vec(),
                 match end {
                     UpstreamEnd::Complete => UpstreamEnd::Failed(NOT_GZIP.into()),
                     end => end,
                 },
             ),
+            Err(GzipError::Invalid(_)) => (buf.bytes().to_vec(), end),
         };
         drop(buf);
         let cut_short = !matches!(end, UpstreamEnd::Complete);
@@ -326,7 +328,14 @@ impl ExchangeBody {
         self.src = Source::Done;
         let message = over.message();
         self.keep_cut(&message);
-        self.push_error(502, None, over.code(), &message);
+        match self.inj.mode() {
+            Mode::Events => self.push_error(502, None, over.code(), &message),
+            // After an early commit in the comments tier (a collected error body past the
+            // bound): the stream's own error shape, which the SDKs raise.
+            Mode::Comments | Mode::Pass => {
+                self.push_stream_error(StatusCode::BAD_GATEWAY, None, &message);
+            }
+        }
         self.ex
             .end(Ending::new(Outcome::ProxyError, true, over.code(), message));
         self.finish_progress(Phase::Error);
@@ -424,11 +433,14 @@ const NOT_GZIP: &str = "its body is not the gzip its Content-Encoding says";
 /// The body after content decoding (gzip), bounded by `max`; an error when it is declared gzip
 /// and is not (or is cut short), or decodes past `max`.
 fn decode_body(headers: &http::HeaderMap, raw: &[u8], max: usize) -> Result<Vec<u8>, GzipError> {
+    // The names the stream observer decodes too (`apis::stream`).
     let gzip = headers
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
-    if !gzip {
+        .map(str::trim)
+        .is_some_and(|e| e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip"));
+    // An empty body (a 204, `Content-Length: 0`) is empty whatever its header says.
+    if !gzip || raw.is_empty() {
         return Ok(raw.to_vec());
     }
     let mut d = crate::sse::GzipDecoder::new(max);
