@@ -176,8 +176,18 @@ fn open_relays_need_tokens_or_an_explicit_choice() {
     let tokens = "[server]\nlisten = \"0.0.0.0:8787\"\nclient_tokens_env = \"T\"\n".to_owned()
         + ROUTE
         + "api_key_env = \"K\"\n";
-    let env = MapEnv::default().with("T", "tok");
+    let env = MapEnv::default().with("T", "tok-0123456789abcdef");
     assert!(Config::parse(&tokens, Path::new("ok.toml"), &env).is_ok());
+    // A short token is refused, named by its place in the list, never printed.
+    let env = MapEnv::default().with("T", "tok-0123456789abcdef, tok-short");
+    let e = Config::parse(&tokens, Path::new("ok.toml"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("server.client_tokens_env") && e.contains("token 2 of T is shorter than 16"),
+        "{e}"
+    );
+    assert!(!e.contains("tok-short"), "{e}");
     let no_keys = "[server]\nlisten = \"0.0.0.0:8787\"\n".to_owned() + ROUTE;
     assert!(Config::parse(&no_keys, Path::new("ok.toml"), &MapEnv::default()).is_ok());
 }

@@ -303,7 +303,7 @@ async fn client_tokens_gate_use_and_are_never_forwarded() {
     let (up, seen) = recording_upstream().await;
     let env = aloud::config::MapEnv::default()
         .with("UP_KEY", "sk-env")
-        .with("TOKENS", "tok-a, tok-b");
+        .with("TOKENS", "tok-a-0123456789abcdef, tok-b-0123456789abcdef");
     let toml = route_config(
         up.addr,
         "openai",
@@ -317,7 +317,7 @@ async fn client_tokens_gate_use_and_are_never_forwarded() {
     assert!(text.contains("client token") && !text.contains("sk-env"));
     let r = post(
         &aloud.url("/up/v1/x"),
-        &[("authorization", "Bearer tok-b")],
+        &[("authorization", "Bearer tok-b-0123456789abcdef")],
         "{}",
     )
     .await;
@@ -328,7 +328,10 @@ async fn client_tokens_gate_use_and_are_never_forwarded() {
     );
     let r = post(
         &aloud.url("/up/v1/x"),
-        &[("aloud-token", "tok-a"), ("authorization", "Bearer own")],
+        &[
+            ("aloud-token", "tok-a-0123456789abcdef"),
+            ("authorization", "Bearer own"),
+        ],
         "{}",
     )
     .await;

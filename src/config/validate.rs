@@ -46,6 +46,9 @@ impl Ctx<'_> {
     }
 }
 
+/// The shortest client token accepted.
+const MIN_CLIENT_TOKEN: usize = 16;
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -101,6 +104,23 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, 
                     "server.client_tokens_env",
                     format!(
                         "environment variable {} is unset or holds no tokens (comma-separated)",
+                        var.get_ref()
+                    ),
+                ));
+            }
+            // A short token is guessable, and aloud scrubs every copy of a token from what goes
+            // upstream: a short one would match ordinary header values. (Not printed: secret.)
+            if let Some(n) = tokens
+                .iter()
+                .position(|t| t.chars().count() < MIN_CLIENT_TOKEN)
+            {
+                return Err(ctx.err(
+                    Some(var.span()),
+                    "server.client_tokens_env",
+                    format!(
+                        "token {} of {} is shorter than {MIN_CLIENT_TOKEN} characters; use long \
+                         random tokens (for example `openssl rand -hex 32`)",
+                        n + 1,
                         var.get_ref()
                     ),
                 ));

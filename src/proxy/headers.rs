@@ -194,13 +194,31 @@ pub fn scrub_client_tokens(headers: &mut HeaderMap, query: &mut Option<String>, 
     }
 }
 
-/// Whether `bytes` (a header value, a query pair or its value), as sent or percent-decoded, is
-/// a client token (alone, or after a `Bearer` scheme), or holds a long one anywhere.
+/// Whether `bytes` (a header value, a query pair or its value), as sent, percent-decoded or
+/// (after a `Basic` scheme) base64-decoded, is a client token (alone, after a `Bearer` scheme,
+/// or as a Basic user or password), or holds a long one anywhere.
 fn holds_token(bytes: &[u8], tokens: &[String]) -> bool {
+    use base64::Engine;
     let text = String::from_utf8_lossy(bytes);
     let decoded = text.contains('%').then(|| tokens::percent_decode(&text));
+    let basic = text
+        .trim()
+        .split_once([' ', '\t'])
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, b64)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .map(|raw| String::from_utf8_lossy(&raw).into_owned());
+    let parts = basic
+        .as_deref()
+        .and_then(|b| b.split_once(':'))
+        .map(|(user, pass)| [user, pass]);
     std::iter::once(text.as_ref())
         .chain(decoded.as_deref())
+        .chain(basic.as_deref())
+        .chain(parts.into_iter().flatten())
         .any(|form| {
             let whole = [form.trim(), tokens::strip_bearer(form)];
             tokens.iter().filter(|t| !t.is_empty()).any(|t| {
@@ -345,6 +363,21 @@ mod tests {
         assert_eq!(h["user-agent"], "my-dev-build/1.0");
         assert!(!h.contains_key("x-a") && !h.contains_key("x-b"), "{h:?}");
         assert_eq!(q.as_deref(), Some("env=devel"));
+        // Basic credentials carry the token base64-encoded, as user or password.
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        for basic in [format!("u:{long}"), format!("{long}:"), "x:dev".to_owned()] {
+            let mut h = HeaderMap::new();
+            let value = format!("Basic {}", b64(&basic));
+            h.insert("authorization", HeaderValue::from_str(&value).unwrap());
+            scrub_client_tokens(&mut h, &mut None, &tokens);
+            assert!(h.is_empty(), "{basic}: {h:?}");
+        }
+        let mut h = HeaderMap::new();
+        let value = format!("Basic {}", b64("user:password"));
+        h.insert("authorization", HeaderValue::from_str(&value).unwrap());
+        scrub_client_tokens(&mut h, &mut None, &tokens);
+        assert_eq!(h.len(), 1, "a Basic credential without a token stays");
     }
 
     #[test]
