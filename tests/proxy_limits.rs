@@ -340,7 +340,7 @@ async fn the_request_head_limit_is_exact() {
         up.addr,
         "openai",
         "",
-        "max_request_head = \"64KiB\"",
+        "max_request_head = \"64KiB\"\n[cors]\norigins = [\"*\"]",
     ))
     .await;
     let status = |out: Vec<u8>| {
@@ -349,6 +349,14 @@ async fn the_request_head_limit_is_exact() {
             .unwrap_or("")
             .to_owned()
     };
+    // A CORS preflight is held to the limit too (it is answered before any route).
+    let preflight = head_of((64 << 10) + 1).replacen(
+        "GET /up/x HTTP/1.1\r\n",
+        "OPTIONS /up/x HTTP/1.1\r\nOrigin: http://a\r\nAccess-Control-Request-Method: POST\r\n",
+        1,
+    );
+    let out = raw_exchange(aloud.addr, preflight.as_bytes()).await;
+    assert_eq!(status(out), "HTTP/1.1 431", "an oversized preflight");
     let limit = 64 << 10;
     // hyper's buffer bound alone let heads up to about 114 KB through this limit.
     for (size, want) in [

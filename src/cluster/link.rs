@@ -178,9 +178,7 @@ pub(super) fn deliver(
     payload: &str,
 ) {
     let inbound = assembler.take(me, channel, payload);
-    if inbound.is_some() {
-        hub.link_received();
-    }
+    let counted = inbound.is_some();
     match inbound {
         Some(Inbound::Interest { from, id, after }) => hub.remote_interest(&from, &id, after),
         Some(Inbound::Event {
@@ -197,5 +195,9 @@ pub(super) fn deliver(
         }) => hub.remote_finished(&from, &id, owner, last_seq),
         Some(Inbound::Forget { from, id }) => hub.remote_forget(&from, &id),
         None => {}
+    }
+    // Counted once the hub has it: a test (or an operator) that sees the count sees its effect.
+    if counted {
+        hub.link_received();
     }
 }
