@@ -101,13 +101,7 @@ fn push_field(out: &mut Vec<u8>, field: &str) {
     out.push(b'"');
 }
 
-/// A text column: with a leading `'` when a spreadsheet would read it as a formula.
-fn text(value: &str) -> String {
-    match value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        true => format!("'{value}"),
-        false => value.to_owned(),
-    }
-}
+use crate::capture::stats::csv_text as text;
 
 fn opt<T: ToString>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()

@@ -186,6 +186,16 @@ fn csv_header(report: &Report) -> Vec<String> {
     h
 }
 
+/// A CSV text cell: with a leading `'` when a spreadsheet would read it as a formula (text a
+/// client chose: a model name, a route, a feedback label, a request id). Shared with
+/// `export::csv`.
+pub fn csv_text(value: &str) -> String {
+    match value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{value}"),
+        false => value.to_owned(),
+    }
+}
+
 /// The report as CSV (RFC 4180): a header, then one line per row; empty cells where nothing
 /// was measured; numbers in full precision.
 pub fn render_csv(report: &Report) -> String {
@@ -198,7 +208,7 @@ pub fn render_csv(report: &Report) -> String {
                 .map(|b| b.to_string())
                 .unwrap_or_default(),
         ];
-        cells.extend(row.group.0.iter().map(|(_, v)| v.clone()));
+        cells.extend(row.group.0.iter().map(|(_, v)| csv_text(v)));
         cells.push(report.latency_over.as_str().to_owned());
         cells.push(row.n.to_string());
         cells.extend(row.outcomes.0.iter().map(u64::to_string));

@@ -99,3 +99,15 @@ fn csv_quotes_and_leaves_nothing_empty() {
     );
     assert!(lines[1].ends_with(",1,0.5"), "{csv}");
 }
+
+/// A group value a client chose (a feedback label, a model) that a spreadsheet would run as a
+/// formula stays text, as in `aloud export --format csv`.
+#[test]
+fn csv_keeps_formula_like_group_values_as_text() {
+    let mut report = sample();
+    report.rows[0].group.0[1].1 = "=cmd|' /C calc'!A0".to_owned();
+    let csv = render_csv(&report);
+    let line = csv.lines().nth(1).unwrap();
+    assert!(line.contains(",'=cmd|' /C calc'!A0,"), "{csv}");
+    assert!(!line.contains(",=cmd"), "{csv}");
+}
