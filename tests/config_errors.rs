@@ -35,6 +35,19 @@ fn bad_configs_name_file_line_column_and_key() {
             "[cluster]\nenabled = true\ndatabase_env = \"PG_URL\"\n".to_owned() + ROUTE,
             "bad.toml:3:16: cluster.database_env: environment variable PG_URL is unset",
         ),
+        // A bad rung names its phase; a repeated key is named.
+        (
+            "[progress.labels]\nthinking = [{ after = \"0s\", txt = \"x\" }]\n".to_owned() + ROUTE,
+            "bad.toml:2:29: progress.labels.thinking[0].txt: unknown field `txt`",
+        ),
+        (
+            "[progress.labels]\nthinkin = [{ after = \"0s\", text = \"x\" }]\n".to_owned() + ROUTE,
+            "bad.toml:2:35: progress.labels.thinkin: unknown phase",
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n".to_owned() + ROUTE,
+            "bad.toml:3:1: duplicate key `listen`",
+        ),
         (
             "[server]\nbogus = 1\n".to_owned() + ROUTE,
             "bad.toml:2:1: server.bogus: unknown field `bogus`",

@@ -59,7 +59,10 @@ pub struct RawProgress {
     pub resume_max_total: Option<Size>,
     pub eta: Option<bool>,
     /// Phase name -> rungs.
-    pub labels: std::collections::BTreeMap<Spanned<String>, Vec<RawRung>>,
+    /// Keyed by a plain string, not a spanned one: the error path of a bad rung can then name
+    /// its phase (`progress.labels.thinking[0].after`); an unknown phase points at its first
+    /// rung's text.
+    pub labels: std::collections::BTreeMap<String, Vec<RawRung>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -59,7 +59,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 pub(super) fn parse(text: &str, file: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
     let ctx = Ctx { text, file };
-    let de = toml::de::Deserializer::parse(text).map_err(|e| ctx.err(e.span(), "", e.message()))?;
+    let de = toml::de::Deserializer::parse(text)
+        .map_err(|e| ctx.err(e.span(), "", name_duplicate(text, e.span(), e.message())))?;
     let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
@@ -69,6 +70,22 @@ pub(super) fn parse(text: &str, file: &Path, env: &dyn Env) -> Result<Config, Co
         ctx.err(inner.span(), key, message)
     })?;
     validate(raw, &ctx, env)
+}
+
+/// toml says "duplicate key" without the key: name it, from the text its span points at.
+fn name_duplicate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let key = span
+        .and_then(|s| text.get(s.start..))
+        .and_then(|rest| rest.lines().next())
+        .and_then(|line| line.split('=').next())
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    match key {
+        Some(k) if message.trim_end().ends_with("duplicate key") => {
+            format!("duplicate key `{k}`: each key may appear once in a table")
+        }
+        _ => message.to_owned(),
+    }
 }
 
 fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, ConfigError> {
@@ -358,11 +375,11 @@ fn progress(raw: super::raw::RawProgress, ctx: &Ctx<'_>) -> Result<ProgressConfi
     };
     let mut labels = Vec::new();
     for (name, rungs) in raw.labels {
-        let key = format!("progress.labels.{}", name.get_ref());
-        let Some((_, phase)) = PHASES.iter().find(|(n, _)| *n == name.get_ref()) else {
+        let key = format!("progress.labels.{name}");
+        let Some((_, phase)) = PHASES.iter().find(|(n, _)| *n == name) else {
             let names: Vec<&str> = PHASES.iter().map(|(n, _)| *n).collect();
             return Err(ctx.err(
-                Some(name.span()),
+                rungs.first().map(|r| r.text.span()),
                 key,
                 format!("unknown phase; expected one of {}", names.join(", ")),
             ));
