@@ -429,24 +429,15 @@ async fn a_reused_id_keeps_each_tokens_feedback_on_its_own_attempt() {
     writer.close().await;
     // The CLI's export joins each record to its own owner's feedback, and filters by it.
     let db = dir.path().join("aloud.db");
-    let export = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aloud"))
-            .args(["export", "--format", "csv", "--database"])
-            .arg(&db)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        // (attempt, feedback_label) of each row after the header.
-        let text = String::from_utf8(out.stdout).unwrap();
-        text.lines()
-            .skip(1)
-            .map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                assert_eq!(f[0], id, "{l}");
-                (f[1].to_owned(), f[f.len() - 1].to_owned())
+    // (attempt, feedback_label) of each row.
+    let export = |extra: &[&str]| -> Vec<(String, String)> {
+        support::csv_export::csv_rows(&db, extra)
+            .into_iter()
+            .map(|f| {
+                assert_eq!(f[0], id, "{f:?}");
+                (f[1].clone(), f[f.len() - 1].clone())
             })
-            .collect::<Vec<_>>()
+            .collect()
     };
     let pair = |a: &str, l: &str| (a.to_owned(), l.to_owned());
     assert_eq!(

@@ -6,6 +6,8 @@
     reason = "a test fails loudly on the first surprise"
 )]
 
+#[path = "support/csv_export.rs"]
+mod csv_export;
 #[path = "support/records.rs"]
 mod records;
 
@@ -92,21 +94,11 @@ fn exports_join_a_retried_ids_feedback_to_its_last_attempt_only() {
     drop(store);
     // (attempt, feedback_score, feedback_label) of each csv row.
     let export = |extra: &[&str]| -> Vec<(String, String, String)> {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aloud"))
-            .args(["export", "--format", "csv", "--database"])
-            .arg(&db)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
+        csv_export::csv_rows(&db, extra)
+            .into_iter()
+            .map(|f| {
                 let n = f.len();
-                (f[1].into(), f[n - 2].into(), f[n - 1].into())
+                (f[1].clone(), f[n - 2].clone(), f[n - 1].clone())
             })
             .collect()
     };

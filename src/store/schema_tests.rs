@@ -49,6 +49,17 @@ fn legacy_record() -> CaptureRecord {
     }
 }
 
+/// Stores `json` as the `legacy` record's row, with the columns every version has.
+fn insert_legacy(conn: &Connection, json: &str) {
+    conn.execute(
+        "INSERT INTO captures (id, attempt, started_at_ms, route, api, method, path, streamed,
+            tier, outcome, partial, record)
+         VALUES ('legacy', 1, 1, 'r', 'openai', 'POST', '/', 1, 'off', 'ok', 0, ?1)",
+        [json],
+    )
+    .unwrap();
+}
+
 #[test]
 fn old_delta_texts_become_offsets_and_leave_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,13 +73,7 @@ fn old_delta_texts_become_offsets_and_leave_the_file() {
         conn.pragma_update(None, "user_version", 1).unwrap();
         let json = serde_json::to_string(&legacy_record()).unwrap();
         assert!(json.contains("quux@wombat"));
-        conn.execute(
-            "INSERT INTO captures (id, attempt, started_at_ms, route, api, method, path, streamed,
-                tier, outcome, partial, record)
-             VALUES ('legacy', 1, 1, 'r', 'openai', 'POST', '/', 1, 'off', 'ok', 0, ?1)",
-            [json],
-        )
-        .unwrap();
+        insert_legacy(&conn, &json);
     }
     let store = SqliteStore::open(&path).unwrap();
     let version: i64 = Connection::open(&path)
@@ -167,14 +172,7 @@ fn a_reader_of_a_version_3_file_finds_beacons_without_an_owner() {
             conn.execute_batch(sql).unwrap();
         }
         conn.pragma_update(None, "user_version", 3).unwrap();
-        let json = serde_json::to_string(&legacy_record()).unwrap();
-        conn.execute(
-            "INSERT INTO captures (id, attempt, started_at_ms, route, api, method, path, streamed,
-                tier, outcome, partial, record)
-             VALUES ('legacy', 1, 1, 'r', 'openai', 'POST', '/', 1, 'off', 'ok', 0, ?1)",
-            [json],
-        )
-        .unwrap();
+        insert_legacy(&conn, &serde_json::to_string(&legacy_record()).unwrap());
         conn.execute_batch(
             "INSERT INTO feedback (id, score, label, owner) VALUES ('legacy', 1.0, 'good', NULL);
              INSERT INTO client_timings (id, timings, owner) VALUES ('legacy', '{}', NULL);",

@@ -5,6 +5,7 @@ pub mod binary;
 pub mod certs;
 pub mod clients;
 pub mod connect_proxy;
+pub mod csv_export;
 pub mod https_upstream;
 pub mod nginx;
 pub mod postgres;
