@@ -49,6 +49,10 @@ fn bad_configs_name_file_line_column_and_key() {
             "bad.toml:3:1: duplicate key `listen`",
         ),
         (
+            "[server]\n[server]\n".to_owned() + ROUTE,
+            "duplicate table `[server]`",
+        ),
+        (
             "[server]\nbogus = 1\n".to_owned() + ROUTE,
             "bad.toml:2:1: server.bogus: unknown field `bogus`",
         ),

@@ -72,19 +72,26 @@ pub(super) fn parse(text: &str, file: &Path, env: &dyn Env) -> Result<Config, Co
     validate(raw, &ctx, env)
 }
 
-/// toml says "duplicate key" without the key: name it, from the text its span points at.
+/// toml says "duplicate key" without the key: name it (or the table header), from the line
+/// its span points into.
 fn name_duplicate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
-    let key = span
-        .and_then(|s| text.get(s.start..))
-        .and_then(|rest| rest.lines().next())
-        .and_then(|line| line.split('=').next())
-        .map(str::trim)
-        .filter(|k| !k.is_empty());
-    match key {
-        Some(k) if message.trim_end().ends_with("duplicate key") => {
-            format!("duplicate key `{k}`: each key may appear once in a table")
+    if !message.trim_end().ends_with("duplicate key") {
+        return message.to_owned();
+    }
+    let line = span.and_then(|s| {
+        let start = text.get(..s.start)?.rfind('\n').map_or(0, |n| n + 1);
+        text.get(start..)?.lines().next()
+    });
+    match line.map(str::trim) {
+        Some(l) if l.starts_with('[') => {
+            let header = l.split('#').next().unwrap_or(l).trim();
+            format!("duplicate table `{header}`: each table may appear once")
         }
-        _ => message.to_owned(),
+        Some(l) => match l.split('=').next().map(str::trim).filter(|k| !k.is_empty()) {
+            Some(k) => format!("duplicate key `{k}`: each key may appear once in a table"),
+            None => message.to_owned(),
+        },
+        None => message.to_owned(),
     }
 }
 

@@ -66,7 +66,9 @@ impl OpenAiChat {
                     let id = call.get("id").and_then(Value::as_str);
                     if let Some(name) = name.filter(|_| !t.has_tool(&key)) {
                         t.tool_call(&key, id, name);
-                    } else if let Some(id) = id {
+                    } else if let Some(id) = id.filter(|_| name.is_none()) {
+                        // An id on its own (before or after the call's name); a chunk with a
+                        // name for a key already taken is another call, not this one's id.
                         t.tool_id(&key, id);
                     }
                     if let Some(args) = call.at("/function/arguments").and_then(Value::as_str) {
@@ -160,5 +162,34 @@ mod tests {
             message: "server_error: overloaded".into()
         }));
         assert_eq!(i.summary().phase, Some(Phase::Error));
+    }
+
+    #[test]
+    fn a_call_id_sent_apart_from_the_name_is_kept_and_no_other_call_takes_it() {
+        let chunk = |call: &str| {
+            format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{call}]}}}}]}}\n\n"
+            )
+        };
+        // The id first, then the name (index 0); then a call without `index` (key 0 too) that
+        // is another call: its id is not the first call's.
+        let body = [
+            chunk(r#"{"index":0,"id":"call_x","type":"function"}"#),
+            chunk(r#"{"index":0,"function":{"name":"f","arguments":"{}"}}"#),
+            chunk(r#"{"index":1,"function":{"name":"g"}}"#),
+            chunk(r#"{"index":1,"id":"call_y"}"#),
+            chunk(r#"{"function":{"name":"h"},"id":"call_z"}"#),
+        ]
+        .concat();
+        let (_, i) = run("/v1/chat/completions", body.as_bytes());
+        let ids: Vec<(String, String)> = i
+            .summary()
+            .output
+            .tool_calls
+            .iter()
+            .map(|t| (t.name.clone(), t.id.clone()))
+            .collect();
+        let pair = |n: &str, id: &str| (n.to_owned(), id.to_owned());
+        assert_eq!(ids, [pair("f", "call_x"), pair("g", "call_y")]);
     }
 }

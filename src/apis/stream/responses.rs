@@ -37,6 +37,12 @@ impl Responses {
             },
             "queued" => t.phase(Phase::Queued),
             "output_item.added" => self.item_added(t, &v),
+            // A server that names a call's `call_id` only once the item is done.
+            "output_item.done" => {
+                if let Some(id) = v.at("/item/call_id").and_then(Value::as_str) {
+                    t.tool_id(&item_key(&v), id);
+                }
+            }
             "reasoning_summary_part.added" => {
                 t.waiting();
                 self.part.clear();
@@ -214,5 +220,19 @@ mod tests {
             message: "rate_limit_exceeded: slow down".into()
         }));
         assert_eq!(i.summary().phase, Some(Phase::Error));
+    }
+
+    #[test]
+    fn a_call_id_named_only_when_the_item_is_done_is_kept() {
+        let body = concat!(
+            "data: {\"type\":\"response.output_item.added\",\"output_index\":0,",
+            "\"item\":{\"type\":\"function_call\",\"id\":\"fc_1\",\"name\":\"f\"}}\n\n",
+            "data: {\"type\":\"response.output_item.done\",\"output_index\":0,",
+            "\"item\":{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_9\",\"name\":\"f\"}}\n\n",
+        );
+        let mut i = StreamInterpreter::new(Api::OpenAi, "/v1/responses", "text/event-stream");
+        i.feed(body.as_bytes());
+        i.finish();
+        assert_eq!(i.summary().output.tool_calls[0].id, "call_9");
     }
 }

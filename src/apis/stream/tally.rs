@@ -70,6 +70,9 @@ pub struct Tally {
     pub(crate) summary: Summary,
     out: Vec<Signal>,
     max_text: usize,
+    /// Call ids named before their call (an OpenAI chat chunk with the id, then one with the
+    /// name), by key, until the call starts (bounded like the calls).
+    early_ids: Vec<(String, String)>,
 }
 
 impl Tally {
@@ -82,6 +85,7 @@ impl Tally {
             },
             out: Vec::new(),
             max_text,
+            early_ids: Vec::new(),
         }
     }
 
@@ -156,10 +160,18 @@ impl Tally {
         self.summary.counters.tool_calls += 1;
         let name = label::clean(name).unwrap_or_else(|| "tool".to_owned());
         let calls = &mut self.summary.output.tool_calls;
+        let early = match id {
+            Some(_) => None,
+            None => self
+                .early_ids
+                .iter()
+                .position(|(k, _)| k == key)
+                .map(|at| self.early_ids.swap_remove(at).1),
+        };
         if calls.len() < MAX_TOOLS {
             calls.push(ToolCallRecord {
                 key: key.to_owned(),
-                id: tool_id(id),
+                id: tool_id(id.or(early.as_deref())),
                 name: name.clone(),
                 arguments: String::new(),
             });
@@ -167,13 +179,19 @@ impl Tally {
         self.out.push(Signal::ToolCall { name });
     }
 
-    /// The call `key` is named `id` (a later chunk may carry it), unless it has an id already.
+    /// The call `key` is named `id` by a chunk that starts no call: kept for the call when it
+    /// has none yet, or until the call starts.
     pub fn tool_id(&mut self, key: &str, id: &str) {
         let out = &mut self.summary.output;
-        if let Some(call) = out.tool_calls.iter_mut().rev().find(|t| t.key == key)
-            && call.id.is_empty()
-        {
-            call.id = tool_id(Some(id));
+        match out.tool_calls.iter_mut().rev().find(|t| t.key == key) {
+            Some(call) if call.id.is_empty() => call.id = tool_id(Some(id)),
+            Some(_) => {}
+            None if self.early_ids.len() < MAX_TOOLS
+                && !self.early_ids.iter().any(|(k, _)| k == key) =>
+            {
+                self.early_ids.push((key.to_owned(), tool_id(Some(id))));
+            }
+            None => {}
         }
     }
 

@@ -5,7 +5,7 @@
 
 use crate::config::Owner;
 use crate::record::CaptureRecord;
-use crate::store::{Filter, Store, StoreError};
+use crate::store::{Annotation, Filter, Store, StoreError};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 
@@ -85,11 +85,12 @@ pub fn read(
         ..Filter::default()
     };
     // Feedback scores of the window in one query (ids without feedback are absent).
-    // By (id, owner): a token's feedback scores its own attempts only.
-    let scores: HashMap<(String, Option<Owner>), f64> = store
+    // By (id, owner): a token's feedback scores its own last attempt only (as in stats).
+    let scores: HashMap<(String, Option<Owner>), Annotation> = store
         .annotations(&filter)?
         .into_iter()
-        .filter_map(|a| Some(((a.id, a.owner), a.feedback_score?)))
+        .filter(|a| a.feedback_score.is_some())
+        .map(|a| ((a.id.clone(), a.owner), a))
         .collect();
     let mut kept: VecDeque<Point> = VecDeque::with_capacity(limit.min(1024));
     let (mut scanned, mut truncated) = (0, false);
@@ -104,7 +105,10 @@ pub fn read(
             kept.pop_front();
         }
         if limit > 0 {
-            let score = scores.get(&(record.id.clone(), record.owner)).copied();
+            let score = scores
+                .get(&(record.id.clone(), record.owner))
+                .filter(|a| a.covers(record.attempt))
+                .and_then(|a| a.feedback_score);
             kept.push_back(Point::of(&record, score));
         }
     }
@@ -116,4 +120,59 @@ pub fn read(
         truncated,
         points,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::record::{CaptureLevel, Outcome, Timings};
+    use crate::store::SqliteStore;
+
+    fn attempt(n: u32, outcome: Outcome) -> CaptureRecord {
+        CaptureRecord {
+            id: "retried".into(),
+            attempt: n,
+            owner: None,
+            started_at_ms: i64::from(n) * 1000,
+            route: "r".into(),
+            api: "openai".into(),
+            model: None,
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            client_status: Some(200),
+            upstream_status: Some(200),
+            streamed: false,
+            tier: "off".into(),
+            outcome,
+            partial: false,
+            capture: CaptureLevel::Metadata,
+            timings: Timings::default(),
+            usage: None,
+            upstream_timings: None,
+            eta: None,
+            request: None,
+            response: None,
+            deltas: Vec::new(),
+            error: None,
+            truncated: false,
+            disconnect: None,
+        }
+    }
+
+    /// As in stats and exports: a retried id's score is its last attempt's, not the failures'.
+    #[test]
+    fn a_retried_ids_score_is_on_its_last_attempt_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path().join("aloud.db")).unwrap();
+        let failed = attempt(1, Outcome::UpstreamError);
+        store
+            .insert_batch(&[failed, attempt(2, Outcome::Ok)])
+            .unwrap();
+        store
+            .insert_feedback("retried", Some(1.0), None, None)
+            .unwrap();
+        let points = read(&store, None, None, 10).unwrap().points;
+        let scores: Vec<(u32, Option<f64>)> = points.iter().map(|p| (p.attempt, p.score)).collect();
+        assert_eq!(scores, [(2, Some(1.0)), (1, None)]);
+    }
 }
