@@ -71,9 +71,14 @@ impl Gemini {
             let text = text.unwrap_or("");
             t.reasoning(text);
             let heading = label::bold_heading(text);
+            // A plain first line is a step's heading only when the part holds it whole (a
+            // newline follows): a part that is one word of a streamed body is not a heading,
+            // even right after a paragraph break.
             let first_line = || {
-                (self.at_paragraph || !self.seen_thought)
-                    .then(|| text.trim_start().lines().next().and_then(label::clean))
+                let trimmed = text.trim_start();
+                let whole_line = trimmed.contains('\n');
+                (whole_line && (self.at_paragraph || !self.seen_thought))
+                    .then(|| trimmed.lines().next().and_then(label::clean))
                     .flatten()
             };
             if let Some(l) = heading.or_else(first_line) {
@@ -150,5 +155,32 @@ mod tests {
         );
         assert_eq!(s.output.labels, ["Planning"]);
         assert_eq!(s.phase, Some(Phase::Done));
+    }
+
+    #[test]
+    fn a_heading_in_a_part_of_its_own_is_not_replaced_by_the_next_word() {
+        let record = |text: &str| {
+            let part = serde_json::json!({"text": text, "thought": true});
+            let v = serde_json::json!({"candidates": [{"content": {"parts": [part]}}]});
+            format!("data: {v}\n\n")
+        };
+        // As the simulator streams them: the heading in a part of its own, then word by word.
+        let body = [
+            record("**Planning the structure**\n\n"),
+            record("Holds"),
+            record(" the outline."),
+            record("\n\n**Comparing approaches**\n\n"),
+            record("Step"),
+            record(" one."),
+        ]
+        .concat();
+        let mut i =
+            StreamInterpreter::new(Api::Gemini, &format!("{PATH}?alt=sse"), "text/event-stream");
+        i.feed(body.as_bytes());
+        i.finish();
+        assert_eq!(
+            i.summary().output.labels,
+            ["Planning the structure", "Comparing approaches"]
+        );
     }
 }
