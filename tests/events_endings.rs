@@ -147,3 +147,44 @@ async fn an_empty_answer_declared_gzip_is_an_empty_result() {
     assert_eq!(n.last(), Some(&"aloud.done"), "{n:?}");
     aloud.stop().await;
 }
+
+/// Gemini's stream has no end marker: its `done` is known when the stream closes. The events
+/// tier still sends that `aloud.progress` (`phase: done`), so `seq` has no gap, in both framings.
+#[tokio::test]
+async fn a_gemini_stream_gets_its_done_progress_event_and_no_seq_gap() {
+    let config = "[[routes]]\nname = \"g\"\nprefix = \"/g\"\nupstream = \"builtin:simulator\"\napi = \"gemini\"\n";
+    let aloud = Aloud::start(config).await;
+    let body = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    for path in [
+        "/g/v1beta/models/gem:streamGenerateContent?alt=sse",
+        "/g/v1beta/models/gem:streamGenerateContent",
+    ] {
+        let h = [
+            ("content-type", "application/json"),
+            ("aloud-progress", "events"),
+            ("x-sim-seed", "5"),
+            ("x-sim-think-ms", "300"),
+            ("x-sim-tokens", "3"),
+        ];
+        let r = post(&aloud.url(path), &h, body).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let text = String::from_utf8(body_bytes(r).await.to_vec()).unwrap();
+        let ours: Vec<serde_json::Value> = parse_sse(&text)
+            .iter()
+            .filter(|e| e.event.as_deref().is_some_and(|n| n.starts_with("aloud.")))
+            .map(SseEvent::json)
+            .collect();
+        let seqs: Vec<u64> = ours.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "{path}: {text}"
+        );
+        assert!(
+            ours.iter()
+                .any(|v| v["phase"] == "done" && v["label"].is_string()),
+            "{path}: no done progress event: {text}"
+        );
+    }
+    aloud.stop().await;
+}

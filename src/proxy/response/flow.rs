@@ -169,13 +169,21 @@ impl ExchangeBody {
         }
     }
 
+    /// The observer's last word on the stream: its error, if any. What the end itself signals
+    /// (Gemini's `done`, known only when its stream closes) goes to the client like any event,
+    /// not only to the side channel: `seq` has no gap.
     fn observe_end(&mut self) -> Option<String> {
         let at = self.at();
         let w = self.ex.w.as_mut()?;
         let obs = self.obs.as_mut()?;
         let recorder = self.ex.capture.as_mut().map(|c| &mut c.recorder);
         let (signals, error) = obs.finish(at, w.progress_mut(), recorder);
-        let _ = w.signals_at(&signals, at);
+        if let Some(p) = w.signals_at(&signals, at) {
+            if self.inj.mode() == Mode::Events {
+                self.close_partial_event();
+            }
+            self.push_event(&p);
+        }
         error
     }
 
