@@ -141,6 +141,10 @@ async fn cancel_stays_the_default_and_a_request_cannot_raise_it() {
     )
     .await;
     assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.headers()["aloud-error-code"],
+        "on_disconnect_not_allowed"
+    );
     post_and_leave(&aloud, "cancel-a-00000000", &[], &tx).await;
     let record = sink.wait_for("cancel-a-00000000").await;
     assert_eq!(record.outcome, Outcome::ClientDisconnected);

@@ -173,8 +173,10 @@ fn failure(api: Api, status: StatusCode, code: &'static str, message: &str) -> R
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    r.headers_mut()
-        .insert("aloud-error-code", HeaderValue::from_static(code));
+    r.headers_mut().insert(
+        crate::proxy::error::ERROR_CODE,
+        HeaderValue::from_static(code),
+    );
     r.headers_mut()
         .insert("x-should-retry", HeaderValue::from_static("false"));
     r

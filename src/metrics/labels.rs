@@ -74,6 +74,8 @@ impl Refusal {
             "body_too_large" | "request_head_too_large" => Refusal::TooLarge,
             "client_token_missing" => Refusal::Unauthorized,
             "bad_progress_header"
+            | "bad_on_disconnect"
+            | "on_disconnect_not_allowed"
             | "bad_path"
             | "bad_request_body"
             | "bad_request_id"

@@ -92,3 +92,27 @@ fn a_route_keeps_its_handles_across_reloads() {
     let c = m.route("r", crate::apis::Api::Anthropic);
     assert!(!Arc::ptr_eq(&a, &c));
 }
+
+/// Every reason aloud refuses a client's request for is counted in `aloud_refused_total`.
+#[test]
+fn every_refusal_of_a_client_request_has_a_reason() {
+    use crate::metrics::Refusal;
+    for label in [
+        "bad_on_disconnect",
+        "bad_path",
+        "bad_progress_header",
+        "bad_request_body",
+        "bad_request_id",
+        "body_too_large",
+        "client_token_missing",
+        "connect_refused",
+        "no_route",
+        "on_disconnect_not_allowed",
+        "request_body_timeout",
+        "request_head_too_large",
+        "request_id_in_flight",
+        "upgrade_refused",
+    ] {
+        assert!(Refusal::from_cause(label).is_some(), "{label}");
+    }
+}

@@ -3,8 +3,11 @@
 use super::body::RequestFault;
 use crate::apis::{Api, envelope};
 use axum::body::Body;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use std::time::Duration;
+
+/// The header naming the reason of an error aloud answers itself (its `label`).
+pub const ERROR_CODE: HeaderName = HeaderName::from_static("aloud-error-code");
 
 /// Where an error came from, for logs and for deciding whether a retry may help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +154,9 @@ impl ProxyError {
         if self.close {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        // The machine-readable reason, beside the api's own envelope (which names only the
+        // status), as the resume endpoints send it.
+        headers.insert(ERROR_CODE, HeaderValue::from_static(self.label));
         response
     }
 }
@@ -173,6 +179,7 @@ mod tests {
             let r = e.into_response(Api::OpenAi);
             assert_eq!(r.status().as_u16(), status, "{fault:?}");
             assert_eq!(r.headers()["x-should-retry"], retry, "{fault:?}");
+            assert!(r.headers().contains_key(ERROR_CODE), "{fault:?}");
         }
     }
 }
