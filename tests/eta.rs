@@ -113,6 +113,13 @@ async fn progress_carries_an_eta_once_ok_exchanges_taught_it() {
         assert!(e["eta_ms"].as_u64().unwrap() < 2000);
     }
     assert!(last > 0.0, "the fraction moved");
+    // The exchange's end has no time left to estimate.
+    let ended: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["phase"] == "done" || e["phase"] == "error")
+        .collect();
+    assert!(!ended.is_empty(), "{watched}");
+    assert!(ended.iter().all(|e| e.get("eta_ms").is_none()), "{watched}");
     let record = sink.wait_for("eta-00000000000002").await;
     let eta = record
         .eta

@@ -131,9 +131,12 @@ impl Watcher {
         let at = self.elapsed();
         let mut event = self.progress.event(at);
         let first_token_seen = self.progress.milestones().first_token_ms.is_some();
+        // An exchange that ended has no time left: `done` and `error` carry no estimate.
+        let ended = matches!(event.phase, Phase::Done | Phase::Error);
         if let Some((fields, estimate)) = self
             .eta
             .as_mut()
+            .filter(|_| !ended)
             .and_then(|e| e.fields(at, first_token_seen))
         {
             event.eta = Some(fields);
