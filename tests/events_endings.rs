@@ -188,3 +188,33 @@ async fn a_gemini_stream_gets_its_done_progress_event_and_no_seq_gap() {
     }
     aloud.stop().await;
 }
+
+/// A Gemini stream cut after its finish reason is not done: the events tier says `error`, and
+/// no `phase: done` event comes before the `aloud.error`.
+#[tokio::test]
+async fn a_gemini_stream_cut_after_its_finish_reason_is_not_done() {
+    let up = Scripted::start().await;
+    let aloud = Aloud::start(&route_config(up.addr(), "gemini", "", "")).await;
+    let path = "/up/v1beta/models/gem:streamGenerateContent?alt=sse";
+    let h = [("x-mock", "gemini-stop-then-reset")];
+    let conn = Conn::request(
+        aloud.addr,
+        "POST",
+        path,
+        &[("Aloud-Progress", "events"), h[0]],
+        b"{}",
+    )
+    .await;
+    assert_eq!(conn.status(), 200);
+    let ev = parse_sse(&conn.finish().await.text());
+    let n = names(&ev);
+    let phases: Vec<String> = ev
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("aloud.progress"))
+        .map(|e| e.json()["phase"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(!phases.iter().any(|p| p == "done"), "{phases:?}");
+    assert!(n.contains(&"aloud.error"), "{n:?}");
+    assert_eq!(ev.last().unwrap().json()["phase"], "error", "{n:?}");
+    aloud.stop().await;
+}

@@ -26,9 +26,12 @@ pub const CREDENTIAL_HEADERS: [&str; 4] =
 /// The header a client uses to present an aloud client token when its credential is the provider's.
 pub const CLIENT_TOKEN_HEADER: &str = "aloud-token";
 
-/// Removes hop-by-hop headers, including every header the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    strip(headers, |_| false);
+/// Prepares the upstream's response head for the client: no hop-by-hop header (nor any the
+/// `Connection` header names), and no `Aloud-*` header. aloud speaks for itself on its own
+/// headers: an upstream's `Aloud-Error-Code` (another aloud behind this one, say) would read as
+/// this aloud's refusal.
+pub fn response_headers_for_client(headers: &mut HeaderMap) {
+    strip(headers, |k| k.as_str().starts_with("aloud-"));
 }
 
 /// Prepares client request headers for the upstream: no hop-by-hop, no `Host` (the client sets
@@ -247,6 +250,21 @@ mod tests {
         let h = request_headers_for_upstream(h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn an_upstreams_aloud_headers_never_reach_the_client() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "aloud-error-code",
+            HeaderValue::from_static("body_too_large"),
+        );
+        h.insert("aloud-on-disconnect", HeaderValue::from_static("finish"));
+        h.insert("connection", HeaderValue::from_static("close"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        response_headers_for_client(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("content-type"));
     }
 
     #[test]

@@ -91,10 +91,11 @@ impl Observer {
     pub fn finish(
         &mut self,
         at: Duration,
+        complete: bool,
         progress: &mut Progress,
         recorder: Option<&mut Recorder>,
     ) -> (Vec<Signal>, Option<String>) {
-        let signals = self.interp.finish();
+        let signals = self.interp.finish_as(complete);
         if let Some(r) = recorder {
             r.after_feed(&self.interp.summary().output, at);
         }

@@ -37,6 +37,7 @@ pub const MODES: &[&str] = &[
     "empty-gzip-json",
     "late-gzip-sse",
     "late-big-429",
+    "gemini-stop-then-reset",
     "stall-after-event",
     "tick",
     "short-length",
@@ -230,6 +231,16 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
         }
         // No head at all: a reset on go (past aloud's hold).
         // E1, half an event, then a reset.
+        // A Gemini stream (no end marker) whose last chunk has its finish reason, then a reset
+        // before the chunked terminator: cut, not done.
+        "gemini-stop-then-reset" => {
+            let mut out = SSE_HEAD.as_bytes().to_vec();
+            out.extend(chunk(
+                b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]},\"finishReason\":\"STOP\"}]}\n\n",
+            ));
+            s.write_all(&out).await.ok()?;
+            rst(s)
+        }
         "partial-then-reset" => {
             s.write_all(&first).await.ok()?;
             s.write_all(&chunk(b"data: {\"choices\":[{\"del"))

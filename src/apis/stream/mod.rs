@@ -193,8 +193,15 @@ impl StreamInterpreter {
         step
     }
 
-    /// The body ended; returns the last signals.
+    /// The body ended whole; returns the last signals.
     pub fn finish(&mut self) -> Vec<Signal> {
+        self.finish_as(true)
+    }
+
+    /// The body ended, whole (`complete`) or cut (a reset, a timeout): what it held is read
+    /// either way, but only a whole stream is done by its end alone (Gemini's, which has no end
+    /// marker: a cut after its finish reason is not a success).
+    pub fn finish_as(&mut self, complete: bool) -> Vec<Signal> {
         if let Some(result) = self.gzip.as_mut().map(|g| g.finish()) {
             match result {
                 Ok(plain) => {
@@ -212,7 +219,9 @@ impl StreamInterpreter {
             Framing::Array(_) | Framing::Off => {}
         }
         self.records(records);
-        if let Reader::Gemini(g) = &mut self.reader {
+        if let Reader::Gemini(g) = &mut self.reader
+            && complete
+        {
             g.on_end(&mut self.tally);
         }
         self.tally.drain()

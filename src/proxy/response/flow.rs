@@ -172,12 +172,12 @@ impl ExchangeBody {
     /// The observer's last word on the stream: its error, if any. What the end itself signals
     /// (Gemini's `done`, known only when its stream closes) goes to the client like any event,
     /// not only to the side channel: `seq` has no gap.
-    fn observe_end(&mut self) -> Option<String> {
+    fn observe_end(&mut self, complete: bool) -> Option<String> {
         let at = self.at();
         let w = self.ex.w.as_mut()?;
         let obs = self.obs.as_mut()?;
         let recorder = self.ex.capture.as_mut().map(|c| &mut c.recorder);
-        let (signals, error) = obs.finish(at, w.progress_mut(), recorder);
+        let (signals, error) = obs.finish(at, complete, w.progress_mut(), recorder);
         if let Some(p) = w.signals_at(&signals, at) {
             if self.inj.mode() == Mode::Events {
                 self.close_partial_event();
@@ -188,7 +188,7 @@ impl ExchangeBody {
     }
 
     fn on_stream_end(&mut self, end: UpstreamEnd) {
-        let stream_error = self.observe_end();
+        let stream_error = self.observe_end(matches!(end, UpstreamEnd::Complete));
         let end = match end {
             UpstreamEnd::Complete if self.obs.as_ref().is_some_and(|o| o.corrupt()) => {
                 UpstreamEnd::Failed(NOT_GZIP.into())

@@ -75,7 +75,7 @@ impl ExchangeBody {
             if !(streams && dialect.is_some_and(Dialect::tolerates_comments)) {
                 self.inj.pass_only();
             }
-            crate::proxy::headers::strip_hop_by_hop(&mut parts.headers);
+            crate::proxy::headers::response_headers_for_client(&mut parts.headers);
             if self.inj.mode() != Mode::Pass {
                 // Comments change the body's length.
                 parts.headers.remove(header::CONTENT_LENGTH);
