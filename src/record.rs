@@ -286,6 +286,42 @@ pub struct Resume {
     pub after: u64,
 }
 
+#[cfg(test)]
+impl CaptureRecord {
+    /// A minimal record for tests: attempt 1 of `id`, an ok non-streamed chat at time 0,
+    /// metadata only; tests change what they look at with struct update syntax.
+    pub(crate) fn minimal(id: &str) -> CaptureRecord {
+        CaptureRecord {
+            id: id.into(),
+            attempt: 1,
+            owner: None,
+            started_at_ms: 0,
+            route: "r".into(),
+            api: "openai".into(),
+            model: None,
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            client_status: Some(200),
+            upstream_status: Some(200),
+            streamed: false,
+            tier: "off".into(),
+            outcome: Outcome::Ok,
+            partial: false,
+            capture: CaptureLevel::Metadata,
+            timings: Timings::default(),
+            usage: None,
+            upstream_timings: None,
+            eta: None,
+            request: None,
+            response: None,
+            deltas: Vec::new(),
+            error: None,
+            truncated: false,
+            disconnect: None,
+        }
+    }
+}
+
 impl CaptureRecord {
     /// Every delta with its text, in stored order: spans sliced out of the response text of
     /// their kind, the others as they are. Offsets past the text or inside a character are

@@ -2,39 +2,11 @@
 //! idle-priority writer applied by the overflow thread without any request or beacon asking.
 
 use super::*;
-use crate::capture::{CaptureLevel, Outcome, Timings};
 use crate::store::SqliteStore;
 use std::time::{Duration, Instant};
 
 fn record(id: &str) -> CaptureRecord {
-    CaptureRecord {
-        id: id.into(),
-        attempt: 1,
-        owner: None,
-        started_at_ms: 0,
-        route: "r".into(),
-        api: "openai".into(),
-        model: None,
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
-        client_status: Some(200),
-        upstream_status: Some(200),
-        streamed: false,
-        tier: "off".into(),
-        outcome: Outcome::Ok,
-        partial: false,
-        capture: CaptureLevel::Metadata,
-        timings: Timings::default(),
-        usage: None,
-        upstream_timings: None,
-        eta: None,
-        request: None,
-        response: None,
-        deltas: Vec::new(),
-        error: None,
-        truncated: false,
-        disconnect: None,
-    }
+    CaptureRecord::minimal(id)
 }
 
 #[tokio::test]

@@ -125,37 +125,15 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::record::{CaptureLevel, Outcome, Timings};
+    use crate::capture::record::Outcome;
     use crate::store::SqliteStore;
 
     fn attempt(n: u32, outcome: Outcome) -> CaptureRecord {
         CaptureRecord {
-            id: "retried".into(),
             attempt: n,
-            owner: None,
             started_at_ms: i64::from(n) * 1000,
-            route: "r".into(),
-            api: "openai".into(),
-            model: None,
-            method: "POST".into(),
-            path: "/v1/chat/completions".into(),
-            client_status: Some(200),
-            upstream_status: Some(200),
-            streamed: false,
-            tier: "off".into(),
             outcome,
-            partial: false,
-            capture: CaptureLevel::Metadata,
-            timings: Timings::default(),
-            usage: None,
-            upstream_timings: None,
-            eta: None,
-            request: None,
-            response: None,
-            deltas: Vec::new(),
-            error: None,
-            truncated: false,
-            disconnect: None,
+            ..CaptureRecord::minimal("retried")
         }
     }
 
