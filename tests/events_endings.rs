@@ -1,6 +1,7 @@
 //! The events tier always ends with whole `aloud.*` events a client's SSE parser can read: after
 //! an upstream cut in the middle of an event, after a last event without its blank line, and
-//! after the upstream's own in-stream error (issue 7 review findings).
+//! after the upstream's own in-stream error (issue 7 review findings), and after a stream that
+//! ended cleanly before its end marker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -216,5 +217,67 @@ async fn a_gemini_stream_cut_after_its_finish_reason_is_not_done() {
     assert!(!phases.iter().any(|p| p == "done"), "{phases:?}");
     assert!(n.contains(&"aloud.error"), "{n:?}");
     assert_eq!(ev.last().unwrap().json()["phase"], "error", "{n:?}");
+    aloud.stop().await;
+}
+
+/// A chat stream that ends cleanly after an answer chunk, with no finish reason and no `[DONE]`,
+/// was cut: the record says so and the events tier ends with `aloud.error`; the off and comments
+/// tiers pass the clean end the upstream sent, byte for byte (docs/streams.md, "End of a
+/// stream").
+#[tokio::test]
+async fn a_stream_that_ends_before_its_end_marker_is_no_success() {
+    use support::wire::E1;
+    let up = Scripted::start().await;
+    let sink = std::sync::Arc::new(support::MemorySink::default());
+    let aloud = Aloud::start_with_sink(
+        &route_config(up.addr(), "openai", "", ""),
+        aloud::config::MapEnv::default(),
+        Some(sink.clone()),
+    )
+    .await;
+    for tier in ["events", "comments", "off"] {
+        let id = format!("unterminated-{tier}-000001");
+        let h = [("x-mock", "no-done"), ("aloud-request-id", id.as_str())];
+        let conn = Conn::chat(aloud.addr, PATH, tier, &h).await;
+        assert_eq!(conn.status(), 200, "{tier}");
+        let reply = conn.finish().await;
+        let text = reply.text();
+        if tier == "events" {
+            let ev = parse_sse(&text);
+            let n = names(&ev);
+            let error = ev
+                .iter()
+                .find(|e| e.event.as_deref() == Some("aloud.error"))
+                .unwrap_or_else(|| panic!("no aloud.error event: {n:?}"));
+            assert_eq!(error.json()["code"], "upstream_unterminated", "{text}");
+            assert_eq!(n.last(), Some(&"aloud.done"), "{n:?}");
+            assert_eq!(ev.last().unwrap().json()["phase"], "error", "{text}");
+        } else {
+            assert!(
+                matches!(reply.end, support::wire::End::Clean),
+                "{tier}: the upstream's clean end, passed on"
+            );
+            if tier == "off" {
+                assert_eq!(text, E1, "{tier}: the upstream's bytes");
+            } else {
+                assert!(
+                    text.ends_with(E1),
+                    "{tier}: the upstream's bytes last:\n{text}"
+                );
+            }
+        }
+        let record = sink.wait_for(&id).await;
+        assert_eq!(
+            record.outcome,
+            aloud::capture::Outcome::UpstreamError,
+            "{tier}"
+        );
+        assert!(record.partial, "{tier}");
+        assert_eq!(
+            record.error.as_deref(),
+            Some("the upstream's stream ended before its end marker"),
+            "{tier}"
+        );
+    }
     aloud.stop().await;
 }

@@ -34,6 +34,7 @@ impl Observer {
         Observer {
             interp: Box::new(
                 StreamInterpreter::with_dialect(dialect, Limits::default())
+                    .with_end_for(path_and_query)
                     .with_content_encoding(encoding),
             ),
             ok,
@@ -47,6 +48,11 @@ impl Observer {
     /// The body claimed a content encoding it does not have.
     pub fn corrupt(&self) -> bool {
         self.interp.decode_failed()
+    }
+
+    /// The body ended cleanly but the stream lacked its end (see `StreamInterpreter::unterminated`).
+    pub fn unterminated(&self) -> bool {
+        self.interp.unterminated()
     }
 
     pub fn summary(&self) -> &Summary {

@@ -146,6 +146,23 @@ impl SseDecoder {
         fed
     }
 
+    /// At the end of a body that closed cleanly: the last event when it lacks only its blank line
+    /// (every line of it ended). Per the spec a client drops it; a reader may still count it (a
+    /// `data: [DONE]` sent without its blank line ended the stream). Call before [`finish`].
+    ///
+    /// [`finish`]: SseDecoder::finish
+    pub fn whole_pending(&mut self) -> Option<SseEvent> {
+        if !self.has_data || self.line_started || self.discarding {
+            return None;
+        }
+        let mut fed = Fed::default();
+        self.dispatch(&mut fed);
+        match fed.items.pop() {
+            Some(SseItem::Event(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Ends the stream. Per the spec an event without its blank line is dropped; returns true if
     /// something was dropped.
     pub fn finish(&mut self) -> bool {
@@ -384,5 +401,19 @@ mod tests {
         items.extend(d.feed(b"\xBFdata: \xC3").items);
         items.extend(d.feed(b"\xA9\n\n").items);
         assert_eq!(items, vec![ev(None, "é")]);
+    }
+
+    #[test]
+    fn a_last_event_lacking_only_its_blank_line_can_be_taken_whole() {
+        let mut d = SseDecoder::new(1024);
+        assert!(d.feed(b"data: a\n\nevent: x\ndata: [DONE]\n").items.len() == 1);
+        let last = d.whole_pending().map(|e| (e.event, e.data));
+        assert_eq!(last, Some((Some("x".to_owned()), "[DONE]".to_owned())));
+        assert!(!d.finish(), "taken, nothing left to drop");
+        // A last line that did not end is not whole.
+        let mut d = SseDecoder::new(1024);
+        d.feed(b"data: [DO");
+        assert_eq!(d.whole_pending(), None);
+        assert!(d.finish());
     }
 }

@@ -248,6 +248,12 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
                 .ok()?;
             rst(s)
         }
+        // E1, then a clean end: no finish reason, no `[DONE]` (a server that stopped early).
+        "no-done" => {
+            let mut out = first.clone();
+            out.extend_from_slice(b"0\r\n\r\n");
+            s.write_all(&out).await.ok()
+        }
         // E1 and a last event without its blank line, then a clean end.
         "done-without-blank" => {
             let mut out = first.clone();

@@ -22,7 +22,12 @@ impl Anthropic {
             t.ignored();
             return;
         };
-        let kind = v.get("type").and_then(Value::as_str).or(name).unwrap_or("");
+        // An `event: error` is an error whatever its data's `type` (llama.cpp's Anthropic
+        // endpoint sends `{"code":500,"type":"server_error",...}` under it).
+        let kind = match name {
+            Some("error") => "error",
+            _ => v.get("type").and_then(Value::as_str).or(name).unwrap_or(""),
+        };
         let key = num(v.get("index")).unwrap_or(0).to_string();
         match kind {
             "message_start" => {
@@ -51,11 +56,13 @@ impl Anthropic {
                         }
                     }
                     "text" => t.answer(block.get("text").and_then(Value::as_str).unwrap_or("")),
-                    "" => {}
-                    other => {
-                        let name = block.get("name").and_then(Value::as_str).unwrap_or(other);
+                    // Calls only: a server tool's result block (`web_search_tool_result`, ...)
+                    // or a `container_upload` is no call (docs/streams.md).
+                    kind @ ("tool_use" | "server_tool_use" | "mcp_tool_use") => {
+                        let name = block.get("name").and_then(Value::as_str).unwrap_or(kind);
                         t.tool_call(&key, block.get("id").and_then(Value::as_str), name);
                     }
+                    _ => {}
                 }
             }
             "content_block_delta" => {
@@ -150,5 +157,63 @@ mod tests {
         assert!(sig.contains(&Signal::UpstreamError {
             message: "overloaded_error: Overloaded".into()
         }));
+    }
+
+    #[test]
+    fn an_error_event_is_an_error_whatever_its_data_type() {
+        // llama.cpp's Anthropic endpoint, then `message_stop` would not make it a success.
+        let mut i = StreamInterpreter::new(Api::Anthropic, "/v1/messages", "text/event-stream");
+        let sig = i.feed(b"event: error\ndata: {\"code\":500,\"message\":\"the request exceeds the available context size\",\"type\":\"server_error\"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n").signals;
+        assert!(sig.contains(&Signal::UpstreamError {
+            message: "server_error: the request exceeds the available context size".into()
+        }));
+        assert_eq!(i.summary().phase, Some(Phase::Error));
+    }
+
+    #[test]
+    fn server_tool_results_are_not_calls() {
+        let block = |i: u32, b: &str| {
+            format!(
+                "event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{i},\"content_block\":{b}}}\n\n"
+            )
+        };
+        let body = [
+            block(0, r#"{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}"#),
+            block(1, r#"{"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[]}"#),
+            block(2, r#"{"type":"code_execution_tool_result","tool_use_id":"x","content":{}}"#),
+            block(3, r#"{"type":"container_upload","file_id":"f"}"#),
+            block(4, r#"{"type":"mcp_tool_use","id":"mcptoolu_1","name":"lookup","server_name":"s","input":{}}"#),
+        ]
+        .concat();
+        let mut i = StreamInterpreter::new(Api::Anthropic, "/v1/messages", "text/event-stream");
+        i.feed(body.as_bytes());
+        i.finish();
+        let s = i.summary();
+        let names: Vec<&str> = s
+            .output
+            .tool_calls
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["web_search", "lookup"]);
+        assert_eq!(s.counters.tool_calls, 2);
+    }
+
+    #[test]
+    fn a_stream_closed_before_message_stop_or_a_stop_reason_is_unterminated() {
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3}}}\n\n";
+        let text = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
+        let delta = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n";
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        for (body, want) in [
+            (format!("{start}{text}"), true),
+            (format!("{start}{text}{delta}"), false),
+            (format!("{start}{text}{delta}{stop}"), false),
+        ] {
+            let mut i = StreamInterpreter::new(Api::Anthropic, "/v1/messages", "text/event-stream");
+            i.feed(body.as_bytes());
+            i.finish();
+            assert_eq!(i.unterminated(), want, "{body}");
+        }
     }
 }

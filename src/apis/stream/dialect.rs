@@ -53,6 +53,23 @@ impl Dialect {
         }
     }
 
+    /// Whether the path is a model api's generation endpoint, whose streams end with a marker
+    /// or a finish reason (docs/streams.md, "End of a stream"). A stream found only by its content
+    /// type (any `text/event-stream` on an OpenAI route, Ollama's `/api/pull`) has no such end.
+    pub fn marks_end(path_and_query: &str) -> bool {
+        let path = path_and_query
+            .split_once('?')
+            .map_or(path_and_query, |(p, _)| p);
+        let path = path.trim_end_matches('/');
+        path.ends_with("/completions")
+            || path.ends_with("/responses")
+            || path.contains("/responses/")
+            || path.ends_with("/messages")
+            || path.contains(":streamGenerateContent")
+            || path.ends_with("/api/chat")
+            || path.ends_with("/api/generate")
+    }
+
     pub fn is_sse(self) -> bool {
         !matches!(self, Dialect::GeminiJsonArray | Dialect::OllamaNdjson)
     }

@@ -82,6 +82,9 @@ pub struct StreamInterpreter {
     gzip: Option<Box<GzipDecoder>>,
     /// The body said gzip and was not: the upstream's response is corrupt.
     gzip_failed: bool,
+    /// The path names a model api whose streams always end with a marker or a finish reason
+    /// (see [`Dialect::marks_end`]).
+    marked_end: bool,
     limits: Limits,
 }
 
@@ -91,6 +94,13 @@ impl StreamInterpreter {
             Dialect::detect(api, path_and_query, content_type),
             Limits::default(),
         )
+        .with_end_for(path_and_query)
+    }
+
+    /// Expects the end marker of a generation endpoint when `path_and_query` names one.
+    pub fn with_end_for(mut self, path_and_query: &str) -> Self {
+        self.marked_end = self.dialect.is_some() && Dialect::marks_end(path_and_query);
+        self
     }
 
     pub fn with_dialect(dialect: Option<Dialect>, limits: Limits) -> Self {
@@ -129,6 +139,7 @@ impl StreamInterpreter {
             tally: Tally::new(limits.max_text),
             gzip: None,
             gzip_failed: false,
+            marked_end: false,
             limits,
         }
     }
@@ -155,6 +166,18 @@ impl StreamInterpreter {
 
     pub fn summary(&self) -> &Summary {
         &self.tally.summary
+    }
+
+    /// After the body's end: a stream of a model api that ended without its end marker
+    /// (`[DONE]`, `message_stop`, `response.completed`, `done: true`) or a finish reason, after
+    /// at least one record. Its upstream closed cleanly, yet the answer is cut.
+    pub fn unterminated(&self) -> bool {
+        let s = &self.tally.summary;
+        self.marked_end
+            && !self.gzip_failed
+            && s.counters.events > 0
+            && !s.phase.is_some_and(Phase::is_terminal)
+            && s.output.finish_reason.is_none()
     }
 
     /// Takes what the interpreter learnt, once the body is over (it starts empty again).
@@ -211,12 +234,18 @@ impl StreamInterpreter {
             }
         }
         let mut records = Vec::new();
+        let mut last = None;
         match &mut self.framing {
             Framing::Sse(d) => {
+                // A last event that lacks only its blank line is read when the body ended whole.
+                last = d.whole_pending().filter(|_| complete);
                 d.finish();
             }
             Framing::Lines(s) => s.finish(&mut records),
             Framing::Array(_) | Framing::Off => {}
+        }
+        if let Some(e) = last {
+            self.sse_item(SseItem::Event(e));
         }
         self.records(records);
         if let Reader::Gemini(g) = &mut self.reader
@@ -299,6 +328,54 @@ mod tests {
         assert!(boundaries.is_empty());
         assert_eq!(i.summary().output.answer, "Héllo!");
         assert_eq!(i.summary().phase, Some(Phase::Done));
+    }
+
+    #[test]
+    fn gemini_and_ollama_streams_without_their_end_are_unterminated() {
+        let gem = "/v1beta/models/m:streamGenerateContent?alt=sse";
+        let part = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]}}]}\n\n";
+        let stop =
+            "data: {\"candidates\":[{\"content\":{\"parts\":[]},\"finishReason\":\"STOP\"}]}\n\n";
+        let line = "{\"message\":{\"content\":\"Hi\"},\"done\":false}\n";
+        let done = "{\"message\":{\"content\":\"\"},\"done\":true}\n";
+        let cases = [
+            (Api::Gemini, gem, "text/event-stream", part.to_owned(), true),
+            (
+                Api::Gemini,
+                gem,
+                "text/event-stream",
+                format!("{part}{stop}"),
+                false,
+            ),
+            (
+                Api::Ollama,
+                "/api/chat",
+                "application/x-ndjson",
+                line.to_owned(),
+                true,
+            ),
+            (
+                Api::Ollama,
+                "/api/chat",
+                "application/x-ndjson",
+                format!("{line}{done}"),
+                false,
+            ),
+            // Ollama's pull progress has no `done`: no known end, never unterminated.
+            (
+                Api::Ollama,
+                "/api/pull",
+                "application/x-ndjson",
+                line.to_owned(),
+                false,
+            ),
+        ];
+        for (api, path, ct, body, want) in cases {
+            let mut i = StreamInterpreter::new(api, path, ct);
+            i.feed(body.as_bytes());
+            i.finish();
+            assert_eq!(i.unterminated(), want, "{api} {path} {body}");
+        }
     }
 
     #[test]

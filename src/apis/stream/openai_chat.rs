@@ -27,10 +27,11 @@ impl OpenAiChat {
         }
         t.waiting();
         t.response_ids(v.get("id"), v.get("model"));
-        let choice = v
-            .get("choices")
-            .and_then(Value::as_array)
-            .and_then(|c| c.first());
+        // With `n > 1` each chunk carries one choice, by its `index`: the first answer is read.
+        let choice = v.get("choices").and_then(Value::as_array).and_then(|c| {
+            c.iter()
+                .find(|c| num(c.get("index")).is_none_or(|i| i == 0))
+        });
         if let Some(choice) = choice {
             self.choice(t, choice);
         }
@@ -61,10 +62,21 @@ impl OpenAiChat {
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
                 for call in calls {
-                    let key = num(call.get("index")).unwrap_or(0).to_string();
+                    let index = num(call.get("index"));
+                    let key = index.unwrap_or(0).to_string();
                     let name = call.at("/function/name").and_then(Value::as_str);
                     let id = call.get("id").and_then(Value::as_str);
-                    if let Some(name) = name.filter(|_| !t.has_tool(&key)) {
+                    // A name for a key already taken starts another call when the chunk has no
+                    // index (Gemini's compatible endpoint sends each call whole, unindexed) or
+                    // names another call id (older Ollama numbers every call 0); later argument
+                    // deltas go to the latest call under the key (docs/streams.md).
+                    let another = |t: &Tally| match t.tool_id_of(&key) {
+                        None => true,
+                        Some(taken) => {
+                            index.is_none() || id.is_some_and(|id| !taken.is_empty() && id != taken)
+                        }
+                    };
+                    if let Some(name) = name.filter(|_| another(t)) {
                         t.tool_call(&key, id, name);
                     } else if let Some(id) = id.filter(|_| name.is_none()) {
                         // An id on its own (before or after the call's name); a chunk with a
@@ -172,7 +184,7 @@ mod tests {
             )
         };
         // The id first, then the name (index 0); then a call without `index` (key 0 too) that
-        // is another call: its id is not the first call's.
+        // is another call: it keeps its own id and does not take the first call's.
         let body = [
             chunk(r#"{"index":0,"id":"call_x","type":"function"}"#),
             chunk(r#"{"index":0,"function":{"name":"f","arguments":"{}"}}"#),
@@ -190,6 +202,125 @@ mod tests {
             .map(|t| (t.name.clone(), t.id.clone()))
             .collect();
         let pair = |n: &str, id: &str| (n.to_owned(), id.to_owned());
-        assert_eq!(ids, [pair("f", "call_x"), pair("g", "call_y")]);
+        assert_eq!(
+            ids,
+            [
+                pair("f", "call_x"),
+                pair("g", "call_y"),
+                pair("h", "call_z")
+            ]
+        );
+    }
+
+    fn calls(body: &str) -> Vec<(String, String, String)> {
+        let (_, i) = run("/v1/chat/completions", body.as_bytes());
+        let s = i.summary();
+        assert_eq!(s.counters.tool_calls as usize, s.output.tool_calls.len());
+        s.output
+            .tool_calls
+            .iter()
+            .map(|t| (t.name.clone(), t.id.clone(), t.arguments.clone()))
+            .collect()
+    }
+
+    fn call(name: &str, id: &str, args: &str) -> (String, String, String) {
+        (name.to_owned(), id.to_owned(), args.to_owned())
+    }
+
+    fn tool_chunk(calls: &str) -> String {
+        format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{calls}]}}}}]}}\n\n"
+        )
+    }
+
+    #[test]
+    fn parallel_calls_sent_whole_without_an_index_stay_apart() {
+        // Gemini's OpenAI-compatible endpoint: each call whole, no `index`.
+        let body = [
+            tool_chunk(r#"{"id":"a","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"Sydney\"}"}}"#),
+            tool_chunk(r#"{"id":"b","type":"function","function":{"name":"get_time","arguments":"{\"tz\":\"AEST\"}"}}"#),
+            tool_chunk(r#"{"id":"c","type":"function","function":{"name":"ping","arguments":"{}"}}"#),
+        ]
+        .concat();
+        assert_eq!(
+            calls(&body),
+            [
+                call("get_weather", "a", r#"{"location":"Sydney"}"#),
+                call("get_time", "b", r#"{"tz":"AEST"}"#),
+                call("ping", "c", "{}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn calls_all_numbered_zero_with_their_own_ids_stay_apart() {
+        // Older Ollama: every call `index: 0`, each with its own id; then one streamed the
+        // usual way, whose name is not repeated and whose arguments go to it.
+        let body = [
+            tool_chunk(
+                r#"{"index":0,"id":"call_1","function":{"name":"f","arguments":"{\"x\":1}"}}"#,
+            ),
+            tool_chunk(
+                r#"{"index":0,"id":"call_2","function":{"name":"g","arguments":"{\"y\":"}}"#,
+            ),
+            tool_chunk(r#"{"index":0,"function":{"arguments":"2}"}}"#),
+            tool_chunk(r#"{"index":1,"id":"call_3","function":{"name":"h","arguments":""}}"#),
+            tool_chunk(r#"{"index":1,"function":{"arguments":"{}"}}"#),
+        ]
+        .concat();
+        assert_eq!(
+            calls(&body),
+            [
+                call("f", "call_1", r#"{"x":1}"#),
+                call("g", "call_2", r#"{"y":2}"#),
+                call("h", "call_3", "{}"),
+            ]
+        );
+        // A server that repeats the same call's name and id with each delta has one call.
+        let body = [
+            tool_chunk(r#"{"index":0,"id":"call_1","function":{"name":"f","arguments":"{\"x\""}}"#),
+            tool_chunk(r#"{"index":0,"id":"call_1","function":{"name":"f","arguments":":1}"}}"#),
+        ]
+        .concat();
+        assert_eq!(calls(&body), [call("f", "call_1", r#"{"x":1}"#)]);
+    }
+
+    #[test]
+    fn only_the_first_choice_is_read_when_several_are_streamed() {
+        let body = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Answer A\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"Answer B\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[{\"index\":1,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (_, i) = run("/v1/chat/completions", body.as_bytes());
+        assert_eq!(i.summary().output.answer, "Answer A");
+        assert_eq!(i.summary().output.finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn a_stream_that_ends_before_done_or_a_finish_reason_is_unterminated() {
+        let content = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+        let finish =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        let cases = [
+            ("/v1/chat/completions", content.to_owned(), true),
+            ("/v1/chat/completions", format!("{content}{finish}"), false),
+            (
+                "/v1/chat/completions",
+                format!("{content}data: [DONE]\n\n"),
+                false,
+            ),
+            ("/v1/completions", content.to_owned(), true),
+            // Nothing read: not a stream of this dialect (a JSON body without a content type).
+            ("/v1/chat/completions", "{\"id\":\"x\"}".to_owned(), false),
+            // An SSE endpoint of some other kind on an OpenAI route has no known end.
+            ("/custom/stream", content.to_owned(), false),
+        ];
+        for (path, body, want) in cases {
+            let (_, i) = run(path, body.as_bytes());
+            assert_eq!(i.unterminated(), want, "{path} {body:?}");
+        }
     }
 }

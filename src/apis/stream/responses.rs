@@ -25,7 +25,14 @@ impl Responses {
             t.ignored();
             return;
         };
-        let kind = v.get("type").and_then(Value::as_str).or(name).unwrap_or("");
+        // An `event: error`, or data with no `type` and an `error` (llama.cpp's Responses
+        // endpoint), is an error whatever else the data says.
+        let typed = v.get("type").and_then(Value::as_str);
+        let kind = match (name, typed) {
+            (Some("error"), _) => "error",
+            (_, None) if v.get("error").is_some_and(|e| !e.is_null()) => "error",
+            _ => typed.or(name).unwrap_or(""),
+        };
         let kind = kind.strip_prefix("response.").unwrap_or(kind);
         if let Some(r) = v.get("response") {
             t.response_ids(r.get("id"), r.get("model"));
@@ -101,13 +108,15 @@ impl Responses {
         match item.get("type").and_then(Value::as_str).unwrap_or("") {
             "reasoning" => t.phase(Phase::Thinking),
             "message" => t.waiting(),
-            "" => {}
-            other => {
+            // Every call item's type ends in `_call` (`function_call`, `web_search_call`,
+            // `mcp_call`, ...); a tool list or an approval request is no call.
+            other if other.ends_with("_call") => {
                 let name = item.get("name").and_then(Value::as_str).unwrap_or(other);
                 // `call_id` is what a `function_call_output` answers to (`id` names the item).
                 let id = item.get("call_id").and_then(Value::as_str);
                 t.tool_call(&key, id, name);
             }
+            _ => {}
         }
     }
 
@@ -145,16 +154,16 @@ fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Deltas name their item by `item_id` and `output_index`; added items carry both.
+/// Deltas name their item by `item_id` and `output_index`; added items carry both. An item id
+/// is bounded like a call id (the upstream chooses its length).
 fn item_key(v: &Value) -> String {
     match num(v.get("output_index")) {
         Some(i) => i.to_string(),
-        None => v
-            .get("item_id")
-            .or_else(|| v.at("/item/id"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned(),
+        None => super::tally::tool_id(
+            v.get("item_id")
+                .or_else(|| v.at("/item/id"))
+                .and_then(Value::as_str),
+        ),
     }
 }
 
@@ -234,5 +243,41 @@ mod tests {
         i.feed(body.as_bytes());
         i.finish();
         assert_eq!(i.summary().output.tool_calls[0].id, "call_9");
+    }
+
+    #[test]
+    fn an_error_without_a_type_or_under_an_error_event_is_an_error() {
+        // llama.cpp's Responses endpoint: `data: {"error":{...}}`, no type, no event name.
+        let mut i = StreamInterpreter::new(Api::OpenAi, "/v1/responses", "text/event-stream");
+        let sig = i.feed(b"data: {\"error\":{\"code\":500,\"message\":\"boom\",\"type\":\"server_error\"}}\n\n").signals;
+        assert!(sig.contains(&Signal::UpstreamError {
+            message: "server_error: boom".into()
+        }));
+        let mut i = StreamInterpreter::new(Api::OpenAi, "/v1/responses", "text/event-stream");
+        i.feed(b"event: error\ndata: {\"type\":\"server_error\",\"message\":\"boom\"}\n\n");
+        assert_eq!(i.summary().phase, Some(Phase::Error));
+    }
+
+    #[test]
+    fn only_call_items_are_calls_and_their_keys_are_bounded() {
+        let added = |item: &str| {
+            format!("data: {{\"type\":\"response.output_item.added\",\"item\":{item}}}\n\n")
+        };
+        let long = "i".repeat(100_000);
+        let body = [
+            added(r#"{"type":"mcp_list_tools","id":"l1","server_label":"s","tools":[]}"#),
+            added(r#"{"type":"mcp_approval_request","id":"a1","name":"delete_repo","server_label":"s","arguments":"{}"}"#),
+            added(&format!(r#"{{"type":"function_call","id":"{long}","call_id":"call_1","name":"f"}}"#)),
+            format!("data: {{\"type\":\"response.function_call_arguments.delta\",\"item_id\":\"{long}\",\"delta\":\"{{}}\"}}\n\n"),
+        ]
+        .concat();
+        let mut i = StreamInterpreter::new(Api::OpenAi, "/v1/responses", "text/event-stream");
+        i.feed(body.as_bytes());
+        i.finish();
+        let s = i.summary();
+        assert_eq!(s.counters.tool_calls, 1);
+        let call = &s.output.tool_calls[0];
+        assert_eq!((call.name.as_str(), call.arguments.as_str()), ("f", "{}"));
+        assert_eq!(call.key.len(), 256);
     }
 }

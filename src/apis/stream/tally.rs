@@ -1,7 +1,8 @@
 //! The shared state every dialect writes into: phase, counters, labels and bounded reassembly.
 //!
-//! **Invariant:** reassembled text and tool arguments never exceed `max_text` bytes each; past the
-//! bound they are cut (on a char boundary) and marked truncated, while counters keep counting.
+//! **Invariant:** the reassembled answer, the reasoning and all tool calls' arguments together
+//! never exceed `max_text` bytes each (the arguments share one budget); past the bound they are
+//! cut (on a char boundary) and marked truncated, while counters keep counting.
 
 use serde::Serialize;
 
@@ -73,6 +74,8 @@ pub struct Tally {
     /// Call ids named before their call (an OpenAI chat chunk with the id, then one with the
     /// name), by key, until the call starts (bounded like the calls).
     early_ids: Vec<(String, String)>,
+    /// Bytes of arguments kept over all tool calls (one `max_text` budget for them all).
+    tool_bytes: usize,
 }
 
 impl Tally {
@@ -86,6 +89,7 @@ impl Tally {
             out: Vec::new(),
             max_text,
             early_ids: Vec::new(),
+            tool_bytes: 0,
         }
     }
 
@@ -206,15 +210,24 @@ impl Tally {
         set_once(&mut out.response_model, model);
     }
 
-    pub fn has_tool(&self, key: &str) -> bool {
-        self.summary.output.tool_calls.iter().any(|t| t.key == key)
+    /// The id of the latest call under `key` (empty when it has none), if there is one.
+    pub fn tool_id_of(&self, key: &str) -> Option<&str> {
+        let calls = &self.summary.output.tool_calls;
+        calls
+            .iter()
+            .rev()
+            .find(|t| t.key == key)
+            .map(|t| t.id.as_str())
     }
 
+    /// Appends to the latest call under `key`, within the budget all calls' arguments share.
     pub fn tool_args(&mut self, key: &str, delta: &str) {
-        let max = self.max_text;
+        let room = self.max_text.saturating_sub(self.tool_bytes);
         let out = &mut self.summary.output;
         if let Some(call) = out.tool_calls.iter_mut().rev().find(|t| t.key == key) {
-            out.truncated |= push_bounded(&mut call.arguments, delta, max);
+            let before = call.arguments.len();
+            out.truncated |= push_bounded(&mut call.arguments, delta, before + room);
+            self.tool_bytes += call.arguments.len() - before;
         }
     }
 
@@ -362,5 +375,24 @@ mod tests {
         t.reasoning("late");
         assert_eq!(t.summary.phase, Some(Phase::Done));
         assert_eq!(t.summary.counters.reasoning_chars, 4);
+    }
+
+    #[test]
+    fn all_calls_arguments_share_one_budget() {
+        let mut t = Tally::new(10);
+        for key in ["0", "1", "2"] {
+            t.tool_call(key, None, "f");
+            t.tool_args(key, "abcdef");
+        }
+        let args: Vec<&str> = t
+            .summary
+            .output
+            .tool_calls
+            .iter()
+            .map(|c| c.arguments.as_str())
+            .collect();
+        assert_eq!(args, ["abcdef", "abcd", ""]);
+        assert!(t.summary.output.truncated);
+        assert_eq!(t.summary.counters.tool_calls, 3);
     }
 }

@@ -199,7 +199,16 @@ impl ExchangeBody {
             .ex
             .upstream_status
             .is_some_and(|s| (200..300).contains(&s));
+        let unterminated = self.obs.as_ref().is_some_and(|o| o.unterminated());
         let ending = match end {
+            UpstreamEnd::Complete if upstream_ok && stream_error.is_none() && unterminated => {
+                Ending::new(
+                    Outcome::UpstreamError,
+                    true,
+                    UNTERMINATED,
+                    UNTERMINATED_MSG.into(),
+                )
+            }
             UpstreamEnd::Complete if upstream_ok && stream_error.is_none() => Ending::ok(),
             UpstreamEnd::Complete => Ending {
                 outcome: Outcome::UpstreamError,
@@ -214,7 +223,13 @@ impl ExchangeBody {
         } else {
             Phase::Error
         };
-        if ending.partial {
+        if ending.cause == UNTERMINATED {
+            // The upstream ended its body cleanly: the off and comments tiers pass that end as
+            // it came (a direct client would see it so); the events tier says what it was.
+            if self.inj.mode() == Mode::Events {
+                self.push_error(502, None, UNTERMINATED, UNTERMINATED_MSG);
+            }
+        } else if ending.partial {
             let message = ending.error.clone().unwrap_or_default();
             match (self.inj.mode(), self.committed) {
                 (Mode::Events, _) => self.push_error(502, None, ending.cause, &message),
@@ -408,6 +423,10 @@ impl ExchangeBody {
 }
 
 /// The ending of a body that did not complete.
+/// The cause of a model stream that ended cleanly without its end marker or a finish reason.
+const UNTERMINATED: &str = "upstream_unterminated";
+const UNTERMINATED_MSG: &str = "the upstream's stream ended before its end marker";
+
 fn cut(end: UpstreamEnd) -> Ending {
     let (outcome, cause, message) = match end {
         UpstreamEnd::IdleTimeout => (
