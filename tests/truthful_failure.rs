@@ -325,6 +325,7 @@ async fn an_upstream_101_is_a_502() {
             )
             .await;
             assert_eq!(conn.status(), 502, "{tier} tier, body {body}");
+            assert_eq!(conn.header("x-should-retry"), Some("false"), "{tier}");
             conn.finish().await;
         }
     }
@@ -394,6 +395,70 @@ async fn the_events_tier_never_passes_the_upstreams_content_length() {
                 .any(|e| e.event.as_deref() == Some("aloud.done")),
             "{mode}: {events:?}"
         );
+    }
+    aloud.stop().await;
+}
+
+/// An upstream head with both `Content-Length` and `Transfer-Encoding` is framed by the chunking
+/// (RFC 9112 §6.3): the client gets the whole body, never one cut to the stale length.
+#[tokio::test]
+async fn a_length_beside_chunked_framing_is_not_passed_on() {
+    let up = Scripted::start().await;
+    let aloud = aloud(&up, "openai", "", "").await;
+    for tier in TIERS {
+        let h = [("Aloud-Progress", tier), ("x-mock", "cl-and-te")];
+        let conn = Conn::request(
+            aloud.addr,
+            "POST",
+            PATH,
+            &h,
+            support::wire::CHAT_STREAM.as_bytes(),
+        )
+        .await;
+        assert_eq!(conn.status(), 200, "{tier}");
+        let reply = conn.finish().await;
+        assert_ne!(reply.header("content-length"), Some("3"), "{tier}");
+        assert!(matches!(reply.end, End::Clean), "{tier}: {:?}", reply.end);
+        let text = reply.text();
+        assert!(
+            text.contains(E1) && text.contains(DONE),
+            "{tier}: the whole body:\n{text}"
+        );
+    }
+    aloud.stop().await;
+}
+
+/// An HTTP/1.0 upstream's answer (close-delimited) reaches an HTTP/1.1 client as HTTP/1.1 with
+/// its own framing, so a reset mid-body is a cut the client sees, and a close is a clean end.
+#[tokio::test]
+async fn an_http10_upstreams_cut_reaches_the_client_as_a_cut() {
+    let up = Scripted::start().await;
+    let aloud = aloud(&up, "openai", "", "").await;
+    for tier in ["off", "comments"] {
+        let h = [("Aloud-Progress", tier), ("x-mock", "http10-then-reset")];
+        let conn = Conn::request(
+            aloud.addr,
+            "POST",
+            PATH,
+            &h,
+            support::wire::CHAT_STREAM.as_bytes(),
+        )
+        .await;
+        assert_eq!(conn.status(), 200, "{tier}");
+        let reply = conn.finish().await;
+        assert!(matches!(reply.end, End::Cut), "{tier}: {:?}", reply.end);
+        let h = [("Aloud-Progress", tier), ("x-mock", "http10-ok")];
+        let conn = Conn::request(
+            aloud.addr,
+            "POST",
+            PATH,
+            &h,
+            support::wire::CHAT_STREAM.as_bytes(),
+        )
+        .await;
+        let reply = conn.finish().await;
+        assert!(matches!(reply.end, End::Clean), "{tier}: {:?}", reply.end);
+        assert!(reply.text().ends_with(&format!("{E1}{DONE}")), "{tier}");
     }
     aloud.stop().await;
 }

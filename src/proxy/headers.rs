@@ -30,7 +30,14 @@ pub const CLIENT_TOKEN_HEADER: &str = "aloud-token";
 /// `Connection` header names), and no `Aloud-*` header. aloud speaks for itself on its own
 /// headers: an upstream's `Aloud-Error-Code` (another aloud behind this one, say) would read as
 /// this aloud's refusal.
+///
+/// A head with both `Transfer-Encoding` and `Content-Length` was framed by the former (RFC 9112
+/// §6.3, which tells a proxy to drop the length): the length is dropped too, or the client would
+/// frame the body by a length that does not describe it.
 pub fn response_headers_for_client(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     strip(headers, |k| k.as_str().starts_with("aloud-"));
 }
 

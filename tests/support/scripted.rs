@@ -248,6 +248,28 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
                 .ok()?;
             rst(s)
         }
+        // Both framings: `Content-Length: 3` and a chunked body of E1 and DONE (chunked wins).
+        "cl-and-te" => {
+            let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            out.extend(chunk(E1.as_bytes()));
+            out.extend(chunk(DONE.as_bytes()));
+            out.extend_from_slice(b"0\r\n\r\n");
+            s.write_all(&out).await.ok()
+        }
+        // An HTTP/1.0 answer (no length: its end is the close): E1 and DONE then a close, or E1
+        // then a reset.
+        "http10-ok" | "http10-then-reset" => {
+            let mut out = b"HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\n".to_vec();
+            out.extend_from_slice(E1.as_bytes());
+            if mode == "http10-ok" {
+                out.extend_from_slice(DONE.as_bytes());
+                s.write_all(&out).await.ok()?;
+                let _ = s.shutdown().await;
+                return None;
+            }
+            s.write_all(&out).await.ok()?;
+            rst(s)
+        }
         // E1, then a clean end: no finish reason, no `[DONE]` (a server that stopped early).
         "no-done" => {
             let mut out = first.clone();

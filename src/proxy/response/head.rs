@@ -18,12 +18,16 @@ impl ExchangeBody {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // aloud never asks for an upgrade and refuses the client's; an upstream that
             // switches anyway has not answered the request.
-            self.on_failure(ProxyError::new(
-                StatusCode::BAD_GATEWAY,
-                Origin::Upstream,
-                "upstream_switched_protocols",
-                "the upstream answered 101 Switching Protocols to a plain HTTP request",
-            ));
+            self.on_failure(
+                ProxyError::new(
+                    StatusCode::BAD_GATEWAY,
+                    Origin::Upstream,
+                    "upstream_switched_protocols",
+                    "the upstream answered 101 Switching Protocols to a plain HTTP request",
+                )
+                // The same upstream would switch again: a retry cannot help.
+                .no_retry(),
+            );
             return;
         }
         let (mut parts, incoming) = response.into_parts();
@@ -76,6 +80,11 @@ impl ExchangeBody {
                 self.inj.pass_only();
             }
             crate::proxy::headers::response_headers_for_client(&mut parts.headers);
+            // An HTTP/1.0 upstream's version is not the client's: answered as HTTP/1.0, an
+            // HTTP/1.1 client would get a close-delimited body, whose cut looks like its end.
+            if parts.version < http::Version::HTTP_11 {
+                parts.version = http::Version::HTTP_11;
+            }
             if self.inj.mode() != Mode::Pass {
                 // Comments change the body's length.
                 parts.headers.remove(header::CONTENT_LENGTH);
