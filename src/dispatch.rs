@@ -131,7 +131,7 @@ fn refuse(app: &App, e: ProxyError, api: Api, id: &str, route: Option<&str>) -> 
         route,
         status = e.status.as_u16(),
         label = e.label,
-        message = %e.message,
+        detail = %e.message,
         "refused request"
     );
     e.into_response_unlogged(api)

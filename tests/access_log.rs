@@ -195,6 +195,23 @@ async fn every_exchange_gets_one_line_with_whole_milliseconds_even_without_a_hea
             "a warning without its id and route: {l}"
         );
     }
+    // A refusal before routing is one `refused request` line, its reason under `detail` (a
+    // second `message` key would hide the line's own message from JSON readers).
+    assert_eq!(
+        send(&b, "/nowhere/x", "access-404-0000001", &auth, b"{}").await,
+        404
+    );
+    let refused = b
+        .wait_json(|v| v["id"] == "access-404-0000001" && v["label"] == "no_route")
+        .await;
+    assert_eq!(refused["message"], "refused request", "{refused}");
+    assert!(refused["detail"].is_string(), "{refused}");
+    let raw = b.log();
+    let line = raw
+        .iter()
+        .find(|l| l.contains("access-404-0000001"))
+        .unwrap();
+    assert_eq!(line.matches("\"message\"").count(), 1, "{line}");
     b.signal("TERM");
     b.wait_exit(Duration::from_secs(20)).await;
 }

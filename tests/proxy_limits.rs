@@ -370,6 +370,45 @@ async fn the_request_head_limit_is_exact() {
     aloud.stop().await;
 }
 
+/// At the smallest limit too, a head just past it is aloud's own refusal (the route's envelope,
+/// its error code and an id), not hyper's bare 431; and a smaller limit is a config error.
+#[tokio::test]
+async fn at_the_smallest_head_limit_an_oversized_head_is_still_refused_by_aloud() {
+    let up = ok_upstream().await;
+    let config = |limit: &str| {
+        route_config(
+            up.addr,
+            "openai",
+            "",
+            &format!("max_request_head = \"{limit}\""),
+        )
+    };
+    let err = aloud::config::Config::parse(
+        &config("4KiB"),
+        std::path::Path::new("aloud.toml"),
+        &aloud::config::MapEnv::default(),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        err.contains("max_request_head") && err.contains("8KiB"),
+        "{err}"
+    );
+    let aloud = Aloud::start(&config("8KiB")).await;
+    for size in [8193, 12_000] {
+        let out = raw_exchange(aloud.addr, head_of(size).as_bytes()).await;
+        let text = String::from_utf8_lossy(&out).to_lowercase();
+        assert!(text.starts_with("http/1.1 431"), "{size}: {text}");
+        assert!(
+            text.contains("aloud-error-code: request_head_too_large"),
+            "{size}: {text}"
+        );
+        assert!(text.contains("aloud-request-id: "), "{size}: {text}");
+    }
+    aloud.stop().await;
+}
+
 #[tokio::test]
 async fn a_slow_request_head_times_out() {
     let up = ok_upstream().await;

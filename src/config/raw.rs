@@ -111,7 +111,7 @@ pub struct RawServer {
     pub max_concurrent_requests: Option<Spanned<u32>>,
     pub max_connections: Option<Spanned<u32>>,
     pub workers: Option<Spanned<u32>>,
-    pub max_request_head: Option<Size>,
+    pub max_request_head: Option<Spanned<Size>>,
     pub request_head_timeout: Option<Dur>,
     pub request_body_timeout: Option<Dur>,
     pub write_stall_timeout: Option<Dur>,

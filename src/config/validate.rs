@@ -185,6 +185,17 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, 
         Some(n) => Some(*n.get_ref() as usize),
         None => None,
     };
+    let max_request_head = match &s.max_request_head {
+        Some(n) if n.get_ref().0 < MIN_REQUEST_HEAD => {
+            return Err(ctx.err(
+                Some(n.span()),
+                "server.max_request_head",
+                "must be at least 8KiB",
+            ));
+        }
+        Some(n) => n.get_ref().0 as usize,
+        None => defaults::MAX_REQUEST_HEAD as usize,
+    };
     let server = ServerConfig {
         listen,
         workers,
@@ -192,10 +203,7 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, 
         allow_open_relay: s.allow_open_relay,
         max_concurrent_requests,
         max_connections,
-        max_request_head: s
-            .max_request_head
-            .map_or(defaults::MAX_REQUEST_HEAD, |v| v.0)
-            .max(8192) as usize,
+        max_request_head,
         request_head_timeout: s
             .request_head_timeout
             .map_or(defaults::REQUEST_HEAD_TIMEOUT, |d| d.0),
@@ -368,6 +376,9 @@ const PHASES: [(&str, Phase); 9] = [
     ("done", Phase::Done),
     ("error", Phase::Error),
 ];
+
+/// The smallest `max_request_head`: hyper's smallest read buffer.
+const MIN_REQUEST_HEAD: u64 = 8192;
 
 /// Longest label text, in characters.
 const MAX_LABEL: usize = 120;

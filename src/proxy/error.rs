@@ -116,13 +116,13 @@ impl ProxyError {
     pub fn into_response(self, api: Api) -> Response<Body> {
         match self.origin {
             Origin::Downstream => {
-                tracing::info!(status = self.status.as_u16(), label = self.label, message = %self.message, "refused request")
+                tracing::info!(status = self.status.as_u16(), label = self.label, detail = %self.message, "refused request")
             }
             Origin::Upstream | Origin::Internal => tracing::warn!(
                 status = self.status.as_u16(),
                 label = self.label,
                 origin = ?self.origin,
-                message = %self.message,
+                detail = %self.message,
                 "request failed"
             ),
         }

@@ -32,7 +32,10 @@ fn builder(app: &App) -> http1::Builder {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(app.server.request_head_timeout)
-        .max_buf_size(app.server.max_request_head)
+        // Room past `max_request_head`, so the dispatcher's exact measure refuses an oversized
+        // head in the api's envelope with its id (hyper's own refusal is a bare 431), up to
+        // twice the limit.
+        .max_buf_size(app.server.max_request_head.saturating_mul(2))
         .keep_alive(true)
         // Copy body chunks into the connection's one write buffer instead of queueing them for
         // vectored writes: SSE chunks and heartbeats are small, and the queue (a few hundred

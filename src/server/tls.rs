@@ -66,7 +66,10 @@ impl Https {
         http2
             .timer(TokioTimer::new())
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-            .max_header_list_size(u32::try_from(app.server.max_request_head).unwrap_or(u32::MAX))
+            // Room past the limit, as for HTTP/1: `dispatch` refuses in the api's envelope.
+            .max_header_list_size(
+                u32::try_from(app.server.max_request_head.saturating_mul(2)).unwrap_or(u32::MAX),
+            )
             .keep_alive_interval(PING_INTERVAL)
             .keep_alive_timeout(PING_TIMEOUT);
         Ok(Https {
