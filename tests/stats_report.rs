@@ -417,3 +417,28 @@ fn relative_windows_and_refusals() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// A reader that stops early (`aloud stats --json | head`) ends the run quietly: no panic, no
+/// error, whatever the format.
+#[test]
+fn a_reader_that_stops_early_is_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("aloud.db");
+    seed(&db);
+    for format in [&["--json"][..], &["--csv"], &[]] {
+        // The pipe's reader is gone before the run starts: its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_aloud"))
+            .arg("stats")
+            .args(format)
+            .arg("--database")
+            .arg(&db)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{format:?}: {err}");
+        assert!(!err.contains("panicked"), "{format:?}: {err}");
+    }
+}

@@ -60,15 +60,27 @@ pub fn run(db: &DbArgs, args: &StatsArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("reading the database: {e}")),
     };
-    if args.json {
+    let text = if args.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => text + "\n",
             Err(e) => return fail(format!("cannot write JSON: {e}")),
         }
     } else if args.csv {
-        print!("{}", render_csv(&report));
+        render_csv(&report)
     } else {
-        print!("{}", render_table(&report));
+        render_table(&report)
+    };
+    write_out(&text)
+}
+
+/// Writes the report to stdout. A reader that stopped early (`| head`) ends the run quietly, as
+/// it would for any Unix filter; any other write error is reported.
+fn write_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(format!("cannot write the report: {e}")),
     }
-    ExitCode::SUCCESS
 }
