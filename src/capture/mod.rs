@@ -6,6 +6,7 @@
 use crate::config::Owner;
 
 pub mod beacon;
+mod cut;
 mod item;
 mod overflow;
 mod pending;

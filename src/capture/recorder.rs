@@ -212,11 +212,29 @@ impl Recorder {
             .map(str::to_owned)
             .or_else(|| gemini_model(&self.meta.path));
         let mut truncated = self.truncated;
+        let max = self.meta.max_body;
         let request = if full {
             end.request.as_ref().map(|(bytes, whole)| {
-                truncated |= !whole;
-                request_json
-                    .unwrap_or_else(|| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+                truncated |= !whole || bytes.len() > max;
+                match request_json {
+                    // Cut to the bound with its shape kept (redaction by field still applies);
+                    // a shape larger than the bound is not stored at all.
+                    Some(mut v) => {
+                        if super::cut::fit(&mut v, bytes.len(), max) {
+                            v
+                        } else {
+                            Value::Null
+                        }
+                    }
+                    None => {
+                        let mut end = bytes.len().min(max);
+                        // A character cut in two becomes U+FFFD, never a split code point.
+                        while end > 0 && end < bytes.len() && (bytes[end] & 0xC0) == 0x80 {
+                            end -= 1;
+                        }
+                        Value::String(String::from_utf8_lossy(&bytes[..end]).into_owned())
+                    }
+                }
             })
         } else {
             None
@@ -447,5 +465,42 @@ mod tests {
             ..End::default()
         });
         assert!(rec.truncated);
+    }
+
+    #[test]
+    fn a_request_body_is_cut_to_the_bound_with_its_shape_kept() {
+        let json = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+            "x".repeat(900)
+        );
+        let cases: [(&[u8], usize); 3] =
+            [(json.as_bytes(), 200), (&[b'y'; 900], 100), (b"{}", 100)];
+        for (body, max) in cases {
+            let rec = Recorder::new(Meta {
+                max_body: max,
+                ..meta()
+            })
+            .finish(End {
+                request: Some((body.to_vec(), true)),
+                ..End::default()
+            });
+            let stored = serde_json::to_string(&rec.request).unwrap();
+            assert!(stored.len() <= max + 2, "{max}: {stored}");
+            assert_eq!(rec.truncated, body.len() > max, "{stored}");
+        }
+        let rec = Recorder::new(Meta {
+            max_body: 200,
+            ..meta()
+        })
+        .finish(End {
+            request: Some((json.into_bytes(), true)),
+            ..End::default()
+        });
+        let v = rec.request.unwrap();
+        assert_eq!(
+            (v["model"].as_str(), v["messages"][0]["role"].as_str()),
+            (Some("m"), Some("user"))
+        );
+        assert_eq!(rec.model.as_deref(), Some("m"), "read from the whole body");
     }
 }
