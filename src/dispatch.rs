@@ -55,7 +55,7 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 e.to_string(),
             );
             let id = request_id::generate();
-            let response = refuse(&app, refused, api, &id, route_name.as_deref());
+            let response = refuse(&app, refused, api, &id, route_name.as_deref(), started);
             (id, response)
         }
         Ok(id) if oversized => {
@@ -69,7 +69,7 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 ),
             )
             .closing();
-            let response = refuse(&app, e, api, &id, route_name.as_deref());
+            let response = refuse(&app, e, api, &id, route_name.as_deref(), started);
             (id, response)
         }
         Ok(id) => {
@@ -85,6 +85,7 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                     api,
                     &id,
                     route_name.as_deref(),
+                    started,
                 ),
                 Ok(()) => answer(&app, req, &path, route, &id, started).await,
             };
@@ -121,8 +122,16 @@ fn head_size<B>(req: &Request<B>) -> usize {
 }
 
 /// A request aloud refuses before any route takes it: logged with its id (and the route its
-/// path names, if any), answered in `api`'s envelope.
-fn refuse(app: &App, e: ProxyError, api: Api, id: &str, route: Option<&str>) -> Response<Body> {
+/// path names, if any), answered in `api`'s envelope; on a route, with aloud's `Server-Timing`
+/// like every error it answers for a route.
+fn refuse(
+    app: &App,
+    e: ProxyError,
+    api: Api,
+    id: &str,
+    route: Option<&str>,
+    started: Instant,
+) -> Response<Body> {
     if let (Some(m), Some(reason)) = (&app.metrics, Refusal::from_cause(e.label)) {
         m.refused(reason);
     }
@@ -134,7 +143,21 @@ fn refuse(app: &App, e: ProxyError, api: Api, id: &str, route: Option<&str>) -> 
         detail = %e.message,
         "refused request"
     );
-    e.into_response_unlogged(api)
+    let mut response = e.into_response_unlogged(api);
+    if route.is_some() {
+        let marks = proxy::timing::Marks {
+            started,
+            sent: None,
+            upstream_head: None,
+            attempted: false,
+            now: Instant::now(),
+        };
+        let timing = proxy::timing::header(&marks);
+        response
+            .headers_mut()
+            .append(proxy::timing::SERVER_TIMING, timing);
+    }
+    response
 }
 
 async fn answer(
@@ -155,7 +178,7 @@ async fn answer(
             "aloud is a reverse proxy for model APIs; CONNECT tunnels are not supported",
         )
         .closing();
-        return refuse(app, e, api, id, name);
+        return refuse(app, e, api, id, name, started);
     }
     if path == "/healthz" {
         return endpoints::json(StatusCode::OK, r#"{"status":"ok"}"#);
@@ -189,5 +212,5 @@ async fn answer(
         "no_route",
         format!("no route matches {path}; routes: {}", prefixes.join(", ")),
     );
-    refuse(app, e, Api::OpenAi, id, None)
+    refuse(app, e, Api::OpenAi, id, None, started)
 }

@@ -98,6 +98,36 @@ async fn refusals_and_early_commits_carry_alouds_time() {
         "{v}"
     );
 
+    // Refused on a route before its exchange (a bad request id, a dot-segment path): aloud's
+    // time too; a path no route takes has none.
+    for (path, id, status) in [
+        ("/up/v1/chat/completions", "bad!", 400),
+        ("/up/v1/../chat/completions", "timing-path-000001", 400),
+        ("/nowhere/v1/chat/completions", "timing-none-000001", 404),
+    ] {
+        let r = post(
+            &aloud.url(path),
+            &[
+                ("content-type", "application/json"),
+                ("aloud-request-id", id),
+            ],
+            CHAT,
+        )
+        .await;
+        assert_eq!(r.status(), status, "{path} {id}");
+        let v = r
+            .headers()
+            .get("server-timing")
+            .map(|v| v.to_str().unwrap().to_owned());
+        match status {
+            404 => assert_eq!(v, None, "{path}"),
+            _ => assert!(
+                v.as_deref().and_then(|v| dur(v, "aloud")).is_some(),
+                "{path} {id}: {v:?}"
+            ),
+        }
+    }
+
     // The events tier commits its head before the upstream answers: it says so.
     let aloud2 = Aloud::start(&route_config(up.addr, "openai", "", "")).await;
     let r = post(
