@@ -65,6 +65,14 @@ async fn idle_connections_at_the_cap_refuse_new_ones_until_one_closes() {
             "{answer}"
         );
         assert!(!answer.contains("\"ok\":1"), "{answer}");
+        if !answer.is_empty() {
+            // Like every response, with an id and its reason.
+            assert!(answer.contains("\r\naloud-request-id: "), "{answer}");
+            assert!(
+                answer.contains("\r\naloud-error-code: too_many_connections\r\n"),
+                "{answer}"
+            );
+        }
     }
     // Close one idle connection and wait until aloud has seen it go (it closes its side too).
     let mut gone = idle.pop().unwrap();

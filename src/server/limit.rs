@@ -12,10 +12,21 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// What a refused connection gets, if its socket takes it without waiting (never awaited).
-const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 112\r\n\r\n\
-{\"error\":{\"message\":\"aloud is at its limit of open connections; retry shortly\",\"type\":\"overloaded\",\"code\":null}}";
+/// The body a refused connection gets: no request was read, so no route's envelope is known;
+/// OpenAI's shape (`error.message`) is what most clients read.
+const REFUSAL_BODY: &str = "{\"error\":{\"message\":\"aloud is at its limit of open connections; retry shortly\",\"type\":\"overloaded\",\"code\":\"too_many_connections\"}}";
+
+/// What a refused connection gets, if its socket takes it without waiting (never awaited):
+/// written by hand, since no request was read for hyper to answer; like every response, it
+/// carries an `Aloud-Request-Id` (a fresh one) and its reason in `Aloud-Error-Code`.
+fn refusal(id: &str) -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         x-should-retry: true\r\naloud-request-id: {id}\r\naloud-error-code: too_many_connections\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
+        REFUSAL_BODY.len()
+    )
+}
 
 /// At most one log line per this period, carrying how many were refused since the last.
 const LOG_EVERY: Duration = Duration::from_secs(1);
@@ -68,7 +79,7 @@ impl ConnectionLimit {
             Err(_) => {
                 // Best effort: a full send buffer just means a plain close.
                 if self.answer {
-                    let _ = stream.try_write(REFUSAL);
+                    let _ = stream.try_write(refusal(&crate::request_id::generate()).as_bytes());
                 }
                 drop(stream);
                 if let Some(m) = &self.metrics {
@@ -104,8 +115,9 @@ mod tests {
 
     #[test]
     fn the_canned_refusal_declares_its_length() {
-        let text = std::str::from_utf8(REFUSAL).unwrap_or_default();
+        let text = refusal("abcdefghijklmnop");
         let (_, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(text.contains("\r\naloud-request-id: abcdefghijklmnop\r\n"));
         assert!(text.contains(&format!("content-length: {}\r\n", body.len())));
         assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
     }
