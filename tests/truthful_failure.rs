@@ -462,3 +462,24 @@ async fn an_http10_upstreams_cut_reaches_the_client_as_a_cut() {
     }
     aloud.stop().await;
 }
+
+/// The comments start with an early commit: the first `: aloud` comment goes out with the head,
+/// not one heartbeat later (here ten seconds: the test would wait for it and time out).
+#[tokio::test]
+async fn an_early_commit_sends_its_first_comment_at_once() {
+    let up = Scripted::start().await;
+    let extra = "[progress]\nhold = \"50ms\"\nheartbeat = \"10s\"";
+    let aloud = aloud(&up, "openai", "", extra).await;
+    let mut conn = Conn::chat(aloud.addr, PATH, "comments", &[("x-mock", "late-big-429")]).await;
+    assert_eq!(conn.status(), 200, "committed after the hold");
+    let first = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        conn.until_contains(": aloud "),
+    )
+    .await
+    .expect("no comment came with the early commit");
+    assert!(first.starts_with(": aloud {"), "{first}");
+    up.go();
+    conn.finish().await;
+    aloud.stop().await;
+}

@@ -194,6 +194,9 @@ impl ExchangeBody {
         self.committed = true;
         self.inj.head_out();
         self.ex.client_head(Instant::now(), 200);
+        // The comments start with the commit: the first one goes with the head, not at the
+        // next heartbeat, up to an interval later (the next is due one interval after it).
+        self.heartbeat();
     }
 
     /// The response headers of a stream committed before the upstream answered.
