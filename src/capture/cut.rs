@@ -1,35 +1,70 @@
-//! Cutting a stored request body to `capture_max_body` while keeping its JSON shape, so
-//! redaction by field name and path still applies to what is kept. Pure: no I/O.
+//! Cutting a stored request body to `capture_max_body` once it is redacted, keeping its JSON
+//! shape so what is kept reads as the request did. Pure: no I/O.
+//!
+//! The cut runs after redaction (see `Item::prepared`): a secret that straddled the cut point
+//! was already replaced whole, so no prefix of one is left to escape the patterns.
 
+use super::CaptureRecord;
 use serde_json::Value;
 
-/// Shortens `v`'s strings, the longest first, until its JSON text (`len` bytes as it came) is
-/// at most about `max` bytes: every string longer than one common length is cut to it, on a
-/// character boundary. `false` when the shape alone (keys, numbers, punctuation) is larger than
-/// `max`: `v` is left as it was and the caller stores none of it.
-pub fn fit(v: &mut Value, len: usize, max: usize) -> bool {
-    let Some(excess) = len.checked_sub(max).filter(|e| *e > 0) else {
-        return true;
-    };
-    let mut lens = Vec::new();
-    strings(v, &mut |s| lens.push(s.len()));
-    let cut_at = |c: usize| lens.iter().map(|l| l.saturating_sub(c)).sum::<usize>();
-    if cut_at(0) < excess {
-        return false;
+/// Cuts `record`'s request to `max` bytes of JSON (already marked `truncated` when it was
+/// longer); one whose keys and numbers alone are larger is not stored at all.
+pub fn request(record: &mut CaptureRecord, max: usize) {
+    if let Some(request) = record.request.as_mut()
+        && !fit(request, max)
+    {
+        *request = Value::Null;
     }
-    // The longest common length that still removes `excess` bytes (what is removed falls as
-    // the length grows).
-    let (mut lo, mut hi) = (0, lens.iter().copied().max().unwrap_or(0));
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if cut_at(mid) >= excess {
-            lo = mid;
-        } else {
-            hi = mid - 1;
+}
+
+/// Shortens `v`'s strings, the longest first, until its JSON text is at most `max` bytes: every
+/// string whose JSON form is longer than one common length is cut to it, on a character
+/// boundary. `false` when even empty strings would not fit (keys, numbers and punctuation alone
+/// are larger than `max`).
+pub fn fit(v: &mut Value, max: usize) -> bool {
+    // Each pass removes at least the excess it measured: one is enough, the bound is a guard.
+    for _ in 0..4 {
+        let len = json_len(v);
+        let Some(excess) = len.checked_sub(max).filter(|e| *e > 0) else {
+            return true;
+        };
+        let mut lens = Vec::new();
+        strings(v, &mut |s| lens.push(escaped_len(s)));
+        let cut_at = |c: usize| lens.iter().map(|l| l.saturating_sub(c)).sum::<usize>();
+        if cut_at(0) < excess {
+            return false;
         }
+        // The longest common length that still removes `excess` bytes (what is removed falls
+        // as the length grows).
+        let (mut lo, mut hi) = (0, lens.iter().copied().max().unwrap_or(0));
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if cut_at(mid) >= excess {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        cut_strings(v, lo);
     }
-    cut_strings(v, lo);
-    true
+    json_len(v) <= max
+}
+
+fn json_len(v: &Value) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+}
+
+/// A character's length inside a JSON string as serde_json writes it.
+fn char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+fn escaped_len(s: &str) -> usize {
+    s.chars().map(char_len).sum()
 }
 
 fn strings(v: &Value, f: &mut impl FnMut(&str)) {
@@ -41,14 +76,21 @@ fn strings(v: &Value, f: &mut impl FnMut(&str)) {
     }
 }
 
+/// Cuts every string whose JSON form is longer than `at` bytes to a prefix whose form fits.
 fn cut_strings(v: &mut Value, at: usize) {
     match v {
-        Value::String(s) if s.len() > at => {
-            let mut end = at;
-            while !s.is_char_boundary(end) {
-                end -= 1;
+        Value::String(s) => {
+            let mut used = 0;
+            let end = s
+                .char_indices()
+                .find(|(_, c)| {
+                    used += char_len(*c);
+                    used > at
+                })
+                .map(|(i, _)| i);
+            if let Some(end) = end {
+                s.truncate(end);
             }
-            s.truncate(end);
         }
         Value::Array(items) => items.iter_mut().for_each(|i| cut_strings(i, at)),
         Value::Object(map) => map.values_mut().for_each(|i| cut_strings(i, at)),
@@ -63,8 +105,7 @@ mod tests {
 
     fn fitted(v: &Value, max: usize) -> Option<Value> {
         let mut v = v.clone();
-        let len = serde_json::to_string(&v).map_or(0, |s| s.len());
-        fit(&mut v, len, max).then_some(v)
+        fit(&mut v, max).then_some(v)
     }
 
     #[test]
@@ -72,16 +113,18 @@ mod tests {
         let v = json!({"model": "m", "api_key": "sk-secret", "messages": [
             {"role": "user", "content": "x".repeat(1000)},
             {"role": "assistant", "content": "é".repeat(300)},
+            // Escapes count as written: quotes, newlines, control characters.
+            {"role": "tool", "content": "\"q\"\n\u{1}".repeat(200)},
         ]});
-        let len = serde_json::to_string(&v).unwrap().len();
-        for max in [200, 400, 900, 1500] {
+        let len = json_len(&v);
+        for max in [200, 400, 900, 1500, 2500] {
             let got = fitted(&v, max).unwrap();
             let text = serde_json::to_string(&got).unwrap();
             assert!(text.len() <= max, "{max}: {} bytes", text.len());
             // Short strings and every key survive; the shape is the same.
             assert_eq!(got["model"], "m");
             assert_eq!(got["api_key"], "sk-secret");
-            assert_eq!(got["messages"][1]["role"], "assistant");
+            assert_eq!(got["messages"][2]["role"], "tool");
         }
         assert_eq!(fitted(&v, len), Some(v.clone()), "it fits as it is");
     }
@@ -90,5 +133,8 @@ mod tests {
     fn a_shape_larger_than_the_bound_does_not_fit() {
         let v = json!({"numbers": (0..200).collect::<Vec<u32>>(), "s": "abc"});
         assert_eq!(fitted(&v, 100), None);
+        // A bare string is cut like any other.
+        let s = fitted(&json!("a\"b".repeat(100)), 11).unwrap();
+        assert!(serde_json::to_string(&s).unwrap().len() <= 11, "{s}");
     }
 }

@@ -32,9 +32,14 @@ impl Item {
             }
             Item::Pending(pending) => {
                 let (id, owner) = (pending.shared_id(), pending.owner());
+                let max = pending.max_body();
                 catch_unwind(AssertUnwindSafe(move || {
                     let mut entry = Entry::Record(Box::new(pending.build()));
                     prepare.apply(&mut entry);
+                    // Cut once redacted: a secret across the cut was replaced whole first.
+                    if let Entry::Record(record) = &mut entry {
+                        super::cut::request(record, max);
+                    }
                     entry
                 }))
                 .map_err(|_| spill::Mark {

@@ -98,6 +98,11 @@ impl Pending {
     pub fn build(self) -> CaptureRecord {
         self.recorder.finish(self.end)
     }
+
+    /// The bound its request is cut to once redacted (`capture_max_body`).
+    pub fn max_body(&self) -> usize {
+        self.recorder.meta.max_body
+    }
 }
 
 #[derive(Debug)]
@@ -212,29 +217,12 @@ impl Recorder {
             .map(str::to_owned)
             .or_else(|| gemini_model(&self.meta.path));
         let mut truncated = self.truncated;
-        let max = self.meta.max_body;
         let request = if full {
             end.request.as_ref().map(|(bytes, whole)| {
-                truncated |= !whole || bytes.len() > max;
-                match request_json {
-                    // Cut to the bound with its shape kept (redaction by field still applies);
-                    // a shape larger than the bound is not stored at all.
-                    Some(mut v) => {
-                        if super::cut::fit(&mut v, bytes.len(), max) {
-                            v
-                        } else {
-                            Value::Null
-                        }
-                    }
-                    None => {
-                        let mut end = bytes.len().min(max);
-                        // A character cut in two becomes U+FFFD, never a split code point.
-                        while end > 0 && end < bytes.len() && (bytes[end] & 0xC0) == 0x80 {
-                            end -= 1;
-                        }
-                        Value::String(String::from_utf8_lossy(&bytes[..end]).into_owned())
-                    }
-                }
+                // Kept whole here: it is cut to `max_body` once redacted (`cut::request`).
+                truncated |= !whole || bytes.len() > self.meta.max_body;
+                request_json
+                    .unwrap_or_else(|| Value::String(String::from_utf8_lossy(bytes).into_owned()))
             })
         } else {
             None
@@ -468,34 +456,53 @@ mod tests {
     }
 
     #[test]
-    fn a_request_body_is_cut_to_the_bound_with_its_shape_kept() {
+    fn a_request_body_is_redacted_then_cut_to_the_bound_with_its_shape_kept() {
+        // A secret that straddles the bound: were it cut first, its prefix would escape.
+        let secret = "sk-abcdefghijklmnopqrstuvwxyz0123456789";
         let json = format!(
-            r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
-            "x".repeat(900)
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{}{secret} and more"}}]}}"#,
+            "x".repeat(170)
         );
         let cases: [(&[u8], usize); 3] =
             [(json.as_bytes(), 200), (&[b'y'; 900], 100), (b"{}", 100)];
         for (body, max) in cases {
-            let rec = Recorder::new(Meta {
-                max_body: max,
-                ..meta()
-            })
-            .finish(End {
-                request: Some((body.to_vec(), true)),
-                ..End::default()
-            });
+            let pending = Pending::new(
+                Recorder::new(Meta {
+                    max_body: max,
+                    ..meta()
+                }),
+                End {
+                    request: Some((body.to_vec(), true)),
+                    ..End::default()
+                },
+            );
+            let max = pending.max_body();
+            let mut rec = pending.build();
+            let text = serde_json::to_string(&rec.request)
+                .unwrap()
+                .replace(secret, "[KEY]");
+            rec.request = serde_json::from_str(&text).unwrap();
+            super::super::cut::request(&mut rec, max);
             let stored = serde_json::to_string(&rec.request).unwrap();
-            assert!(stored.len() <= max + 2, "{max}: {stored}");
+            assert!(stored.len() <= max, "{max}: {stored}");
+            assert!(
+                !stored.contains("sk-abc"),
+                "a secret's prefix escaped: {stored}"
+            );
             assert_eq!(rec.truncated, body.len() > max, "{stored}");
         }
-        let rec = Recorder::new(Meta {
-            max_body: 200,
-            ..meta()
-        })
-        .finish(End {
-            request: Some((json.into_bytes(), true)),
-            ..End::default()
-        });
+        let pending = Pending::new(
+            Recorder::new(Meta {
+                max_body: 200,
+                ..meta()
+            }),
+            End {
+                request: Some((json.into_bytes(), true)),
+                ..End::default()
+            },
+        );
+        let mut rec = pending.build();
+        super::super::cut::request(&mut rec, 200);
         let v = rec.request.unwrap();
         assert_eq!(
             (v["model"].as_str(), v["messages"][0]["role"].as_str()),

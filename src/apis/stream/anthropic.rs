@@ -29,6 +29,9 @@ impl Anthropic {
             _ => v.get("type").and_then(Value::as_str).or(name).unwrap_or(""),
         };
         let key = num(v.get("index")).unwrap_or(0).to_string();
+        if kind.starts_with("message_") || kind.starts_with("content_block_") {
+            t.shaped();
+        }
         match kind {
             "message_start" => {
                 t.waiting();

@@ -33,6 +33,12 @@ impl Gemini {
             return;
         }
         t.waiting();
+        if ["candidates", "usageMetadata", "promptFeedback"]
+            .iter()
+            .any(|k| v.get(*k).is_some())
+        {
+            t.shaped();
+        }
         let candidate = v
             .get("candidates")
             .and_then(Value::as_array)

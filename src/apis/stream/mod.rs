@@ -170,12 +170,15 @@ impl StreamInterpreter {
 
     /// After the body's end: a stream of a model api that ended without its end marker
     /// (`[DONE]`, `message_stop`, `response.completed`, `done: true`) or a finish reason, after
-    /// at least one record. Its upstream closed cleanly, yet the answer is cut.
+    /// records of the dialect's own shape. Its upstream closed cleanly, yet the answer is cut.
+    /// Never claimed when a record could not be read (too large, not JSON): the end may have
+    /// been in it.
     pub fn unterminated(&self) -> bool {
         let s = &self.tally.summary;
         self.marked_end
+            && self.tally.shaped
             && !self.gzip_failed
-            && s.counters.events > 0
+            && s.counters.ignored == 0
             && !s.phase.is_some_and(Phase::is_terminal)
             && s.output.finish_reason.is_none()
     }

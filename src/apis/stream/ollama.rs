@@ -27,6 +27,9 @@ impl Ollama {
             return;
         }
         t.waiting();
+        if v.get("done").is_some() {
+            t.shaped();
+        }
         t.response_ids(None, v.get("model"));
         let msg = v.get("message");
         let field = |k: &str| {

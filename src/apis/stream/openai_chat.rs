@@ -5,7 +5,7 @@ use crate::apis::at::At;
 use serde_json::Value;
 
 use super::signal::Usage;
-use super::tally::{Tally, error_message, num};
+use super::tally::{Tally, error_message, num, tool_id};
 
 #[derive(Debug, Default)]
 pub struct OpenAiChat;
@@ -14,6 +14,7 @@ impl OpenAiChat {
     pub fn on_event(&mut self, t: &mut Tally, data: &str) {
         t.event();
         if data.trim() == "[DONE]" {
+            t.shaped();
             t.done();
             return;
         }
@@ -28,7 +29,13 @@ impl OpenAiChat {
         t.waiting();
         t.response_ids(v.get("id"), v.get("model"));
         // With `n > 1` each chunk carries one choice, by its `index`: the first answer is read.
-        let choice = v.get("choices").and_then(Value::as_array).and_then(|c| {
+        // A chunk without `choices` (llama.cpp's legacy `/completions`: `content`, `stop`) is
+        // not of this dialect's shape.
+        let choices = v.get("choices").and_then(Value::as_array);
+        if choices.is_some() {
+            t.shaped();
+        }
+        let choice = choices.and_then(|c| {
             c.iter()
                 .find(|c| num(c.get("index")).is_none_or(|i| i == 0))
         });
@@ -72,8 +79,14 @@ impl OpenAiChat {
                     // deltas go to the latest call under the key (docs/streams.md).
                     let another = |t: &Tally| match t.tool_id_of(&key) {
                         None => true,
+                        // Ids compare as kept (bounded); an empty id names no call.
                         Some(taken) => {
-                            index.is_none() || id.is_some_and(|id| !taken.is_empty() && id != taken)
+                            index.is_none()
+                                || id.is_some_and(|id| {
+                                    !id.is_empty()
+                                        && !taken.is_empty()
+                                        && tool_id(Some(id)) != taken
+                                })
                         }
                     };
                     if let Some(name) = name.filter(|_| another(t)) {
@@ -283,6 +296,20 @@ mod tests {
         ]
         .concat();
         assert_eq!(calls(&body), [call("f", "call_1", r#"{"x":1}"#)]);
+        // ... also when that id is longer than the bound ids are kept to, or a later chunk's
+        // id is empty.
+        let long = "c".repeat(300);
+        let body = [
+            tool_chunk(&format!(
+                r#"{{"index":0,"id":"{long}","function":{{"name":"f","arguments":"{{\"x\""}}}}"#
+            )),
+            tool_chunk(&format!(
+                r#"{{"index":0,"id":"{long}","function":{{"name":"f","arguments":":1"}}}}"#
+            )),
+            tool_chunk(r#"{"index":0,"id":"","function":{"name":"f","arguments":"}"}}"#),
+        ]
+        .concat();
+        assert_eq!(calls(&body), [call("f", &long[..256], r#"{"x":1}"#)]);
     }
 
     #[test]
@@ -317,6 +344,18 @@ mod tests {
             ("/v1/chat/completions", "{\"id\":\"x\"}".to_owned(), false),
             // An SSE endpoint of some other kind on an OpenAI route has no known end.
             ("/custom/stream", content.to_owned(), false),
+            // llama.cpp's legacy `/completions` (`content`, `stop`; no `choices`, no `[DONE]`).
+            (
+                "/completions",
+                "data: {\"content\":\"Hi\",\"stop\":false}\n\ndata: {\"content\":\"\",\"stop\":true}\n\n".to_owned(),
+                false,
+            ),
+            // A record too large to read may have held the end: no verdict.
+            (
+                "/v1/chat/completions",
+                format!("{content}data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}},\"finish_reason\":\"stop\"}}]}}\n\n", "x".repeat(1 << 20)),
+                false,
+            ),
         ];
         for (path, body, want) in cases {
             let (_, i) = run(path, body.as_bytes());

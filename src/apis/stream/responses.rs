@@ -33,6 +33,9 @@ impl Responses {
             (_, None) if v.get("error").is_some_and(|e| !e.is_null()) => "error",
             _ => typed.or(name).unwrap_or(""),
         };
+        if kind.starts_with("response.") {
+            t.shaped();
+        }
         let kind = kind.strip_prefix("response.").unwrap_or(kind);
         if let Some(r) = v.get("response") {
             t.response_ids(r.get("id"), r.get("model"));

@@ -76,6 +76,10 @@ pub struct Tally {
     early_ids: Vec<(String, String)>,
     /// Bytes of arguments kept over all tool calls (one `max_text` budget for them all).
     tool_bytes: usize,
+    /// A record of the dialect's own shape was read (a chat chunk with `choices`, a typed
+    /// Responses or Anthropic event, a Gemini candidate, an Ollama line with `done`): only then
+    /// can a missing end mean a cut answer.
+    pub(crate) shaped: bool,
 }
 
 impl Tally {
@@ -90,6 +94,7 @@ impl Tally {
             max_text,
             early_ids: Vec::new(),
             tool_bytes: 0,
+            shaped: false,
         }
     }
 
@@ -108,6 +113,11 @@ impl Tally {
 
     pub fn event(&mut self) {
         self.summary.counters.events += 1;
+    }
+
+    /// The record just read has the dialect's own shape.
+    pub fn shaped(&mut self) {
+        self.shaped = true;
     }
 
     pub fn ignored(&mut self) {
