@@ -221,8 +221,16 @@ impl Recorder {
             end.request.as_ref().map(|(bytes, whole)| {
                 // Kept whole here: it is cut to `max_body` once redacted (`cut::request`).
                 truncated |= !whole || bytes.len() > self.meta.max_body;
-                request_json
-                    .unwrap_or_else(|| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+                request_json.unwrap_or_else(|| {
+                    if looks_like_json(bytes) {
+                        // JSON that did not parse (cut at the kept bound, or too deep): as text,
+                        // its fields would escape redaction by name and path. Not stored.
+                        truncated = true;
+                        Value::Null
+                    } else {
+                        Value::String(String::from_utf8_lossy(bytes).into_owned())
+                    }
+                })
             })
         } else {
             None
@@ -310,6 +318,12 @@ impl Recorder {
             disconnect: end.disconnect,
         }
     }
+}
+
+/// A body that opens as a JSON object or array does.
+fn looks_like_json(bytes: &[u8]) -> bool {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    matches!(first, Some(b'{' | b'['))
 }
 
 fn gemini_model(path: &str) -> Option<String> {
@@ -501,6 +515,15 @@ mod tests {
                 ..End::default()
             },
         );
+        // JSON that is not whole (cut at the kept bound) is not stored as text: its fields would
+        // escape redaction by name.
+        let cut_json = br#"{"api_key":"PLAINVALUE","messages":[{"content":"xx"#;
+        let rec = Recorder::new(meta()).finish(End {
+            request: Some((cut_json.to_vec(), false)),
+            ..End::default()
+        });
+        assert_eq!(rec.request, Some(Value::Null));
+        assert!(rec.truncated);
         let mut rec = pending.build();
         super::super::cut::request(&mut rec, 200);
         let v = rec.request.unwrap();
