@@ -270,6 +270,16 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
             s.write_all(&out).await.ok()?;
             rst(s)
         }
+        // E1, E2 and DONE in one write, then a close without the terminating chunk.
+        "events-then-close" => {
+            let mut out = first.clone();
+            out.extend(chunk(E2.as_bytes()));
+            out.extend(chunk(DONE.as_bytes()));
+            s.write_all(&out).await.ok()?;
+            let _ = s.shutdown().await;
+            wait_closed(s).await;
+            None
+        }
         // E1, then a clean end: no finish reason, no `[DONE]` (a server that stopped early).
         "no-done" => {
             let mut out = first.clone();

@@ -93,6 +93,9 @@ pub struct ExchangeBody {
     out: VecDeque<Bytes>,
     /// Once `out` drains, fail the client's transfer with this.
     cut: Option<Cut>,
+    /// The cut waited one turn, so hyper wrote out what it held: an error frame makes it drop
+    /// its write buffer, and the upstream's last bytes would be lost to the client.
+    cut_after_flush: bool,
     /// A successful ending, recorded once the client was handed the last byte.
     ok_when_drained: Option<Ending>,
     /// The client already got `200 text/event-stream` before the upstream answered.
@@ -125,6 +128,7 @@ impl ExchangeBody {
             timer,
             out: VecDeque::new(),
             cut: None,
+            cut_after_flush: false,
             ok_when_drained: None,
             head: None,
             failure: None,
@@ -336,6 +340,13 @@ impl Body for ExchangeBody {
                     this.settle_ok();
                 }
                 return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if this.cut.is_some() && !this.cut_after_flush {
+                // One turn for hyper to flush the bytes it holds before the transfer fails
+                // (a direct upstream's last bytes reach the client before its failure).
+                this.cut_after_flush = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             if let Some(cut) = this.cut.take() {
                 this.src = Source::Done;
