@@ -146,19 +146,29 @@ impl SseDecoder {
         fed
     }
 
-    /// At the end of a body that closed cleanly: the last event when it lacks only its blank line
-    /// (every line of it ended). Per the spec a client drops it; a reader may still count it (a
-    /// `data: [DONE]` sent without its blank line ended the stream). Call before [`finish`].
+    /// At the end of a body that closed cleanly: the last event that lacks its blank line, with
+    /// whether its last line ended too (`false`: the body stopped inside that line). Per the spec
+    /// a client drops it; a reader may still count it (a `data: [DONE]` sent without its blank
+    /// line, or even its line end, ended the stream). Call before [`finish`].
     ///
     /// [`finish`]: SseDecoder::finish
-    pub fn whole_pending(&mut self) -> Option<SseEvent> {
-        if !self.has_data || self.line_started || self.discarding {
+    pub fn whole_pending(&mut self) -> Option<(SseEvent, bool)> {
+        if self.discarding {
             return None;
         }
+        let ended = !self.line_started;
         let mut fed = Fed::default();
+        if !ended {
+            let line = std::mem::take(&mut self.line);
+            self.line_started = false;
+            self.field(&line, &mut fed);
+        }
+        if !self.has_data {
+            return None;
+        }
         self.dispatch(&mut fed);
         match fed.items.pop() {
-            Some(SseItem::Event(e)) => Some(e),
+            Some(SseItem::Event(e)) => Some((e, ended)),
             _ => None,
         }
     }
@@ -407,13 +417,21 @@ mod tests {
     fn a_last_event_lacking_only_its_blank_line_can_be_taken_whole() {
         let mut d = SseDecoder::new(1024);
         assert!(d.feed(b"data: a\n\nevent: x\ndata: [DONE]\n").items.len() == 1);
-        let last = d.whole_pending().map(|e| (e.event, e.data));
-        assert_eq!(last, Some((Some("x".to_owned()), "[DONE]".to_owned())));
+        let last = d.whole_pending().map(|(e, ended)| (e.event, e.data, ended));
+        assert_eq!(
+            last,
+            Some((Some("x".to_owned()), "[DONE]".to_owned(), true))
+        );
         assert!(!d.finish(), "taken, nothing left to drop");
-        // A last line that did not end is not whole.
+        // A last line that did not end is taken, and said so.
         let mut d = SseDecoder::new(1024);
         d.feed(b"data: [DO");
+        let last = d.whole_pending().map(|(e, ended)| (e.data, ended));
+        assert_eq!(last, Some(("[DO".to_owned(), false)));
+        assert!(!d.finish());
+        // A comment line that did not end is no event.
+        let mut d = SseDecoder::new(1024);
+        d.feed(b": keep");
         assert_eq!(d.whole_pending(), None);
-        assert!(d.finish());
     }
 }

@@ -247,8 +247,15 @@ impl StreamInterpreter {
             Framing::Lines(s) => s.finish(&mut records),
             Framing::Array(_) | Framing::Off => {}
         }
-        if let Some(e) = last {
+        if let Some((e, ended)) = last {
+            let ignored = self.tally.summary.counters.ignored;
             self.sse_item(SseItem::Event(e));
+            if !ended {
+                // A last line the body stopped inside counts when it reads (`data: [DONE]` with
+                // no line end); one that does not read is what was cut, not a record that might
+                // have held the end.
+                self.tally.summary.counters.ignored = ignored;
+            }
         }
         self.records(records);
         if let Reader::Gemini(g) = &mut self.reader

@@ -340,6 +340,9 @@ mod tests {
                 false,
             ),
             ("/v1/completions", content.to_owned(), true),
+            // `[DONE]` with no line end ends it; a body that stopped inside a chunk is cut.
+            ("/v1/chat/completions", format!("{content}data: [DONE]"), false),
+            ("/v1/chat/completions", format!("{content}data: {{\"choices\":[{{\"in"), true),
             // Nothing read: not a stream of this dialect (a JSON body without a content type).
             ("/v1/chat/completions", "{\"id\":\"x\"}".to_owned(), false),
             // An SSE endpoint of some other kind on an OpenAI route has no known end.
