@@ -50,6 +50,51 @@ pub fn fit(v: &mut Value, max: usize) -> bool {
     json_len(v) <= max
 }
 
+/// Reads a JSON text cut short (the request aloud kept, a prefix of a longer body): the prefix up
+/// to its last complete member or element, with the containers still open closed. A string the
+/// cut fell inside is dropped whole, with its key: a secret cut in two would leave a prefix no
+/// pattern matches. `None` when no container opened, or the text is not JSON. A BOM is skipped.
+///
+/// Written by hand: a JSON parser that stops at the first error has no partial result.
+pub fn repair(prefix: &[u8]) -> Option<Value> {
+    let text = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
+    let mut stack: Vec<u8> = Vec::new();
+    // The last place the text can end: its length, and the containers open there.
+    let mut safe: Option<(usize, Vec<u8>)> = None;
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &b) in text.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                stack.push(if b == b'{' { b'}' } else { b']' });
+                safe = Some((i + 1, stack.clone()));
+            }
+            b'}' | b']' => {
+                if stack.pop() != Some(b) {
+                    return None;
+                }
+                safe = Some((i + 1, stack.clone()));
+            }
+            // Before a comma, the member or element it ends is whole.
+            b',' if !stack.is_empty() => safe = Some((i, stack.clone())),
+            _ => {}
+        }
+    }
+    let (end, open) = safe?;
+    let mut fixed = text[..end].to_vec();
+    fixed.extend(open.iter().rev());
+    serde_json::from_slice(&fixed).ok()
+}
+
 fn json_len(v: &Value) -> usize {
     serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
 }
@@ -127,6 +172,42 @@ mod tests {
             assert_eq!(got["messages"][2]["role"], "tool");
         }
         assert_eq!(fitted(&v, len), Some(v.clone()), "it fits as it is");
+    }
+
+    #[test]
+    fn a_cut_json_text_is_read_up_to_its_last_whole_member() {
+        let whole = br#"{"model":"m","api_key":"sk-1","messages":[{"role":"user","content":"hi"},{"role":"user","content":"a \"quoted\" [text] {x}, and sk-secretsecretsecret"}],"stream":true}"#;
+        let cases: [(usize, Value); 5] = [
+            // Inside the second message's content: that member is dropped, not cut.
+            (
+                150,
+                json!({"model":"m","api_key":"sk-1","messages":[{"role":"user","content":"hi"},{"role":"user"}]}),
+            ),
+            // Inside the first message.
+            (
+                58,
+                json!({"model":"m","api_key":"sk-1","messages":[{"role":"user"}]}),
+            ),
+            // Inside the first key.
+            (3, json!({})),
+            (
+                whole.len() - 1,
+                json!({"model":"m","api_key":"sk-1","messages":[{"role":"user","content":"hi"},{"role":"user","content":"a \"quoted\" [text] {x}, and sk-secretsecretsecret"}]}),
+            ),
+            (whole.len(), serde_json::from_slice(whole).unwrap()),
+        ];
+        for (at, want) in cases {
+            assert_eq!(repair(&whole[..at]), Some(want), "cut at {at}");
+        }
+        for prefix in [&b""[..], b"   ", b"\"text", b"{\"a\":]", b"12345"] {
+            assert_eq!(
+                repair(prefix),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(prefix)
+            );
+        }
+        assert_eq!(repair(b"\xEF\xBB\xBF[1,2,3"), Some(json!([1, 2])));
     }
 
     #[test]

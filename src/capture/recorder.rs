@@ -206,10 +206,15 @@ impl Recorder {
     /// The finished record.
     pub fn finish(self, end: End) -> CaptureRecord {
         let full = self.meta.level == CaptureLevel::Full;
-        let request_json = end
-            .request
-            .as_ref()
-            .and_then(|(bytes, _)| serde_json::from_slice::<Value>(bytes).ok());
+        // A body cut at the kept bound is read up to its last whole member (`cut::repair`).
+        let request_json = end.request.as_ref().and_then(|(bytes, whole)| {
+            let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+            match serde_json::from_slice::<Value>(text) {
+                Ok(v) => Some(v),
+                Err(_) if !whole => super::cut::repair(text),
+                Err(_) => None,
+            }
+        });
         let model = request_json
             .as_ref()
             .and_then(|v| v.get("model"))
@@ -223,8 +228,8 @@ impl Recorder {
                 truncated |= !whole || bytes.len() > self.meta.max_body;
                 request_json.unwrap_or_else(|| {
                     if looks_like_json(bytes) {
-                        // JSON that did not parse (cut at the kept bound, or too deep): as text,
-                        // its fields would escape redaction by name and path. Not stored.
+                        // JSON that did not parse (too deep, or invalid): as text, its fields
+                        // would escape redaction by name and path. Not stored.
                         truncated = true;
                         Value::Null
                     } else {
@@ -320,9 +325,10 @@ impl Recorder {
     }
 }
 
-/// A body that opens as a JSON object or array does.
+/// A body that opens as a JSON object or array does (after a BOM, if any).
 fn looks_like_json(bytes: &[u8]) -> bool {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let first = text.iter().find(|b| !b.is_ascii_whitespace());
     matches!(first, Some(b'{' | b'['))
 }
 
@@ -515,15 +521,37 @@ mod tests {
                 ..End::default()
             },
         );
-        // JSON that is not whole (cut at the kept bound) is not stored as text: its fields would
-        // escape redaction by name.
-        let cut_json = br#"{"api_key":"PLAINVALUE","messages":[{"content":"xx"#;
+        // JSON that is not whole (cut at the kept bound) is read up to its last whole member,
+        // never stored as text (its fields would escape redaction by name); JSON that does not
+        // read at all is not stored; a BOM is no reason to store text.
+        let cut_json = br#"{"model":"m","api_key":"PLAINVALUE","messages":[{"content":"xx"#;
         let rec = Recorder::new(meta()).finish(End {
             request: Some((cut_json.to_vec(), false)),
             ..End::default()
         });
-        assert_eq!(rec.request, Some(Value::Null));
+        let want = serde_json::json!({"model":"m","api_key":"PLAINVALUE","messages":[{}]});
+        assert_eq!(rec.request, Some(want));
+        assert_eq!(rec.model.as_deref(), Some("m"));
         assert!(rec.truncated);
+        for (body, whole) in [
+            (&br#"{"api_key":"PLAINVALUE","x":[}"#[..], true),
+            (b"\xEF\xBB\xBF{\"api_key\":\"PLAINVALUE\",", true),
+        ] {
+            let rec = Recorder::new(meta()).finish(End {
+                request: Some((body.to_vec(), whole)),
+                ..End::default()
+            });
+            assert_eq!(rec.request, Some(Value::Null), "{body:?}");
+        }
+        let rec = Recorder::new(Meta {
+            max_body: 4096,
+            ..meta()
+        })
+        .finish(End {
+            request: Some((b"\xEF\xBB\xBF{\"a\":1}".to_vec(), true)),
+            ..End::default()
+        });
+        assert_eq!(rec.request, Some(serde_json::json!({"a": 1})));
         let mut rec = pending.build();
         super::super::cut::request(&mut rec, 200);
         let v = rec.request.unwrap();

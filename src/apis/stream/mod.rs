@@ -248,13 +248,14 @@ impl StreamInterpreter {
             Framing::Array(_) | Framing::Off => {}
         }
         if let Some((e, ended)) = last {
-            let ignored = self.tally.summary.counters.ignored;
+            let before = self.tally.summary.counters;
             self.sse_item(SseItem::Event(e));
-            if !ended {
+            let c = &mut self.tally.summary.counters;
+            if !ended && c.ignored > before.ignored {
                 // A last line the body stopped inside counts when it reads (`data: [DONE]` with
-                // no line end); one that does not read is what was cut, not a record that might
-                // have held the end.
-                self.tally.summary.counters.ignored = ignored;
+                // no line end); one that does not read is what was cut, neither an event nor a
+                // record that might have held the end.
+                (c.ignored, c.events) = (before.ignored, before.events);
             }
         }
         self.records(records);

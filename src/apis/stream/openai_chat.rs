@@ -364,5 +364,11 @@ mod tests {
             let (_, i) = run(path, body.as_bytes());
             assert_eq!(i.unterminated(), want, "{path} {body:?}");
         }
+        // The cut line is no event.
+        let (_, i) = run(
+            "/v1/chat/completions",
+            format!("{content}data: {{\"ch").as_bytes(),
+        );
+        assert_eq!(i.summary().counters.events, 1);
     }
 }
