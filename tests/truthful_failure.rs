@@ -406,15 +406,7 @@ async fn a_length_beside_chunked_framing_is_not_passed_on() {
     let up = Scripted::start().await;
     let aloud = aloud(&up, "openai", "", "").await;
     for tier in TIERS {
-        let h = [("Aloud-Progress", tier), ("x-mock", "cl-and-te")];
-        let conn = Conn::request(
-            aloud.addr,
-            "POST",
-            PATH,
-            &h,
-            support::wire::CHAT_STREAM.as_bytes(),
-        )
-        .await;
+        let conn = Conn::chat(aloud.addr, PATH, tier, &[("x-mock", "cl-and-te")]).await;
         assert_eq!(conn.status(), 200, "{tier}");
         let reply = conn.finish().await;
         assert_ne!(reply.header("content-length"), Some("3"), "{tier}");
@@ -435,27 +427,11 @@ async fn an_http10_upstreams_cut_reaches_the_client_as_a_cut() {
     let up = Scripted::start().await;
     let aloud = aloud(&up, "openai", "", "").await;
     for tier in ["off", "comments"] {
-        let h = [("Aloud-Progress", tier), ("x-mock", "http10-then-reset")];
-        let conn = Conn::request(
-            aloud.addr,
-            "POST",
-            PATH,
-            &h,
-            support::wire::CHAT_STREAM.as_bytes(),
-        )
-        .await;
+        let conn = Conn::chat(aloud.addr, PATH, tier, &[("x-mock", "http10-then-reset")]).await;
         assert_eq!(conn.status(), 200, "{tier}");
         let reply = conn.finish().await;
         assert!(matches!(reply.end, End::Cut), "{tier}: {:?}", reply.end);
-        let h = [("Aloud-Progress", tier), ("x-mock", "http10-ok")];
-        let conn = Conn::request(
-            aloud.addr,
-            "POST",
-            PATH,
-            &h,
-            support::wire::CHAT_STREAM.as_bytes(),
-        )
-        .await;
+        let conn = Conn::chat(aloud.addr, PATH, tier, &[("x-mock", "http10-ok")]).await;
         let reply = conn.finish().await;
         assert!(matches!(reply.end, End::Clean), "{tier}: {:?}", reply.end);
         assert!(reply.text().ends_with(&format!("{E1}{DONE}")), "{tier}");
@@ -497,9 +473,7 @@ async fn the_upstreams_last_bytes_reach_the_client_before_its_cut() {
     let mut b = support::binary::Binary::start(&config, &[]).await;
     for tier in TIERS {
         for round in 0..40 {
-            let h = [("Aloud-Progress", tier), ("x-mock", "events-then-close")];
-            let body = support::wire::CHAT_STREAM.as_bytes();
-            let conn = Conn::request(b.addr, "POST", PATH, &h, body).await;
+            let conn = Conn::chat(b.addr, PATH, tier, &[("x-mock", "events-then-close")]).await;
             let reply = conn.finish().await;
             assert!(
                 matches!(reply.end, End::Cut),
