@@ -2,32 +2,16 @@
 //! migration 4 (beacons per owner) on a version-3 one.
 
 use super::{MIGRATIONS, VERSION};
-use crate::record::{CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings};
+use crate::record::{CaptureLevel, CaptureRecord, Delta, DeltaKind, Reassembled};
 use crate::store::{SqliteStore, Store};
 use rusqlite::Connection;
 
 fn legacy_record() -> CaptureRecord {
     let old = |at, kind, text: &str| Delta::text(at, kind, text);
     CaptureRecord {
-        id: "legacy".into(),
-        attempt: 1,
         started_at_ms: 1,
-        route: "r".into(),
-        api: "openai".into(),
-        model: None,
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
-        client_status: Some(200),
-        upstream_status: Some(200),
         streamed: true,
-        tier: "off".into(),
-        outcome: Outcome::Ok,
-        partial: false,
         capture: CaptureLevel::Full,
-        timings: Timings::default(),
-        usage: None,
-        upstream_timings: None,
-        eta: None,
         // Large enough that the deltas sit in overflow pages, which the update frees.
         request: Some(serde_json::Value::String("q".repeat(20_000))),
         response: Some(Reassembled {
@@ -42,10 +26,7 @@ fn legacy_record() -> CaptureRecord {
             old(2.0, DeltaKind::Answer, "quux@wombat"),
             old(3.25, DeltaKind::Answer, "-mail.example now"),
         ],
-        error: None,
-        owner: None,
-        truncated: false,
-        disconnect: None,
+        ..CaptureRecord::minimal("legacy")
     }
 }
 

@@ -1,39 +1,21 @@
 //! Tests of `report`: groups, buckets, windows, outcomes, beacons, feedback, ETA error.
 
 use super::*;
-use crate::capture::record::{CaptureLevel, Outcome, Timings};
+use crate::capture::record::{Outcome, Timings};
 use crate::capture::stats::{Bucket, LatencyOver};
 use crate::record::EtaRecord;
 use serde_json::json;
 
 fn record(route: &str, at: i64, outcome: Outcome, t: Timings) -> CaptureRecord {
     CaptureRecord {
-        id: format!("{route}-{at}"),
-        attempt: 1,
-        owner: None,
         started_at_ms: at,
         route: route.into(),
-        api: "openai".into(),
         model: Some("m".into()),
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
-        client_status: Some(200),
-        upstream_status: Some(200),
         streamed: true,
         tier: "events".into(),
         outcome,
-        partial: false,
-        capture: CaptureLevel::Metadata,
         timings: t,
-        usage: None,
-        upstream_timings: None,
-        eta: None,
-        request: None,
-        response: None,
-        deltas: Vec::new(),
-        error: None,
-        truncated: false,
-        disconnect: None,
+        ..CaptureRecord::minimal(&format!("{route}-{at}"))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::super::RedactConfig;
 use super::*;
-use crate::capture::record::{CaptureLevel, DeltaText, Outcome, Reassembled, Timings};
+use crate::capture::record::{CaptureLevel, DeltaText, Reassembled};
 use proptest::prelude::*;
 
 const EMAIL: &str = "zelda.quux@wombat-mail.example";
@@ -19,36 +19,15 @@ fn redactor() -> Redactor {
 
 fn record(answer: &str, reasoning: &str, deltas: Vec<Delta>) -> CaptureRecord {
     CaptureRecord {
-        id: "r".into(),
-        attempt: 1,
-        started_at_ms: 0,
-        route: "r".into(),
-        api: "openai".into(),
-        model: None,
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
-        client_status: Some(200),
-        upstream_status: Some(200),
         streamed: true,
-        tier: "off".into(),
-        outcome: Outcome::Ok,
-        partial: false,
         capture: CaptureLevel::Full,
-        timings: Timings::default(),
-        usage: None,
-        upstream_timings: None,
-        eta: None,
-        request: None,
         response: Some(Reassembled {
             text: answer.into(),
             reasoning: reasoning.into(),
             ..Reassembled::default()
         }),
         deltas,
-        error: None,
-        owner: None,
-        truncated: false,
-        disconnect: None,
+        ..CaptureRecord::minimal("r")
     }
 }
 
