@@ -210,6 +210,46 @@ mod tests {
         assert_eq!(repair(b"\xEF\xBB\xBF[1,2,3"), Some(json!([1, 2])));
     }
 
+    /// Every string a repaired prefix holds, key or value, is one of the whole text's: a cut
+    /// never leaves part of a string (part of a secret) behind, wherever it falls.
+    #[test]
+    fn no_cut_point_leaves_part_of_a_string() {
+        let doc = json!({
+            "model": "m", "api_key": "sk-abcdefghijklmnopqrstuvwx",
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "a \"q\" \\ [x] {y}, z"}]},
+                {"role": "assistant", "content": "é😀\n\t\u{1}", "n": [1, -2.5e3, true, null]},
+                [], {}, [[{"deep": ["x,y", {"k": "}]"}]}]]
+            ],
+            "stream": true
+        });
+        let text = serde_json::to_vec(&doc).unwrap();
+        let mut whole = Vec::new();
+        strings_and_keys(&doc, &mut whole);
+        for at in 0..=text.len() {
+            let Some(v) = repair(&text[..at]) else {
+                continue;
+            };
+            let mut got = Vec::new();
+            strings_and_keys(&v, &mut got);
+            for s in got {
+                assert!(whole.contains(&s), "cut at {at}: {s:?} is part of a string");
+            }
+        }
+    }
+
+    fn strings_and_keys(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|i| strings_and_keys(i, out)),
+            Value::Object(map) => map.iter().for_each(|(k, i)| {
+                out.push(k.clone());
+                strings_and_keys(i, out);
+            }),
+            _ => {}
+        }
+    }
+
     #[test]
     fn a_shape_larger_than_the_bound_does_not_fit() {
         let v = json!({"numbers": (0..200).collect::<Vec<u32>>(), "s": "abc"});
