@@ -17,32 +17,21 @@ impl Dialect {
     /// Chooses by path first (gateways serve each other's shapes), then content type, then api.
     /// `None` means the response is not a stream this crate reads (e.g. a plain JSON answer).
     pub fn detect(api: Api, path_and_query: &str, content_type: &str) -> Option<Dialect> {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        let path = path.trim_end_matches('/');
+        let (path, query) = split(path_and_query);
         let ct = crate::apis::media_type(content_type);
         let sse = ct == "text/event-stream" || (ct.is_empty() && query.contains("alt=sse"));
         let sse_or_unknown = sse || ct.is_empty();
         let jsonish = ct.is_empty() || ct.contains("json");
-        if path.ends_with("/chat/completions") || path.ends_with("/completions") {
-            return sse_or_unknown.then_some(Dialect::OpenAiChat);
-        }
-        if path.ends_with("/responses") || path.contains("/responses/") {
-            return sse_or_unknown.then_some(Dialect::OpenAiResponses);
-        }
-        if path.ends_with("/messages") {
-            return sse_or_unknown.then_some(Dialect::Anthropic);
-        }
-        if path.contains(":streamGenerateContent") {
-            return if sse {
-                Some(Dialect::GeminiSse)
-            } else {
-                jsonish.then_some(Dialect::GeminiJsonArray)
-            };
-        }
-        if path.ends_with("/api/chat") || path.ends_with("/api/generate") {
-            return jsonish.then_some(Dialect::OllamaNdjson);
+        match endpoint(path) {
+            Some(Endpoint::Chat) => return sse_or_unknown.then_some(Dialect::OpenAiChat),
+            Some(Endpoint::Responses) => {
+                return sse_or_unknown.then_some(Dialect::OpenAiResponses);
+            }
+            Some(Endpoint::Messages) => return sse_or_unknown.then_some(Dialect::Anthropic),
+            Some(Endpoint::Gemini) if sse => return Some(Dialect::GeminiSse),
+            Some(Endpoint::Gemini) => return jsonish.then_some(Dialect::GeminiJsonArray),
+            Some(Endpoint::Ollama) => return jsonish.then_some(Dialect::OllamaNdjson),
+            None => {}
         }
         match (api, sse) {
             (Api::OpenAi, true) => Some(Dialect::OpenAiChat),
@@ -57,17 +46,7 @@ impl Dialect {
     /// or a finish reason (docs/streams.md, "End of a stream"). A stream found only by its content
     /// type (any `text/event-stream` on an OpenAI route, Ollama's `/api/pull`) has no such end.
     pub fn marks_end(path_and_query: &str) -> bool {
-        let path = path_and_query
-            .split_once('?')
-            .map_or(path_and_query, |(p, _)| p);
-        let path = path.trim_end_matches('/');
-        path.ends_with("/completions")
-            || path.ends_with("/responses")
-            || path.contains("/responses/")
-            || path.ends_with("/messages")
-            || path.contains(":streamGenerateContent")
-            || path.ends_with("/api/chat")
-            || path.ends_with("/api/generate")
+        endpoint(split(path_and_query).0).is_some()
     }
 
     pub fn is_sse(self) -> bool {
@@ -82,6 +61,40 @@ impl Dialect {
             Dialect::OpenAiChat | Dialect::OpenAiResponses | Dialect::Anthropic
         )
     }
+}
+
+/// The generation endpoints a path names: gateways serve each other's shapes, so the path
+/// decides before the route's api.
+enum Endpoint {
+    Chat,
+    Responses,
+    Messages,
+    Gemini,
+    Ollama,
+}
+
+fn endpoint(path: &str) -> Option<Endpoint> {
+    if path.ends_with("/completions") {
+        Some(Endpoint::Chat)
+    } else if path.ends_with("/responses") || path.contains("/responses/") {
+        Some(Endpoint::Responses)
+    } else if path.ends_with("/messages") {
+        Some(Endpoint::Messages)
+    } else if path.contains(":streamGenerateContent") {
+        Some(Endpoint::Gemini)
+    } else if path.ends_with("/api/chat") || path.ends_with("/api/generate") {
+        Some(Endpoint::Ollama)
+    } else {
+        None
+    }
+}
+
+/// The path without its query and trailing slashes, and the query.
+fn split(path_and_query: &str) -> (&str, &str) {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    (path.trim_end_matches('/'), query)
 }
 
 #[cfg(test)]
