@@ -84,6 +84,7 @@ impl App {
                 ),
                 detach: Arc::new(OnceLock::new()),
                 max_body: 0,
+                later: Arc::new(crate::proxy::later::Later::new()),
             },
         };
         if let Some(m) = &kept.metrics {

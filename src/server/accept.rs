@@ -99,6 +99,12 @@ pub async fn accept_loop(
         // A TLS client would read the canned 503 as garbage: refused ones are just closed.
         limit = limit.closing_silently();
     }
+    let later = Arc::clone(&app.finishing.later);
+    let runs_later = later.open();
+    if runs_later {
+        let later = Arc::clone(&later);
+        tasks.spawn("finish", async move { later.run().await });
+    }
     ready.ready();
     let mut open = true;
     loop {
@@ -167,7 +173,7 @@ pub async fn accept_loop(
     }
     drop(listener);
     ready.draining();
-    drain(
+    let stopped = drain(
         &current.get(),
         graceful,
         &finishers,
@@ -175,7 +181,12 @@ pub async fn accept_loop(
         commands,
         open,
     )
-    .await
+    .await;
+    // Every connection has ended: the finish steps still queued run, later ones run inline.
+    if runs_later {
+        later.close();
+    }
+    stopped
 }
 
 /// No new connections; in-flight requests get the grace period, unless a second stop comes.

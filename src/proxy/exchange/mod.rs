@@ -313,12 +313,9 @@ impl Exchange {
         self.finished
     }
 
-    /// The one finish step: one record, one log line. Runs once; later calls do nothing.
-    pub fn finish(&mut self, summary: Option<Summary>) -> Option<Figures> {
-        if self.finished {
-            return None;
-        }
-        self.finished = true;
+    /// Fixes how the exchange ended, if nothing did yet: the client left, or a shutdown cut it,
+    /// as of now. The finish step records this, whenever it runs (`later.rs`).
+    pub fn settle(&mut self) {
         if self.ending.is_none() {
             let ending = if self.shutting_down.load(Ordering::Acquire) {
                 Ending::new(
@@ -337,6 +334,33 @@ impl Exchange {
             };
             self.end(ending);
         }
+    }
+
+    /// Moves the exchange out for a finish step that runs later, leaving a finished stand-in
+    /// with its id, route, api, tier and start (what a body still reads once it ended).
+    pub fn take_for_finish(&mut self) -> Box<Exchange> {
+        self.settle();
+        let mut stand_in = Exchange::new(
+            Arc::clone(&self.id),
+            Arc::clone(&self.route),
+            self.api,
+            self.tier,
+            (Method::GET, String::new()),
+            self.started,
+            Arc::clone(&self.shutting_down),
+        );
+        stand_in.finished = true;
+        stand_in.client_status = self.client_status;
+        Box::new(std::mem::replace(self, stand_in))
+    }
+
+    /// The one finish step: one record, one log line. Runs once; later calls do nothing.
+    pub fn finish(&mut self, summary: Option<Summary>) -> Option<Figures> {
+        if self.finished {
+            return None;
+        }
+        self.finished = true;
+        self.settle();
         let (ending, ended_at) = self.ending.take()?;
         let done = ended_at.saturating_duration_since(self.started);
         let eta = self

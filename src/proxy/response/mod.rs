@@ -19,6 +19,7 @@ use super::deadlines::{Deadlines, Timer};
 use super::error::ProxyError;
 use super::exchange::{Ending, Exchange};
 use super::inject::{Injector, Mode};
+use super::later::{Job, Later};
 use super::observe::Observer;
 use super::wait::{Waited, poll_head};
 use super::wrap::{Budget, Collector, Reframe};
@@ -48,6 +49,8 @@ pub struct Spec {
     pub headers_timeout: Duration,
     pub max_wrap_body: usize,
     pub wrap_budget: Arc<Budget>,
+    /// The server's queue of finish steps, run after the client's last bytes went out.
+    pub later: Option<Arc<Later>>,
 }
 
 enum Source {
@@ -111,6 +114,8 @@ pub struct ExchangeBody {
     /// client already left (`keep.rs`).
     kept: Option<Arc<crate::progress::keep::Kept>>,
     detached: bool,
+    /// Where the finish step goes to run after the flush (`later.rs`); `None`: it runs inline.
+    later: Option<Arc<Later>>,
 }
 
 impl ExchangeBody {
@@ -138,6 +143,7 @@ impl ExchangeBody {
             wrap_budget: spec.wrap_budget,
             kept: None,
             detached: false,
+            later: spec.later,
         };
         body.start();
         body
@@ -302,21 +308,45 @@ impl ExchangeBody {
         self.ex.end(ending_for(e));
     }
 
-    /// Ends the exchange now (the body is done): one record, one log line.
+    /// Ends the exchange (the body is done): one record, one log line. With the server's queue
+    /// (`later.rs`) the finish step runs once hyper has written what it holds; without it, or
+    /// when the queue refuses, here and now.
     fn finish(&mut self) {
         self.keep_finish();
-        if let Some(obs) = self.obs.as_ref().filter(|_| !self.ex.is_finished()) {
-            let out = &obs.summary().output;
-            self.ex
-                .answered_from((out.response_model.as_deref(), out.usage));
+        if self.ex.is_finished() {
+            return;
         }
+        let streamed = self.obs.as_ref().map(|obs| {
+            let out = &obs.summary().output;
+            (out.response_model.clone(), out.usage)
+        });
         // Only a captured or traced exchange needs what the interpreter learnt.
         let wanted = self.ex.capture.is_some() || self.ex.trace.is_some();
         let summary = match self.obs.as_mut() {
-            Some(obs) if wanted && !self.ex.is_finished() => Some(obs.take_summary()),
+            Some(obs) if wanted => Some(Box::new(obs.take_summary())),
             _ => None,
         };
-        self.ex.finish(summary);
+        let job = match &self.later {
+            Some(later) => {
+                let job = Job {
+                    ex: self.ex.take_for_finish(),
+                    streamed,
+                    summary,
+                };
+                match later.defer(job) {
+                    Ok(()) => return,
+                    Err(job) => job,
+                }
+            }
+            None => {
+                if let Some((model, usage)) = streamed {
+                    self.ex.answered_from((model.as_deref(), usage));
+                }
+                self.ex.finish(summary.map(|s| *s));
+                return;
+            }
+        };
+        job.run();
     }
 }
 
