@@ -109,6 +109,12 @@ impl RouteMetrics {
         self.in_flight.inc();
     }
 
+    /// An exchange gave its concurrency slot back (its answer is out; the finish step may run
+    /// a moment later).
+    pub fn released(&self) {
+        self.in_flight.dec();
+    }
+
     /// The handles of `model` (the route's first models by name, then `other`; `unknown` when
     /// the exchange never learnt one).
     pub fn model(&self, model: Option<&str>) -> Arc<ModelMetrics> {
@@ -119,9 +125,6 @@ impl RouteMetrics {
     /// The one call of an exchange's finish step. `model` is asked for only when the exchange
     /// was admitted (a refusal has no latency worth a histogram).
     pub fn finished(&self, d: &Done, model: impl FnOnce() -> Arc<ModelMetrics>) {
-        if d.admitted {
-            self.in_flight.dec();
-        }
         self.requests_counter(d).inc();
         if let Some(r) = Refusal::from_cause(d.cause) {
             self.families.refused[r.index()].inc();

@@ -31,10 +31,12 @@ fn a_finished_exchange_is_counted_and_timed_under_its_model() {
     let m = Metrics::new(1);
     let r = m.route("up", Api::OpenAi);
     r.admitted();
+    r.released();
     r.finished(&done(Outcome::Ok, 200, "complete", true), || {
         r.model(Some("gpt-x"))
     });
     r.admitted();
+    r.released();
     r.finished(&done(Outcome::Ok, 200, "complete", true), || {
         r.model(Some("gpt-y"))
     });

@@ -302,7 +302,7 @@ pub async fn forward(
         headers_timeout: route.limits.headers_timeout.min(route.limits.total_timeout),
         max_wrap_body: cx.progress.max_wrap_body,
         wrap_budget: Arc::clone(&cx.progress.wrap_budget),
-        later: Some(Arc::clone(&cx.finishing.later)),
+        later: Arc::clone(&cx.finishing.later),
     };
     let finishes = on_disconnect == OnDisconnect::Finish;
     let kept = finishes.then(|| cx.finishing.begin((&ex.id, route.api), owner, cx.started));

@@ -102,8 +102,7 @@ pub async fn accept_loop(
     let later = Arc::clone(&app.finishing.later);
     let runs_later = later.open();
     if runs_later {
-        let later = Arc::clone(&later);
-        tasks.spawn("finish", async move { later.run().await });
+        tasks.spawn("finish", Arc::clone(&later).run());
     }
     ready.ready();
     let mut open = true;

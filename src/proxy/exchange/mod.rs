@@ -100,6 +100,8 @@ pub struct Exchange {
     path: String,
     pub started: Instant,
     permit: Option<OwnedSemaphorePermit>,
+    /// It took a concurrency slot (and keeps this once the slot is given back).
+    admitted: bool,
     /// Progress, once the side channel admitted the attempt.
     pub w: Option<Watcher>,
     pub capture: Option<Capture>,
@@ -156,6 +158,7 @@ impl Exchange {
             path,
             started,
             permit: None,
+            admitted: false,
             w: None,
             capture: None,
             tap: None,
@@ -217,6 +220,17 @@ impl Exchange {
             m.admitted();
         }
         self.permit = Some(permit);
+        self.admitted = true;
+    }
+
+    /// Gives the concurrency slot and the upstream stream slot back.
+    fn release(&mut self) {
+        if self.permit.take().is_some()
+            && let Some(m) = &self.metrics
+        {
+            m.released();
+        }
+        self.stream_slot = None;
     }
 
     /// What the upstream's stream said about the answer, taken before the finish step: the
@@ -337,9 +351,12 @@ impl Exchange {
     }
 
     /// Moves the exchange out for a finish step that runs later, leaving a finished stand-in
-    /// with its id, route, api, tier and start (what a body still reads once it ended).
+    /// with its id, route, api, tier and start (what a body still reads once it ended). The
+    /// ending is fixed now, and the concurrency slot and upstream stream slot are freed now:
+    /// the client already has its whole answer.
     pub fn take_for_finish(&mut self) -> Box<Exchange> {
         self.settle();
+        self.release();
         let mut stand_in = Exchange::new(
             Arc::clone(&self.id),
             Arc::clone(&self.route),
@@ -446,8 +463,7 @@ impl Exchange {
                 .sink
                 .submit_pending(Pending::new(capture.recorder, end));
         }
-        self.permit = None;
-        self.stream_slot = None;
+        self.release();
         Some(figures)
     }
 }

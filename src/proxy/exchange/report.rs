@@ -36,7 +36,7 @@ impl Exchange {
                 status: f.status,
                 outcome: f.outcome,
                 cause: f.cause,
-                admitted: self.permit.is_some(),
+                admitted: self.admitted,
                 headers: f.headers_ms.map(s),
                 first_feedback: f.first_feedback_ms.map(s),
                 first_token: f.first_token_ms.map(s),

@@ -50,7 +50,7 @@ pub struct Spec {
     pub max_wrap_body: usize,
     pub wrap_budget: Arc<Budget>,
     /// The server's queue of finish steps, run after the client's last bytes went out.
-    pub later: Option<Arc<Later>>,
+    pub later: Arc<Later>,
 }
 
 enum Source {
@@ -114,8 +114,8 @@ pub struct ExchangeBody {
     /// client already left (`keep.rs`).
     kept: Option<Arc<crate::progress::keep::Kept>>,
     detached: bool,
-    /// Where the finish step goes to run after the flush (`later.rs`); `None`: it runs inline.
-    later: Option<Arc<Later>>,
+    /// Where the finish step goes to run after the flush (`later.rs`).
+    later: Arc<Later>,
 }
 
 impl ExchangeBody {
@@ -308,9 +308,9 @@ impl ExchangeBody {
         self.ex.end(ending_for(e));
     }
 
-    /// Ends the exchange (the body is done): one record, one log line. With the server's queue
-    /// (`later.rs`) the finish step runs once hyper has written what it holds; without it, or
-    /// when the queue refuses, here and now.
+    /// Ends the exchange (the body is done): one record, one log line. The server's queue
+    /// (`later.rs`) runs the finish step once hyper has written what it holds; when it refuses
+    /// (no server task, or full), it runs here and now.
     fn finish(&mut self) {
         self.keep_finish();
         if self.ex.is_finished() {
@@ -326,27 +326,14 @@ impl ExchangeBody {
             Some(obs) if wanted => Some(Box::new(obs.take_summary())),
             _ => None,
         };
-        let job = match &self.later {
-            Some(later) => {
-                let job = Job {
-                    ex: self.ex.take_for_finish(),
-                    streamed,
-                    summary,
-                };
-                match later.defer(job) {
-                    Ok(()) => return,
-                    Err(job) => job,
-                }
-            }
-            None => {
-                if let Some((model, usage)) = streamed {
-                    self.ex.answered_from((model.as_deref(), usage));
-                }
-                self.ex.finish(summary.map(|s| *s));
-                return;
-            }
+        let job = Job {
+            ex: self.ex.take_for_finish(),
+            streamed,
+            summary,
         };
-        job.run();
+        if let Err(job) = self.later.defer(job) {
+            job.run();
+        }
     }
 }
 
