@@ -285,6 +285,17 @@ mod tests {
         }
     }
 
+    /// A queue with its task spawned, and `jobs` new exchanges handed to it.
+    fn running(b: &mut Bench, jobs: usize) -> (Arc<Later>, tokio::task::JoinHandle<()>) {
+        let later = Arc::new(Later::new());
+        assert!(later.open());
+        let task = tokio::spawn(Arc::clone(&later).run());
+        for _ in 0..jobs {
+            assert!(later.defer(b.job()).is_ok());
+        }
+        (later, task)
+    }
+
     #[tokio::test]
     async fn without_a_task_or_past_the_bound_the_caller_gets_its_job_back() {
         let mut b = Bench::new(MAX_WAITING + 2);
@@ -316,11 +327,7 @@ mod tests {
     #[tokio::test]
     async fn a_job_runs_once_the_task_gets_its_turn_and_close_ends_the_task() {
         let mut b = Bench::new(4);
-        let later = Arc::new(Later::new());
-        assert!(later.open());
-        let task = tokio::spawn(Arc::clone(&later).run());
-        assert!(later.defer(b.job()).is_ok());
-        assert!(later.defer(b.job()).is_ok());
+        let (later, task) = running(&mut b, 2);
         // Handed over, not run: the caller went on at once.
         assert!(b.none_finished());
         tokio::task::yield_now().await;
@@ -336,11 +343,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_that_ends_early_closes_the_queue_and_its_jobs_still_finish() {
         let mut b = Bench::new(4);
-        let later = Arc::new(Later::new());
-        assert!(later.open());
-        let task = tokio::spawn(Arc::clone(&later).run());
-        assert!(later.defer(b.job()).is_ok());
-        assert!(later.defer(b.job()).is_ok());
+        let (later, task) = running(&mut b, 2);
         // Cut before it ran them (a shutdown dropping the runtime's tasks).
         task.abort();
         let _ = task.await;
