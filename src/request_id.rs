@@ -16,7 +16,12 @@ pub struct InvalidRequestId;
 
 /// A fresh, unguessable, time-ordered id.
 pub fn generate() -> String {
-    uuid::Uuid::now_v7().to_string()
+    // Encoded straight into a buffer: `to_string` went through `fmt` (a fifth of this call).
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Uuid::now_v7()
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
 }
 
 /// Whether `id` is an acceptable client-chosen id.

@@ -12,11 +12,19 @@ pub mod usage;
 use serde::Deserialize;
 use std::borrow::Cow;
 
+/// Whether `needle` occurs in `haystack`, by memchr's searcher: `str::contains` with a `&str`
+/// sets up a Two-Way searcher per call, which on these short strings costs more than the search.
+pub fn contains(haystack: &str, needle: &str) -> bool {
+    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
+}
+
 /// A `Content-Type`'s media type (before any `;` parameter), trimmed and lowercased; borrowed
 /// when it is already lowercase (every upstream we know sends it so), since this is read for
 /// every response.
 pub fn media_type(content_type: &str) -> Cow<'_, str> {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let end = memchr::memchr(b';', content_type.as_bytes()).unwrap_or(content_type.len());
+    // HTTP's whitespace is ASCII (RFC 9110, 5.6.3).
+    let essence = content_type[..end].trim_ascii();
     if essence.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(essence.to_ascii_lowercase())
     } else {
@@ -65,8 +73,12 @@ impl std::fmt::Display for Api {
 /// The model a Gemini-style path names:
 /// `/v1beta/models/gemini-2.5-pro:streamGenerateContent` -> `gemini-2.5-pro`.
 pub fn model_in_path(path: &str) -> Option<&str> {
-    let after = path.split("/models/").nth(1)?;
-    let model = after.split(':').next()?;
+    // memchr's searcher: `str::split` with a `&str` pattern sets up a Two-Way searcher per call,
+    // which cost more than the rest of this on every request.
+    const MODELS: &str = "/models/";
+    let at = memchr::memmem::find(path.as_bytes(), MODELS.as_bytes())? + MODELS.len();
+    let after = &path[at..];
+    let model = &after[..memchr::memchr(b':', after.as_bytes()).unwrap_or(after.len())];
     (!model.is_empty()).then_some(model)
 }
 

@@ -1,6 +1,6 @@
 //! Choosing how to read a response: the dialect from (api, path, content type).
 
-use crate::apis::Api;
+use crate::apis::{Api, contains};
 
 /// The stream formats aloud can read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,9 +19,9 @@ impl Dialect {
     pub fn detect(api: Api, path_and_query: &str, content_type: &str) -> Option<Dialect> {
         let (path, query) = split(path_and_query);
         let ct = crate::apis::media_type(content_type);
-        let sse = ct == "text/event-stream" || (ct.is_empty() && query.contains("alt=sse"));
+        let sse = ct == "text/event-stream" || (ct.is_empty() && contains(query, "alt=sse"));
         let sse_or_unknown = sse || ct.is_empty();
-        let jsonish = ct.is_empty() || ct.contains("json");
+        let jsonish = ct.is_empty() || contains(&ct, "json");
         match endpoint(path) {
             Some(Endpoint::Chat) => return sse_or_unknown.then_some(Dialect::OpenAiChat),
             Some(Endpoint::Responses) => {
@@ -37,7 +37,7 @@ impl Dialect {
             (Api::OpenAi, true) => Some(Dialect::OpenAiChat),
             (Api::Anthropic, true) => Some(Dialect::Anthropic),
             (Api::Gemini, true) => Some(Dialect::GeminiSse),
-            (Api::Ollama, false) if ct.contains("ndjson") => Some(Dialect::OllamaNdjson),
+            (Api::Ollama, false) if contains(&ct, "ndjson") => Some(Dialect::OllamaNdjson),
             _ => None,
         }
     }
@@ -74,13 +74,14 @@ enum Endpoint {
 }
 
 fn endpoint(path: &str) -> Option<Endpoint> {
+    let has = |needle| contains(path, needle);
     if path.ends_with("/completions") {
         Some(Endpoint::Chat)
-    } else if path.ends_with("/responses") || path.contains("/responses/") {
+    } else if path.ends_with("/responses") || has("/responses/") {
         Some(Endpoint::Responses)
     } else if path.ends_with("/messages") {
         Some(Endpoint::Messages)
-    } else if path.contains(":streamGenerateContent") {
+    } else if has(":streamGenerateContent") {
         Some(Endpoint::Gemini)
     } else if path.ends_with("/api/chat") || path.ends_with("/api/generate") {
         Some(Endpoint::Ollama)

@@ -110,27 +110,32 @@ impl History {
         inner.tick += 1;
         let tick = inner.tick;
         let mut scored = None;
-        for k in key.levels().into_iter().skip(from) {
-            // One lookup for a key the history knows (nearly every call: this runs at the end
-            // of every ok exchange).
+        let mut level = 0;
+        key.each_level(|k| {
+            level += 1;
+            if level <= from {
+                return;
+            }
             let visit = |ring: &mut Ring| {
                 ring.touched = tick;
                 let basis = ring.samples.len() as u32;
                 ring.push(sample).map(|s| (s, basis))
             };
-            let score = match inner.rings.get_mut(&k) {
+            // One lookup for a key the history knows (nearly every call: this runs at the end
+            // of every ok exchange).
+            let score = match inner.rings.get_mut(k) {
                 Some(ring) => visit(ring),
                 None => {
                     if inner.rings.len() >= MAX_KEYS {
                         evict(&mut inner.rings);
                     }
-                    visit(inner.rings.entry(k).or_default())
+                    visit(inner.rings.entry(k.clone()).or_default())
                 }
             };
             if scored.is_none() {
                 scored = score;
             }
-        }
+        });
         scored
     }
 

@@ -44,29 +44,29 @@ impl Key {
     /// effort; the route and streaming alone. A level that is the same as the one before (a
     /// request that names no effort) is left out, so no sample counts twice.
     pub fn levels(&self) -> Vec<Key> {
-        let mut finest = self.clone();
-        if finest.model.as_ref().is_some_and(|m| m.len() > MAX_MODEL) {
-            finest.model = None;
-        }
-        let no_input = Key {
-            input: ANY_INPUT,
-            ..finest.clone()
-        };
-        let no_effort = Key {
-            effort: None,
-            ..no_input.clone()
-        };
-        let route = Key {
-            model: None,
-            ..no_effort.clone()
-        };
         let mut out = Vec::with_capacity(4);
-        for k in [finest, no_input, no_effort, route] {
-            if out.last() != Some(&k) {
-                out.push(k);
-            }
-        }
+        self.each_level(|k| out.push(k.clone()));
         out
+    }
+
+    /// [`Key::levels`] without making them: one key, coarsened in place between visits (this
+    /// runs at the end of every ok exchange).
+    pub fn each_level(&self, mut visit: impl FnMut(&Key)) {
+        let mut k = self.clone();
+        if k.model.as_ref().is_some_and(|m| m.len() > MAX_MODEL) {
+            k.model = None;
+        }
+        visit(&k);
+        if k.input != ANY_INPUT {
+            k.input = ANY_INPUT;
+            visit(&k);
+        }
+        if k.effort.take().is_some() {
+            visit(&k);
+        }
+        if k.model.take().is_some() {
+            visit(&k);
+        }
     }
 }
 
@@ -115,6 +115,34 @@ pub struct EtaFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_go_from_finest_to_the_route_and_skip_repeats() {
+        let key = |model: Option<&str>, effort: Option<&str>| Key {
+            route: Arc::from("r"),
+            model: model.map(Arc::from),
+            streams: true,
+            effort: effort.map(Arc::from),
+            input: 2,
+        };
+        let full = key(Some("m"), Some("high")).levels();
+        assert_eq!(full.len(), 4);
+        assert_eq!(full[0], key(Some("m"), Some("high")));
+        assert_eq!(full[1].input, ANY_INPUT);
+        assert_eq!(
+            (full[2].effort.clone(), full[2].model.clone()),
+            (None, Some(Arc::from("m")))
+        );
+        assert_eq!((full[3].model.clone(), full[3].input), (None, ANY_INPUT));
+        // No effort: that level is the one before it; no model either: the route's is too.
+        assert_eq!(key(Some("m"), None).levels().len(), 3);
+        assert_eq!(key(None, None).levels().len(), 2);
+        // A model past the bound counts as none.
+        let long = "x".repeat(MAX_MODEL + 1);
+        let levels = key(Some(&long), None).levels();
+        assert_eq!(levels.len(), 2);
+        assert!(levels.iter().all(|k| k.model.is_none()));
+    }
 
     #[test]
     fn input_buckets_grow_by_four() {

@@ -186,5 +186,5 @@ impl ExchangeBody {
 /// An event stream or NDJSON, by content type (the capture's "streamed").
 fn is_stream_type(content_type: &str) -> bool {
     let ct = crate::apis::media_type(content_type);
-    ct == "text/event-stream" || ct.contains("ndjson") || ct == "application/jsonl"
+    ct == "text/event-stream" || crate::apis::contains(&ct, "ndjson") || ct == "application/jsonl"
 }

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind (callgrind): a figure that does not move
+# with this machine's noise, for A/B-ing a change to the request path before the timed benches.
+# Closed-loop throughput on these 2-core VMs moves 5-10% between rounds; this count repeats to
+# within about 0.2%. It counts user-space instructions only: the kernel's share, cache misses and
+# scheduling are not in it, so a cut of N% here is worth less than N% of throughput (see
+# benches/README.md, "Instructions per request").
+#
+#   benches/instructions.sh                         this tree's release aloud
+#   benches/instructions.sh --aloud-bin A --base B  two binaries side by side (B is the baseline)
+#
+# aloud runs capture off, the admin listener on (metrics and the dashboard's live cells), one
+# route to examples/fast_upstream, and serves GET /fast/json over 4 keep-alive connections from
+# examples/mini_load. Counting starts after a warm-up and stops before the dump. Writes a
+# markdown table to stdout and to $CARGO_TARGET_DIR/bench/instructions.md. All traffic goes to
+# 127.0.0.1; every process this script starts is killed on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+ALOUD_BIN=""
+BASE_BIN=""
+SECONDS_LOAD=4
+BUILD=1
+
+usage() {
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    cat <<'EOF'
+options:
+  --aloud-bin PATH   the binary to count (default: target/release/aloud, built here)
+  --base PATH        a second binary, counted the same way and reported beside it
+  --seconds S        seconds of counted load per binary (default 4; about 1,000 requests/s
+                     get through under callgrind here)
+  --no-build         do not run cargo build
+EOF
+}
+
+while (($#)); do
+    case $1 in
+        --aloud-bin) ALOUD_BIN=$2; shift ;;
+        --base) BASE_BIN=$2; shift ;;
+        --seconds) SECONDS_LOAD=$2; shift ;;
+        --no-build) BUILD=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "instructions: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
+    log "valgrind not found: apt-get install -y valgrind"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >&2 || die "cannot install valgrind"
+fi
+
+if ((BUILD)); then
+    log "building (release): aloud and the bench examples"
+    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet --bin aloud \
+        --example fast_upstream --example mini_load) >&2
+fi
+EX=$TARGET_DIR/release/examples
+ALOUD_BIN=${ALOUD_BIN:-$TARGET_DIR/release/aloud}
+for b in "$EX/fast_upstream" "$EX/mini_load" "$ALOUD_BIN" ${BASE_BIN:+"$BASE_BIN"}; do
+    [[ -x $b ]] || die "$b missing: build it or drop --no-build"
+done
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+: >"$WORK/upstream.out"
+"$EX/fast_upstream" --listen 127.0.0.1:0 >"$WORK/upstream.out" 2>"$WORK/upstream.err" &
+PIDS+=($!)
+UPSTREAM=""
+for _ in $(seq 500); do
+    UPSTREAM=$(sed -n 's/^listening on //p' "$WORK/upstream.out")
+    [[ -n $UPSTREAM ]] && break
+    sleep 0.02
+done
+[[ -n $UPSTREAM ]] || die "fast_upstream did not report its address"
+
+# count NAME BIN -> prints "instructions<TAB>requests"
+count() {
+    local name=$1 bin=$2 dir="$WORK/$1" port pid line ok total
+    mkdir -p "$dir"
+    port=$(free_port)
+    cat >"$dir/aloud.toml" <<EOF
+[server]
+listen = "127.0.0.1:$port"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[capture]
+enabled = false
+
+[[routes]]
+name = "fast"
+prefix = "/fast"
+upstream = "http://$UPSTREAM"
+api = "openai"
+EOF
+    (cd "$dir" && RUST_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$dir/cg.out" "$bin" serve --config "$dir/aloud.toml") \
+        >"$dir/out" 2>"$dir/err" &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 300); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/fast/json") == 200 ]] && break
+        kill -0 "$pid" 2>/dev/null || die "$name exited: $(tail -5 "$dir/err")"
+        sleep 0.2
+    done
+    # Warm-up: pools, caches and the ETA history fill before anything is counted.
+    "$EX/mini_load" -c 4 -z 2 "http://127.0.0.1:$port/fast/json" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null
+    line=$("$EX/mini_load" -c 4 -z "$SECONDS_LOAD" "http://127.0.0.1:$port/fast/json")
+    callgrind_control -i off "$pid" >/dev/null
+    callgrind_control -d "$pid" >/dev/null
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    ok=$(cut -f4 <<<"$line")
+    [[ ${ok:-0} -gt 0 ]] || die "$name served no request: $line"
+    total=$(callgrind_annotate "$dir/cg.out.1" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+    [[ -n $total ]] || die "$name: no callgrind totals"
+    printf '%s\t%s\n' "$total" "$ok"
+}
+
+REPORT="$TARGET_DIR/bench/instructions.md"
+mkdir -p "$(dirname "$REPORT")"
+{
+    echo "# Instructions per request (callgrind)"
+    echo
+    echo "GET /fast/json through aloud (capture off, admin on) to examples/fast_upstream, 4 connections,"
+    echo "${SECONDS_LOAD} s counted after a 2 s warm-up. User-space instructions of the aloud process only."
+    echo
+    echo "| binary | requests | instructions per request |"
+    echo "|---|---:|---:|"
+    IFS=$'\t' read -r total ok < <(count aloud "$ALOUD_BIN")
+    per=$((total / ok))
+    echo "| $ALOUD_BIN | $ok | $per |"
+    if [[ -n $BASE_BIN ]]; then
+        IFS=$'\t' read -r btotal bok < <(count base "$BASE_BIN")
+        bper=$((btotal / bok))
+        echo "| $BASE_BIN (base) | $bok | $bper |"
+        echo
+        awk -v a="$per" -v b="$bper" 'BEGIN { printf "Change against the base: %+.1f%%\n", (a - b) * 100 / b }'
+    fi
+} | tee "$REPORT"
