@@ -252,18 +252,6 @@ pub async fn forward(
     };
     let tap = RequestTap::new(keep);
     ex.tap = Some(Arc::clone(&tap));
-    if let Some(live) = &live {
-        live.set_model_hint(Arc::clone(&tap) as Arc<dyn ModelHint>);
-        if let Some(model) = crate::apis::model_in_path(rest) {
-            live.set_model(model);
-        }
-    }
-    if let Some(w) = ex.w.as_mut().filter(|_| cx.progress.eta_on) {
-        w.set_eta(EtaWatch::new(
-            Arc::clone(&cx.progress.eta),
-            eta::key_source(rt, &parts.method, &path_and_query, &tap),
-        ));
-    }
     let limit = route.limits.max_request_body;
     let mut upstream_req = Request::new(admit::upstream_body(
         incoming,
@@ -283,6 +271,31 @@ pub async fn forward(
         limit,
         cx.request_body_timeout,
     );
+    // The request goes out before the rest of the bookkeeping: its first poll queues it on a
+    // connection (waking that connection's task), and the yield lets that task write it. What
+    // follows (the ETA key, the dashboard's model, the body and its timer) then costs the
+    // client nothing while the upstream works. The exchange already owns its hub entry and
+    // slot, so a client that leaves during the yield still gets its one finish step. A route
+    // that finishes what its client left (`on_disconnect = "finish"`) skips the yield: its
+    // exchange must not be cut before the body that detaches it exists.
+    let finishes = on_disconnect == OnDisconnect::Finish;
+    let head = if finishes {
+        head
+    } else {
+        sent_first(head).await
+    };
+    if let Some(live) = &live {
+        live.set_model_hint(Arc::clone(&tap) as Arc<dyn ModelHint>);
+        if let Some(model) = crate::apis::model_in_path(rest) {
+            live.set_model(model);
+        }
+    }
+    if let Some(w) = ex.w.as_mut().filter(|_| cx.progress.eta_on) {
+        w.set_eta(EtaWatch::new(
+            Arc::clone(&cx.progress.eta),
+            eta::key_source(rt, &parts.method, &path_and_query, &tap),
+        ));
+    }
 
     let tier = ex.tier;
     let spec = Spec {
@@ -304,7 +317,6 @@ pub async fn forward(
         wrap_budget: Arc::clone(&cx.progress.wrap_budget),
         later: Arc::clone(&cx.finishing.later),
     };
-    let finishes = on_disconnect == OnDisconnect::Finish;
     let kept = finishes.then(|| cx.finishing.begin((&ex.id, route.api), owner, cx.started));
     let mut body = Detachable::new(ExchangeBody::new(ex, spec, head), kept);
     match tier {
@@ -340,6 +352,19 @@ pub async fn forward(
             timed(e.into_response_unlogged(route.api), body.server_timing())
         }
     }
+}
+
+/// Polls the upstream request once, which queues it on its connection, then yields so the
+/// connection's task writes it. A head future that finished at once (a refused connection, a
+/// body fault) is kept as its result.
+async fn sent_first(mut head: response::HeadFuture) -> response::HeadFuture {
+    use std::task::Poll;
+    let first = std::future::poll_fn(|cx| Poll::Ready(head.as_mut().poll(cx))).await;
+    if let Poll::Ready(result) = first {
+        head = Box::pin(std::future::ready(result));
+    }
+    tokio::task::yield_now().await;
+    head
 }
 
 /// Refused or failed before an attempt could start: one record, one log line, the error.
