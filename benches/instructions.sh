@@ -4,7 +4,9 @@
 # Closed-loop throughput on these 2-core VMs moves 5-10% between rounds; this count repeats to
 # within about 0.2%. It counts user-space instructions only: the kernel's share, cache misses and
 # scheduling are not in it, so a cut of N% here is worth less than N% of throughput (see
-# benches/README.md, "Instructions per request").
+# benches/README.md, "The pieces"). Everything the process does in the counted window (its
+# timers, the admin listener) is divided among the requests: a figure to compare, not a cost of
+# one request alone.
 #
 #   benches/instructions.sh                         this tree's release aloud
 #   benches/instructions.sh --aloud-bin A --base B  two binaries side by side (B is the baseline)
@@ -55,25 +57,38 @@ if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >&2 || die "cannot install valgrind"
 fi
 
+for tool in curl python3; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+
 if ((BUILD)); then
-    log "building (release): aloud and the bench examples"
-    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet --bin aloud \
-        --example fast_upstream --example mini_load) >&2
+    what=(--example fast_upstream --example mini_load)
+    [[ -z $ALOUD_BIN ]] && what+=(--bin aloud)
+    log "building (release): ${what[*]}"
+    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet "${what[@]}") >&2
 fi
 EX=$TARGET_DIR/release/examples
 ALOUD_BIN=${ALOUD_BIN:-$TARGET_DIR/release/aloud}
 for b in "$EX/fast_upstream" "$EX/mini_load" "$ALOUD_BIN" ${BASE_BIN:+"$BASE_BIN"}; do
     [[ -x $b ]] || die "$b missing: build it or drop --no-build"
 done
+# Absolute: valgrind starts in each binary's own work directory.
+ALOUD_BIN=$(realpath "$ALOUD_BIN")
+[[ -n $BASE_BIN ]] && BASE_BIN=$(realpath "$BASE_BIN")
 
 WORK=$(mktemp -d)
-PIDS=()
+# Every process started here is listed in a file: `count` runs in a subshell (a process
+# substitution), whose variables the main shell's cleanup would not see.
+PIDFILE=$WORK/pids
+: >"$PIDFILE"
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    local p
+    while read -r p; do kill "$p" 2>/dev/null || true; done <"$PIDFILE"
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -81,7 +96,7 @@ free_port() {
 
 : >"$WORK/upstream.out"
 "$EX/fast_upstream" --listen 127.0.0.1:0 >"$WORK/upstream.out" 2>"$WORK/upstream.err" &
-PIDS+=($!)
+echo $! >>"$PIDFILE"
 UPSTREAM=""
 for _ in $(seq 500); do
     UPSTREAM=$(sed -n 's/^listening on //p' "$WORK/upstream.out")
@@ -115,12 +130,17 @@ EOF
         --callgrind-out-file="$dir/cg.out" "$bin" serve --config "$dir/aloud.toml") \
         >"$dir/out" 2>"$dir/err" &
     pid=$!
-    PIDS+=("$pid")
+    echo "$pid" >>"$PIDFILE"
+    local up=0
     for _ in $(seq 300); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/fast/json") == 200 ]] && break
+        if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/fast/json") == 200 ]]; then
+            up=1
+            break
+        fi
         kill -0 "$pid" 2>/dev/null || die "$name exited: $(tail -5 "$dir/err")"
         sleep 0.2
     done
+    ((up)) || die "$name did not answer 200 on /fast/json within 60 s under valgrind"
     # Warm-up: pools, caches and the ETA history fill before anything is counted.
     "$EX/mini_load" -c 4 -z 2 "http://127.0.0.1:$port/fast/json" >/dev/null
     callgrind_control -i on "$pid" >/dev/null

@@ -78,6 +78,9 @@ pub fn model_in_path(path: &str) -> Option<&str> {
     const MODELS: &str = "/models/";
     let at = memchr::memmem::find(path.as_bytes(), MODELS.as_bytes())? + MODELS.len();
     let after = &path[at..];
+    // Up to the next `/models/`, then up to the first `:` (the method), as `split` gave.
+    let after =
+        &after[..memchr::memmem::find(after.as_bytes(), MODELS.as_bytes()).unwrap_or(after.len())];
     let model = &after[..memchr::memchr(b':', after.as_bytes()).unwrap_or(after.len())];
     (!model.is_empty()).then_some(model)
 }
@@ -86,6 +89,20 @@ pub fn model_in_path(path: &str) -> Option<&str> {
 mod tests {
     use super::media_type;
     use std::borrow::Cow;
+
+    #[test]
+    fn the_model_in_a_path_is_the_segment_after_models_up_to_the_method() {
+        use super::model_in_path;
+        assert_eq!(
+            model_in_path("/v1beta/models/gemini-2.5-pro:streamGenerateContent"),
+            Some("gemini-2.5-pro")
+        );
+        assert_eq!(model_in_path("/v1/models/m"), Some("m"));
+        assert_eq!(model_in_path("/v1/models/a/models/b:x"), Some("a"));
+        assert_eq!(model_in_path("/models//models/x"), None);
+        assert_eq!(model_in_path("/v1/models/:x"), None);
+        assert_eq!(model_in_path("/v1/chat/completions"), None);
+    }
 
     #[test]
     fn media_type_drops_parameters_and_lowercases_only_when_needed() {

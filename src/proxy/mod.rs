@@ -271,15 +271,18 @@ pub async fn forward(
         limit,
         cx.request_body_timeout,
     );
-    // The request goes out before the rest of the bookkeeping: its first poll queues it on a
-    // connection (waking that connection's task), and the yield lets that task write it. What
-    // follows (the ETA key, the dashboard's model, the body and its timer) then costs the
-    // client nothing while the upstream works. The exchange already owns its hub entry and
-    // slot, so a client that leaves during the yield still gets its one finish step. A route
-    // that finishes what its client left (`on_disconnect = "finish"`) skips the yield: its
-    // exchange must not be cut before the body that detaches it exists.
+    // The request goes out before the rest of the bookkeeping: on a pooled connection its
+    // first poll queues it (waking that connection's task), and the yield lets that task write
+    // it, so what follows (the ETA key, the dashboard's model, the body and its timer) runs
+    // while the upstream works instead of before it hears of the request. (A connection still
+    // to be opened gains nothing: the head future itself drives the connect.) The exchange
+    // already owns its hub entry and slot, so a client that leaves during the yield still gets
+    // its one finish step. Two exchanges skip the yield: one that finishes what its client
+    // left (`on_disconnect = "finish"`, by route or header) must not be cut before the body
+    // that detaches it exists, and in the events tier the body's first events are the client's
+    // first bytes, which a yield would put behind other tasks.
     let finishes = on_disconnect == OnDisconnect::Finish;
-    let head = if finishes {
+    let head = if finishes || ex.tier == Tier::Events {
         head
     } else {
         sent_first(head).await

@@ -38,7 +38,8 @@ fn write_ms(s: &mut String, d: Duration, decimals: u32) {
     s.push_str(digits.format(whole));
     s.push('.');
     let part = digits.format(part);
-    if decimals == 3 {
+    if decimals != 1 {
+        // Three decimals: the part is below 1000, so one or two zeros at most.
         s.push_str(&"00"[..3 - part.len().min(3)]);
     }
     s.push_str(part);
