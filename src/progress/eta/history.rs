@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 /// Recent exchanges kept per key.
 pub const RING: usize = 64;
-/// Keys kept at most (every level counts); past it the key updated longest ago goes.
+/// Keys kept at most (every level counts); when full, the eighth updated longest ago goes.
 pub const MAX_KEYS: usize = 4096;
 /// Recent scores (the error at 25% of each finished exchange) kept per key for the ladder.
 pub const SCORES: usize = 20;
@@ -177,14 +177,20 @@ impl History {
     }
 }
 
+/// Keys let go at once when the history is full: the eighth updated longest ago. Letting one go
+/// at a time scanned every key for each new one, so a client naming a new model in every
+/// request made each of its requests pay a scan of [`MAX_KEYS`]; now one scan serves the next
+/// `EVICT` new keys.
+const EVICT: usize = MAX_KEYS / 8;
+
 fn evict(rings: &mut HashMap<Key, Ring>) {
-    if let Some(oldest) = rings
-        .iter()
-        .min_by_key(|(_, r)| r.touched)
-        .map(|(k, _)| k.clone())
-    {
-        rings.remove(&oldest);
-    }
+    let mut touched: Vec<u64> = rings.values().map(|r| r.touched).collect();
+    let Some(last) = EVICT.min(touched.len()).checked_sub(1) else {
+        return;
+    };
+    let (_, &mut cutoff, _) = touched.select_nth_unstable(last);
+    // The levels of one exchange share its tick: at most a few more than `EVICT` go.
+    rings.retain(|_, r| r.touched > cutoff);
 }
 
 #[cfg(test)]
@@ -295,5 +301,44 @@ mod tests {
             h.record(&key(&format!("m{i}")), sample(1.0));
         }
         assert!(h.keys() <= MAX_KEYS);
+    }
+
+    #[test]
+    fn a_full_history_lets_the_longest_unused_eighth_go_at_once() {
+        // One key per call: a route with no model, recorded from its size-free level.
+        let route = |i: usize| Key {
+            route: Arc::from(format!("r{i}")),
+            model: None,
+            streams: true,
+            effort: None,
+            input: 0,
+        };
+        let h = History::new();
+        let add = |i: usize| h.record_from(1, &route(i), sample(1.0));
+        let has = |i: usize| {
+            let level = Key {
+                input: super::super::ANY_INPUT,
+                ..route(i)
+            };
+            h.lock().rings.contains_key(&level)
+        };
+        for i in 0..MAX_KEYS {
+            add(i);
+        }
+        assert_eq!(h.keys(), MAX_KEYS);
+        // The first route is used again, so it is not among the longest unused.
+        add(0);
+        add(MAX_KEYS);
+        assert_eq!(h.keys(), MAX_KEYS - EVICT + 1);
+        assert!(has(0) && has(MAX_KEYS) && has(EVICT + 1) && has(MAX_KEYS - 1));
+        assert!(
+            (1..=EVICT).all(|i| !has(i)),
+            "the longest unused eighth went"
+        );
+        // The next new keys fit without another scan.
+        for i in 0..EVICT - 1 {
+            add(MAX_KEYS + 1 + i);
+        }
+        assert_eq!(h.keys(), MAX_KEYS);
     }
 }
