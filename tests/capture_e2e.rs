@@ -25,6 +25,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// An e-mail that the requests carry as a JSON member name.
+const KEYED_EMAIL: &str = "keyed.member@example.net";
+
 /// Every form of `secret` that must never appear.
 fn forms(secret: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -107,7 +110,9 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
         format!("my key is {API_KEY}, mail me at jane.doe@example.com, card 4111 1111 1111 1111");
     for i in 0..6 {
         let id = format!("e2e-capture-request-{i:04}");
-        let chat = serde_json::json!({"model": "gpt-sim", "stream": i % 2 == 0, "messages": [{"role": "user", "content": prompt}]});
+        // An e-mail used as a member name (a map keyed by user) is redacted like one in a value.
+        let chat = serde_json::json!({"model": "gpt-sim", "stream": i % 2 == 0, "messages": [{"role": "user", "content": prompt}],
+                                      "metadata": {KEYED_EMAIL: "plan-pro"}});
         let h = [
             ("content-type", "application/json"),
             ("authorization", auth.as_str()),
@@ -256,7 +261,11 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
 
     // The secret scan: database, WAL, spill, logs and every export.
     let mut found = Vec::new();
-    scan(dir.path(), &[API_KEY, CLIENT_TOKEN], &mut found);
+    scan(
+        dir.path(),
+        &[API_KEY, CLIENT_TOKEN, KEYED_EMAIL],
+        &mut found,
+    );
     assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
 
     // Real consumers load the exports when they are installed.

@@ -279,7 +279,7 @@ impl Redactor {
     }
 
     /// Replaces the configured paths wholesale, the scalar values of credential-named members,
-    /// and every match in every string value (object keys are left as they are).
+    /// and every match in every string: values and member names alike.
     pub fn redact_json(&self, value: &mut Value) {
         let marker = Value::String(MARKER.to_owned());
         for path in &self.paths {
@@ -295,6 +295,7 @@ impl Redactor {
             Value::String(s) => self.redact_string(s),
             Value::Array(items) => items.iter_mut().for_each(|v| self.scan_json(v)),
             Value::Object(map) => {
+                self.redact_names(map);
                 for (k, v) in map.iter_mut() {
                     let scalar = matches!(v, Value::String(_) | Value::Number(_));
                     if scalar && is_credential_name(k) {
@@ -305,6 +306,29 @@ impl Redactor {
                 }
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// Member names are text too: an e-mail or a key used as a name (a map keyed by user) is
+    /// replaced like one in a value. Names that redact alike stay apart, as `[REDACTED:email]`,
+    /// `[REDACTED:email] #2`, …: no member is lost. Most objects match nothing, and are left
+    /// untouched after one `is_match` per name.
+    fn redact_names(&self, map: &mut serde_json::Map<String, Value>) {
+        if !map.keys().any(|k| self.set.is_match(k)) {
+            return;
+        }
+        for (name, v) in std::mem::take(map) {
+            let name = match self.redact_str(&name) {
+                Cow::Owned(redacted) => redacted,
+                Cow::Borrowed(_) => name,
+            };
+            let mut unique = name.clone();
+            let mut n = 1;
+            while map.contains_key(&unique) {
+                n += 1;
+                unique = format!("{name} #{n}");
+            }
+            map.insert(unique, v);
         }
     }
 

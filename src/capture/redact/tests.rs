@@ -195,6 +195,32 @@ fn secrets_plain_escaped_and_base64() {
 }
 
 #[test]
+fn member_names_are_redacted_like_values_and_none_is_lost() {
+    let r = default_redactor();
+    let mut v = json!({
+        "users": {
+            "alice@example.com": {"plan": "pro"},
+            "bob@example.org": 2,
+            "[REDACTED:email]": "a name that already reads like a marker",
+        },
+        "cards": {"4111111111111111": true},
+        "plain": {"role": "user"},
+    });
+    r.redact_json(&mut v);
+    let text = v.to_string();
+    for secret in ["alice@", "bob@", "4111111111111111"] {
+        assert!(!text.contains(secret), "{secret} kept in {text}");
+    }
+    let users = v["users"].as_object().unwrap();
+    assert_eq!(users.len(), 3, "no member lost: {users:?}");
+    assert!(users.values().any(|u| u == &json!({"plan": "pro"})));
+    assert_eq!(v["plain"], json!({"role": "user"}));
+    let once = v.clone();
+    r.redact_json(&mut v);
+    assert_eq!(v, once, "idempotent");
+}
+
+#[test]
 fn json_paths_credential_members_and_strings() {
     let r = with(|c| c.json_paths = vec!["messages[*].content".into(), "$.user".into()]);
     let mut v = json!({
