@@ -73,7 +73,7 @@ enum Check {
 
 /// One regex with its marker. When the regex has a group named `s`, only that group is replaced
 /// (so `Bearer <token>` keeps `Bearer `).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Rule {
     regex: Regex,
     marker: &'static str,
@@ -89,7 +89,12 @@ struct Edit {
 }
 
 /// Built once from a [`RedactConfig`]; cheap to share (`Arc`) between requests.
-#[derive(Debug)]
+///
+/// A clone shares the compiled regexes but has search caches of its own: a regex's cache pool
+/// serves the first thread that used it without a lock and every other thread through a mutex,
+/// so a thread that redacts all day (the capture writer's) keeps a clone of its own
+/// (`redaction::Live`).
+#[derive(Clone, Debug)]
 pub struct Redactor {
     rules: Vec<Rule>,
     /// All rule regexes, to find in one pass which rules can match a string at all.

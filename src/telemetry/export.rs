@@ -121,8 +121,11 @@ impl Exporter {
             match msg {
                 Ok(Msg::Span(f, weight)) => {
                     self.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
-                    let redactor = self.redactor.as_ref().map(|l| l.get());
-                    batch.push(build(*f, redactor.as_deref()));
+                    let span = match &self.redactor {
+                        Some(live) => live.with_own(|r| build(*f, Some(r))),
+                        None => build(*f, None),
+                    };
+                    batch.push(span);
                 }
                 Ok(Msg::Flush(ack)) => {
                     // A flush answers once what was queued before it has been posted.
