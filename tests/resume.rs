@@ -355,3 +355,42 @@ async fn ndjson_events_are_lines_and_a_resume_after_n_skips_n_of_them() {
     assert_eq!(body_bytes(after).await, lines[3..].concat());
     aloud.stop().await;
 }
+
+#[tokio::test]
+async fn a_resume_of_an_answer_whose_upstream_failed_gets_its_bytes_then_a_cut() {
+    use support::scripted::Scripted;
+    use support::wire::E1;
+    let up = Scripted::start().await;
+    let sink = Arc::new(MemorySink::default());
+    let toml = route_config(up.addr(), "openai", FINISH, "");
+    let aloud = Aloud::start_with_sink(&toml, MapEnv::default(), Some(sink.clone())).await;
+    let id = "failed-finish-000000";
+    let r = post(
+        &aloud.url("/up/v1/chat/completions"),
+        &[("aloud-request-id", id), ("x-mock", "reset-on-go")],
+        "{\"stream\":true}",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut body = r.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, E1);
+    drop(body);
+    // The upstream resets after its first event; the exchange ends failed.
+    up.go();
+    let record = sink.wait_for(id).await;
+    assert_eq!(record.outcome, Outcome::UpstreamError, "{record:?}");
+    // Every replay of it is the upstream's head and bytes, then a cut transfer: never a reply
+    // with nothing in it, and never a clean end.
+    for path in ["stream", "stream?after=0", "resume/v1/chat/completions"] {
+        let r = get_with(&aloud.url(&format!("/aloud/v1/requests/{id}/{path}")), &[]).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], "text/event-stream", "{path}");
+        let (bytes, clean) = read_to_end(r).await;
+        assert_eq!(String::from_utf8_lossy(&bytes), E1, "{path}");
+        assert!(!clean, "{path}: a failed answer never ends cleanly");
+    }
+    let result = get_with(&aloud.url(&format!("/aloud/v1/requests/{id}/result")), &[]).await;
+    assert_eq!(result.status(), 502);
+    aloud.stop().await;
+}

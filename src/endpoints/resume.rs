@@ -107,6 +107,12 @@ async fn stream_after(kept: Arc<Kept>, after: u64) -> Response<Body> {
     // A failure after the head cuts the transfer (no clean end), as the upstream's did.
     let body = stream::unfold(follow, |mut f| async move {
         let item = f.next().await?;
+        if item.is_err() {
+            // hyper holds the head and the bytes before them until the body waits, and a body
+            // error drops what it holds: replaying an answer that already failed would be an
+            // empty reply. Waiting once lets them go out, then the transfer is cut.
+            tokio::task::yield_now().await;
+        }
         Some((item.map_err(std::io::Error::other), f))
     });
     with_head(&head, Body::from_stream(body))
