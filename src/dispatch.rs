@@ -205,12 +205,19 @@ async fn answer(
     if path == "/" {
         return endpoints::redirect("/aloud/", req.uri().query());
     }
-    let prefixes: Vec<&str> = app.routes.iter().map(|r| r.route.prefix.as_str()).collect();
+    // The routes are named to help a client that got a path wrong, unless client tokens are
+    // set: then a caller that may hold none learns nothing of the layout.
+    let message = if app.server.client_tokens.is_empty() {
+        let prefixes: Vec<&str> = app.routes.iter().map(|r| r.route.prefix.as_str()).collect();
+        format!("no route matches {path}; routes: {}", prefixes.join(", "))
+    } else {
+        format!("no route matches {path}")
+    };
     let e = ProxyError::new(
         StatusCode::NOT_FOUND,
         Origin::Downstream,
         "no_route",
-        format!("no route matches {path}; routes: {}", prefixes.join(", ")),
+        message,
     );
     refuse(app, e, Api::OpenAi, id, None, started)
 }

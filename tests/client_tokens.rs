@@ -450,3 +450,15 @@ async fn a_reused_id_keeps_each_tokens_feedback_on_its_own_attempt() {
         [pair("1", "alice-says")]
     );
 }
+
+#[tokio::test]
+async fn a_path_no_route_matches_names_no_routes_when_tokens_are_set() {
+    let aloud = Aloud::start_with_env(SIM, env()).await;
+    let r = get(&aloud.url("/secret-route-probe")).await;
+    assert_eq!(r.status(), 404);
+    let body = body_json(r).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/secret-route-probe"), "{message}");
+    assert!(!message.contains("/sim"), "the layout leaks: {message}");
+    aloud.stop().await;
+}
