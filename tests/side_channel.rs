@@ -218,3 +218,26 @@ async fn cors_preflights_and_responses_for_allowed_origins() {
     assert!(!r.headers().contains_key("access-control-allow-origin"));
     aloud.stop().await;
 }
+
+#[tokio::test]
+async fn a_bad_id_or_after_is_refused_in_alouds_error_shape() {
+    let aloud = Aloud::start(SIM).await;
+    for (path, code) in [
+        ("/aloud/v1/progress/short", "bad_request_id"),
+        (
+            "/aloud/v1/progress/side-channel-shape-01?after=x",
+            "bad_after",
+        ),
+    ] {
+        let r = get(&aloud.url(path)).await;
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(r.headers()["aloud-error-code"], code, "{path}");
+        assert!(r.headers().contains_key("aloud-request-id"), "{path}");
+        let body = body_json(r).await;
+        let e = body["error"].as_object().unwrap();
+        for key in ["message", "type", "param", "code"] {
+            assert!(e.contains_key(key), "{path}: no {key} in {body}");
+        }
+    }
+    aloud.stop().await;
+}

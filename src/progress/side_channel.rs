@@ -53,15 +53,19 @@ fn no_content() -> Response<Body> {
     r
 }
 
-fn plain(status: StatusCode, message: String) -> Response<Body> {
-    let body =
-        serde_json::json!({ "error": { "message": message, "type": "invalid_request_error" } });
+/// A refusal in aloud's error shape (OpenAI's envelope, the code in `Aloud-Error-Code`), as
+/// every other endpoint of aloud's answers.
+fn plain(status: StatusCode, code: &'static str, message: String) -> Response<Body> {
+    let body = crate::apis::envelope::error_body(crate::apis::Api::OpenAi, status, &message);
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert(
+    let h = r.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    h.insert("aloud-error-code", HeaderValue::from_static(code));
+    h.insert("x-should-retry", HeaderValue::from_static("false"));
     r
 }
 
@@ -81,12 +85,13 @@ pub async fn subscribe(
     if !request_id::is_valid(id) {
         return plain(
             StatusCode::BAD_REQUEST,
+            "bad_request_id",
             "the id must be 16-64 characters of A-Z, a-z, 0-9, '_' or '-'".to_owned(),
         );
     }
     let after = match after(headers, query) {
         Ok(a) => a,
-        Err(message) => return plain(StatusCode::BAD_REQUEST, message),
+        Err(message) => return plain(StatusCode::BAD_REQUEST, "bad_after", message),
     };
     let reconnect = headers.contains_key("last-event-id");
     let mut changes = None;
