@@ -12,6 +12,7 @@ use crate::progress::keep::Keeper;
 use crate::progress::ladder::Rung;
 use crate::progress::{Hub, Ladder};
 use crate::proxy::finish::Finishing;
+use crate::proxy::upstream::SpawnHook;
 use crate::proxy::wrap::Budget;
 use crate::proxy::{CaptureSettings, ProgressSettings, RouteRuntime};
 use crate::telemetry::Telemetry;
@@ -29,6 +30,7 @@ struct Kept {
     metrics: Option<Arc<Metrics>>,
     telemetry: Option<Arc<Telemetry>>,
     finishing: Finishing,
+    upstream_tasks: SpawnHook,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -47,6 +49,8 @@ pub struct App {
     /// Answers kept for a resume (`on_disconnect = "finish"`), and how a leaving client's
     /// exchange is detached.
     pub finishing: Finishing,
+    /// Where plain-http routes' upstream connections run (installed by the server).
+    pub upstream_tasks: SpawnHook,
 }
 
 impl App {
@@ -86,6 +90,7 @@ impl App {
                 max_body: 0,
                 later: Arc::new(crate::proxy::later::Later::new()),
             },
+            upstream_tasks: Arc::new(OnceLock::new()),
         };
         if let Some(m) = &kept.metrics {
             m.watch_hub(Arc::clone(&kept.hub));
@@ -110,6 +115,7 @@ impl App {
             metrics: self.metrics.clone(),
             telemetry: self.telemetry.clone(),
             finishing: self.finishing.clone(),
+            upstream_tasks: Arc::clone(&self.upstream_tasks),
         };
         Self::build(config, kept)
     }
@@ -126,7 +132,7 @@ impl App {
             .routes
             .into_iter()
             .map(|r| {
-                let mut rt = RouteRuntime::new(r)?;
+                let mut rt = RouteRuntime::new(r, &kept.upstream_tasks)?;
                 rt.metrics = kept
                     .metrics
                     .as_ref()
@@ -170,6 +176,7 @@ impl App {
                 max_body: usize::try_from(p.resume_max_body).unwrap_or(usize::MAX),
                 ..kept.finishing
             },
+            upstream_tasks: kept.upstream_tasks,
         }))
     }
 

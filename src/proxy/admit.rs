@@ -4,7 +4,7 @@
 use super::body::{LimitedBody, RequestFault, RequestTap};
 use super::error::{Origin, ProxyError};
 use super::headers;
-use super::upstream::{self, HttpClient, UpstreamFailure};
+use super::upstream::{self, HttpClient, Plain, SendError, UpstreamFailure};
 use crate::config::{HttpUpstream, Owner, Tier};
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
@@ -188,21 +188,56 @@ pub fn send(
 ) -> super::response::HeadFuture {
     let sent = client.request(req);
     Box::pin(async move {
+        sent.await
+            .map_err(|e| failed(&e, upstream::describe(&e), &tap, limit, body_timeout))
+    })
+}
+
+/// [`send`] on a plain-http route's own connections.
+pub fn send_plain(
+    plain: &Arc<Plain>,
+    req: Request<Body>,
+    tap: Arc<RequestTap>,
+    limit: u64,
+    body_timeout: std::time::Duration,
+) -> super::response::HeadFuture {
+    let sent = Arc::clone(plain).send(req);
+    Box::pin(async move {
         sent.await.map_err(|e| {
-            // A request body that failed is the client's fault, whatever the upstream made of it.
-            if tap.fault().is_some() || upstream::caused_by_body_limit(&e) {
-                let fault = tap.fault().unwrap_or(RequestFault::TooLarge);
-                return ProxyError::from_request_fault(fault, limit, body_timeout);
-            }
-            let (kind, message) = upstream::describe(&e);
-            let (status, label) = match kind {
-                UpstreamFailure::ConnectTimeout => {
-                    (StatusCode::GATEWAY_TIMEOUT, "upstream_connect_timeout")
-                }
-                UpstreamFailure::Connect => (StatusCode::BAD_GATEWAY, "upstream_connect"),
-                UpstreamFailure::Other => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            let cause: &(dyn std::error::Error + 'static) = match &e {
+                SendError::Connect(c) => &**c,
+                SendError::Request(r) => r,
             };
-            ProxyError::new(status, Origin::Upstream, label, message)
+            failed(
+                cause,
+                upstream::describe_plain(&e),
+                &tap,
+                limit,
+                body_timeout,
+            )
         })
     })
+}
+
+/// The client's error for a request that got no head: a request body that failed is the
+/// client's fault, whatever the upstream made of it; anything else is the upstream's.
+fn failed(
+    error: &(dyn std::error::Error + 'static),
+    (kind, message): (UpstreamFailure, String),
+    tap: &RequestTap,
+    limit: u64,
+    body_timeout: std::time::Duration,
+) -> ProxyError {
+    if tap.fault().is_some() || upstream::caused_by_body_limit(error) {
+        let fault = tap.fault().unwrap_or(RequestFault::TooLarge);
+        return ProxyError::from_request_fault(fault, limit, body_timeout);
+    }
+    let (status, label) = match kind {
+        UpstreamFailure::ConnectTimeout => {
+            (StatusCode::GATEWAY_TIMEOUT, "upstream_connect_timeout")
+        }
+        UpstreamFailure::Connect => (StatusCode::BAD_GATEWAY, "upstream_connect"),
+        UpstreamFailure::Other => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+    };
+    ProxyError::new(status, Origin::Upstream, label, message)
 }

@@ -63,7 +63,7 @@ pub struct RouteRuntime {
 impl RouteRuntime {
     /// Fails for a simulator route that was not yet given its loopback address, or when the
     /// route's TLS settings cannot make a client config.
-    pub fn new(route: Route) -> Result<Self, String> {
+    pub fn new(route: Route, spawn: &upstream::SpawnHook) -> Result<Self, String> {
         let target = match &route.upstream {
             Upstream::Http(h) => h.clone(),
             Upstream::Simulator => {
@@ -74,7 +74,7 @@ impl RouteRuntime {
             }
         };
         let upstream =
-            upstream::Upstream::new(&target, &route.connect, route.limits.connect_timeout)
+            upstream::Upstream::new(&target, &route.connect, route.limits.connect_timeout, spawn)
                 .map_err(|e| format!("route {:?}: {e}", route.name))?;
         Ok(RouteRuntime {
             name: Arc::from(route.name.as_str()),
@@ -262,15 +262,26 @@ pub async fn forward(
     *upstream_req.method_mut() = parts.method.clone();
     *upstream_req.uri_mut() = uri;
     *upstream_req.headers_mut() = out_headers;
-    let (client, slot) = rt.upstream.pick();
-    ex.stream_slot = slot;
-    let head = admit::send(
-        client,
-        upstream_req,
-        Arc::clone(&tap),
-        limit,
-        cx.request_body_timeout,
-    );
+    let head = match rt.upstream.plain() {
+        Some(plain) => admit::send_plain(
+            plain,
+            upstream_req,
+            Arc::clone(&tap),
+            limit,
+            cx.request_body_timeout,
+        ),
+        None => {
+            let (client, slot) = rt.upstream.pick();
+            ex.stream_slot = slot;
+            admit::send(
+                client,
+                upstream_req,
+                Arc::clone(&tap),
+                limit,
+                cx.request_body_timeout,
+            )
+        }
+    };
     // The request goes out before the rest of the bookkeeping: on a pooled connection its
     // first poll queues it (waking that connection's task), and the yield lets that task write
     // it, so what follows (the ETA key, the dashboard's model, the body and its timer) runs

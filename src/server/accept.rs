@@ -8,6 +8,7 @@ use super::limit::ConnectionLimit;
 use super::reload::{Current, Reloader};
 use super::stall::StallGuard;
 use super::tls::{self, Https};
+use super::upstreams::UpstreamTasks;
 use super::{Command, Stopped, Tasks};
 use crate::app::App;
 use crate::dispatch;
@@ -92,6 +93,13 @@ pub async fn accept_loop(
     let finishers = Arc::new(Finishers::new(tasks.clone(), hard_stop.clone()));
     app.finishing
         .install(Arc::clone(&finishers) as Arc<dyn crate::proxy::finish::Detach>);
+    // Upstream connections outlive the exchanges that used them: they end after the drain.
+    let upstreams_done = CancellationToken::new();
+    // A second server over the same app keeps the first one's spawner.
+    let _ = app.upstream_tasks.set(Arc::new(UpstreamTasks::new(
+        tasks.clone(),
+        upstreams_done.clone(),
+    )));
     let mut options = builder(&app);
     let mut https = https_for(&app, &options, tasks, None);
     let mut limit = ConnectionLimit::new(app.server.max_connections, app.metrics.clone());
@@ -185,6 +193,7 @@ pub async fn accept_loop(
     if runs_later {
         later.close();
     }
+    upstreams_done.cancel();
     stopped
 }
 

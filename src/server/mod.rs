@@ -11,6 +11,7 @@ pub mod seed;
 pub mod stall;
 pub mod tasks;
 mod tls;
+mod upstreams;
 
 use crate::capture::redaction::Live;
 use crate::capture::sink::WriterSink;

@@ -158,6 +158,11 @@ impl Lanes {
         (&lane.client, Some(Slot(Arc::clone(&lane.in_flight))))
     }
 
+    /// The connector every lane dials with (for a plain-http route's own connections).
+    pub fn connector(&self) -> LaneConnector {
+        self.connector.clone()
+    }
+
     /// How many lanes have been opened, lane 0 included.
     pub fn opened(&self) -> usize {
         1 + self.more.iter().filter(|l| l.get().is_some()).count()

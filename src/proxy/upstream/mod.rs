@@ -8,29 +8,47 @@
 
 mod egress;
 mod lanes;
+mod plain;
 mod settings;
 mod tls;
 
 pub use lanes::{MAX_LANES, Slot};
+pub use plain::{Plain, SendError};
 
 use crate::config::{Connect, HttpUpstream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Tls = hyper_rustls::HttpsConnector<egress::Egress>;
 
+/// What a plain-http route's connection tasks run on (`plain`): the server's tracked tasks,
+/// ended once the proxy has drained. Installed by the server when it starts, and shared by
+/// every config a reload brings; an app built alone (tests) runs them on the runtime as they
+/// come.
+pub trait Spawner: Send + Sync {
+    fn spawn(&self, name: &'static str, task: Pin<Box<dyn Future<Output = ()> + Send>>);
+}
+
+/// The server's [`Spawner`], once it is installed.
+pub type SpawnHook = Arc<OnceLock<Arc<dyn Spawner>>>;
+
 /// One lane's client; requests get one from `Upstream::pick`.
 pub type HttpClient = lanes::LaneClient;
 
 /// How long an unused pooled connection is kept.
-const POOL_IDLE: Duration = Duration::from_secs(90);
+pub(crate) const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// A route's way to its upstream: its clients and what they learnt about it.
 pub struct Upstream {
     lanes: lanes::Lanes,
+    /// A plain-http upstream's HTTP/1.1 connections; `None` over TLS, where `lanes` serve.
+    plain: Option<Arc<Plain>>,
 }
 
 impl Upstream {
@@ -39,6 +57,7 @@ impl Upstream {
         target: &HttpUpstream,
         connect: &Connect,
         connect_timeout: Duration,
+        spawn: &SpawnHook,
     ) -> Result<Upstream, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -55,9 +74,22 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new());
         let tls = target.scheme == http::uri::Scheme::HTTPS;
-        Ok(Upstream {
-            lanes: lanes::Lanes::new(builder, https, connect_timeout, tls),
-        })
+        let lanes = lanes::Lanes::new(builder, https, connect_timeout, tls);
+        let plain = if tls {
+            None
+        } else {
+            Some(Arc::new(Plain::new(
+                lanes.connector(),
+                &target.authority,
+                Arc::clone(spawn),
+            )?))
+        };
+        Ok(Upstream { lanes, plain })
+    }
+
+    /// The plain-http upstream's connections, when the route is not over TLS.
+    pub fn plain(&self) -> Option<&Arc<Plain>> {
+        self.plain.as_ref()
     }
 
     /// The client for one request, and the h2 stream slot it holds until the exchange ends.
@@ -73,11 +105,32 @@ impl Upstream {
 
 /// Why talking to the upstream failed before a response arrived, in words for the client.
 pub fn describe(error: &hyper_util::client::legacy::Error) -> (UpstreamFailure, String) {
+    describe_chain(
+        std::error::Error::source(error),
+        || error.to_string(),
+        error.is_connect(),
+    )
+}
+
+/// [`describe`] for a plain-http upstream's failure: the same words for the same causes.
+pub fn describe_plain(error: &SendError) -> (UpstreamFailure, String) {
+    match error {
+        SendError::Connect(e) => describe_chain(Some(&**e), || e.to_string(), true),
+        SendError::Request(e) => describe_chain(Some(e), || e.to_string(), false),
+    }
+}
+
+/// The words for a failure whose causes start at `first`; `shown` when none has any.
+fn describe_chain(
+    first: Option<&(dyn std::error::Error + 'static)>,
+    shown: impl FnOnce() -> String,
+    connect: bool,
+) -> (UpstreamFailure, String) {
     let mut cause = String::new();
     let mut proxy = None;
     let mut tls = None;
     let mut timed_out = false;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    let mut source = first;
     while let Some(s) = source {
         cause = s.to_string();
         if proxy.is_none() && s.is::<egress::ProxyRefused>() {
@@ -93,7 +146,7 @@ pub fn describe(error: &hyper_util::client::legacy::Error) -> (UpstreamFailure, 
             tls_hint(&t.to_string())
         ),
         (Some(p), None) => p,
-        (None, None) if cause.is_empty() => error.to_string(),
+        (None, None) if cause.is_empty() => shown(),
         // h2 keeps an I/O error's text only, so a TLS alert after the handshake (TLS 1.3
         // servers check the client's certificate then) is known by rustls's words for it.
         (None, None) if cause.starts_with("received fatal alert") => {
@@ -101,7 +154,7 @@ pub fn describe(error: &hyper_util::client::legacy::Error) -> (UpstreamFailure, 
         }
         (None, None) => cause,
     };
-    if error.is_connect() {
+    if connect {
         let timed_out = timed_out || what.contains("timed out") || what.contains("timeout");
         let kind = if timed_out {
             UpstreamFailure::ConnectTimeout

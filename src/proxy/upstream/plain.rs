@@ -1,0 +1,192 @@
+//! HTTP/1.1 connections to a plain-http upstream: hyper's own client connections, kept in one
+//! stack per route, in place of hyper-util's legacy pool.
+//!
+//! Written by hand because hyper-util's pool is general where a route is not: it keys every
+//! checkout and return by (scheme, authority) in a SipHash map under a mutex, formats the
+//! `Host` header, turns the URI into origin form and builds a connect future it then drops, on
+//! every request (about 5,000 instructions of 71,000 per proxied request, callgrind,
+//! benches/instructions.sh). A route has one upstream, so its pool is one stack, and its
+//! `Host` is worked out once. What hyper-util did that matters is kept: the same connector
+//! (TCP or the egress proxy's tunnel, under the connect timeout), a request that a pooled
+//! connection closed before any byte of it was written goes again on a fresh one, and an
+//! unused connection is closed after `POOL_IDLE`. TLS routes, where ALPN may pick HTTP/2 and
+//! `lanes` spreads the streams, keep hyper-util's client.
+
+use super::lanes::LaneConnector;
+use super::{BoxError, POOL_IDLE, SpawnHook};
+use axum::body::Body;
+use http::{HeaderValue, Request, Response, Uri, header};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tower_service::Service;
+
+/// Why a request got no response head.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made (refused, timed out, the proxy's tunnel failed).
+    Connect(BoxError),
+    /// The connection failed, or the request did, before a response head.
+    Request(hyper::Error),
+}
+
+/// A route's HTTP/1.1 connections to its plain-http upstream.
+pub struct Plain {
+    connector: LaneConnector,
+    /// `http://authority/`: what the connector dials.
+    dst: Uri,
+    /// The upstream's `Host`: its host, and its port unless 80.
+    host: HeaderValue,
+    /// Idle connections, the most recently used last.
+    idle: Mutex<Vec<Idle>>,
+    /// Where connection tasks run.
+    spawn: SpawnHook,
+}
+
+struct Idle {
+    tx: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+impl Plain {
+    pub fn new(
+        connector: LaneConnector,
+        authority: &http::uri::Authority,
+        spawn: SpawnHook,
+    ) -> Result<Plain, String> {
+        let dst = Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| format!("upstream address: {e}"))?;
+        let host = match authority.port_u16() {
+            Some(port) if port != 80 => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        let host = HeaderValue::try_from(host).map_err(|e| format!("upstream host: {e}"))?;
+        Ok(Plain {
+            connector,
+            dst,
+            host,
+            idle: Mutex::new(Vec::new()),
+            spawn,
+        })
+    }
+
+    /// Sends `req` (its URI in any form: only the path and query go out) on an idle
+    /// connection, or on a new one.
+    pub async fn send(
+        self: Arc<Self>,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let origin = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        *req.uri_mut() = origin;
+        req.headers_mut().insert(header::HOST, self.host.clone());
+        loop {
+            let (mut tx, reused) = match self.checkout() {
+                Some(tx) => (tx, true),
+                None => (self.connect().await?, false),
+            };
+            match tx.try_send_request(req).await {
+                Ok(res) => {
+                    self.give_back(tx);
+                    return Ok(res);
+                }
+                Err(mut e) => match e.take_message() {
+                    // Closed before any of the request was written: a reused connection
+                    // the upstream had just closed; the request goes again on a new one.
+                    Some(back) if reused => req = back,
+                    _ => return Err(SendError::Request(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is open and ready, dropping (so closing)
+    /// the ones that are not on the way.
+    fn checkout(&self) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(i) = idle.pop() {
+            if i.tx.is_ready() && i.since.elapsed() < POOL_IDLE {
+                return Some(i.tx);
+            }
+        }
+        None
+    }
+
+    /// A new connection, ready for a request; its task runs on the runtime until the upstream
+    /// or aloud closes it.
+    async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(SendError::Connect)?;
+        let io = connector
+            .call(self.dst.clone())
+            .await
+            .map_err(SendError::Connect)?;
+        let (mut tx, conn) = http1::handshake(io).await.map_err(SendError::Request)?;
+        self.run(
+            "upstream connection",
+            Box::pin(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+            }),
+        );
+        tx.ready().await.map_err(SendError::Request)?;
+        Ok(tx)
+    }
+
+    /// Puts a connection back once its response head is in: at once when the response is
+    /// already read whole, else when the connection is ready for another request.
+    fn give_back(self: &Arc<Self>, mut tx: http1::SendRequest<Body>) {
+        if tx.is_ready() {
+            self.put(tx);
+            return;
+        }
+        if tx.is_closed() {
+            return;
+        }
+        // hyper's connection is ready for the next request once the answer has been read
+        // whole; a stream's is, at its end. (One that fails or is dropped closes instead.)
+        let pool = Arc::clone(self);
+        self.run(
+            "upstream connection return",
+            Box::pin(async move {
+                if tx.ready().await.is_ok() {
+                    pool.put(tx);
+                }
+            }),
+        );
+    }
+
+    /// Runs `task` on the server's tracked tasks, or (an app built alone) on the runtime.
+    fn run(&self, name: &'static str, task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) {
+        match self.spawn.get() {
+            Some(spawner) => spawner.spawn(name, task),
+            None => hyper::rt::Executor::execute(&hyper_util::rt::TokioExecutor::new(), task),
+        }
+    }
+
+    fn put(&self, tx: http1::SendRequest<Body>) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        // The least recently used is checked on the way: one too old or closed goes.
+        if idle
+            .first()
+            .is_some_and(|i| i.tx.is_closed() || now.duration_since(i.since) >= POOL_IDLE)
+        {
+            idle.remove(0);
+        }
+        idle.push(Idle { tx, since: now });
+    }
+}

@@ -1,0 +1,185 @@
+//! A plain-http route's own upstream connections (`proxy/upstream/plain.rs`): kept and reused,
+//! a streamed answer's connection back in the pool once the stream ended, `Host` set to the
+//! upstream's, and a pooled connection the upstream closed never failing a request.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first surprise"
+)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::scripted::{chunk, read_request};
+use support::{Aloud, Upstream, body_bytes, get, read_to_end, route_config};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, Semaphore};
+
+const JSON: &str = "{\"ok\":true}";
+
+/// Serves requests on one connection until the peer closes it: `/json` answers whole, `/sse`
+/// sends its head and first event, waits for a permit of `go`, then ends. With `close_after`,
+/// the connection is closed (FIN) after each answer, keep-alive notwithstanding.
+async fn serve(
+    mut s: TcpStream,
+    go: Arc<Semaphore>,
+    hosts: Arc<Mutex<Vec<String>>>,
+    close_after: bool,
+) {
+    while let Some(head) = read_request(&mut s).await {
+        let host = head
+            .lines()
+            .find_map(|l| l.strip_prefix("host:"))
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        hosts.lock().await.push(host);
+        if head.starts_with("get /sse") {
+            let mut first = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            first.extend(chunk(b"data: 1\n\n"));
+            if s.write_all(&first).await.is_err() {
+                return;
+            }
+            go.acquire().await.unwrap().forget();
+            let mut rest = chunk(b"data: 2\n\n");
+            rest.extend_from_slice(b"0\r\n\r\n");
+            if s.write_all(&rest).await.is_err() {
+                return;
+            }
+        } else {
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{JSON}",
+                JSON.len()
+            );
+            if s.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        if close_after {
+            return;
+        }
+    }
+}
+
+struct Counted {
+    up: Upstream,
+    connections: Arc<AtomicUsize>,
+    hosts: Arc<Mutex<Vec<String>>>,
+    go: Arc<Semaphore>,
+}
+
+async fn counted(close_after: bool) -> Counted {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let hosts = Arc::new(Mutex::new(Vec::new()));
+    let go = Arc::new(Semaphore::new(0));
+    let (c, h, g) = (
+        Arc::clone(&connections),
+        Arc::clone(&hosts),
+        Arc::clone(&go),
+    );
+    let up = Upstream::raw(move |s| {
+        c.fetch_add(1, Ordering::SeqCst);
+        serve(s, Arc::clone(&g), Arc::clone(&h), close_after)
+    })
+    .await;
+    Counted {
+        up,
+        connections,
+        hosts,
+        go,
+    }
+}
+
+#[tokio::test]
+async fn requests_one_after_another_share_one_upstream_connection() {
+    let up = counted(false).await;
+    let aloud = Aloud::start(&route_config(
+        up.up.addr,
+        "openai",
+        "progress = \"off\"",
+        "",
+    ))
+    .await;
+    for _ in 0..3 {
+        let r = get(&aloud.url("/up/json")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(body_bytes(r).await, JSON);
+    }
+    // A stream's connection is busy until its end, then goes back to the pool.
+    for _ in 0..2 {
+        let r = get(&aloud.url("/up/sse")).await;
+        assert_eq!(r.status(), 200);
+        let mut body = r.into_body();
+        use http_body_util::BodyExt;
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "data: 1\n\n");
+        up.go.add_permits(1);
+        let mut rest = Vec::new();
+        while let Some(f) = body.frame().await {
+            rest.extend_from_slice(f.unwrap().data_ref().map_or(&[][..], |d| &d[..]));
+        }
+        assert_eq!(rest, b"data: 2\n\n");
+    }
+    let r = get(&aloud.url("/up/json")).await;
+    assert_eq!(body_bytes(r).await, JSON);
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        1,
+        "every request reused the one connection"
+    );
+    // Host is the upstream's own, never the client's.
+    let want = up.up.addr.to_string();
+    assert!(
+        up.hosts.lock().await.iter().all(|h| *h == want),
+        "{:?}",
+        up.hosts.lock().await
+    );
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_open_connections_that_are_kept_for_later_ones() {
+    let up = counted(false).await;
+    let aloud = Aloud::start(&route_config(
+        up.up.addr,
+        "openai",
+        "progress = \"off\"",
+        "",
+    ))
+    .await;
+    // Two streams at once need two connections.
+    let a = get(&aloud.url("/up/sse")).await;
+    let b = get(&aloud.url("/up/sse")).await;
+    up.go.add_permits(2);
+    for r in [a, b] {
+        let (bytes, clean) = read_to_end(r).await;
+        assert!(clean);
+        assert_eq!(bytes, b"data: 1\n\ndata: 2\n\n");
+    }
+    for _ in 0..4 {
+        let r = get(&aloud.url("/up/json")).await;
+        assert_eq!(body_bytes(r).await, JSON);
+    }
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_its_connections_fails_no_request() {
+    let up = counted(true).await;
+    let aloud = Aloud::start(&route_config(
+        up.up.addr,
+        "openai",
+        "progress = \"off\"",
+        "",
+    ))
+    .await;
+    for i in 0..5 {
+        let r = get(&aloud.url("/up/json")).await;
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(body_bytes(r).await, JSON);
+    }
+    assert_eq!(up.connections.load(Ordering::SeqCst), 5);
+    aloud.stop().await;
+}
