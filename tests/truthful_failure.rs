@@ -246,6 +246,33 @@ async fn after_an_early_commit_an_upstream_failure_is_a_cut_or_the_streams_own_e
 }
 
 #[tokio::test]
+async fn after_an_early_commit_a_failure_inside_an_event_never_hands_over_its_half() {
+    for (api, path) in [("openai", PATH), ("anthropic", "/up/v1/messages")] {
+        let up = Scripted::start().await;
+        let aloud = aloud(&up, api, "", "[progress]\nhold = \"100ms\"").await;
+        let what = format!("{api}, committed early, then a reset inside an event");
+        let mode = "late-head-partial-reset-on-go";
+        let mut conn = Conn::chat(aloud.addr, path, "comments", &[("x-mock", mode)]).await;
+        assert_eq!(conn.status(), 200, "{what}: committed after the hold");
+        up.go();
+        conn.until_contains("\"Hel\"").await;
+        up.go();
+        let reply = conn.finish().await;
+        let text = reply.text();
+        // Every event the client's parser dispatches is whole JSON: the half never is one.
+        for event in parse_sse(&text) {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&event.data).is_ok(),
+                "{what}: a broken event was handed over ({:?}):\n{text}",
+                event.data
+            );
+        }
+        assert_eq!(reply.end, End::Cut, "{what}:\n{text}");
+        aloud.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn after_an_early_commit_a_compressed_answer_is_the_streams_own_error() {
     for (api, path) in [("openai", PATH), ("anthropic", "/up/v1/messages")] {
         let up = Scripted::start().await;

@@ -43,6 +43,7 @@ pub const MODES: &[&str] = &[
     "short-length",
     "switch",
     "late-head-reset-on-go",
+    "late-head-partial-reset-on-go",
     "late-reset",
     "sse-length-on-go",
     "partial-then-reset",
@@ -226,6 +227,14 @@ async fn script_one(s: &mut TcpStream, head: &str, go: &Semaphore) -> Option<()>
         "late-head-reset-on-go" => {
             go.acquire().await.unwrap().forget();
             s.write_all(&first).await.ok()?;
+            go.acquire().await.unwrap().forget();
+            rst(s)
+        }
+        // The same with half an event before the reset.
+        "late-head-partial-reset-on-go" => {
+            go.acquire().await.unwrap().forget();
+            s.write_all(&first).await.ok()?;
+            s.write_all(&chunk(b"data: {\"id")).await.ok()?;
             go.acquire().await.unwrap().forget();
             rst(s)
         }

@@ -233,6 +233,10 @@ impl ExchangeBody {
             let message = ending.error.clone().unwrap_or_default();
             match (self.inj.mode(), self.committed) {
                 (Mode::Events, _) => self.push_error(502, None, ending.cause, &message),
+                // Cut inside an event: closing it would hand the client's parser the broken
+                // half as an event before the error. Cut, as the upstream did: a parser drops
+                // an unfinished event at the end of its stream.
+                (_, true) if !self.inj.at_boundary() => self.cut = Some(Cut(message)),
                 (_, true) => self.push_stream_error(StatusCode::BAD_GATEWAY, None, &message),
                 // The client has the upstream's own head: its transfer must fail as it would
                 // without aloud.
