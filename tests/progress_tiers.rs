@@ -130,6 +130,45 @@ async fn comments_are_never_added_to_gemini_or_ollama_streams() {
 }
 
 #[tokio::test]
+async fn nor_to_the_openai_compatible_endpoints_of_gemini_and_ollama_routes() {
+    use support::scripted::Scripted;
+    use support::wire::Conn;
+    let up = Scripted::start().await;
+    let mut toml = String::from("[progress]\nheartbeat = \"100ms\"\n");
+    for (name, api) in [("oai", "openai"), ("gem", "gemini"), ("oll", "ollama")] {
+        toml.push_str(&format!(
+            "[[routes]]\nname = \"{name}\"\nprefix = \"/{name}\"\nupstream = \"http://{}\"\napi = \"{api}\"\n",
+            up.addr()
+        ));
+    }
+    let aloud = Aloud::start(&toml).await;
+    let mock = [("x-mock", "close-on-go")];
+    // Both answer OpenAI SSE; the route's api decides, as the docs say.
+    let gem = Conn::chat(
+        aloud.addr,
+        "/gem/v1beta/openai/chat/completions",
+        "comments",
+        &mock,
+    )
+    .await;
+    let oll = Conn::chat(aloud.addr, "/oll/v1/chat/completions", "comments", &mock).await;
+    let mut oai = Conn::chat(aloud.addr, "/oai/v1/chat/completions", "comments", &mock).await;
+    // The OpenAI route's comment shows a silence past the heartbeat; the others, which
+    // started first, were as silent for longer.
+    oai.until_contains(": aloud").await;
+    for _ in 0..3 {
+        up.go();
+    }
+    for (path, conn) in [("gemini", gem), ("ollama", oll)] {
+        let text = conn.finish().await.text();
+        assert!(text.contains("\"Hel\""), "{path}: {text}");
+        assert!(!text.contains(": aloud"), "{path}: {text}");
+    }
+    drop(oai);
+    aloud.stop().await;
+}
+
+#[tokio::test]
 async fn a_non_streaming_call_stays_plain_json_however_long_it_takes() {
     let aloud = Aloud::start(SIM).await;
     let h = [

@@ -1,6 +1,7 @@
 //! The upstream's answer arrives (or never does): pick how its body reaches the client.
 
 use super::{Collecting, ExchangeBody, Source, ending_for};
+use crate::apis::Api;
 use crate::apis::stream::{Dialect, Limits as StreamLimits, Phase};
 use crate::capture::Outcome;
 use crate::progress::frames;
@@ -76,7 +77,10 @@ impl ExchangeBody {
         let streams = dialect.is_some() && status.is_success() && !compressed;
         if !self.committed {
             // Off and comments tiers before any commit: the client gets the upstream's own head.
-            if !(streams && dialect.is_some_and(Dialect::tolerates_comments)) {
+            // Comments only go into a stream whose clients tolerate them, and never on a Gemini
+            // or Ollama route, even from its OpenAI-compatible endpoints (docs/protocol.md).
+            let route_allows = !matches!(self.ex.api, Api::Gemini | Api::Ollama);
+            if !(streams && route_allows && dialect.is_some_and(Dialect::tolerates_comments)) {
                 self.inj.pass_only();
             }
             crate::proxy::headers::response_headers_for_client(&mut parts.headers);
