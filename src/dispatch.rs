@@ -11,7 +11,7 @@ use crate::proxy::{self, RouteRuntime};
 use crate::request_id;
 use crate::request_path;
 use axum::body::Body;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -67,6 +67,17 @@ pub async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                     "the request head (request line and headers) is larger than {}",
                     crate::config::units::ShownSize(app.server.max_request_head as u64)
                 ),
+            )
+            .closing();
+            let response = refuse(&app, e, api, &id, route_name.as_deref(), started);
+            (id, response)
+        }
+        Ok(id) if req.headers().get_all(header::HOST).iter().nth(1).is_some() => {
+            let e = ProxyError::new(
+                StatusCode::BAD_REQUEST,
+                Origin::Downstream,
+                "bad_host",
+                "a request carries at most one Host header (RFC 9112 §3.2)",
             )
             .closing();
             let response = refuse(&app, e, api, &id, route_name.as_deref(), started);

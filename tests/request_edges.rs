@@ -161,3 +161,28 @@ async fn absurd_configured_durations_do_not_break_requests() {
     }
     aloud.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_with_two_hosts_is_refused_with_an_id() {
+    let up = Upstream::start(|_req| async { response(200, &[], full("up")) }).await;
+    let aloud = Aloud::start(&route_config(up.addr, "openai", "", "")).await;
+    let head = "GET /up/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n";
+    let out = String::from_utf8_lossy(&raw_exchange(aloud.addr, head.as_bytes()).await)
+        .to_ascii_lowercase();
+    assert!(out.starts_with("http/1.1 400"), "{out}");
+    assert!(out.contains("aloud-error-code: bad_host"), "{out}");
+    assert!(out.contains("aloud-request-id: "), "{out}");
+    // None at all is served, as HTTP/1.0 and some client libraries send.
+    for head in [
+        "GET /up/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /up/x HTTP/1.0\r\n\r\n",
+    ] {
+        let out = raw_exchange(aloud.addr, head.as_bytes()).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.contains(" 200 ") && out.ends_with("up"),
+            "{head:?}: {out}"
+        );
+    }
+    aloud.stop().await;
+}

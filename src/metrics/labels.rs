@@ -79,6 +79,7 @@ impl Refusal {
             | "bad_path"
             | "bad_request_body"
             | "bad_request_id"
+            | "bad_host"
             | "connect_refused" => Refusal::BadRequest,
             "upgrade_refused" => Refusal::Upgrade,
             "request_id_in_flight" => Refusal::Conflict,
