@@ -48,11 +48,29 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 
 /// Answers a preflight: 204 with what may be sent, or 403 naming what may not.
 pub fn preflight(origin: Option<&HeaderValue>, headers: &HeaderMap) -> Response<Body> {
-    let mut r = Response::new(Body::empty());
     let Some(origin) = origin else {
-        *r.status_mut() = StatusCode::FORBIDDEN;
+        // Refused in aloud's error shape, like its other refusals (a browser shows only that
+        // the preflight failed; a person debugging with curl reads why).
+        let status = StatusCode::FORBIDDEN;
+        let body = crate::apis::envelope::error_body(
+            crate::apis::Api::OpenAi,
+            status,
+            "this origin is not in [cors] origins",
+        );
+        let mut r = Response::new(Body::from(body.to_string()));
+        *r.status_mut() = status;
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            "aloud-error-code",
+            HeaderValue::from_static("cors_origin_not_allowed"),
+        );
         return r;
     };
+    let mut r = Response::new(Body::empty());
     let requested: Vec<String> = headers
         .get_all(header::ACCESS_CONTROL_REQUEST_HEADERS)
         .iter()

@@ -194,6 +194,18 @@ async fn cors_preflights_and_responses_for_allowed_origins() {
         allowed,
         "content-type, aloud-progress, x-stainless-os, anthropic-version"
     );
+    // An origin not in the list is refused in aloud's error shape.
+    let pre = Request::options(aloud.url("/sim/v1/chat/completions"))
+        .header("origin", "http://other.test")
+        .header("access-control-request-method", "POST")
+        .body(full(""))
+        .unwrap();
+    let r = send(pre).await;
+    assert_eq!(r.status(), 403);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    assert_eq!(r.headers()["aloud-error-code"], "cors_origin_not_allowed");
+    assert!(r.headers().contains_key("aloud-request-id"));
+    assert!(body_json(r).await["error"]["message"].is_string());
     let r = post(
         &aloud.url("/sim/v1/chat/completions"),
         &[("origin", "http://app.test"), ("x-sim-status", "400")],
