@@ -167,6 +167,26 @@ fn bad_configs_name_file_line_column_and_key() {
         ),
         ("this is = not toml [".to_owned(), "bad.toml:1:"),
         (
+            ROUTE.replace("prefix = \"/a\"", "prefix = \"/a/../b\""),
+            "bad.toml:3:10: routes[0].prefix: prefix \"/a/../b\" must not hold '.' or '..' segments",
+        ),
+        (
+            ROUTE.replace("127.0.0.1:1", "127.0.0.1:1/x/../y"),
+            "routes[0].upstream: \"http://127.0.0.1:1/x/../y\": the base path must not hold",
+        ),
+        (
+            "[cors]\norigins = [\"not a url\"]\n".to_owned() + ROUTE,
+            "bad.toml:2:12: cors.origins: \"not a url\" is not an origin",
+        ),
+        (
+            "[cors]\norigins = [\"https://app.example/\"]\n".to_owned() + ROUTE,
+            "cors.origins: \"https://app.example/\" ends with '/'",
+        ),
+        (
+            "[cors]\norigins = [\"https://app.example/x\"]\n".to_owned() + ROUTE,
+            "cors.origins: \"https://app.example/x\" has a path",
+        ),
+        (
             "[server]\nclient_tokens_env = \"NOPE\"\n".to_owned() + ROUTE,
             "server.client_tokens_env: environment variable NOPE is unset",
         ),

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(path: Option<&Path>) -> ExitCode {
-    match Config::discover(path, &ProcessEnv) {
+    match Config::discover(path, &ProcessEnv).map_err(|e| e.to_string()).and_then(|c| {
+        at_start(&c)?;
+        Ok(c)
+    }) {
         Ok(config) => {
             println!("{}", describe(&config));
             ExitCode::SUCCESS
@@ -15,6 +18,20 @@ pub fn run(path: Option<&Path>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// What `serve` would refuse at start beyond the config's own checks: a redaction setting the
+/// redactor cannot build (a bad `json_paths` entry or pattern), and one address for both
+/// listeners.
+fn at_start(config: &Config) -> Result<(), String> {
+    crate::capture::redaction::redactor(config)?;
+    if config.admin.listen == Some(config.server.listen) {
+        return Err(format!(
+            "admin.listen: {} is server.listen too; give the admin listener its own port",
+            config.server.listen
+        ));
+    }
+    Ok(())
 }
 
 /// A human summary of what the config means.

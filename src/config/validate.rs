@@ -226,9 +226,9 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>, env: &dyn Env) -> Result<Config, 
         origins: raw
             .cors
             .origins
-            .into_iter()
-            .map(|o| o.into_inner())
-            .collect(),
+            .iter()
+            .map(|o| check_origin(o, ctx))
+            .collect::<Result<_, _>>()?,
     };
     let base = merge(&raw.upstream, &Limits::DEFAULT);
     let base_connect = connect::level(&mut raw.upstream, "upstream", ctx)?;
@@ -482,6 +482,12 @@ fn check_prefix(p: &Spanned<String>, ctx: &Ctx<'_>, key: &str) -> Result<String,
             "prefix {prefix:?} must be a plain path (no '?', '#', '%', spaces or '//')"
         ));
     }
+    if has_dot_segment(prefix) {
+        return bad(format!(
+            "prefix {prefix:?} must not hold '.' or '..' segments (aloud refuses request paths \
+             with them, so no request could reach this route)"
+        ));
+    }
     if let Some(r) = RESERVED
         .iter()
         .find(|r| overlaps(r, prefix) && prefix != "/")
@@ -501,6 +507,40 @@ fn overlaps(a: &str, b: &str) -> bool {
             || (long.starts_with(short) && long.as_bytes().get(short.len()) == Some(&b'/'))
     };
     under(a, b) || under(b, a)
+}
+
+/// Whether `path` has a `.` or `..` segment.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// A `[cors] origins` entry: `*`, or an origin as browsers send it (`scheme://host[:port]`,
+/// nothing after it); anything else would never match.
+fn check_origin(o: &Spanned<String>, ctx: &Ctx<'_>) -> Result<String, ConfigError> {
+    let text = o.get_ref();
+    if text == "*" {
+        return Ok(text.clone());
+    }
+    let bad = |why: &str| {
+        Err(ctx.err(
+            Some(o.span()),
+            "cors.origins",
+            format!("{text:?} {why}: an origin is scheme://host[:port], as browsers send it"),
+        ))
+    };
+    let Ok(uri) = text.parse::<http::Uri>() else {
+        return bad("is not an origin");
+    };
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        return bad("is not an origin");
+    }
+    if text.ends_with('/') {
+        return bad("ends with '/', which a browser's Origin never does");
+    }
+    if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+        return bad("has a path");
+    }
+    Ok(text.clone())
 }
 
 fn parse_upstream(u: &Spanned<String>) -> Result<Upstream, String> {
@@ -535,6 +575,12 @@ fn parse_upstream(u: &Spanned<String>) -> Result<Upstream, String> {
         ));
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
+    if has_dot_segment(&base_path) || base_path.contains("//") {
+        return Err(format!(
+            "{text:?}: the base path must not hold '.' or '..' segments or '//' (write the path \
+             they stand for)"
+        ));
+    }
     Ok(Upstream::Http(HttpUpstream {
         scheme,
         authority,
