@@ -90,7 +90,7 @@ impl App {
                 max_body: 0,
                 later: Arc::new(crate::proxy::later::Later::new()),
             },
-            upstream_tasks: Arc::new(OnceLock::new()),
+            upstream_tasks: SpawnHook::default(),
         };
         if let Some(m) = &kept.metrics {
             m.watch_hub(Arc::clone(&kept.hub));

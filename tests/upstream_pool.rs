@@ -15,7 +15,7 @@ use support::scripted::{chunk, read_request};
 use support::{Aloud, Upstream, body_bytes, get, read_to_end, route_config};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, Notify, Semaphore};
 
 const JSON: &str = "{\"ok\":true}";
 
@@ -23,6 +23,17 @@ const JSON: &str = "{\"ok\":true}";
 /// sends its head and first event, waits for a permit of `go`, then ends. With `close_after`,
 /// the connection is closed (FIN) after each answer, keep-alive notwithstanding.
 async fn serve(
+    s: TcpStream,
+    go: Arc<Semaphore>,
+    hosts: Arc<Mutex<Vec<String>>>,
+    close_after: bool,
+    closed: Arc<Notify>,
+) {
+    serve_until_closed(s, go, hosts, close_after).await;
+    closed.notify_one();
+}
+
+async fn serve_until_closed(
     mut s: TcpStream,
     go: Arc<Semaphore>,
     hosts: Arc<Mutex<Vec<String>>>,
@@ -67,20 +78,30 @@ struct Counted {
     connections: Arc<AtomicUsize>,
     hosts: Arc<Mutex<Vec<String>>>,
     go: Arc<Semaphore>,
+    /// Notified as the upstream sees a connection end.
+    closed: Arc<Notify>,
 }
 
 async fn counted(close_after: bool) -> Counted {
     let connections = Arc::new(AtomicUsize::new(0));
     let hosts = Arc::new(Mutex::new(Vec::new()));
     let go = Arc::new(Semaphore::new(0));
-    let (c, h, g) = (
+    let closed = Arc::new(Notify::new());
+    let (c, h, g, e) = (
         Arc::clone(&connections),
         Arc::clone(&hosts),
         Arc::clone(&go),
+        Arc::clone(&closed),
     );
     let up = Upstream::raw(move |s| {
         c.fetch_add(1, Ordering::SeqCst);
-        serve(s, Arc::clone(&g), Arc::clone(&h), close_after)
+        serve(
+            s,
+            Arc::clone(&g),
+            Arc::clone(&h),
+            close_after,
+            Arc::clone(&e),
+        )
     })
     .await;
     Counted {
@@ -88,6 +109,7 @@ async fn counted(close_after: bool) -> Counted {
         connections,
         hosts,
         go,
+        closed,
     }
 }
 
@@ -166,7 +188,7 @@ async fn concurrent_requests_open_connections_that_are_kept_for_later_ones() {
 }
 
 #[tokio::test]
-async fn an_upstream_that_closes_its_connections_fails_no_request() {
+async fn an_upstream_that_closes_each_connection_after_its_answer_fails_no_request() {
     let up = counted(true).await;
     let aloud = Aloud::start(&route_config(
         up.up.addr,
@@ -182,4 +204,29 @@ async fn an_upstream_that_closes_its_connections_fails_no_request() {
     }
     assert_eq!(up.connections.load(Ordering::SeqCst), 5);
     aloud.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_closes_the_idle_connections_and_waits_for_none() {
+    let up = counted(false).await;
+    let aloud = Aloud::start(&route_config(
+        up.up.addr,
+        "openai",
+        "progress = \"off\"",
+        "",
+    ))
+    .await;
+    let r = get(&aloud.url("/up/json")).await;
+    assert_eq!(body_bytes(r).await, JSON);
+    // The pooled connection is idle: the stop neither waits for it (nor for the task that
+    // closes unused ones, which sleeps 30 s between rounds) nor leaves it open.
+    let stopping = std::time::Instant::now();
+    aloud.stop().await;
+    let took = stopping.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "the stop took {took:?}"
+    );
+    up.closed.notified().await;
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
 }

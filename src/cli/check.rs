@@ -5,10 +5,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(path: Option<&Path>) -> ExitCode {
-    match Config::discover(path, &ProcessEnv).map_err(|e| e.to_string()).and_then(|c| {
-        at_start(&c)?;
-        Ok(c)
-    }) {
+    match Config::discover(path, &ProcessEnv)
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            at_start(&c)?;
+            Ok(c)
+        }) {
         Ok(config) => {
             println!("{}", describe(&config));
             ExitCode::SUCCESS

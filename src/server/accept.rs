@@ -93,13 +93,9 @@ pub async fn accept_loop(
     let finishers = Arc::new(Finishers::new(tasks.clone(), hard_stop.clone()));
     app.finishing
         .install(Arc::clone(&finishers) as Arc<dyn crate::proxy::finish::Detach>);
-    // Upstream connections outlive the exchanges that used them: they end after the drain.
-    let upstreams_done = CancellationToken::new();
-    // A second server over the same app keeps the first one's spawner.
-    let _ = app.upstream_tasks.set(Arc::new(UpstreamTasks::new(
-        tasks.clone(),
-        upstreams_done.clone(),
-    )));
+    // Plain-http upstream connections run as tracked tasks; the idle ones close after the drain.
+    app.upstream_tasks
+        .install(Arc::new(UpstreamTasks::new(tasks.clone())));
     let mut options = builder(&app);
     let mut https = https_for(&app, &options, tasks, None);
     let mut limit = ConnectionLimit::new(app.server.max_connections, app.metrics.clone());
@@ -193,7 +189,9 @@ pub async fn accept_loop(
     if runs_later {
         later.close();
     }
-    upstreams_done.cancel();
+    // No exchange is left to use a pooled upstream connection (the ones cut just now end with
+    // their exchanges): the idle ones close, so their tasks end and the drain can.
+    current.get().upstream_tasks.close();
     stopped
 }
 

@@ -21,22 +21,72 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Tls = hyper_rustls::HttpsConnector<egress::Egress>;
 
-/// What a plain-http route's connection tasks run on (`plain`): the server's tracked tasks,
-/// ended once the proxy has drained. Installed by the server when it starts, and shared by
-/// every config a reload brings; an app built alone (tests) runs them on the runtime as they
-/// come.
+/// What a plain-http route's connection tasks run on (`plain`): the server's tracked tasks.
 pub trait Spawner: Send + Sync {
     fn spawn(&self, name: &'static str, task: Pin<Box<dyn Future<Output = ()> + Send>>);
 }
 
-/// The server's [`Spawner`], once it is installed.
-pub type SpawnHook = Arc<OnceLock<Arc<dyn Spawner>>>;
+/// What every plain-http route's connections share, across reloads: where their tasks run
+/// (installed by the server when it starts; an app built alone, in tests, runs them on the
+/// runtime as they come), and the shutdown that closes the idle ones.
+#[derive(Default)]
+pub struct Connections {
+    spawner: OnceLock<Arc<dyn Spawner>>,
+    /// Every route's pool, this config's and earlier ones' (gone ones are pruned).
+    pools: Mutex<Vec<Weak<Plain>>>,
+    closed: CancellationToken,
+}
+
+/// The shared [`Connections`].
+pub type SpawnHook = Arc<Connections>;
+
+impl Connections {
+    /// Installs the server's spawner; a second server over the same app keeps the first's.
+    pub fn install(&self, spawner: Arc<dyn Spawner>) {
+        let _ = self.spawner.set(spawner);
+    }
+
+    /// Once the proxy has drained: every idle connection is closed, and connections that end
+    /// their exchange from now on close instead of going back to a pool. Busy ones end with
+    /// their exchanges (cutting them here would race the shutdown's own cut: an exchange would
+    /// read an upstream failure first).
+    pub fn close(&self) {
+        self.closed.cancel();
+        let pools: Vec<Arc<Plain>> = lock(&self.pools).iter().filter_map(Weak::upgrade).collect();
+        for pool in pools {
+            pool.close_idle();
+        }
+    }
+
+    fn register(&self, pool: &Arc<Plain>) {
+        let mut pools = lock(&self.pools);
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    fn spawner(&self) -> Option<&Arc<dyn Spawner>> {
+        self.spawner.get()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    fn closed_token(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// One lane's client; requests get one from `Upstream::pick`.
 pub type HttpClient = lanes::LaneClient;
@@ -78,11 +128,13 @@ impl Upstream {
         let plain = if tls {
             None
         } else {
-            Some(Arc::new(Plain::new(
+            let pool = Arc::new(Plain::new(
                 lanes.connector(),
                 &target.authority,
                 Arc::clone(spawn),
-            )?))
+            )?);
+            spawn.register(&pool);
+            Some(pool)
         };
         Ok(Upstream { lanes, plain })
     }

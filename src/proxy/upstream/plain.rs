@@ -18,7 +18,10 @@ use axum::body::Body;
 use http::{HeaderValue, Request, Response, Uri, header};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tower_service::Service;
@@ -40,9 +43,11 @@ pub struct Plain {
     /// The upstream's `Host`: its host, and its port unless 80.
     host: HeaderValue,
     /// Idle connections, the most recently used last.
-    idle: Mutex<Vec<Idle>>,
-    /// Where connection tasks run.
-    spawn: SpawnHook,
+    idle: Mutex<VecDeque<Idle>>,
+    /// Where connection tasks run, and the shutdown that closes idle connections.
+    hook: SpawnHook,
+    /// Whether the task that closes connections left unused has started.
+    reaping: AtomicBool,
 }
 
 struct Idle {
@@ -50,11 +55,21 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    fn usable(&self, now: Instant) -> bool {
+        self.tx.is_ready() && now.duration_since(self.since) < POOL_IDLE
+    }
+}
+
+/// How often a pool closes the connections left unused for `POOL_IDLE` (so they close between
+/// one and one and a third of it).
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Plain {
     pub fn new(
         connector: LaneConnector,
         authority: &http::uri::Authority,
-        spawn: SpawnHook,
+        hook: SpawnHook,
     ) -> Result<Plain, String> {
         let dst = Uri::builder()
             .scheme(http::uri::Scheme::HTTP)
@@ -71,8 +86,9 @@ impl Plain {
             connector,
             dst,
             host,
-            idle: Mutex::new(Vec::new()),
-            spawn,
+            idle: Mutex::new(VecDeque::new()),
+            hook,
+            reaping: AtomicBool::new(false),
         })
     }
 
@@ -108,20 +124,28 @@ impl Plain {
         }
     }
 
-    /// The most recently used idle connection that is open and ready, dropping (so closing)
-    /// the ones that are not on the way.
+    /// The most recently used idle connection that is open and ready. The ones passed on the
+    /// way (closed, busy or too old) are dropped, which closes them, once the lock is let go.
     fn checkout(&self) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some(i) = idle.pop() {
-            if i.tx.is_ready() && i.since.elapsed() < POOL_IDLE {
-                return Some(i.tx);
+        let now = Instant::now();
+        let mut passed = Vec::new();
+        let found = {
+            let mut idle = lock(&self.idle);
+            loop {
+                match idle.pop_back() {
+                    Some(i) if i.usable(now) => break Some(i.tx),
+                    Some(i) => passed.push(i),
+                    None => break None,
+                }
             }
-        }
-        None
+        };
+        drop(passed);
+        found
     }
 
-    /// A new connection, ready for a request; its task runs on the runtime until the upstream
-    /// or aloud closes it.
+    /// A new connection, ready for a request; its task runs until the upstream or aloud
+    /// closes it. A connection that fails before it is ready reports its own error, as
+    /// hyper-util's client did (not hyper's bare "channel closed").
     async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))
@@ -132,16 +156,20 @@ impl Plain {
             .await
             .map_err(SendError::Connect)?;
         let (mut tx, conn) = http1::handshake(io).await.map_err(SendError::Request)?;
+        let (failed, why) = tokio::sync::oneshot::channel();
         self.run(
             "upstream connection",
             Box::pin(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "upstream connection ended");
+                    let _ = failed.send(e);
                 }
             }),
         );
-        tx.ready().await.map_err(SendError::Request)?;
-        Ok(tx)
+        match tx.ready().await {
+            Ok(()) => Ok(tx),
+            Err(e) => Err(SendError::Request(why.await.unwrap_or(e))),
+        }
     }
 
     /// Puts a connection back once its response head is in: at once when the response is
@@ -168,25 +196,74 @@ impl Plain {
     }
 
     /// Runs `task` on the server's tracked tasks, or (an app built alone) on the runtime.
-    fn run(&self, name: &'static str, task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) {
-        match self.spawn.get() {
+    fn run(&self, name: &'static str, task: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        match self.hook.spawner() {
             Some(spawner) => spawner.spawn(name, task),
             None => hyper::rt::Executor::execute(&hyper_util::rt::TokioExecutor::new(), task),
         }
     }
 
-    fn put(&self, tx: http1::SendRequest<Body>) {
-        let Ok(mut idle) = self.idle.lock() else {
+    fn put(self: &Arc<Self>, tx: http1::SendRequest<Body>) {
+        if self.hook.is_closed() {
             return;
-        };
-        let now = Instant::now();
-        // The least recently used is checked on the way: one too old or closed goes.
-        if idle
-            .first()
-            .is_some_and(|i| i.tx.is_closed() || now.duration_since(i.since) >= POOL_IDLE)
-        {
-            idle.remove(0);
         }
-        idle.push(Idle { tx, since: now });
+        let now = Instant::now();
+        let gone = {
+            let mut idle = lock(&self.idle);
+            // The least recently used is checked on the way: one too old or closed goes.
+            let stale = idle
+                .front()
+                .is_some_and(|i| i.tx.is_closed() || now.duration_since(i.since) >= POOL_IDLE);
+            let gone = if stale { idle.pop_front() } else { None };
+            idle.push_back(Idle { tx, since: now });
+            gone
+        };
+        drop(gone);
+        if !self.reaping.swap(true, Ordering::Relaxed) {
+            self.reap_later();
+        }
     }
+
+    /// Closes, now and then, the connections left unused for `POOL_IDLE`, until the pool is
+    /// gone (a reload replaced it) or the server closes idle connections.
+    fn reap_later(self: &Arc<Self>) {
+        let pool = Arc::downgrade(self);
+        let closed = self.hook.closed_token();
+        self.run(
+            "upstream connection reaper",
+            Box::pin(async move {
+                loop {
+                    tokio::select! {
+                        () = closed.cancelled() => return,
+                        () = tokio::time::sleep(REAP_EVERY) => {}
+                    }
+                    let Some(pool) = pool.upgrade() else { return };
+                    pool.reap(Instant::now());
+                }
+            }),
+        );
+    }
+
+    /// Drops the connections unused for `POOL_IDLE`, or closed by the upstream.
+    fn reap(&self, now: Instant) {
+        let gone = {
+            let mut idle = lock(&self.idle);
+            let (keep, gone): (VecDeque<Idle>, VecDeque<Idle>) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|i| !i.tx.is_closed() && now.duration_since(i.since) < POOL_IDLE);
+            *idle = keep;
+            gone
+        };
+        drop(gone);
+    }
+
+    /// Closes every idle connection (the server's shutdown, once the proxy has drained).
+    pub(super) fn close_idle(&self) {
+        let gone = std::mem::take(&mut *lock(&self.idle));
+        drop(gone);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
