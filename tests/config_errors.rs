@@ -244,3 +244,32 @@ fn route_overrides_beat_upstream_defaults() {
         "headers default to the total"
     );
 }
+
+/// `check-config` refuses what `serve` would refuse at start: a redaction setting the redactor
+/// cannot build, and one address for both listeners.
+#[test]
+fn check_config_refuses_what_serve_would_refuse_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, expected) in [
+        (
+            "[capture.redact]\njson_paths = [\"a[[\"]\n",
+            "capture.redact",
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:18901\"\n[admin]\nlisten = \"127.0.0.1:18901\"\n",
+            "admin.listen: 127.0.0.1:18901 is server.listen too",
+        ),
+    ] {
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, format!("{extra}{ROUTE}")).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_aloud"))
+            .arg("check-config")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra}: {stderr}");
+        assert!(stderr.contains(expected), "{extra}: {stderr}");
+    }
+}
