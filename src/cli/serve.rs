@@ -47,7 +47,10 @@ pub fn serve(
     run_on(workers, async move {
         // Handlers first: from the "listening" line on, a signal is aloud's to handle.
         let mut signals = Signals::new();
-        let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
+        let at = config.server.listen;
+        let listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("listener on {at} (server.listen): {e}"))
+        })?;
         let addr = listener.local_addr()?;
         let admin_listener = match config.admin.listen {
             Some(at) => {
@@ -228,7 +231,9 @@ pub fn simulate(
 ) -> ExitCode {
     telemetry::init(log_json);
     run(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("listener on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
         match record {
             Some(record) => {
