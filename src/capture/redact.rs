@@ -11,7 +11,8 @@
 //!
 //! A record's answer and reasoning are redacted whole, and its deltas are offsets into them that
 //! redaction moves with the text (`record.rs`), so a secret split across stream chunks is seen
-//! whole and survives in no delta. Limit: JSON numbers are never rewritten.
+//! whole and survives in no delta. A JSON number is rewritten only when it is a card number
+//! (`{"card": 4242424242424242}` would otherwise be stored as it came).
 
 mod checks;
 mod path;
@@ -22,7 +23,7 @@ use std::borrow::Cow;
 use regex::{Regex, RegexSet};
 use serde_json::Value;
 
-use checks::{is_card_number, looks_random, secret_forms};
+use checks::{is_card_integer, is_card_number, looks_random, secret_forms};
 pub use path::JsonPath;
 
 /// What to redact. `Default` turns on emails, card numbers and API keys.
@@ -34,7 +35,8 @@ pub struct RedactConfig {
     pub patterns: Vec<String>,
     pub emails: bool,
     /// Luhn-valid runs of 13–19 digits, optionally grouped by single spaces or dashes, starting
-    /// with 2–6 (the issuer ranges in use; this also spares millisecond timestamps).
+    /// with 2–6 (the issuer ranges in use; this also spares millisecond timestamps). JSON
+    /// integers of that shape are replaced too, by the marker as a string.
     pub card_numbers: bool,
     /// Common key shapes: `sk-…`, `sk-ant-…`, `AIza…`, `ghp_…`, `xoxb-…`, `Bearer …`,
     /// `AKIA…`, and long high-entropy values after `key=`, `api_key:`, `token=` and the like.
@@ -101,6 +103,8 @@ pub struct Redactor {
     set: RegexSet,
     markers: Regex,
     paths: Vec<JsonPath>,
+    /// Card numbers are redacted: JSON integers are checked too, which no regex sees.
+    cards: bool,
 }
 
 /// OpenAI (sk-, sk-proj-) and Anthropic (sk-ant-) keys; they must hold a digit, which spares
@@ -191,6 +195,7 @@ impl Redactor {
             set,
             markers,
             paths,
+            cards: config.card_numbers,
         })
     }
 
@@ -296,6 +301,12 @@ impl Redactor {
     /// [`Redactor::redact_json`] without the paths: for documents whose shape the paths do not
     /// describe (tool-call arguments).
     fn scan_json(&self, value: &mut Value) {
+        // A card sent as a number is as much a card as one in a string; a string marker in its
+        // place changes the member's type, which is the least bad of keeping it or losing it.
+        if self.cards && matches!(value, Value::Number(n) if is_card_integer(n)) {
+            *value = Value::String(MARKER_CARD.to_owned());
+            return;
+        }
         match value {
             Value::String(s) => self.redact_string(s),
             Value::Array(items) => items.iter_mut().for_each(|v| self.scan_json(v)),

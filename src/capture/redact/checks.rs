@@ -1,5 +1,6 @@
-//! The checks that follow a regex match (Luhn, entropy) and the forms a configured secret can
-//! take in stored text (plain, JSON-escaped, base64 at any alignment).
+//! The checks that follow a regex match (Luhn, entropy), the card check on JSON integers, and
+//! the forms a configured secret can take in stored text (plain, JSON-escaped, base64 at any
+//! alignment).
 
 use base64::Engine;
 use serde_json::Value;
@@ -32,6 +33,21 @@ pub fn is_card_number(text: &str) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
+}
+
+/// A JSON integer written as the card rule would match it without separators: 13–19 digits,
+/// the first 2–6, Luhn-valid. A minus sign is ignored, as the text rule ignores a `-` before
+/// the digits. Floats are not cards (and lost their digits past 2^53 anyway).
+pub fn is_card_integer(n: &serde_json::Number) -> bool {
+    let Some(abs) = n.as_u64().or_else(|| n.as_i64().map(i64::unsigned_abs)) else {
+        return false;
+    };
+    // Most numbers are far smaller: they are turned down without being formatted.
+    if !(2_000_000_000_000..7_000_000_000_000_000_000).contains(&abs) {
+        return false;
+    }
+    let digits = abs.to_string();
+    digits.starts_with(['2', '3', '4', '5', '6']) && is_card_number(&digits)
 }
 
 /// A token that reads like a generated credential: letters and digits mixed, and at least

@@ -7,6 +7,8 @@ use crate::capture::record::{
 use base64::Engine;
 use serde_json::json;
 
+mod numbers;
+
 fn default_redactor() -> Redactor {
     Redactor::new(&RedactConfig::default()).unwrap()
 }
