@@ -33,13 +33,16 @@ pub struct RedactConfig {
     pub json_paths: Vec<String>,
     /// Regexes (`regex` crate syntax); each match becomes `[REDACTED]`.
     pub patterns: Vec<String>,
+    /// E-mail addresses, also with the `@` form-encoded as `%40`.
     pub emails: bool,
-    /// Luhn-valid runs of 13–19 digits, optionally grouped by single spaces or dashes, starting
-    /// with 2–6 (the issuer ranges in use; this also spares millisecond timestamps). JSON
+    /// Luhn-valid runs of 13–19 digits, optionally in groups of four split by single spaces,
+    /// no-break spaces, dashes or dots (or Amex's 4-6-5), starting with 2–6 (the issuer ranges in use; this also spares millisecond timestamps). JSON
     /// integers of that shape are replaced too, by the marker as a string.
     pub card_numbers: bool,
     /// Common key shapes: `sk-…`, `sk-ant-…`, `AIza…`, `ghp_…`, `xoxb-…`, `Bearer …`,
-    /// `AKIA…`, and long high-entropy values after `key=`, `api_key:`, `token=` and the like.
+    /// `AKIA…`, Stripe's `sk_live_…`/`sk_test_…`/`rk_live_…`/`rk_test_…`, Hugging Face's
+    /// `hf_…`, Groq's `gsk_…`, JWTs (`eyJ….eyJ….…`), and long high-entropy values after
+    /// `key=`, `api_key:`, `token=` and the like.
     pub api_keys: bool,
     /// Exact strings never to be stored (configured API keys, client tokens). Also matched in
     /// their JSON-escaped and base64 (standard and URL-safe, at any alignment) forms.
@@ -121,6 +124,15 @@ const API_KEY_PATTERNS: &[&str] = &[
     r"\bxox[bpaors]-[A-Za-z0-9\-]{10,}",
     // AWS access key ids.
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    // Stripe secret and restricted keys, live and test.
+    r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{24,}",
+    // Hugging Face tokens.
+    r"\bhf_[A-Za-z0-9]{30,}",
+    // Groq keys.
+    r"\bgsk_[A-Za-z0-9]{40,}",
+    // JWTs: header and payload are base64url JSON objects (`{"` encodes as `eyJ`), then the
+    // signature; each part 10 characters or more.
+    r"\beyJ[A-Za-z0-9_\-]{7,}\.eyJ[A-Za-z0-9_\-]{7,}\.[A-Za-z0-9_\-]{10,}",
 ];
 
 /// Authorization header values; the token must not read like a word ("bearer instruments").
@@ -133,15 +145,26 @@ const PASSWORD_PATTERN: &str =
 /// Long high-entropy values after a credential-like name (`key=`, `"api_key": "`, `token: `).
 const KEY_VALUE_PATTERN: &str = r#"(?i)\b(?:api[_\-]?key|x-api-key|key|access[_\-]?token|auth[_\-]?token|token|secret|client[_\-]?secret|password|passwd)["']?\s*[=:]\s*["']?(?P<s>[A-Za-z0-9._~+/\-]{16,})"#;
 
-const EMAIL_PATTERN: &str = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b";
+/// E-mails, also form-encoded (`oscar%40example.com`). Before a `%40` the local part takes no
+/// `%`, so other percent-escapes are not read as part of an address (`users%2F%40alice.json`
+/// is not one); the domain after it must still have a dot and a top-level domain.
+const EMAIL_PATTERN: &str = concat!(
+    r"(?:[A-Za-z0-9._%+\-]+@|[A-Za-z0-9._+\-]+%40)",
+    r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*",
+    r"\.[A-Za-z]{2,}\b",
+);
 
-/// Card-shaped digit runs: 13–19 digits together, in groups of four split by spaces or by dashes,
-/// or Amex's 4-6-5; the Luhn check comes after.
+/// Card-shaped digit runs: 13–19 digits together, in groups of four split by spaces, no-break
+/// spaces (U+00A0, what word processors and web pages put between the groups), dashes or dots,
+/// or Amex's 4-6-5 split by spaces, no-break spaces or dashes; the Luhn check comes after (and
+/// turns down mixed separators).
 const CARD_PATTERN: &str = concat!(
     r"\b(?:[2-6][0-9]{12,18}",
     r"|[2-6][0-9]{3}(?: [0-9]{4}){2} [0-9]{1,4}(?: [0-9]{1,3})?",
+    r"|[2-6][0-9]{3}(?:\x{A0}[0-9]{4}){2}\x{A0}[0-9]{1,4}(?:\x{A0}[0-9]{1,3})?",
     r"|[2-6][0-9]{3}(?:-[0-9]{4}){2}-[0-9]{1,4}(?:-[0-9]{1,3})?",
-    r"|3[47][0-9]{2}[ \-][0-9]{6}[ \-][0-9]{5})\b",
+    r"|[2-6][0-9]{3}(?:\.[0-9]{4}){2}\.[0-9]{1,4}(?:\.[0-9]{1,3})?",
+    r"|3[47][0-9]{2}[ \-\x{A0}][0-9]{6}[ \-\x{A0}][0-9]{5})\b",
 );
 
 const MARKER_PATTERN: &str = r"\[REDACTED(?::[a-z]+)?\]";

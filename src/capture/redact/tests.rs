@@ -8,6 +8,7 @@ use base64::Engine;
 use serde_json::json;
 
 mod numbers;
+mod shapes;
 
 fn default_redactor() -> Redactor {
     Redactor::new(&RedactConfig::default()).unwrap()
