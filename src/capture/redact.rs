@@ -13,10 +13,15 @@
 //! redaction moves with the text (`record.rs`), so a secret split across stream chunks is seen
 //! whole and survives in no delta. A JSON number is rewritten only when it is a card number
 //! (`{"card": 4242424242424242}` would otherwise be stored as it came).
+//!
+//! Text with `\u` escapes (JSON text inside a string: tool-call arguments) is also read decoded
+//! (`unescape.rs`): `dave\u0040example.com` is an e-mail to whoever parses it. When that reading
+//! finds something, the text is stored decoded and redacted (still valid JSON text).
 
 mod checks;
 mod path;
 mod record;
+mod unescape;
 
 use std::borrow::Cow;
 
@@ -85,12 +90,37 @@ struct Rule {
     check: Check,
 }
 
-/// One replacement a pass made: `start..end` of its input became `marker`.
+/// One replacement a pass made: `start..end` of its input became `put`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Edit {
     start: usize,
     end: usize,
-    marker: &'static str,
+    put: Put,
+}
+
+/// What took a replaced span's place: a marker (a secret went) or the character a `\u` escape
+/// stands for (`unescape.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Put {
+    Marker(&'static str),
+    Char(char),
+}
+
+impl Put {
+    /// Its length in bytes, to move offsets past it.
+    fn len(self) -> usize {
+        match self {
+            Put::Marker(m) => m.len(),
+            Put::Char(c) => c.len_utf8(),
+        }
+    }
+
+    fn push_to(self, out: &mut String) {
+        match self {
+            Put::Marker(m) => out.push_str(m),
+            Put::Char(c) => out.push(c),
+        }
+    }
 }
 
 /// Built once from a [`RedactConfig`]; cheap to share (`Arc`) between requests.
@@ -239,17 +269,32 @@ impl Redactor {
     /// cap only bounds the cost of hostile input.
     fn redact_passes(&self, text: &str, mut on_pass: impl FnMut(&str, &[Edit])) -> Option<String> {
         const MAX_PASSES: usize = 16;
-        let (mut out, edits) = self.redact_pass(text)?;
-        on_pass(text, &edits);
+        let mut out = self.pass(text, &mut on_pass)?;
         for _ in 1..MAX_PASSES {
-            match self.redact_pass(&out) {
-                Some((next, edits)) => {
-                    on_pass(&out, &edits);
-                    out = next;
-                }
+            match self.pass(&out, &mut on_pass) {
+                Some(next) => out = next,
                 None => break,
             }
         }
+        Some(out)
+    }
+
+    /// One pass over `text`, or over its decoded view (`unescape.rs`) when it has one and that
+    /// pass replaces something: JSON text inside a string holds `dave\u0040example.com`, an
+    /// e-mail to whoever parses it. Then the view is what is kept, its escapes decoded
+    /// (`on_pass` hears of the decoding as a pass of its own, first); a text the view shows
+    /// nothing in is kept as it was. Every pass tries the view, so a result holds nothing that
+    /// either reading would replace, and redacting it again changes nothing.
+    fn pass(&self, text: &str, on_pass: &mut impl FnMut(&str, &[Edit])) -> Option<String> {
+        if let Some((decoded, escapes)) = unescape::decode(text)
+            && let Some((out, edits)) = self.redact_pass(&decoded)
+        {
+            on_pass(text, &escapes);
+            on_pass(&decoded, &edits);
+            return Some(out);
+        }
+        let (out, edits) = self.redact_pass(text)?;
+        on_pass(text, &edits);
         Some(out)
     }
 
@@ -287,7 +332,7 @@ impl Redactor {
                 spans.push(Edit {
                     start,
                     end,
-                    marker: rule.marker,
+                    put: Put::Marker(rule.marker),
                 });
             }
         }
@@ -303,7 +348,7 @@ impl Redactor {
                 return false;
             }
             out.push_str(text.get(at..e.start).unwrap_or_default());
-            out.push_str(e.marker);
+            e.put.push_to(&mut out);
             at = e.end;
             true
         });
@@ -351,9 +396,13 @@ impl Redactor {
     /// Member names are text too: an e-mail or a key used as a name (a map keyed by user) is
     /// replaced like one in a value. Names that redact alike stay apart, as `[REDACTED:email]`,
     /// `[REDACTED:email] #2`, …: no member is lost. Most objects match nothing, and are left
-    /// untouched after one `is_match` per name.
+    /// untouched after one `is_match` and one search for `\u` per name.
     fn redact_names(&self, map: &mut serde_json::Map<String, Value>) {
-        if !map.keys().any(|k| self.set.is_match(k)) {
+        // A name with `\u` escapes may hide a match only its decoded view shows.
+        if !map
+            .keys()
+            .any(|k| self.set.is_match(k) || k.contains("\\u"))
+        {
             return;
         }
         for (name, v) in std::mem::take(map) {

@@ -2,13 +2,14 @@
 //! deltas' offsets move with the text, so a secret split across stream chunks is replaced as one
 //! and no delta holds a piece of it. Labels (and deltas of older records, which kept their text)
 //! are redacted one by one and then cleared of any piece of a secret found in the whole texts: a
-//! label cut short at its length bound, or taken from one chunk, can end inside a secret.
+//! label cut short at its length bound, or taken from one chunk, can end inside a secret. When
+//! redaction decodes `\u` escapes in a text, the offsets move with the decoding as well.
 
 use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::{Edit, Redactor};
+use super::{Edit, Put, Redactor};
 use crate::capture::record::{CaptureRecord, Delta, DeltaKind};
 use crate::store::Entry;
 
@@ -95,11 +96,29 @@ impl Redactor {
             last = d.end.unwrap_or(0).min(text.len()).max(last);
             cuts.push(last);
         }
+        // A pass that decoded `\u` escapes (`Put::Char`) moves the cuts like any other and
+        // finds no secret; the pass over the decoded text that follows does. Its secrets are
+        // found as written too, escapes and all: labels are cut from the text as it came, and a
+        // label cut inside an escaped secret (`dave\u0040exa…`) holds a piece of that form.
+        let mut escaped: Option<(String, Vec<Edit>)> = None;
         let redacted = self.redact_passes(text, |input, edits| {
-            for e in edits {
-                if let Some(secret) = input.get(e.start..e.end) {
-                    found.push((secret.to_owned(), e.marker));
+            if edits.iter().any(|e| matches!(e.put, Put::Char(_))) {
+                escaped = Some((input.to_owned(), edits.to_vec()));
+            } else {
+                for e in edits {
+                    let (Put::Marker(marker), Some(secret)) = (e.put, input.get(e.start..e.end))
+                    else {
+                        continue;
+                    };
+                    found.push((secret.to_owned(), marker));
+                    if let Some((raw, escapes)) = &escaped {
+                        let (start, end) = (undecoded(escapes, e.start), undecoded(escapes, e.end));
+                        if let Some(written) = raw.get(start..end).filter(|w| *w != secret) {
+                            found.push((written.to_owned(), marker));
+                        }
+                    }
                 }
+                escaped = None;
             }
             move_cuts(&mut cuts, edits);
         });
@@ -132,14 +151,15 @@ impl Redactor {
 }
 
 /// Moves offsets (ascending) in a pass's input to the same places in its output. `edits` are
-/// sorted and do not overlap; an offset strictly inside one moves to the start of its marker.
+/// sorted and do not overlap; an offset strictly inside one moves to the start of what replaced
+/// it (a marker, or the character an escape cut in two stands for).
 fn move_cuts(cuts: &mut [usize], edits: &[Edit]) {
     let mut edits = edits.iter().peekable();
     // Bytes added (marker longer) minus bytes removed by the edits passed so far.
     let (mut added, mut removed) = (0usize, 0usize);
     for cut in cuts.iter_mut() {
         while let Some(e) = edits.next_if(|e| e.end <= *cut) {
-            added += e.marker.len();
+            added += e.put.len();
             removed += e.end - e.start;
         }
         let at = match edits.peek() {
@@ -148,6 +168,20 @@ fn move_cuts(cuts: &mut [usize], edits: &[Edit]) {
         };
         *cut = (at + added).saturating_sub(removed);
     }
+}
+
+/// Where byte `at` of a decoded text was before `escapes` (sorted) were decoded: past every
+/// escape that decoded to a character before it.
+fn undecoded(escapes: &[Edit], at: usize) -> usize {
+    let mut shift = 0;
+    for e in escapes {
+        // `e.start - shift` is where the escape's character sits in the decoded text.
+        if e.start - shift >= at {
+            break;
+        }
+        shift += (e.end - e.start) - e.put.len();
+    }
+    at + shift
 }
 
 /// Removes span deltas that redaction left empty (their whole piece moved into a marker that

@@ -7,6 +7,7 @@ use crate::capture::record::{
 use base64::Engine;
 use serde_json::json;
 
+mod escapes;
 mod numbers;
 mod shapes;
 
@@ -398,6 +399,12 @@ mod props {
             Just(":key]".to_owned()),
             Just("s3cr3t-value".to_owned()),
             Just("czNjcjN0LXZhbHVl".to_owned()),
+            Just("\\u0040".to_owned()),
+            Just("\\u0073k-".to_owned()),
+            Just("\\u005c".to_owned()),
+            Just("\\\\".to_owned()),
+            Just("\\ud83d\\ude00".to_owned()),
+            Just("%40".to_owned()),
             "[a-zA-Z0-9 _\\-+/=.:\"'&@é😀]{0,12}",
         ];
         proptest::collection::vec(fragment, 0..12).prop_map(|v| v.concat())

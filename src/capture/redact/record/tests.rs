@@ -8,6 +8,10 @@ use proptest::prelude::*;
 const EMAIL: &str = "zelda.quux@wombat-mail.example";
 const CARD: &str = "5555-5555-5555-4444";
 const KEY: &str = "cfg-Secret-Quokka-7d41e9b2c3";
+/// An e-mail as JSON text inside a string holds it (tool-call arguments, a model writing JSON),
+/// and as it reads once decoded.
+const ESCAPED_EMAIL: &str = r"yorick.blum\u0040otter-post.example";
+const DECODED_EMAIL: &str = "yorick.blum@otter-post.example";
 
 fn redactor() -> Redactor {
     Redactor::new(&RedactConfig {
@@ -159,8 +163,9 @@ fn filler() -> impl Strategy<Value = String> {
 }
 
 fn text_with_secrets() -> impl Strategy<Value = String> {
-    (filler(), filler(), filler(), filler())
-        .prop_map(|(a, b, c, d)| format!("{a} {EMAIL} {b} card {CARD} {c} key {KEY} {d}"))
+    (filler(), filler(), filler(), filler()).prop_map(|(a, b, c, d)| {
+        format!("{a} {EMAIL} {b} card {CARD} {c} key {KEY} {d} json {ESCAPED_EMAIL}")
+    })
 }
 
 /// `text` cut at the given char indices (taken modulo its length).
@@ -223,7 +228,7 @@ proptest! {
         let rebuilt: Vec<String> = texts(&rec).into_iter().map(|d| d.2).collect();
         let json = format!("{}{rebuilt:?}", serde_json::to_string(&rec.deltas).unwrap())
             .replace("[REDACTED:email]", "[]");
-        for secret in [EMAIL, CARD, KEY] {
+        for secret in [EMAIL, CARD, KEY, ESCAPED_EMAIL, DECODED_EMAIL] {
             for w in windows(secret) {
                 prop_assert!(!json.contains(w), "{:?} in {}", w, json);
             }
