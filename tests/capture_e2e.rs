@@ -28,6 +28,11 @@ fn free_port() -> u16 {
 /// An e-mail that the requests carry as a JSON member name.
 const KEYED_EMAIL: &str = "keyed.member@example.net";
 
+/// A card number the requests carry as a JSON number, and an e-mail `\u`-escaped in tool-call
+/// arguments (JSON text in a string): each reads as the secret to whoever parses it.
+const CARD_NUMBER: u64 = 4242424242424242;
+const ESCAPED_EMAIL: &str = r"escaped.dave\u0040example.com";
+
 /// Every form of `secret` that must never appear.
 fn forms(secret: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -111,8 +116,15 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
     for i in 0..6 {
         let id = format!("e2e-capture-request-{i:04}");
         // An e-mail used as a member name (a map keyed by user) is redacted like one in a value.
-        let chat = serde_json::json!({"model": "gpt-sim", "stream": i % 2 == 0, "messages": [{"role": "user", "content": prompt}],
-                                      "metadata": {KEYED_EMAIL: "plan-pro"}});
+        let call = serde_json::json!({"id": "c1", "type": "function", "function": {
+            "name": "send", "arguments": format!(r#"{{"to":"{ESCAPED_EMAIL}"}}"#)}});
+        let chat = serde_json::json!({"model": "gpt-sim", "stream": i % 2 == 0, "messages": [
+                                          {"role": "user", "content": prompt},
+                                          {"role": "assistant", "content": null, "tool_calls": [call]},
+                                          {"role": "tool", "tool_call_id": "c1", "content": "sent"}],
+                                      "tools": [{"type": "function", "function": {"name": "send", "parameters": {
+                                          "type": "object", "properties": {"to": {"type": "string"}}}}}],
+                                      "metadata": {KEYED_EMAIL: "plan-pro", "card": CARD_NUMBER}});
         let h = [
             ("content-type", "application/json"),
             ("authorization", auth.as_str()),
@@ -261,9 +273,18 @@ async fn serve_capture_export_and_stats_without_leaking_secrets() {
 
     // The secret scan: database, WAL, spill, logs and every export.
     let mut found = Vec::new();
+    let card = CARD_NUMBER.to_string();
+    let decoded_email = ESCAPED_EMAIL.replace(r"\u0040", "@");
     scan(
         dir.path(),
-        &[API_KEY, CLIENT_TOKEN, KEYED_EMAIL],
+        &[
+            API_KEY,
+            CLIENT_TOKEN,
+            KEYED_EMAIL,
+            &card,
+            ESCAPED_EMAIL,
+            &decoded_email,
+        ],
         &mut found,
     );
     assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
