@@ -123,11 +123,13 @@ fn streamed_escapes_keep_offsets_consistent() {
         (3.0, Answer, r"40example.com"),
         (4.0, Answer, r" \u0022ok\u0022"),
     ];
-    let reasoning = r"**Mail dave\u0040example.com** soon";
+    // A surrogate pair before the secret: the decoded text is shorter by more than one escape.
+    let reasoning = r"\ud83d\ude00 **Mail dave\u0040example.com** soon";
     let mut pieces = answer_pieces.to_vec();
     pieces.push((0.5, Reasoning, reasoning));
-    // A label cut at its length bound, inside the escaped secret.
+    // Labels cut inside the escaped secret: at their length bound, and at their start.
     pieces.push((0.6, Label, r"Mail dave\u0040exa…"));
+    pieces.push((0.7, Label, r"u0040example.com soon"));
     let answer: String = answer_pieces.iter().map(|p| p.2).collect();
     let mut rec = record();
     rec.deltas = Delta::from_pieces(&pieces);
@@ -138,7 +140,7 @@ fn streamed_escapes_keep_offsets_consistent() {
     r.redact_record(&mut rec);
     let resp = rec.response.clone().unwrap();
     assert_eq!(resp.text, r"café mail [REDACTED:email] \u0022ok\u0022");
-    assert_eq!(resp.reasoning, "**Mail [REDACTED:email]** soon");
+    assert_eq!(resp.reasoning, "😀 **Mail [REDACTED:email]** soon");
     assert_eq!(
         texts(&rec),
         [
@@ -146,8 +148,13 @@ fn streamed_escapes_keep_offsets_consistent() {
             (2.0, Answer, "é mail ".to_owned()),
             (3.0, Answer, "[REDACTED:email]".to_owned()),
             (4.0, Answer, r" \u0022ok\u0022".to_owned()),
-            (0.5, Reasoning, "**Mail [REDACTED:email]** soon".to_owned()),
+            (
+                0.5,
+                Reasoning,
+                "😀 **Mail [REDACTED:email]** soon".to_owned()
+            ),
             (0.6, Label, "Mail [REDACTED:email]…".to_owned()),
+            (0.7, Label, "[REDACTED:email] soon".to_owned()),
         ]
     );
     let once = rec.clone();
