@@ -46,8 +46,9 @@ pub struct RedactConfig {
     /// E-mail addresses, also with the `@` form-encoded as `%40`.
     pub emails: bool,
     /// Luhn-valid runs of 13–19 digits, optionally in groups of four split by single spaces,
-    /// no-break spaces, dashes or dots (or Amex's 4-6-5), starting with 2–6 (the issuer ranges in use; this also spares millisecond timestamps). JSON
-    /// integers of that shape are replaced too, by the marker as a string.
+    /// no-break spaces, dashes or dots (or Amex's 4-6-5), starting with 2–6 (the issuer ranges
+    /// in use; this also spares millisecond timestamps). JSON integers of that shape are
+    /// replaced too, by the marker as a string.
     pub card_numbers: bool,
     /// Common key shapes: `sk-…`, `sk-ant-…`, `AIza…`, `ghp_…`, `xoxb-…`, `Bearer …`,
     /// `AKIA…`, Stripe's `sk_live_…`/`sk_test_…`/`rk_live_…`/`rk_test_…`, Hugging Face's
