@@ -348,7 +348,7 @@ impl Redactor {
         // A name with `\u` escapes may hide a match only its decoded view shows.
         if !map
             .keys()
-            .any(|k| self.set.is_match(k) || k.contains("\\u"))
+            .any(|k| self.set.is_match(k) || unescape::has_escape(k))
         {
             return;
         }

@@ -4,14 +4,21 @@
 
 use super::{Edit, Put};
 
+/// Whether `text` holds `\u` (a cheap test: a `memchr` for the backslash; `str::contains`
+/// sets up a substring searcher per call, which on short strings cost more than the search).
+pub fn has_escape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    memchr::memchr_iter(b'\\', bytes).any(|i| bytes.get(i + 1) == Some(&b'u'))
+}
+
 /// `text` with each `\uXXXX` escape (or surrogate pair) that stands for a character other than
 /// `"`, `\` or a control character replaced by that character, and the edits that did it;
 /// `None` when no escape decodes. Those three stay escaped so that JSON text stays valid JSON,
 /// and so that decoding never makes a new escape (`\u005cu0040` stays as it is). `\\` is an
 /// escaped backslash: a `u` after it is text, as it is to a JSON parser.
 pub fn decode(text: &str) -> Option<(String, Vec<Edit>)> {
-    // The common case, a string without escapes, costs one substring search.
-    if !text.contains("\\u") {
+    // The common case, a string without escapes, costs one byte search.
+    if !has_escape(text) {
         return None;
     }
     let bytes = text.as_bytes();
