@@ -113,16 +113,21 @@ async fn counted(close_after: bool) -> Counted {
     }
 }
 
-#[tokio::test]
-async fn requests_one_after_another_share_one_upstream_connection() {
-    let up = counted(false).await;
-    let aloud = Aloud::start(&route_config(
+/// aloud with one route to `up`, in the off tier (the bytes as they come).
+async fn aloud_for(up: &Counted) -> Aloud {
+    Aloud::start(&route_config(
         up.up.addr,
         "openai",
         "progress = \"off\"",
         "",
     ))
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn requests_one_after_another_share_one_upstream_connection() {
+    let up = counted(false).await;
+    let aloud = aloud_for(&up).await;
     for _ in 0..3 {
         let r = get(&aloud.url("/up/json")).await;
         assert_eq!(r.status(), 200);
@@ -163,13 +168,7 @@ async fn requests_one_after_another_share_one_upstream_connection() {
 #[tokio::test]
 async fn concurrent_requests_open_connections_that_are_kept_for_later_ones() {
     let up = counted(false).await;
-    let aloud = Aloud::start(&route_config(
-        up.up.addr,
-        "openai",
-        "progress = \"off\"",
-        "",
-    ))
-    .await;
+    let aloud = aloud_for(&up).await;
     // Two streams at once need two connections.
     let a = get(&aloud.url("/up/sse")).await;
     let b = get(&aloud.url("/up/sse")).await;
@@ -190,13 +189,7 @@ async fn concurrent_requests_open_connections_that_are_kept_for_later_ones() {
 #[tokio::test]
 async fn an_upstream_that_closes_each_connection_after_its_answer_fails_no_request() {
     let up = counted(true).await;
-    let aloud = Aloud::start(&route_config(
-        up.up.addr,
-        "openai",
-        "progress = \"off\"",
-        "",
-    ))
-    .await;
+    let aloud = aloud_for(&up).await;
     for i in 0..5 {
         let r = get(&aloud.url("/up/json")).await;
         assert_eq!(r.status(), 200, "request {i}");
@@ -209,13 +202,7 @@ async fn an_upstream_that_closes_each_connection_after_its_answer_fails_no_reque
 #[tokio::test]
 async fn stopping_closes_the_idle_connections_and_waits_for_none() {
     let up = counted(false).await;
-    let aloud = Aloud::start(&route_config(
-        up.up.addr,
-        "openai",
-        "progress = \"off\"",
-        "",
-    ))
-    .await;
+    let aloud = aloud_for(&up).await;
     let r = get(&aloud.url("/up/json")).await;
     assert_eq!(body_bytes(r).await, JSON);
     // The pooled connection is idle: the stop neither waits for it (nor for the task that
