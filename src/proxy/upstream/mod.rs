@@ -84,6 +84,8 @@ impl Connections {
     }
 }
 
+/// A lock that a panic elsewhere does not poison for good: the pools' lists stay consistent
+/// between statements.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

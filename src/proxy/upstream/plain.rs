@@ -13,7 +13,7 @@
 //! `lanes` spreads the streams, keep hyper-util's client.
 
 use super::lanes::LaneConnector;
-use super::{BoxError, POOL_IDLE, SpawnHook};
+use super::{BoxError, POOL_IDLE, SpawnHook, lock};
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, Uri, header};
 use hyper::body::Incoming;
@@ -262,8 +262,4 @@ impl Plain {
         let gone = std::mem::take(&mut *lock(&self.idle));
         drop(gone);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
