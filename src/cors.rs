@@ -1,7 +1,9 @@
 //! CORS for browsers calling aloud directly: preflights, allowed and exposed headers, and the
 //! upstream's own `Access-Control-*` headers replaced by aloud's.
 
+use crate::apis::Api;
 use crate::config::CorsConfig;
+use crate::proxy::error::{Origin, ProxyError};
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
@@ -51,24 +53,13 @@ pub fn preflight(origin: Option<&HeaderValue>, headers: &HeaderMap) -> Response<
     let Some(origin) = origin else {
         // Refused in aloud's error shape, like its other refusals (a browser shows only that
         // the preflight failed; a person debugging with curl reads why).
-        let status = StatusCode::FORBIDDEN;
-        let body = crate::apis::envelope::error_body(
-            crate::apis::Api::OpenAi,
-            status,
+        return ProxyError::new(
+            StatusCode::FORBIDDEN,
+            Origin::Downstream,
+            "cors_origin_not_allowed",
             "this origin is not in [cors] origins",
-        );
-        let mut r = Response::new(Body::from(body.to_string()));
-        *r.status_mut() = status;
-        let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(
-            "aloud-error-code",
-            HeaderValue::from_static("cors_origin_not_allowed"),
-        );
-        return r;
+        )
+        .into_response(Api::OpenAi);
     };
     let mut r = Response::new(Body::empty());
     let requested: Vec<String> = headers
