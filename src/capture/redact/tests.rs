@@ -11,6 +11,14 @@ mod escapes;
 mod numbers;
 mod shapes;
 
+/// A record's deltas as (time, kind, text), for the tests here and in `record/tests.rs`.
+pub(super) fn texts(rec: &CaptureRecord) -> Vec<(f64, DeltaKind, String)> {
+    rec.delta_texts()
+        .iter()
+        .map(|d: &crate::capture::record::DeltaText<'_>| (d.at_ms, d.kind, d.text.to_owned()))
+        .collect()
+}
+
 fn default_redactor() -> Redactor {
     Redactor::new(&RedactConfig::default()).unwrap()
 }

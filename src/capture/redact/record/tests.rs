@@ -2,7 +2,8 @@
 
 use super::super::RedactConfig;
 use super::*;
-use crate::capture::record::{CaptureLevel, DeltaText, Reassembled};
+use crate::capture::record::{CaptureLevel, Reassembled};
+use crate::capture::redact::tests::texts;
 use proptest::prelude::*;
 
 const EMAIL: &str = "zelda.quux@wombat-mail.example";
@@ -33,13 +34,6 @@ fn record(answer: &str, reasoning: &str, deltas: Vec<Delta>) -> CaptureRecord {
         deltas,
         ..CaptureRecord::minimal("r")
     }
-}
-
-fn texts(rec: &CaptureRecord) -> Vec<(f64, DeltaKind, String)> {
-    rec.delta_texts()
-        .iter()
-        .map(|d: &DeltaText<'_>| (d.at_ms, d.kind, d.text.to_owned()))
-        .collect()
 }
 
 #[test]

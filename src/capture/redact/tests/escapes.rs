@@ -3,7 +3,6 @@
 //! secret.
 
 use super::*;
-use crate::capture::record::DeltaText;
 
 fn with_topsecret() -> Redactor {
     with(|c| c.patterns = vec!["TOPSECRET[0-9]+".into()])
@@ -104,13 +103,6 @@ fn escaped_secrets_in_a_record() {
         resp.tool_calls[0].arguments,
         r#"{"to":"[REDACTED:email]","body":"[REDACTED]"#
     );
-}
-
-fn texts(rec: &CaptureRecord) -> Vec<(f64, DeltaKind, String)> {
-    rec.delta_texts()
-        .iter()
-        .map(|d: &DeltaText<'_>| (d.at_ms, d.kind, d.text.to_owned()))
-        .collect()
 }
 
 #[test]
