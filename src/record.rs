@@ -8,6 +8,8 @@ use crate::config::Owner;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod json;
+
 /// How an exchange ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

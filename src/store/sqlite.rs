@@ -136,12 +136,27 @@ fn count(value: Option<u64>) -> Option<i64> {
     value.and_then(|v| i64::try_from(v).ok())
 }
 
+/// JSON bound as TEXT straight from its bytes: `record::json` writes it from `&str`s, ASCII and
+/// serde_json's output, so it is UTF-8 already and is not checked again on every insert.
+struct JsonText<'a>(&'a [u8]);
+
+impl rusqlite::ToSql for JsonText<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Text(self.0),
+        ))
+    }
+}
+
 /// Runs the prepared [`INSERT_RECORD`] for one record; returns 1 if it was new, 0 if stored.
+/// `json` is a buffer the batch reuses.
 fn insert_record(
     statement: &mut Statement<'_>,
     record: &CaptureRecord,
+    json: &mut Vec<u8>,
 ) -> Result<usize, StoreError> {
-    let json = serde_json::to_string(record).map_err(|source| StoreError::Json {
+    json.clear();
+    crate::record::json::write(json, record).map_err(|source| StoreError::Json {
         id: record.id.clone(),
         source,
     })?;
@@ -171,7 +186,7 @@ fn insert_record(
         count(usage.input),
         count(usage.output),
         count(usage.reasoning),
-        json,
+        JsonText(json),
         owner_text(record.owner),
     ])?)
 }
@@ -182,8 +197,9 @@ impl Store for SqliteStore {
         let mut added = 0;
         {
             let mut statement = tx.prepare(INSERT_RECORD)?;
+            let mut json = Vec::new();
             for record in records {
-                added += insert_record(&mut statement, record)?;
+                added += insert_record(&mut statement, record, &mut json)?;
             }
         }
         tx.commit()?;
@@ -197,9 +213,10 @@ impl Store for SqliteStore {
             let mut records = tx.prepare(INSERT_RECORD)?;
             let mut timings = tx.prepare(UPSERT_TIMINGS)?;
             let mut feedback = tx.prepare(UPSERT_FEEDBACK)?;
+            let mut json = Vec::new();
             for entry in entries {
                 changed += match entry {
-                    Entry::Record(record) => insert_record(&mut records, record)?,
+                    Entry::Record(record) => insert_record(&mut records, record, &mut json)?,
                     Entry::ClientTimings(t) => {
                         timings.execute(params![t.id, t.timings.to_string(), owner_key(t.owner)])?
                     }

@@ -59,7 +59,7 @@ impl Columns {
     pub(super) fn new(records: &[&CaptureRecord]) -> Result<Columns, StoreError> {
         let mut c = Columns::default();
         for r in records {
-            let json = serde_json::to_string(r).map_err(|source| StoreError::Json {
+            let json = crate::record::json::to_string(r).map_err(|source| StoreError::Json {
                 id: r.id.clone(),
                 source,
             })?;
