@@ -19,6 +19,7 @@
 //! finds something, the text is stored decoded and redacted (still valid JSON text).
 
 mod checks;
+mod clean;
 mod path;
 mod patterns;
 mod record;
@@ -144,6 +145,8 @@ pub struct Redactor {
     paths: Vec<JsonPath>,
     /// Card numbers are redacted: JSON integers are checked too, which no regex sees.
     cards: bool,
+    /// Every rule can be searched for in texts joined by newlines (`clean.rs`).
+    joinable: bool,
 }
 
 impl Redactor {
@@ -196,6 +199,7 @@ impl Redactor {
             markers,
             paths,
             cards: config.card_numbers,
+            joinable: config.patterns.iter().all(|p| clean::joinable(p)),
         })
     }
 

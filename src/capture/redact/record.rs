@@ -40,6 +40,16 @@ impl Redactor {
     /// query, should one be there), request, response text and reasoning (moving the deltas'
     /// offsets with them), tool-call arguments and body, labels, older text deltas and error.
     pub fn redact_record(&self, record: &mut CaptureRecord) {
+        if self.untouched(record) {
+            // Nothing to replace (`clean.rs`); span deltas are kept as the full pass keeps them.
+            drop_empty_spans(&mut record.deltas);
+            return;
+        }
+        self.redact_record_whole(record);
+    }
+
+    /// [`Redactor::redact_record`] without the check for a record it leaves as it is.
+    pub(super) fn redact_record_whole(&self, record: &mut CaptureRecord) {
         let path = match record.path.split_once('?') {
             Some((p, q)) => {
                 format!("{}?{}", self.redact_str(p), self.redact_query(q))

@@ -7,6 +7,7 @@ use crate::capture::record::{
 use base64::Engine;
 use serde_json::json;
 
+mod clean;
 mod escapes;
 mod numbers;
 mod shapes;
