@@ -409,28 +409,13 @@ impl Redactor {
 /// `-` or `_`, so `api_key`, `apiKey`, `x-api-key` and `X_API_KEY` all count. (A bare `key`
 /// counts only in a query string, where Gemini puts its key; as a JSON member it is too common.)
 fn is_credential_name(name: &str) -> bool {
-    const NAMES: &[&str] = &[
-        "apikey",
-        "xapikey",
-        "xgoogapikey",
-        "authorization",
-        "proxyauthorization",
-        "password",
-        "passwd",
-        "secret",
-        "clientsecret",
-        "token",
-        "accesstoken",
-        "refreshtoken",
-        "authtoken",
-        "idtoken",
-        "sessiontoken",
-        "bearertoken",
-        "privatekey",
-        "secretkey",
-        "secretaccesskey",
-    ];
-    if name.len() > 32 {
+    if !(5..=32).contains(&name.len()) {
+        return false;
+    }
+    // Every name ends in one of these letters (a test holds it): most member names (`model`,
+    // `messages`, `usage`) are turned down here, before being folded.
+    let last = name.bytes().rev().find(|b| *b != b'-' && *b != b'_');
+    if !last.is_some_and(|b| CREDENTIAL_LAST_LETTERS.contains(&b.to_ascii_lowercase())) {
         return false;
     }
     // Folded into a buffer on the stack: this runs for every member of every stored body.
@@ -444,8 +429,35 @@ fn is_credential_name(name: &str) -> bool {
         len += 1;
     }
     let folded = &folded[..len];
-    NAMES.iter().any(|n| n.as_bytes() == folded)
+    CREDENTIAL_NAMES.iter().any(|n| n.as_bytes() == folded)
 }
+
+/// Credential names, lowercase, without `-` or `_`: 5 to 32 bytes, each ending in one of
+/// [`CREDENTIAL_LAST_LETTERS`].
+const CREDENTIAL_NAMES: &[&str] = &[
+    "apikey",
+    "xapikey",
+    "xgoogapikey",
+    "authorization",
+    "proxyauthorization",
+    "password",
+    "passwd",
+    "secret",
+    "clientsecret",
+    "token",
+    "accesstoken",
+    "refreshtoken",
+    "authtoken",
+    "idtoken",
+    "sessiontoken",
+    "bearertoken",
+    "privatekey",
+    "secretkey",
+    "secretaccesskey",
+];
+
+/// The letters [`CREDENTIAL_NAMES`] end in.
+const CREDENTIAL_LAST_LETTERS: &[u8] = b"yndt";
 
 fn passes(check: Check, text: &str) -> bool {
     match check {

@@ -189,3 +189,18 @@ fn an_anchored_custom_pattern_turns_the_joined_search_off() {
     let lines = with(|c| c.patterns = vec!["(?m)^nothing here$".into()]);
     assert!(agrees(&lines, &record));
 }
+
+#[test]
+fn every_credential_name_passes_the_quick_tests_before_the_comparison() {
+    for name in CREDENTIAL_NAMES {
+        assert!((5..=32).contains(&name.len()), "{name}");
+        let last = name.as_bytes()[name.len() - 1];
+        assert!(CREDENTIAL_LAST_LETTERS.contains(&last), "{name}");
+        assert!(is_credential_name(name), "{name}");
+        for spelled in [name.to_uppercase(), format!("{name}_"), format!("-{name}-")] {
+            assert!(is_credential_name(&spelled), "{spelled}");
+        }
+    }
+    assert!(is_credential_name("x-api-key") && is_credential_name("API_KEY"));
+    assert!(!is_credential_name("model") && !is_credential_name("tokens"));
+}
