@@ -435,6 +435,54 @@ mod props {
             r.redact_json(&mut v);
             prop_assert_eq!(v, after);
         }
+
+        /// The one-search check (`clean.rs`) lets a record through only when the whole
+        /// redaction leaves it as it is, wherever the soup lands in it.
+        #[test]
+        fn the_one_search_check_agrees_with_the_whole_redaction(
+            // Mostly plain words, so that records with nothing to replace come up too.
+            texts in proptest::collection::vec(prop_oneof![3 => "[a-z ]{0,10}", 1 => soup()], 8),
+            name in prop_oneof![Just("api_key".to_owned()), Just("x-token".to_owned()), "[a-z_]{1,8}"],
+            number in prop_oneof![Just(4242424242424242u64), Just(1700000000u64), any::<u64>()],
+        ) {
+            let redactors = [
+                default_redactor(),
+                with(|c| {
+                    c.secrets = vec!["s3cr3t-value".into()];
+                    c.patterns = vec!["RED".into()];
+                }),
+            ];
+            let mut record = CaptureRecord::minimal("p");
+            record.path = format!("/v1/{}", texts[0]);
+            record.request = Some(json!({
+                "messages": [{"content": texts[1].clone()}],
+                texts[2].clone(): number,
+                "meta": {texts[3].clone(): texts[4].clone(), name: texts[4].clone()},
+            }));
+            record.response = Some(Reassembled {
+                text: texts[5].clone(),
+                reasoning: texts[6].clone(),
+                body: Some(json!({"choices": [{"message": {"content": texts[5].clone()}}]})),
+                ..Reassembled::default()
+            });
+            record.deltas = vec![
+                Delta::text(1.0, DeltaKind::Label, texts[7].clone()),
+                Delta::span(2.0, DeltaKind::Answer, texts[5].len() / 2),
+                Delta::span(3.0, DeltaKind::Answer, texts[5].len()),
+            ];
+            record.error = Some(texts[7].clone());
+            for r in &redactors {
+                let mut quick = record.clone();
+                r.redact_record(&mut quick);
+                let mut whole = record.clone();
+                r.redact_record_whole(&mut whole);
+                prop_assert_eq!(&quick, &whole);
+                if r.untouched(&record) {
+                    prop_assert_eq!(&whole.request, &record.request);
+                    prop_assert_eq!(&whole.response, &record.response);
+                }
+            }
+        }
     }
 }
 
