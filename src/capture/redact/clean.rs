@@ -6,9 +6,9 @@
 //! Exact, not a guess. A rule that matches a text on its own matches the joined texts too: the
 //! match's own characters are there unchanged, and at its edges a word boundary (`\b`) or a
 //! line anchor (`(?m)^`, `$`) sees a newline where the lone text had its start or end, which
-//! those assertions read alike. Only absolute anchors (`^`, `$` without `m`, `\A`, `\z`) read
-//! them differently; the built-in rules have none, and a custom pattern with one turns the
-//! joined search off. A match across a newline can only say "maybe": the full redaction then
+//! those assertions read alike. Only absolute anchors (`^`, `$` without `m`, `\A`, `\z`) and
+//! CRLF-mode line anchors (`(?mR)`) read them differently; the built-in rules have none, and a
+//! custom pattern with one turns the joined search off. A match across a newline can only say "maybe": the full redaction then
 //! runs, as it does whenever this check is not sure (escapes, credential-named members, card
 //! integers, query strings, tool calls, JSON paths).
 
@@ -24,7 +24,11 @@ use crate::capture::record::CaptureRecord;
 pub(super) fn joinable(pattern: &str) -> bool {
     regex_syntax::parse(pattern).is_ok_and(|hir| {
         let looks = hir.properties().look_set();
-        !looks.contains(Look::Start) && !looks.contains(Look::End)
+        // CRLF-mode line anchors (`(?mR)`) read a `\r` before the joining newline as half of
+        // one line break: `x\r$` matches a lone `x\r` but not `x\r\n`.
+        [Look::Start, Look::End, Look::StartCRLF, Look::EndCRLF]
+            .iter()
+            .all(|look| !looks.contains(*look))
     })
 }
 

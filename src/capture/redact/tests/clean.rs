@@ -188,6 +188,14 @@ fn an_anchored_custom_pattern_turns_the_joined_search_off() {
     // Line anchors read a newline as a text's edge: they still join.
     let lines = with(|c| c.patterns = vec!["(?m)^nothing here$".into()]);
     assert!(agrees(&lines, &record));
+    // In CRLF mode a `\r` before the joining newline is half a line break: not joined.
+    let crlf = with(|c| c.patterns = vec!["(?mR)castle\\.\r$".into()]);
+    let mut record = ordinary();
+    record.response.as_mut().unwrap().text = "the castle.\r".into();
+    assert!(!agrees(&crlf, &record));
+    let mut redacted = record.clone();
+    crlf.redact_record(&mut redacted);
+    assert_eq!(redacted.response.unwrap().text, format!("the {MARKER}"));
 }
 
 #[test]
