@@ -48,7 +48,7 @@ pub struct RedactConfig {
     pub emails: bool,
     /// Luhn-valid runs of 13–19 digits, optionally in groups of four split by single spaces,
     /// no-break spaces, dashes or dots (or Amex's 4-6-5), starting with 2–6 (the issuer ranges
-    /// in use; this also spares millisecond timestamps). JSON integers of that shape are
+    /// in use; this also spares millisecond timestamps). JSON integers (and whole floats below 2^53) of that shape are
     /// replaced too, by the marker as a string.
     pub card_numbers: bool,
     /// Common key shapes: `sk-…`, `sk-ant-…`, `AIza…`, `ghp_…`, `xoxb-…`, `Bearer …`,

@@ -35,11 +35,23 @@ pub fn is_card_number(text: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// A JSON integer written as the card rule would match it without separators: 13–19 digits,
-/// the first 2–6, Luhn-valid. A minus sign is ignored, as the text rule ignores a `-` before
-/// the digits. Floats are not cards (and lost their digits past 2^53 anyway).
+/// A JSON number that is an integer written as the card rule would match it without
+/// separators: 13–19 digits, the first 2–6, Luhn-valid. A minus sign is ignored, as the text
+/// rule ignores a `-` before the digits. A float with no fraction counts too while it holds its
+/// digits exactly (below 2^53: `4242424242424242.0` is a card sent as a float); past that it
+/// has lost them, and is stored in a form (`4.242424242424242e18`) that shows no card.
 pub fn is_card_integer(n: &serde_json::Number) -> bool {
-    let Some(abs) = n.as_u64().or_else(|| n.as_i64().map(i64::unsigned_abs)) else {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    let whole_float = || {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < EXACT)
+            .map(|f| f.abs() as u64)
+    };
+    let Some(abs) = n
+        .as_u64()
+        .or_else(|| n.as_i64().map(i64::unsigned_abs))
+        .or_else(whole_float)
+    else {
         return false;
     };
     // Most numbers are far smaller: they are turned down without being formatted.

@@ -22,13 +22,30 @@ use crate::capture::record::CaptureRecord;
 /// Whether a pattern can be searched for in texts joined by newlines (see the module's doc).
 /// A pattern that does not parse here is not.
 pub(super) fn joinable(pattern: &str) -> bool {
+    // Only the assertions known to read a joining newline as a text's edge: a kind
+    // `regex-syntax` adds later turns the joined search off until it is read here. Left out:
+    // absolute anchors, and CRLF-mode line anchors (`(?mR)`), which read a `\r` before the
+    // joining newline as half of one line break (`x\r$` matches a lone `x\r`, not `x\r\n`).
     regex_syntax::parse(pattern).is_ok_and(|hir| {
-        let looks = hir.properties().look_set();
-        // CRLF-mode line anchors (`(?mR)`) read a `\r` before the joining newline as half of
-        // one line break: `x\r$` matches a lone `x\r` but not `x\r\n`.
-        [Look::Start, Look::End, Look::StartCRLF, Look::EndCRLF]
-            .iter()
-            .all(|look| !looks.contains(*look))
+        hir.properties().look_set().iter().all(|look| {
+            matches!(
+                look,
+                Look::StartLF
+                    | Look::EndLF
+                    | Look::WordAscii
+                    | Look::WordAsciiNegate
+                    | Look::WordUnicode
+                    | Look::WordUnicodeNegate
+                    | Look::WordStartAscii
+                    | Look::WordEndAscii
+                    | Look::WordStartUnicode
+                    | Look::WordEndUnicode
+                    | Look::WordStartHalfAscii
+                    | Look::WordEndHalfAscii
+                    | Look::WordStartHalfUnicode
+                    | Look::WordEndHalfUnicode
+            )
+        })
     })
 }
 

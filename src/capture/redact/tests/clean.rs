@@ -212,3 +212,42 @@ fn every_credential_name_passes_the_quick_tests_before_the_comparison() {
     assert!(is_credential_name("x-api-key") && is_credential_name("API_KEY"));
     assert!(!is_credential_name("model") && !is_credential_name("tokens"));
 }
+
+/// From the review of this check: a CRLF-mode pattern anchored after a text's trailing `\r`.
+#[test]
+fn a_crlf_anchor_after_a_trailing_carriage_return_is_not_let_through() {
+    let crlf = with(|c| c.patterns = vec![r"(?mR)^X-Secret: .*\r$".into()]);
+    let mut record = ordinary();
+    record.error = Some("X-Secret: hunter2\r".into());
+    let mut whole = record.clone();
+    crlf.redact_record_whole(&mut whole);
+    assert_eq!(whole.error.as_deref(), Some(MARKER));
+    assert!(!agrees(&crlf, &record));
+    let crlf = with(|c| c.patterns = vec![r"(?mR)token \S+\s$".into()]);
+    let mut record = ordinary();
+    record.request = Some(json!({"messages": [{"role": "user", "content": "token abc123\r"}]}));
+    assert!(!agrees(&crlf, &record));
+}
+
+#[test]
+fn every_kind_of_word_boundary_still_joins() {
+    for pattern in [
+        r"\bsecret\b",
+        r"\Bcret",
+        r"(?-u:\b)secret",
+        r"\b{start}secret\b{end}",
+        r"\b{start-half}secret\b{end-half}",
+        r"(?m)^secret$",
+    ] {
+        assert!(super::super::clean::joinable(pattern), "{pattern}");
+    }
+    for pattern in [
+        r"\Asecret",
+        r"secret\z",
+        "^secret",
+        "secret$",
+        r"(?mR)^secret$",
+    ] {
+        assert!(!super::super::clean::joinable(pattern), "{pattern}");
+    }
+}

@@ -18,10 +18,12 @@ fn card_numbers_as_json_numbers() {
         "not_luhn": 4242424242424241u64,
         "small": 42,
         "float": 4242424242424242.0,
+        "past_2_53": 4.242424242424242e18,
+        "fraction": 4242424242424.5,
         "too_short": 424242424242u64,
     });
     r.redact_json(&mut v);
-    for name in ["card", "amex", "short", "long", "negative"] {
+    for name in ["card", "amex", "short", "long", "negative", "float"] {
         assert_eq!(v[name], "[REDACTED:card]", "{name}");
     }
     assert_eq!(v["in_list"], json!([1, "[REDACTED:card]"]));
@@ -29,7 +31,8 @@ fn card_numbers_as_json_numbers() {
     assert_eq!(v["issuer_7"], 7000000000000005u64);
     assert_eq!(v["not_luhn"], 4242424242424241u64);
     assert_eq!(v["small"], 42);
-    assert_eq!(v["float"], 4242424242424242.0);
+    assert_eq!(v["past_2_53"], 4.242424242424242e18, "its digits are gone");
+    assert_eq!(v["fraction"], 4242424242424.5);
     assert_eq!(v["too_short"], 424242424242u64);
     let once = v.clone();
     r.redact_json(&mut v);
