@@ -48,8 +48,8 @@ pub struct RedactConfig {
     pub emails: bool,
     /// Luhn-valid runs of 13–19 digits, optionally in groups of four split by single spaces,
     /// no-break spaces, dashes or dots (or Amex's 4-6-5), starting with 2–6 (the issuer ranges
-    /// in use; this also spares millisecond timestamps). JSON integers (and whole floats below 2^53) of that shape are
-    /// replaced too, by the marker as a string.
+    /// in use; this also spares millisecond timestamps). JSON integers (and whole floats below
+    /// 2^53) of that shape are replaced too, by the marker as a string.
     pub card_numbers: bool,
     /// Common key shapes: `sk-…`, `sk-ant-…`, `AIza…`, `ghp_…`, `xoxb-…`, `Bearer …`,
     /// `AKIA…`, Stripe's `sk_live_…`/`sk_test_…`/`rk_live_…`/`rk_test_…`, Hugging Face's
