@@ -52,6 +52,48 @@ async fn scrape(aloud: &Aloud, accept: Option<&str>) -> (u16, String, String) {
 }
 
 #[tokio::test]
+async fn every_admin_response_carries_a_request_id() {
+    let config = route_config("127.0.0.1:9".parse().unwrap(), "openai", "", "") + ADMIN;
+    let aloud = Aloud::start(&config).await;
+    for path in ["/healthz", "/readyz", "/metrics", "/nope", "/dashboard"] {
+        let r = get(&aloud.admin_url(path)).await;
+        let id = r
+            .headers()
+            .get("aloud-request-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(
+            id.as_deref().is_some_and(|id| id.len() >= 16),
+            "{path}: {id:?}"
+        );
+    }
+    let mine = "admin-probe-0123456789abcdef";
+    let r = send(
+        Request::get(aloud.admin_url("/healthz"))
+            .header("aloud-request-id", mine)
+            .body(full(""))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r.headers()["aloud-request-id"],
+        mine,
+        "a valid id is echoed"
+    );
+    let r = send(
+        Request::get(aloud.admin_url("/healthz"))
+            .header("aloud-request-id", "bad id")
+            .body(full(""))
+            .unwrap(),
+    )
+    .await;
+    assert_ne!(
+        r.headers()["aloud-request-id"],
+        "bad id",
+        "an invalid one is replaced"
+    );
+}
+
+#[tokio::test]
 async fn metrics_live_on_the_admin_port_only_and_count_what_passed() {
     let up = upstream().await;
     let config = route_config(up.addr, "openai", "progress = \"off\"", "") + ADMIN;

@@ -7,6 +7,7 @@
 use super::Tasks;
 use crate::config::tokens;
 use crate::metrics::{self, Metrics};
+use crate::request_id;
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::server::conn::http1;
@@ -87,10 +88,20 @@ pub fn start(
             };
             let state = Arc::clone(&state);
             let tasks = conns.clone();
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let state = Arc::clone(&state);
                 let tasks = tasks.clone();
-                async move { Ok::<_, Infallible>(route(&state, &tasks, req).await) }
+                // Every response carries an id, here too: the client's when it sent a valid
+                // one, else a new one (a probe or a scraper sends none).
+                let id = request_id::from_headers(req.headers())
+                    .unwrap_or_else(|_| request_id::generate());
+                async move {
+                    let mut response = route(&state, &tasks, req).await;
+                    if let Ok(v) = HeaderValue::from_str(&id) {
+                        response.headers_mut().insert(request_id::HEADER, v);
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
             let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             let hard_stop = hard_stop.clone();
