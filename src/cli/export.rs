@@ -10,7 +10,10 @@ use std::process::ExitCode;
 use super::data::{DbArgs, FilterArgs, database, fail, filter, open};
 use crate::export::select::{Dedupe, Sample, Split};
 use crate::export::{ExportCounts, Format, Line, Options, Skip, header, render};
-use crate::store::Store;
+use crate::store::{Store, StoreErrorKind};
+
+/// How many unreadable records `--skip-unreadable` names on standard error (all are counted).
+const UNREADABLE_NAMED: u64 = 5;
 
 /// `aloud export`'s own flags (the filter and database are shared with `stats`).
 #[derive(Debug, clap::Args)]
@@ -33,6 +36,10 @@ pub struct ExportArgs {
     /// Leave out records whose normalised conversation was already written.
     #[arg(long)]
     pub dedupe: bool,
+    /// Leave out stored records that cannot be read (damaged, or written by hand), naming the
+    /// first few on standard error and counting them, instead of stopping at the first.
+    #[arg(long)]
+    pub skip_unreadable: bool,
     /// Keep N records, chosen by --seed (deterministic).
     #[arg(long, value_name = "N")]
     pub sample: Option<usize>,
@@ -179,7 +186,22 @@ fn run(db: &DbArgs, which: &FilterArgs, args: &ExportArgs) -> Result<String, Str
             .map_err(|e| format!("cannot write: {e}"))
     };
     for (n, record) in records.enumerate() {
-        let record = record.map_err(|e| format!("reading the database: {e}"))?;
+        let record = match record {
+            Ok(record) => record,
+            Err(e) if e.kind() == StoreErrorKind::Json && args.skip_unreadable => {
+                if counts.skipped_for(Skip::Unreadable) < UNREADABLE_NAMED {
+                    eprintln!("warning: left out: {e}");
+                }
+                counts.skip(Skip::Unreadable);
+                continue;
+            }
+            Err(e) if e.kind() == StoreErrorKind::Json => {
+                return Err(format!(
+                    "reading the database: {e} (--skip-unreadable leaves such records out)"
+                ));
+            }
+            Err(e) => return Err(format!("reading the database: {e}")),
+        };
         let feedback = match joins_feedback {
             // The feedback of the record's own owner (another token's on a reused id is not
             // it), for that owner's last attempt only (it speaks of the answer the client got).

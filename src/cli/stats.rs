@@ -6,8 +6,13 @@ use std::time::SystemTime;
 
 use super::data::{DbArgs, WindowArgs, database, fail, open};
 use crate::capture::stats::{
-    QueryText, StatsQuery, render_csv, render_table, report_from_store, unix_ms,
+    QueryText, StatsQuery, render_csv, render_table, report_from_store, report_skipping_unreadable,
+    unix_ms,
 };
+use crate::store::StoreErrorKind;
+
+/// How many unreadable records `--skip-unreadable` names on standard error (all are counted).
+const UNREADABLE_NAMED: u64 = 5;
 
 /// What to report on, and how to print it.
 #[derive(Debug, clap::Args)]
@@ -30,6 +35,10 @@ pub struct StatsArgs {
     /// Print the report as CSV, one line per row.
     #[arg(long)]
     pub csv: bool,
+    /// Leave out stored records that cannot be read (damaged, or written by hand), naming the
+    /// first few on standard error and counting them, instead of stopping at the first.
+    #[arg(long)]
+    pub skip_unreadable: bool,
 }
 
 /// The query `args` ask for, with relative times taken from `now_ms`.
@@ -56,10 +65,29 @@ pub fn run(db: &DbArgs, args: &StatsArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let report = match report_from_store(&*store, &query) {
+    let mut left_out = 0u64;
+    let read = if args.skip_unreadable {
+        report_skipping_unreadable(&*store, &query, &mut |e| {
+            if left_out < UNREADABLE_NAMED {
+                eprintln!("warning: left out: {e}");
+            }
+            left_out += 1;
+        })
+    } else {
+        report_from_store(&*store, &query)
+    };
+    let report = match read {
         Ok(r) => r,
+        Err(e) if e.kind() == StoreErrorKind::Json => {
+            return fail(format!(
+                "reading the database: {e} (--skip-unreadable leaves such records out)"
+            ));
+        }
         Err(e) => return fail(format!("reading the database: {e}")),
     };
+    if left_out > 0 {
+        eprintln!("warning: {left_out} unreadable record(s) left out of the report");
+    }
     let text = if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => text + "\n",

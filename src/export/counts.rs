@@ -27,10 +27,13 @@ pub enum Skip {
     UndeclaredTool,
     /// `--dedupe`: the same normalised conversation was written before.
     Duplicate,
+    /// `--skip-unreadable`: the stored record is not a record this aloud can read (damaged, or
+    /// written by hand).
+    Unreadable,
 }
 
 impl Skip {
-    const ALL: [Skip; 10] = [
+    const ALL: [Skip; 11] = [
         Skip::Error,
         Skip::Partial,
         Skip::Truncated,
@@ -41,6 +44,7 @@ impl Skip {
         Skip::UnlinkedToolResult,
         Skip::UndeclaredTool,
         Skip::Duplicate,
+        Skip::Unreadable,
     ];
 
     /// The reason's name in `--json`-style output and docs/export.md.
@@ -56,6 +60,7 @@ impl Skip {
             Skip::UnlinkedToolResult => "unlinked_tool_result",
             Skip::UndeclaredTool => "undeclared_tool",
             Skip::Duplicate => "duplicate",
+            Skip::Unreadable => "unreadable",
         }
     }
 
@@ -75,6 +80,7 @@ impl Skip {
             Skip::UnlinkedToolResult => format!("{n} with a tool result that answers no call"),
             Skip::UndeclaredTool => format!("{n} calling a tool the request did not declare"),
             Skip::Duplicate => format!("{n} duplicate{s}"),
+            Skip::Unreadable => format!("{n} unreadable in the database"),
         }
     }
 

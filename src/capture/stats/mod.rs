@@ -17,7 +17,7 @@ mod text;
 mod window;
 
 pub use aggregate::{Annotated, report};
-pub use read::report_from_store;
+pub use read::{report_from_store, report_skipping_unreadable};
 pub use render::{csv_text, render_csv, render_table};
 pub use text::QueryText;
 pub use window::{parse_instant, parse_window, unix_ms};
