@@ -1,6 +1,7 @@
 //! A stored record that cannot be read (damaged, or written by hand) stops `aloud export` and
 //! `aloud stats` with its id and the way past it; `--skip-unreadable` leaves it out, names it
-//! on standard error and counts it, and every readable record is still there.
+//! on standard error and counts it, and every readable record is still there. A file with no
+//! capture tables at all says so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aloud::record::CaptureRecord;
@@ -107,4 +108,17 @@ fn stats_stops_at_an_unreadable_record_unless_told_to_leave_it_out() {
     assert!(err.contains("1 unreadable record(s) left out"), "{err}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["rows"][0]["n"], 2, "{report}");
+}
+
+#[test]
+fn an_empty_file_is_named_as_having_no_capture_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.db");
+    std::fs::write(&db, b"").unwrap();
+    for args in [&["stats"][..], &["export", "--format", "csv"]] {
+        let out = aloud(args, &db);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("has no capture tables yet"), "{args:?}: {err}");
+    }
 }

@@ -49,6 +49,11 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "capture database {path} has no capture tables yet (an empty file, or not aloud's; \
+         run `aloud serve` with it first)"
+    )]
+    NoSchema { path: PathBuf },
     #[error("capture database is busy (locked by another connection): {0}")]
     Busy(#[source] rusqlite::Error),
     #[error("capture database: disk full: {0}")]
@@ -94,7 +99,7 @@ impl StoreError {
             StoreError::Postgres(e) => classify_postgres(e),
             StoreError::PostgresUrl(_) => StoreErrorKind::Config,
             StoreError::PostgresSchemaTooNew { .. } => StoreErrorKind::SchemaTooNew,
-            StoreError::PostgresNoSchema { .. } => StoreErrorKind::Io,
+            StoreError::PostgresNoSchema { .. } | StoreError::NoSchema { .. } => StoreErrorKind::Io,
             StoreError::Sqlite(e) => match classify(e) {
                 StoreErrorKind::Other => StoreErrorKind::Other,
                 kind => kind,

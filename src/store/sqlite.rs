@@ -80,6 +80,12 @@ impl SqliteStore {
                     known: schema::VERSION,
                 });
             }
+            // Version 0: no migration ever ran here (an empty file, or another program's).
+            if found == 0 {
+                return Err(StoreError::NoSchema {
+                    path: path.to_path_buf(),
+                });
+            }
         } else {
             // The first statement that reads the file: a garbage file fails here.
             let _mode: String = conn
