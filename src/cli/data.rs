@@ -3,7 +3,7 @@
 
 use crate::capture::CaptureRecord;
 use crate::config::{Config, Database, ProcessEnv};
-use crate::store::{Filter, Store, open_reader};
+use crate::store::{Filter, Store, StoreError, StoreErrorKind, open_reader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -118,4 +118,18 @@ pub fn replay_record(what: &str, db: &DbArgs) -> Result<CaptureRecord, String> {
     attempts
         .pop()
         .ok_or_else(|| format!("no capture record with id {what:?} (and no such file)"))
+}
+
+/// How many unreadable records `--skip-unreadable` names on standard error (all are counted).
+pub(super) const UNREADABLE_NAMED: u64 = 5;
+
+/// An error reading records, as `export` and `stats` report it: a record that cannot be read
+/// also names the flag that leaves such records out.
+pub(super) fn reading_failed(e: &StoreError) -> String {
+    match e.kind() {
+        StoreErrorKind::Json => {
+            format!("reading the database: {e} (--skip-unreadable leaves such records out)")
+        }
+        _ => format!("reading the database: {e}"),
+    }
 }

@@ -7,13 +7,12 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::data::{DbArgs, FilterArgs, database, fail, filter, open};
+use super::data::{
+    DbArgs, FilterArgs, UNREADABLE_NAMED, database, fail, filter, open, reading_failed,
+};
 use crate::export::select::{Dedupe, Sample, Split};
 use crate::export::{ExportCounts, Format, Line, Options, Skip, header, render};
 use crate::store::{Store, StoreErrorKind};
-
-/// How many unreadable records `--skip-unreadable` names on standard error (all are counted).
-const UNREADABLE_NAMED: u64 = 5;
 
 /// `aloud export`'s own flags (the filter and database are shared with `stats`).
 #[derive(Debug, clap::Args)]
@@ -195,12 +194,7 @@ fn run(db: &DbArgs, which: &FilterArgs, args: &ExportArgs) -> Result<String, Str
                 counts.skip(Skip::Unreadable);
                 continue;
             }
-            Err(e) if e.kind() == StoreErrorKind::Json => {
-                return Err(format!(
-                    "reading the database: {e} (--skip-unreadable leaves such records out)"
-                ));
-            }
-            Err(e) => return Err(format!("reading the database: {e}")),
+            Err(e) => return Err(reading_failed(&e)),
         };
         let feedback = match joins_feedback {
             // The feedback of the record's own owner (another token's on a reused id is not

@@ -4,15 +4,11 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use super::data::{DbArgs, WindowArgs, database, fail, open};
+use super::data::{DbArgs, UNREADABLE_NAMED, WindowArgs, database, fail, open, reading_failed};
 use crate::capture::stats::{
     QueryText, StatsQuery, render_csv, render_table, report_from_store, report_skipping_unreadable,
     unix_ms,
 };
-use crate::store::StoreErrorKind;
-
-/// How many unreadable records `--skip-unreadable` names on standard error (all are counted).
-const UNREADABLE_NAMED: u64 = 5;
 
 /// What to report on, and how to print it.
 #[derive(Debug, clap::Args)]
@@ -78,12 +74,7 @@ pub fn run(db: &DbArgs, args: &StatsArgs) -> ExitCode {
     };
     let report = match read {
         Ok(r) => r,
-        Err(e) if e.kind() == StoreErrorKind::Json => {
-            return fail(format!(
-                "reading the database: {e} (--skip-unreadable leaves such records out)"
-            ));
-        }
-        Err(e) => return fail(format!("reading the database: {e}")),
+        Err(e) => return fail(reading_failed(&e)),
     };
     if left_out > 0 {
         eprintln!("warning: {left_out} unreadable record(s) left out of the report");
