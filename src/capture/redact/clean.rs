@@ -6,9 +6,10 @@
 //! Exact, not a guess. A rule that matches a text on its own matches the joined texts too: the
 //! match's own characters are there unchanged, and at its edges a word boundary (`\b`) or a
 //! line anchor (`(?m)^`, `$`) sees a newline where the lone text had its start or end, which
-//! those assertions read alike. Only absolute anchors (`^`, `$` without `m`, `\A`, `\z`) and
-//! CRLF-mode line anchors (`(?mR)`) read them differently; the built-in rules have none, and a
-//! custom pattern with one turns the joined search off. A match across a newline can only say "maybe": the full redaction then
+//! those assertions read alike. Only those assertions are accepted (`joinable`): absolute
+//! anchors (`^`, `$` without `m`, `\A`, `\z`) and CRLF-mode line anchors (`(?mR)`) read a
+//! newline differently; the built-in rules have none, and a custom pattern with one turns the
+//! joined search off. A match across a newline can only say "maybe": the full redaction then
 //! runs, as it does whenever this check is not sure (escapes, credential-named members, card
 //! integers, query strings, tool calls, JSON paths).
 
