@@ -217,3 +217,94 @@ async fn stopping_closes_the_idle_connections_and_waits_for_none() {
     up.closed.notified().await;
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
 }
+
+/// Opens `GET /up/sse` on a raw socket (no client task) and reads until the first event.
+async fn open_stream(aloud: &Aloud) -> TcpStream {
+    use tokio::io::AsyncReadExt;
+    let mut s = TcpStream::connect(aloud.addr).await.unwrap();
+    s.write_all(b"GET /up/sse HTTP/1.1\r\nhost: aloud\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(9).any(|w| w == b"data: 1\n\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "aloud closed before the first event");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+#[tokio::test]
+async fn a_waiting_stream_holds_no_task_beyond_its_two_connections() {
+    let up = counted(false).await;
+    let aloud = aloud_for(&up).await;
+    let r = get(&aloud.url("/up/json")).await;
+    assert_eq!(body_bytes(r).await, JSON);
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let _first = open_stream(&aloud).await;
+    let before = alive();
+    let _more = [open_stream(&aloud).await, open_stream(&aloud).await];
+    // Each further waiting stream: aloud's client connection, aloud's upstream connection, and
+    // the test upstream's connection. Not a task that waits to put the upstream connection back
+    // in the pool (its body does that at its end): that one lived as long as the stream.
+    assert_eq!(alive() - before, 2 * 3, "tasks per waiting stream");
+    up.go.add_permits(3);
+    drop(_more);
+    aloud.stop().await;
+}
+
+/// Serves on each connection: `/json` whole; `/sse` its first event, then one more every 5 ms
+/// until a write fails. Counts connections, and notifies `closed` as each one ends.
+async fn endless(connections: Arc<AtomicUsize>, closed: Arc<Notify>) -> Upstream {
+    Upstream::raw(move |mut s| {
+        connections.fetch_add(1, Ordering::SeqCst);
+        let closed = Arc::clone(&closed);
+        async move {
+            while let Some(head) = read_request(&mut s).await {
+                if head.starts_with("get /sse") {
+                    let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+                    out.extend(chunk(b"data: 1\n\n"));
+                    while s.write_all(&out).await.is_ok() {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        out = chunk(b"data: more\n\n");
+                    }
+                    break;
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{JSON}",
+                    JSON.len()
+                );
+                if s.write_all(reply.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            closed.notify_one();
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stream_the_client_leaves_does_not_go_back_to_the_pool() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(Notify::new());
+    let up = endless(Arc::clone(&connections), Arc::clone(&closed)).await;
+    let aloud = Aloud::start(&route_config(up.addr, "openai", "progress = \"off\"", "")).await;
+    let left = open_stream(&aloud).await;
+    drop(left);
+    // aloud's next write fails; it drops the upstream's body mid-stream, which closes that
+    // connection: it is not pooled, and later requests get a new one.
+    closed.notified().await;
+    for _ in 0..2 {
+        let r = get(&aloud.url("/up/json")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(body_bytes(r).await, JSON);
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    aloud.stop().await;
+}

@@ -189,6 +189,7 @@ pub fn send(
     let sent = client.request(req);
     Box::pin(async move {
         sent.await
+            .map(|r| r.map(upstream::UpstreamBody::new))
             .map_err(|e| failed(&e, upstream::describe(&e), &tap, limit, body_timeout))
     })
 }

@@ -9,13 +9,13 @@ use crate::proxy::error::{Origin, ProxyError};
 use crate::proxy::exchange::Ending;
 use crate::proxy::inject::Mode;
 use crate::proxy::observe::Observer;
+use crate::proxy::upstream::UpstreamBody;
 use crate::proxy::wrap::{Collector, Reframe};
 use http::{HeaderValue, Response, StatusCode, header};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 impl ExchangeBody {
-    pub(super) fn on_head(&mut self, response: Response<Incoming>) {
+    pub(super) fn on_head(&mut self, response: Response<UpstreamBody>) {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // aloud never asks for an upgrade and refuses the client's; an upstream that
             // switches anyway has not answered the request.

@@ -26,11 +26,11 @@ use super::wrap::{Budget, Collector, Reframe};
 use crate::apis::stream::Phase;
 use crate::progress::Watcher;
 use crate::progress::hub::Published;
+use crate::proxy::upstream::UpstreamBody;
 use bytes::Bytes;
 use http::response::Parts;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -39,7 +39,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub type HeadFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, ProxyError>> + Send>>;
+pub type HeadFuture =
+    Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, ProxyError>> + Send>>;
 
 /// Everything the body needs besides the exchange and the head future.
 pub struct Spec {
@@ -56,7 +57,7 @@ pub struct Spec {
 enum Source {
     Pending(HeadFuture),
     Stream {
-        body: Incoming,
+        body: UpstreamBody,
         reframe: Reframe,
     },
     /// Boxed: rare (the events tier's whole answers, errors), and the body lives as long as
@@ -66,7 +67,7 @@ enum Source {
 }
 
 struct Collecting {
-    body: Incoming,
+    body: UpstreamBody,
     status: StatusCode,
     headers: http::HeaderMap,
     buf: Collector,

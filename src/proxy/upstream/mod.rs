@@ -1,17 +1,21 @@
 //! The upstream HTTP client per route: TCP or an egress proxy's tunnel (`egress`), rustls with
 //! the route's trust roots and client certificate (`tls`), HTTP/1.1 or HTTP/2 by ALPN, pooled,
-//! with more h2 connections past a server's stream limit (`lanes`, `settings`).
+//! with more h2 connections past a server's stream limit (`lanes`, `settings`). A plain-http
+//! route's connections are its own (`plain`); the answer's body puts one back once read whole
+//! (`body`).
 //!
 //! The client never follows redirects (hyper has no such feature) and only retries a request
 //! that a pooled connection closed before any byte of it was written. Everything here is built
 //! once per route (per config load); a request only picks a lane.
 
+mod body;
 mod egress;
 mod lanes;
 mod plain;
 mod settings;
 mod tls;
 
+pub use body::UpstreamBody;
 pub use lanes::{MAX_LANES, Slot};
 pub use plain::{Plain, SendError};
 

@@ -12,11 +12,12 @@
 //! unused connection is closed after `POOL_IDLE`. TLS routes, where ALPN may pick HTTP/2 and
 //! `lanes` spreads the streams, keep hyper-util's client.
 
+use super::body::{Back, UpstreamBody};
 use super::lanes::LaneConnector;
 use super::{BoxError, POOL_IDLE, SpawnHook, lock};
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, Uri, header};
-use hyper::body::Incoming;
+use http_body::Body as _;
 use hyper::client::conn::http1;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -97,7 +98,7 @@ impl Plain {
     pub async fn send(
         self: Arc<Self>,
         mut req: Request<Body>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let origin = req
             .uri()
             .path_and_query()
@@ -111,8 +112,13 @@ impl Plain {
             };
             match tx.try_send_request(req).await {
                 Ok(res) => {
-                    self.give_back(tx);
-                    return Ok(res);
+                    if tx.is_ready() || res.body().is_end_stream() {
+                        self.give_back(tx);
+                        return Ok(res.map(UpstreamBody::new));
+                    }
+                    // Back in the pool once the body has been read whole.
+                    let back = Back { tx, pool: self };
+                    return Ok(res.map(|body| UpstreamBody::with_back(body, back)));
                 }
                 Err(mut e) => match e.take_message() {
                     // Closed before any of the request was written: a reused connection
@@ -157,14 +163,22 @@ impl Plain {
             .map_err(SendError::Connect)?;
         let (mut tx, conn) = http1::handshake(io).await.map_err(SendError::Request)?;
         let (failed, why) = tokio::sync::oneshot::channel();
+        // A `poll_fn` that owns the connection, not `async move { conn.await }`: an async block
+        // keeps what it captured and the future it awaits side by side, so the connection
+        // (1.7 KB with its I/O and parser state) would be boxed twice, on every waiting
+        // request (benches/heartbeats.sh's state_size).
+        let mut conn = conn;
+        let mut failed = Some(failed);
         self.run(
             "upstream connection",
-            Box::pin(async move {
-                if let Err(e) = conn.await {
+            Box::pin(std::future::poll_fn(move |cx| {
+                let ended = std::task::ready!(Pin::new(&mut conn).poll(cx));
+                if let (Err(e), Some(failed)) = (ended, failed.take()) {
                     tracing::debug!(error = %e, "upstream connection ended");
                     let _ = failed.send(e);
                 }
-            }),
+                std::task::Poll::Ready(())
+            })),
         );
         match tx.ready().await {
             Ok(()) => Ok(tx),
@@ -172,9 +186,9 @@ impl Plain {
         }
     }
 
-    /// Puts a connection back once its response head is in: at once when the response is
-    /// already read whole, else when the connection is ready for another request.
-    fn give_back(self: &Arc<Self>, mut tx: http1::SendRequest<Body>) {
+    /// Puts a connection back once its answer has been read whole (or has no body): at once
+    /// when it is ready for another request, as it nearly always is by then, else when it is.
+    pub(super) fn give_back(self: &Arc<Self>, mut tx: http1::SendRequest<Body>) {
         if tx.is_ready() {
             self.put(tx);
             return;
@@ -182,8 +196,8 @@ impl Plain {
         if tx.is_closed() {
             return;
         }
-        // hyper's connection is ready for the next request once the answer has been read
-        // whole; a stream's is, at its end. (One that fails or is dropped closes instead.)
+        // hyper's connection is ready for the next request once it has taken in the answer's
+        // end, which its task may not have done yet. (One that fails closes instead.)
         let pool = Arc::clone(self);
         self.run(
             "upstream connection return",
