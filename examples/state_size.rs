@@ -59,11 +59,13 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Live heap bytes and live allocations right now.
+/// Live heap bytes and live allocations right now. (`stats_alloc` already counts a realloc's
+/// change of size in `bytes_allocated` or `bytes_deallocated`; its `bytes_reallocated` is the
+/// same change again, and adding it counted every buffer that grew as growth of the heap.)
 fn live() -> (isize, isize) {
     let s = GLOBAL.stats();
     (
-        s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated,
+        s.bytes_allocated as isize - s.bytes_deallocated as isize,
         s.allocations as isize - s.deallocations as isize,
     )
 }
@@ -375,7 +377,7 @@ fn run(args: &Args) -> Result<(), String> {
     println!("per_stream_bytes={}", m.per_stream);
     println!("allocs_per_stream={}", m.allocs_per_stream);
     if let Some(g) = m.growth {
-        println!("growth_bytes_per_stream_s={g:.0}");
+        println!("growth_bytes_per_stream_s={}", g.round() + 0.0);
     }
     if let Some(b) = baseline {
         println!("baseline_per_stream_bytes={}", b.per_stream);
@@ -386,7 +388,7 @@ fn run(args: &Args) -> Result<(), String> {
             m.allocs_per_stream - b.allocs_per_stream
         );
         if let Some(g) = b.growth {
-            println!("baseline_growth_bytes_per_stream_s={g:.0}");
+            println!("baseline_growth_bytes_per_stream_s={}", g.round() + 0.0);
         }
     }
     if let Some(k) = keeping {
