@@ -5,7 +5,10 @@ use super::frames;
 use super::live::LiveCell;
 use super::state::DoneEvent;
 use crate::config::Owner;
-use std::collections::{HashMap, VecDeque, hash_map};
+use std::collections::{VecDeque, hash_map};
+
+/// The hub's map of ids (foldhash: see Cargo.toml).
+type HashMap<K, V> = foldhash::HashMap<K, V>;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;

@@ -4,7 +4,10 @@
 
 use super::estimate::{self, MIN_BASIS};
 use super::{Estimate, Key, Sample};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+/// The ETA history's map (foldhash: see Cargo.toml).
+type HashMap<K, V> = foldhash::HashMap<K, V>;
 use std::sync::Mutex;
 
 /// Recent exchanges kept per key.
