@@ -433,3 +433,83 @@ async fn a_slow_request_head_times_out() {
     );
     aloud.stop().await;
 }
+
+/// The value of `name` in a raw response's head, if any.
+fn header_in(out: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(out);
+    let head = text.split("\r\n\r\n").next()?;
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
+
+/// hyper refuses these heads itself, before aloud sees a request; they still carry an id and a
+/// code, on the proxy's listener and on the admin listener.
+#[tokio::test]
+async fn heads_hyper_refuses_itself_still_carry_an_id_and_a_code() {
+    let up = ok_upstream().await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "openai",
+        "",
+        "max_request_head = \"64KiB\"\n\n[admin]\nlisten = \"127.0.0.1:0\"",
+    ))
+    .await;
+    let many_headers: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let cases: [(Vec<u8>, &str, &str); 5] = [
+        (
+            b"NOT HTTP AT ALL\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+            "bad_request",
+        ),
+        (
+            b"GET /up/x HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+            "bad_request",
+        ),
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(70_000)).into_bytes(),
+            "HTTP/1.1 414",
+            "uri_too_long",
+        ),
+        (
+            format!("GET /up/x HTTP/1.1\r\nHost: a\r\n{many_headers}\r\n").into_bytes(),
+            "HTTP/1.1 431",
+            "request_head_too_large",
+        ),
+        // Past twice `max_request_head`: hyper's buffer limit, not aloud's exact measure.
+        (
+            format!(
+                "GET /up/x HTTP/1.1\r\nHost: a\r\nx-big: {}\r\n\r\n",
+                "a".repeat(140_000)
+            )
+            .into_bytes(),
+            "HTTP/1.1 431",
+            "request_head_too_large",
+        ),
+    ];
+    let admin = aloud.admin.expect("an admin listener");
+    // The admin listener has hyper's defaults (no head limit of aloud's): a line hyper cannot
+    // parse, and more headers than hyper's 100.
+    for (listener, addr, which) in [
+        ("proxy", aloud.addr, &[0, 1, 2, 3, 4][..]),
+        ("admin", admin, &[0, 3][..]),
+    ] {
+        for (raw, status, code) in which.iter().map(|&i| &cases[i]) {
+            let out = raw_exchange(addr, raw).await;
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.starts_with(status), "{listener}: {text:?}");
+            let id = header_in(&out, "aloud-request-id")
+                .unwrap_or_else(|| panic!("{listener}: no id in {text:?}"));
+            assert!(aloud::request_id::is_valid(&id), "{listener}: {id:?}");
+            assert_eq!(
+                header_in(&out, "aloud-error-code").as_deref(),
+                Some(*code),
+                "{listener}: {text:?}"
+            );
+        }
+    }
+    assert_eq!(get(&aloud.url("/healthz")).await.status(), 200);
+    aloud.stop().await;
+}

@@ -158,7 +158,7 @@ pub async fn accept_loop(
             tls::spawn(https, &current, accepted, tasks);
             continue;
         }
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(super::refusals::Refusals::new(stream));
         let for_requests = Arc::clone(&current);
         let service = service_fn(move |req| respond(&for_requests, req));
         let conn = graceful.watch(options.serve_connection(io, service));

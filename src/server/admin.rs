@@ -103,7 +103,10 @@ pub fn start(
                     Ok::<_, Infallible>(response)
                 }
             });
-            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            let conn = graceful.watch(builder.serve_connection(
+                TokioIo::new(super::refusals::Refusals::new(stream)),
+                service,
+            ));
             let hard_stop = hard_stop.clone();
             conns.spawn("admin connection", async move {
                 tokio::select! {

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod dashboard;
 mod finishing;
 mod limit;
+mod refusals;
 mod reload;
 pub mod seed;
 pub mod stall;

@@ -122,7 +122,7 @@ pub fn spawn(https: &Arc<Https>, current: &Arc<Current>, accepted: Accepted, tas
             () = hard_stop.cancelled() => return,
         };
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(tls);
+        let io = TokioIo::new(super::refusals::Refusals::new(tls));
         if h2 {
             let seen = Arc::new(Notify::new());
             let first = Arc::clone(&seen);
