@@ -662,3 +662,29 @@ fn tls_settings_that_cannot_work_are_config_errors_naming_the_file() {
     }
     assert!(parse(server_toml(&cert)).unwrap().server.tls.is_some());
 }
+
+/// Over TLS (HTTP/1.1), a head hyper cannot parse gets hyper's own 400, with an id and a code
+/// added above the encryption.
+#[tokio::test]
+async fn an_unparsable_head_over_tls_gets_an_id() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new();
+    let cert = ca.server_cert("server");
+    let aloud = Aloud::start(&format!(
+        "[server]\n{}[[routes]]\nname = \"sim\"\nprefix = \"/sim\"\nupstream = \"builtin:simulator\"\napi = \"openai\"\n",
+        server_toml(&cert)
+    ))
+    .await;
+    let mut tls = tls_connect(aloud.addr, ca.client(&["http/1.1"])).await;
+    tls.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = timeout(DEADLINE, tls.read_to_end(&mut out)).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text:?}");
+    assert!(text.contains("\r\naloud-request-id: "), "{text:?}");
+    assert!(
+        text.contains("\r\naloud-error-code: bad_request\r\n"),
+        "{text:?}"
+    );
+    aloud.stop().await;
+}
