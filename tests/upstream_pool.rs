@@ -252,7 +252,8 @@ async fn a_waiting_stream_holds_no_task_beyond_its_two_connections() {
     // Each further waiting stream: aloud's client connection, aloud's upstream connection, and
     // the test upstream's connection. Not a task that waits to put the upstream connection back
     // in the pool (its body does that at its end): that one lived as long as the stream.
-    assert_eq!(alive() - before, 2 * 3, "tasks per waiting stream");
+    let added = alive().checked_sub(before);
+    assert_eq!(added, Some(2 * 3), "tasks for two more waiting streams");
     up.go.add_permits(3);
     drop(_more);
     aloud.stop().await;
@@ -299,7 +300,9 @@ async fn a_stream_the_client_leaves_does_not_go_back_to_the_pool() {
     drop(left);
     // aloud's next write fails; it drops the upstream's body mid-stream, which closes that
     // connection: it is not pooled, and later requests get a new one.
-    closed.notified().await;
+    tokio::time::timeout(std::time::Duration::from_secs(20), closed.notified())
+        .await
+        .expect("the upstream connection of the stream the client left was closed");
     for _ in 0..2 {
         let r = get(&aloud.url("/up/json")).await;
         assert_eq!(r.status(), 200);

@@ -7,7 +7,7 @@ use super::state::DoneEvent;
 use crate::config::Owner;
 use std::collections::{VecDeque, hash_map};
 
-/// The hub's map of ids (foldhash: see Cargo.toml).
+/// The hub's map of ids (foldhash, seeded per process: see Cargo.toml).
 type HashMap<K, V> = foldhash::HashMap<K, V>;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};

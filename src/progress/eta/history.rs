@@ -6,7 +6,7 @@ use super::estimate::{self, MIN_BASIS};
 use super::{Estimate, Key, Sample};
 use std::collections::VecDeque;
 
-/// The ETA history's map (foldhash: see Cargo.toml).
+/// The ETA history's map (foldhash, seeded per process: see Cargo.toml).
 type HashMap<K, V> = foldhash::HashMap<K, V>;
 use std::sync::Mutex;
 

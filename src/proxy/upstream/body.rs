@@ -48,6 +48,19 @@ impl UpstreamBody {
     }
 }
 
+impl Drop for UpstreamBody {
+    /// A body let go before its end was seen (a client that left as the last bytes came, an
+    /// answer aloud stopped reading): its connection goes back only if hyper has already read
+    /// the answer whole and made it ready for another request; otherwise it closes.
+    fn drop(&mut self) {
+        if let Some(Back { tx, pool }) = self.back.take()
+            && tx.is_ready()
+        {
+            pool.give_back(tx);
+        }
+    }
+}
+
 impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -59,8 +72,11 @@ impl Body for UpstreamBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.read_whole(),
-            // A known length's last bytes: the caller may not poll again.
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.read_whole(),
+            // A known length's last bytes, or the trailers (which end a chunked body): the
+            // caller may not poll again.
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
+                self.read_whole();
+            }
             // A body that fails, or is dropped unread, closes its connection.
             Poll::Ready(Some(Err(_))) => self.back = None,
             _ => {}
