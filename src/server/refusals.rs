@@ -47,9 +47,9 @@ impl<T> Refusals<T> {
     }
 }
 
-/// hyper's refusal with `Aloud-Request-Id` and `Aloud-Error-Code` added, when `buf` is exactly
-/// one; `None` for every other write.
-pub fn with_id(buf: &[u8], id: &str) -> Option<Vec<u8>> {
+/// hyper's refusal with `Aloud-Request-Id` (from `id`, called only then) and `Aloud-Error-Code`
+/// added, when `buf` is exactly one; `None` for every other write.
+pub fn with_id(buf: &[u8], id: impl FnOnce() -> String) -> Option<Vec<u8>> {
     if buf.len() > MAX_REFUSAL || !buf.starts_with(b"HTTP/1.1 4") {
         return None;
     }
@@ -70,9 +70,13 @@ pub fn with_id(buf: &[u8], id: &str) -> Option<Vec<u8>> {
     if !empty {
         return None;
     }
+    let id = id();
     let mut out = Vec::with_capacity(buf.len() + 96);
     out.extend_from_slice(line);
-    for (name, value) in [(request_id::HEADER, id), ("aloud-error-code", code)] {
+    for (name, value) in [
+        (request_id::HEADER, id.as_str()),
+        ("aloud-error-code", code),
+    ] {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -89,14 +93,12 @@ impl<T: AsyncWrite> AsyncWrite for Refusals<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut this = self.project();
-        if this.pending.is_none() {
-            match with_id(buf, &request_id::generate()) {
-                Some(bytes) => *this.pending = Some(Box::new((bytes, 0, buf.len()))),
+        let pending = match this.pending {
+            Some(pending) => pending,
+            None => match with_id(buf, request_id::generate) {
+                Some(bytes) => this.pending.insert(Box::new((bytes, 0, buf.len()))),
                 None => return this.io.poll_write(cx, buf),
-            }
-        }
-        let Some(pending) = this.pending.as_mut() else {
-            return Poll::Ready(Ok(0));
+            },
         };
         let (bytes, sent, theirs) = &mut **pending;
         while *sent < bytes.len() {
@@ -144,13 +146,13 @@ mod tests {
 
     #[test]
     fn hypers_refusals_get_the_id_and_code_after_the_status_line() {
-        let out = with_id(HYPER_400, "id-1").unwrap();
+        let out = with_id(HYPER_400, || "id-1".into()).unwrap();
         assert_eq!(
             out,
             b"HTTP/1.1 400 Bad Request\r\naloud-request-id: id-1\r\naloud-error-code: bad_request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 08:00:34 GMT\r\n\r\n"
         );
         let uri = b"HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
-        assert!(with_id(uri, "x").is_some());
+        assert!(with_id(uri, || "x".into()).is_some());
     }
 
     #[test]
@@ -168,7 +170,11 @@ mod tests {
             b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n",
         ];
         for w in others {
-            assert!(with_id(w, "x").is_none(), "{}", String::from_utf8_lossy(w));
+            assert!(
+                with_id(w, || "x".into()).is_none(),
+                "{}",
+                String::from_utf8_lossy(w)
+            );
         }
     }
 
