@@ -6,14 +6,14 @@ use super::live::LiveCell;
 use super::state::DoneEvent;
 use crate::config::Owner;
 use std::collections::{VecDeque, hash_map};
-
-/// The hub's map of ids (foldhash, seeded per process: see Cargo.toml).
-type HashMap<K, V> = foldhash::HashMap<K, V>;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// The hub's map of ids (foldhash, seeded per process: see Cargo.toml).
+type HashMap<K, V> = foldhash::HashMap<K, V>;
 
 /// One published event, serialised once and shared by every subscriber.
 #[derive(Clone, Debug, PartialEq, Eq)]

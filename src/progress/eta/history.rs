@@ -5,10 +5,10 @@
 use super::estimate::{self, MIN_BASIS};
 use super::{Estimate, Key, Sample};
 use std::collections::VecDeque;
+use std::sync::Mutex;
 
 /// The ETA history's map (foldhash, seeded per process: see Cargo.toml).
 type HashMap<K, V> = foldhash::HashMap<K, V>;
-use std::sync::Mutex;
 
 /// Recent exchanges kept per key.
 pub const RING: usize = 64;

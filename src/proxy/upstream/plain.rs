@@ -161,13 +161,12 @@ impl Plain {
             .call(self.dst.clone())
             .await
             .map_err(SendError::Connect)?;
-        let (mut tx, conn) = http1::handshake(io).await.map_err(SendError::Request)?;
+        let (mut tx, mut conn) = http1::handshake(io).await.map_err(SendError::Request)?;
         let (failed, why) = tokio::sync::oneshot::channel();
         // A `poll_fn` that owns the connection, not `async move { conn.await }`: an async block
         // keeps what it captured and the future it awaits side by side, so the connection
         // (1.7 KB with its I/O and parser state) would be boxed twice, on every waiting
         // request (benches/heartbeats.sh's state_size).
-        let mut conn = conn;
         let mut failed = Some(failed);
         self.run(
             "upstream connection",
