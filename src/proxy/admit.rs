@@ -202,9 +202,10 @@ pub fn send_plain(
     limit: u64,
     body_timeout: std::time::Duration,
 ) -> super::response::HeadFuture {
-    let sent = Arc::clone(plain).send(req);
+    let plain = Arc::clone(plain);
+    // The send is made inside the box: made outside, its future was copied into it whole.
     Box::pin(async move {
-        sent.await.map_err(|e| {
+        plain.send(req).await.map_err(|e| {
             let cause: &(dyn std::error::Error + 'static) = match &e {
                 SendError::Connect(c) => &**c,
                 SendError::Request(r) => r,

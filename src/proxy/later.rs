@@ -258,7 +258,7 @@ mod tests {
         fn job(&mut self) -> Job {
             let mut ex = self.exchange();
             Job {
-                ex: ex.take_for_finish(),
+                ex: Exchange::take_for_finish(&mut ex),
                 streamed: None,
                 summary: None,
             }
@@ -364,7 +364,7 @@ mod tests {
         let mut b = Bench::new(1);
         let mut ex = b.exchange();
         // The client left; the finish step runs only after a shutdown began.
-        let mut taken = ex.take_for_finish();
+        let mut taken = Exchange::take_for_finish(&mut ex);
         b.shutting_down.store(true, Ordering::Release);
         assert!(ex.is_finished(), "the stand-in records nothing");
         assert!(ex.finish(None).is_none());

@@ -328,7 +328,7 @@ impl ExchangeBody {
             _ => None,
         };
         let job = Job {
-            ex: self.ex.take_for_finish(),
+            ex: Exchange::take_for_finish(&mut self.ex),
             streamed,
             summary,
         };

@@ -108,7 +108,9 @@ impl Plain {
         loop {
             let (mut tx, reused) = match self.checkout() {
                 Some(tx) => (tx, true),
-                None => (self.connect().await?, false),
+                // Boxed: connecting (the TCP connect and hyper's handshake) is the cold path,
+                // and inline it made every request's future, copied whole into its box, larger.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match tx.try_send_request(req).await {
                 Ok(res) => {
