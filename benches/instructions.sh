@@ -10,6 +10,7 @@
 #
 #   benches/instructions.sh                         this tree's release aloud
 #   benches/instructions.sh --aloud-bin A --base B  two binaries side by side (B is the baseline)
+#   benches/instructions.sh --capture               capture on, into SQLite: the writer's work too
 #
 # aloud runs capture off, the admin listener on (metrics and the dashboard's live cells), one
 # route to examples/fast_upstream, and serves GET /fast/json over 4 keep-alive connections from
@@ -24,6 +25,8 @@ ALOUD_BIN=""
 BASE_BIN=""
 SECONDS_LOAD=4
 BUILD=1
+CAPTURE=0
+KEEP=""
 
 usage() {
     sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
@@ -33,6 +36,10 @@ options:
   --base PATH        a second binary, counted the same way and reported beside it
   --seconds S        seconds of counted load per binary (default 4; about 1,000 requests/s
                      get through under callgrind here)
+  --capture          capture every exchange (`capture = "full"`) into a SQLite file; counting
+                     stops only once the admin listener's `aloud_capture_queued_bytes` reads 0, so
+                     building, redacting and writing each record is in the figure
+  --keep DIR         copy each binary's callgrind output to DIR (for callgrind_annotate)
   --no-build         do not run cargo build
 EOF
 }
@@ -43,6 +50,8 @@ while (($#)); do
         --base) BASE_BIN=$2; shift ;;
         --seconds) SECONDS_LOAD=$2; shift ;;
         --no-build) BUILD=0 ;;
+        --capture) CAPTURE=1 ;;
+        --keep) KEEP=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -108,28 +117,53 @@ for _ in $(seq 500); do
 done
 [[ -n $UPSTREAM ]] || die "fast_upstream did not report its address"
 
+# drained: with capture on, waits until the writer's queue is empty (it commits at least every
+# flush_interval). Each look at the metrics is made with counting off, so the scrape is not in the
+# figure; counting is left as it was found.
+drained() {
+    local queued="" counting=$1
+    for _ in $(seq 120); do
+        sleep 0.5
+        ((counting)) && callgrind_control -i off "$pid" >/dev/null 2>&1
+        queued=$(curl -s "http://127.0.0.1:$admin/metrics" | sed -n 's/^aloud_capture_queued_bytes //p' | head -1)
+        [[ $queued == 0 ]] && return 0
+        ((counting)) && callgrind_control -i on "$pid" >/dev/null 2>&1
+    done
+    die "$name: capture queue did not drain (queued: ${queued:-unknown})"
+}
+
 # count NAME BIN -> prints "instructions<TAB>requests"
 count() {
-    local name=$1 bin=$2 dir="$WORK/$1" port pid line ok total
+    local name=$1 bin=$2 dir="$WORK/$1" port admin pid line ok total capture route_capture=""
     mkdir -p "$dir"
     port=$(free_port)
+    admin=$(free_port)
+    if ((CAPTURE)); then
+        capture="enabled = true
+database = \"$dir/capture.db\""
+        route_capture='capture = "full"'
+    else
+        capture="enabled = false"
+    fi
     cat >"$dir/aloud.toml" <<EOF
 [server]
 listen = "127.0.0.1:$port"
 
 [admin]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:$admin"
 
 [capture]
-enabled = false
+$capture
 
 [[routes]]
 name = "fast"
 prefix = "/fast"
 upstream = "http://$UPSTREAM"
 api = "openai"
+$route_capture
 EOF
-    (cd "$dir" && RUST_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no \
+    # CALLGRIND_EXTRA: more callgrind options (say --separate-threads=yes, with --keep).
+    (cd "$dir" && RUST_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no ${CALLGRIND_EXTRA:-} \
         --callgrind-out-file="$dir/cg.out" "$bin" serve --config "$dir/aloud.toml") \
         >"$dir/out" 2>"$dir/err" &
     pid=$!
@@ -146,16 +180,29 @@ EOF
     ((up)) || die "$name did not answer 200 on /fast/json within 60 s under valgrind"
     # Warm-up: pools, caches and the ETA history fill before anything is counted.
     "$EX/mini_load" -c 4 -z 2 "http://127.0.0.1:$port/fast/json" >/dev/null
-    callgrind_control -i on "$pid" >/dev/null
+    # The warm-up's records are written before counting starts.
+    ((CAPTURE)) && drained 0
+    callgrind_control -i on "$pid" >/dev/null 2>&1
     line=$("$EX/mini_load" -c 4 -z "$SECONDS_LOAD" "http://127.0.0.1:$port/fast/json")
-    callgrind_control -i off "$pid" >/dev/null
-    callgrind_control -d "$pid" >/dev/null
+    ((CAPTURE)) && drained 1
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     ok=$(cut -f4 <<<"$line")
     [[ ${ok:-0} -gt 0 ]] || die "$name served no request: $line"
-    total=$(callgrind_annotate "$dir/cg.out.1" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+    total=0
+    local f part
+    for f in "$dir"/cg.out.1*; do
+        part=$(callgrind_annotate "$f" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+        total=$((total + ${part:-0}))
+    done
+    ((total > 0)) || total=""
     [[ -n $total ]] || die "$name: no callgrind totals"
+    if [[ -n $KEEP ]]; then
+        mkdir -p "$KEEP"
+        for f in "$dir"/cg.out.1*; do cp "$f" "$KEEP/$name.${f##*/}"; done
+    fi
     printf '%s\t%s\n' "$total" "$ok"
 }
 
@@ -164,7 +211,7 @@ mkdir -p "$(dirname "$REPORT")"
 {
     echo "# Instructions per request (callgrind)"
     echo
-    echo "GET /fast/json through aloud (capture off, admin on) to examples/fast_upstream, 4 connections,"
+    echo "GET /fast/json through aloud ($( ((CAPTURE)) && echo 'capture full into SQLite' || echo 'capture off'), admin on) to examples/fast_upstream, 4 connections,"
     echo "${SECONDS_LOAD} s counted after a 2 s warm-up. User-space instructions of the aloud process only."
     echo
     echo "| binary | requests | instructions per request |"
