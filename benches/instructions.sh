@@ -26,6 +26,7 @@ BASE_BIN=""
 SECONDS_LOAD=4
 BUILD=1
 CAPTURE=0
+QUEUE_MAX=""
 KEEP=""
 
 usage() {
@@ -39,6 +40,8 @@ options:
   --capture          capture every exchange (`capture = "full"`) into a SQLite file; counting
                      stops only once the admin listener's `aloud_capture_queued_bytes` reads 0, so
                      building, redacting and writing each record is in the figure
+  --queue-max SIZE   with --capture: the writer's `queue_max` (say 64KiB: records then overflow
+                     to the spill and are replayed from it, the path at saturation)
   --keep DIR         copy each binary's callgrind output to DIR (for callgrind_annotate)
   --no-build         do not run cargo build
 EOF
@@ -51,6 +54,7 @@ while (($#)); do
         --seconds) SECONDS_LOAD=$2; shift ;;
         --no-build) BUILD=0 ;;
         --capture) CAPTURE=1 ;;
+        --queue-max) QUEUE_MAX=$2; shift ;;
         --keep) KEEP=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -117,19 +121,21 @@ for _ in $(seq 500); do
 done
 [[ -n $UPSTREAM ]] || die "fast_upstream did not report its address"
 
-# drained: with capture on, waits until the writer's queue is empty (it commits at least every
-# flush_interval). Each look at the metrics is made with counting off, so the scrape is not in the
+# drained: with capture on, waits until the writer's queue and the spill are empty (it commits at
+# least every flush_interval, and replays the spill once the queue is empty). Each look at the metrics is made with counting off, so the scrape is not in the
 # figure; counting is left as it was found.
 drained() {
-    local queued="" counting=$1
+    local queued="" spill="" metrics counting=$1
     for _ in $(seq 120); do
         sleep 0.5
         ((counting)) && callgrind_control -i off "$pid" >/dev/null 2>&1
-        queued=$(curl -s "http://127.0.0.1:$admin/metrics" | sed -n 's/^aloud_capture_queued_bytes //p' | head -1)
-        [[ $queued == 0 ]] && return 0
+        metrics=$(curl -s "http://127.0.0.1:$admin/metrics")
+        queued=$(sed -n 's/^aloud_capture_queued_bytes //p' <<<"$metrics" | head -1)
+        spill=$(sed -n 's/^aloud_capture_spill_bytes //p' <<<"$metrics" | head -1)
+        [[ $queued == 0 && $spill == 0 ]] && return 0
         ((counting)) && callgrind_control -i on "$pid" >/dev/null 2>&1
     done
-    die "$name: capture queue did not drain (queued: ${queued:-unknown})"
+    die "$name: capture did not drain (queued: ${queued:-unknown} bytes, spill: ${spill:-unknown} bytes)"
 }
 
 # count NAME BIN -> prints "instructions<TAB>requests"
@@ -140,7 +146,8 @@ count() {
     admin=$(free_port)
     if ((CAPTURE)); then
         capture="enabled = true
-database = \"$dir/capture.db\""
+database = \"$dir/capture.db\"${QUEUE_MAX:+
+queue_max = \"$QUEUE_MAX\"}"
         route_capture='capture = "full"'
     else
         capture="enabled = false"
