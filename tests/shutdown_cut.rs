@@ -11,31 +11,21 @@ mod support;
 
 use aloud::capture::Outcome;
 use aloud::store::{SqliteStore, Store};
-use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::binary::Binary;
 use support::scripted::Scripted;
 use support::wire::{Conn, End};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn shutdown_past_the_grace_cuts_streams_and_records_and_logs_shutdown() {
     let up = Scripted::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let db = dir.path().join("aloud.db");
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"300ms\"\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n\
+            "[server]\nshutdown_grace = \"300ms\"\n\
              [capture]\ndatabase = \"{db}\"\nspill_dir = \"{spill}\"\nflush_interval = \"50ms\"\n\
              [[routes]]\nname = \"up\"\nprefix = \"/up\"\nupstream = \"http://{up}\"\napi = \"openai\"\n",
             db = db.display(),
@@ -44,28 +34,10 @@ async fn shutdown_past_the_grace_cuts_streams_and_records_and_logs_shutdown() {
         ),
     )
     .unwrap();
-    let log_path = dir.path().join("aloud.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aloud"))
-        .args(["--log-json", "serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    // Ready when it accepts (bounded).
-    let mut ready = false;
-    for _ in 0..2000 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::task::yield_now().await;
-        std::thread::yield_now();
-    }
-    assert!(ready, "aloud did not start");
+    // On port 0, ready once it logs its address (a port picked here and bound by the child later
+    // could be taken in between, and a bounded spin on connect failed on a slow start).
+    let mut aloud = Binary::start(&config, &[]).await;
+    let addr = aloud.addr;
 
     let tiers = ["off", "comments"];
     let id = |tier: &str| format!("shutdown-cut-{tier}-0001");
@@ -82,13 +54,7 @@ async fn shutdown_past_the_grace_cuts_streams_and_records_and_logs_shutdown() {
         conn.until_contains("\"Hel\"").await;
         conns.push((tier, conn));
     }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    aloud.signal("TERM");
     // The upstream never ends these streams: only the grace period running out does.
     for (tier, conn) in conns {
         let reply = conn.finish().await;
@@ -99,20 +65,20 @@ async fn shutdown_past_the_grace_cuts_streams_and_records_and_logs_shutdown() {
             reply.text()
         );
     }
-    let status = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::task::spawn_blocking(move || child.wait()),
-    )
-    .await
-    .expect("aloud did not exit after its grace period")
-    .unwrap()
-    .unwrap();
+    let status = aloud.wait_exit(Duration::from_secs(20)).await;
     assert!(status.success(), "aloud exited with {status}");
 
     let store = SqliteStore::open(&db).unwrap();
-    let log = std::fs::read_to_string(&log_path).unwrap();
     for tier in tiers {
         let rid = id(tier);
+        // Its access line may still be in the pipe when the process has exited: wait for it.
+        aloud
+            .wait_json(|v| {
+                let line = v.to_string();
+                line.contains(&rid) && line.contains("shutdown")
+            })
+            .await;
+        let log = aloud.log().join("\n");
         let rows = store.get(&rid).unwrap();
         assert_eq!(rows.len(), 1, "{tier}: one record, got {rows:#?}");
         assert_eq!(
