@@ -12,11 +12,11 @@
 #   benches/instructions.sh --aloud-bin A --base B  two binaries side by side (B is the baseline)
 #   benches/instructions.sh --capture               capture on, into SQLite: the writer's work too
 #
-# aloud runs capture off, the admin listener on (metrics and the dashboard's live cells), one
-# route to examples/fast_upstream, and serves GET /fast/json over 4 keep-alive connections from
-# examples/mini_load. Counting starts after a warm-up and stops before the dump. Writes a
-# markdown table to stdout and to $CARGO_TARGET_DIR/bench/instructions.md. All traffic goes to
-# 127.0.0.1; every process this script starts is killed on exit.
+# aloud runs capture off (unless --capture), the admin listener on (metrics and the dashboard's
+# live cells), one route to examples/fast_upstream, and serves GET /fast/json over 4 keep-alive
+# connections from examples/mini_load. Counting starts after a warm-up and stops before the
+# dump. Writes a markdown table to stdout and to $CARGO_TARGET_DIR/bench/instructions.md. All
+# traffic goes to 127.0.0.1; every process this script starts is killed on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,15 +30,17 @@ QUEUE_MAX=""
 KEEP=""
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
     cat <<'EOF'
 options:
   --aloud-bin PATH   the binary to count (default: target/release/aloud, built here)
   --base PATH        a second binary, counted the same way and reported beside it
   --seconds S        seconds of counted load per binary (default 4; about 1,000 requests/s
                      get through under callgrind here)
-  --capture          capture every exchange (`capture = "full"`) into a SQLite file; counting
-                     stops only once the admin listener's `aloud_capture_queued_bytes` reads 0, so
+  --capture          capture every exchange (`capture = "full"`) into a SQLite file; the
+                     warm-up's records are settled before counting starts, and counting stops
+                     only once every record is (queue and spill empty, written + replayed +
+                     dropped unchanged between two looks at the admin listener's metrics), so
                      building, redacting and writing each record is in the figure
   --queue-max SIZE   with --capture: the writer's `queue_max` (say 64KiB: records then overflow
                      to the spill and are replayed from it, the path at saturation)
@@ -64,6 +66,7 @@ done
 
 log() { echo "instructions: $*" >&2; }
 die() { log "$*"; exit 1; }
+[[ -z $QUEUE_MAX || $CAPTURE == 1 ]] || die "--queue-max needs --capture"
 
 if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
     log "valgrind not found: apt-get install -y valgrind"
@@ -106,9 +109,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=benches/ports.sh
+source "$ROOT/benches/ports.sh"
 
 : >"$WORK/upstream.out"
 "$EX/fast_upstream" --listen 127.0.0.1:0 >"$WORK/upstream.out" 2>"$WORK/upstream.err" &
@@ -121,18 +123,23 @@ for _ in $(seq 500); do
 done
 [[ -n $UPSTREAM ]] || die "fast_upstream did not report its address"
 
-# drained: with capture on, waits until the writer's queue and the spill are empty (it commits at
-# least every flush_interval, and replays the spill once the queue is empty). Each look at the metrics is made with counting off, so the scrape is not in the
-# figure; counting is left as it was found.
+# drained: with capture on, waits until every record is settled. The queue and the spill must
+# be empty, and the records settled (written, replayed or dropped) the same in two looks in a
+# row: a record the overflow thread holds is in neither gauge. Each look is made with counting
+# off, so the scrape is not in the figure; counting is off when it returns.
 drained() {
-    local queued="" spill="" metrics counting=$1
+    local queued="" spill="" settled="" last="" metrics counting=$1
     for _ in $(seq 120); do
         sleep 0.5
         ((counting)) && callgrind_control -i off "$pid" >/dev/null 2>&1
-        metrics=$(curl -s "http://127.0.0.1:$admin/metrics")
+        metrics=$(curl -s --max-time 5 -H 'Connection: close' "http://127.0.0.1:$admin/metrics" || true)
         queued=$(sed -n 's/^aloud_capture_queued_bytes //p' <<<"$metrics" | head -1)
         spill=$(sed -n 's/^aloud_capture_spill_bytes //p' <<<"$metrics" | head -1)
-        [[ $queued == 0 && $spill == 0 ]] && return 0
+        settled=$(awk '/^aloud_capture_(written|replayed|dropped)_total / {n += $2} END {print n + 0}' <<<"$metrics")
+        if [[ $queued == 0 && $spill == 0 && $settled == "$last" ]]; then
+            return 0
+        fi
+        last=$settled
         ((counting)) && callgrind_control -i on "$pid" >/dev/null 2>&1
     done
     die "$name: capture did not drain (queued: ${queued:-unknown} bytes, spill: ${spill:-unknown} bytes)"
@@ -201,7 +208,8 @@ EOF
     total=0
     local f part
     for f in "$dir"/cg.out.1*; do
-        part=$(callgrind_annotate "$f" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+        [[ -e $f ]] || break
+        part=$(callgrind_annotate "$f" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d , || true)
         total=$((total + ${part:-0}))
     done
     ((total > 0)) || total=""
@@ -218,7 +226,7 @@ mkdir -p "$(dirname "$REPORT")"
 {
     echo "# Instructions per request (callgrind)"
     echo
-    echo "GET /fast/json through aloud ($( ((CAPTURE)) && echo 'capture full into SQLite' || echo 'capture off'), admin on) to examples/fast_upstream, 4 connections,"
+    echo "GET /fast/json through aloud ($( ((CAPTURE)) && echo "capture full into SQLite${QUEUE_MAX:+, queue_max $QUEUE_MAX}" || echo 'capture off'), admin on) to examples/fast_upstream, 4 connections,"
     echo "${SECONDS_LOAD} s counted after a 2 s warm-up. User-space instructions of the aloud process only."
     echo
     echo "| binary | requests | instructions per request |"

@@ -151,22 +151,8 @@ else
     PINNING="none"
 fi
 
-# A port no socket uses right now (the proxy binds it a moment later). It is taken below the
-# kernel's ephemeral range, where the load's own connections get their local ports: a port from
-# inside it was once taken by an outgoing connection between this check and aloud's bind.
-EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-((EPHEMERAL_LOW > 21000)) || EPHEMERAL_LOW=60000
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % (EPHEMERAL_LOW - 20000)))
-        if [[ -z $(ss -Htan "sport = :$p" 2>/dev/null) ]] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
+# shellcheck source=benches/ports.sh
+source "$ROOT/benches/ports.sh"
 
 # wait_port PID PORT TIMEOUT_S: poll until PORT accepts connections; fail if PID dies first.
 wait_port() {
@@ -443,6 +429,7 @@ EOF
             break
         fi
         wait "$pid" && rc=0 || rc=$?
+        unset "PIDS[-1]" # this attempt's process is gone (its pid may be reused)
         NOTE[$t]="exited with status $rc before serving: $(tail -c 300 "$dir/aloud.err" | tr '\n' ' ')"
         grep -q 'Address already in use' "$dir/aloud.err" || break
         log "$t: port $port was taken before aloud bound it (attempt $attempt of 3)"

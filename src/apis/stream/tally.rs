@@ -396,6 +396,8 @@ mod tests {
             "chatcmpl-abc 123~",
             "a\tb\nc\x7fd\u{85}e",
             "del\x7fonly",
+            "c1\u{85}control",
+            &"é".repeat(100),
             &"y".repeat(257),
             "模型-name",
             &long,
