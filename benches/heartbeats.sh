@@ -144,18 +144,9 @@ else
     PINNING="none"
 fi
 
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        # Below the ephemeral range (32768+ by default), where thousands of load connections live.
-        p=$((20000 + RANDOM % 12000))
-        if [[ -z $(ss -Htln "sport = :$p" 2>/dev/null) ]] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
+# Outside the ephemeral range, where thousands of load connections live.
+# shellcheck source=benches/ports.sh
+source "$ROOT/benches/ports.sh"
 
 # wait_port PID PORT TIMEOUT_S: poll until PORT accepts connections; fail if PID dies first.
 wait_port() {

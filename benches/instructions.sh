@@ -205,19 +205,17 @@ EOF
     wait "$pid" 2>/dev/null || true
     ok=$(cut -f4 <<<"$line")
     [[ ${ok:-0} -gt 0 ]] || die "$name served no request: $line"
+    # One file per thread with --separate-threads=yes: their totals add up.
     total=0
     local f part
+    [[ -z $KEEP ]] || mkdir -p "$KEEP"
     for f in "$dir"/cg.out.1*; do
         [[ -e $f ]] || break
         part=$(callgrind_annotate "$f" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d , || true)
         total=$((total + ${part:-0}))
+        [[ -z $KEEP ]] || cp "$f" "$KEEP/$name.${f##*/}"
     done
-    ((total > 0)) || total=""
-    [[ -n $total ]] || die "$name: no callgrind totals"
-    if [[ -n $KEEP ]]; then
-        mkdir -p "$KEEP"
-        for f in "$dir"/cg.out.1*; do cp "$f" "$KEEP/$name.${f##*/}"; done
-    fi
+    ((total > 0)) || die "$name: no callgrind totals"
     printf '%s\t%s\n' "$total" "$ok"
 }
 
