@@ -159,13 +159,20 @@ impl Binary {
     /// Waits for the process to exit, at most `limit`.
     pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        tokio::time::timeout(
+        let status = tokio::time::timeout(
             limit,
             tokio::task::spawn_blocking(move || child.wait().unwrap()),
         )
         .await
         .unwrap_or_else(|_| panic!("aloud did not exit within {limit:?}"))
-        .unwrap()
+        .unwrap();
+        // The exit does not mean the reader has the last lines yet: wait until it reads the
+        // end of the pipe (its sender drops), so `log`/`json` see every line written.
+        let eof = async { while self.seen.changed().await.is_ok() {} };
+        tokio::time::timeout(DEADLINE, eof)
+            .await
+            .unwrap_or_else(|_| panic!("aloud's stderr stayed open after it exited"));
+        status
     }
 }
 
