@@ -3,11 +3,13 @@
 //! Ids act as capabilities (a progress side channel is keyed by them), so generated ids carry
 //! 74 random bits and client ids must be long enough not to be guessed.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 pub mod print;
 
-pub const HEADER: &str = "aloud-request-id";
+/// A `HeaderName`, not a string: a lookup or insert by `&str` parses and hashes the name every
+/// time, and every request reads this header and every response carries it.
+pub const HEADER: HeaderName = HeaderName::from_static("aloud-request-id");
 
 /// Why a client-supplied id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -22,6 +22,33 @@ pub enum PathError {
 
 /// Checks `path` (without its query). `Ok` means it is forwarded exactly as it came.
 pub fn check(path: &str) -> Result<(), PathError> {
+    if plain(path) {
+        return Ok(());
+    }
+    check_segments(path)
+}
+
+/// Whether `path` has nothing the segment rules look at (nearly every request's path): it is
+/// absolute, and holds no `%`, no `\`, no `//` and no segment that starts with a dot. Such a
+/// path passes [`check_segments`]; one byte loop is cheaper than splitting it into segments.
+fn plain(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut prev = 0;
+    bytes.iter().all(|&c| {
+        let ok = match c {
+            b'%' | b'\\' => false,
+            b'/' | b'.' => prev != b'/',
+            _ => true,
+        };
+        prev = c;
+        ok
+    })
+}
+
+fn check_segments(path: &str) -> Result<(), PathError> {
     if path.is_empty() {
         // Authority-form (CONNECT) has no path; there is nothing to climb out of.
         return Ok(());
@@ -183,6 +210,17 @@ mod tests {
     }
 
     proptest! {
+        /// The fast path only passes what the segment rules pass.
+        #[test]
+        fn a_plain_path_passes_the_segment_rules(pieces in prop::collection::vec(piece(), 0..12)) {
+            let path: String = pieces.concat();
+            for p in [path.clone(), format!("/{path}"), format!("/route/{path}")] {
+                if plain(&p) {
+                    prop_assert_eq!(check_segments(&p), Ok(()), "{}", p);
+                }
+            }
+        }
+
         /// Whatever a client sends, a path that passes never leaves the route's base path
         /// once the route's prefix is swapped for it, even on a lenient upstream.
         #[test]

@@ -12,11 +12,21 @@ pub mod usage;
 use serde::Deserialize;
 use std::borrow::Cow;
 
-/// Whether `needle` occurs in `haystack`, by memchr's searcher: `str::contains` with a `&str`
-/// sets up a Two-Way searcher per call, which on these short strings costs more than the search.
+/// Whether `needle` occurs in `haystack`. `str::contains` with a `&str` sets up a Two-Way
+/// searcher per call, and memchr's one-shot `memmem::find` a searcher of its own (about 200
+/// instructions), which on a path or a content type costs more than the search: a haystack
+/// under [`SHORT`] bytes is compared window by window, first byte first.
 pub fn contains(haystack: &str, needle: &str) -> bool {
-    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    match n.first() {
+        None => true,
+        Some(&first) if h.len() < SHORT => h.windows(n.len()).any(|w| w[0] == first && w == n),
+        Some(_) => memchr::memmem::find(h, n).is_some(),
+    }
 }
+
+/// Below this length [`contains`] scans without building a searcher.
+const SHORT: usize = 128;
 
 /// A `Content-Type`'s media type (before any `;` parameter), trimmed and lowercased; borrowed
 /// when it is already lowercase (every upstream we know sends it so), since this is read for
@@ -87,7 +97,7 @@ pub fn model_in_path(path: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::media_type;
+    use super::{contains, media_type};
     use std::borrow::Cow;
 
     #[test]
@@ -102,6 +112,33 @@ mod tests {
         assert_eq!(model_in_path("/models//models/x"), None);
         assert_eq!(model_in_path("/v1/models/:x"), None);
         assert_eq!(model_in_path("/v1/chat/completions"), None);
+    }
+
+    #[test]
+    fn contains_agrees_with_str_contains() {
+        let long = "x".repeat(200) + "json";
+        let cases = [
+            ("", ""),
+            ("", "a"),
+            ("a", ""),
+            ("json", "json"),
+            ("jso", "json"),
+            ("application/json", "json"),
+            ("application/jsonl", "json"),
+            ("jjson", "json"),
+            ("application/x-ndjson", "ndjson"),
+            ("/v1/responses/resp_1", "/responses/"),
+            ("/v1/responses", "/responses/"),
+            ("a:streamGenerateContent", ":streamGenerateContent"),
+            ("alt=ss", "alt=sse"),
+            (long.as_str(), "json"),
+            (long.as_str(), "jsonx"),
+            (&long[..127], "xj"),
+            (&long[..128], "xj"),
+        ];
+        for (h, n) in cases {
+            assert_eq!(contains(h, n), h.contains(n), "{h:?} {n:?}");
+        }
     }
 
     #[test]

@@ -207,7 +207,8 @@ impl Watcher {
             return Vec::new();
         }
         self.finished = true;
-        let mut out = Vec::with_capacity(2);
+        // Nothing allocated for a request nobody watches: its phase change makes no event.
+        let mut out = Vec::new();
         out.extend(self.phase(phase));
         let done = self.progress.done(self.elapsed());
         if !self.observed() {

@@ -7,13 +7,14 @@ use super::headers;
 use super::upstream::{self, HttpClient, Plain, SendError, UpstreamFailure};
 use crate::config::{HttpUpstream, Owner, Tier};
 use axum::body::Body;
-use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The request header that picks a progress tier.
-pub const PROGRESS_HEADER: &str = "aloud-progress";
+/// (A `HeaderName`: read on every request, see `request_id::HEADER`.)
+pub const PROGRESS_HEADER: HeaderName = HeaderName::from_static("aloud-progress");
 
 /// The tier this request asked for, else the route's default.
 pub fn tier(headers: &HeaderMap, default: Tier) -> Result<Tier, ProxyError> {

@@ -18,7 +18,9 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 /// The request header that lowers the route's `on_disconnect` for one request.
-pub const ON_DISCONNECT_HEADER: &str = "aloud-on-disconnect";
+/// (A `HeaderName`: read on every request, see `request_id::HEADER`.)
+pub const ON_DISCONNECT_HEADER: http::HeaderName =
+    http::HeaderName::from_static("aloud-on-disconnect");
 
 /// A detached exchange's future, run to its end by the server.
 pub type Detached = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -74,7 +74,7 @@ pub fn with_id(buf: &[u8], id: impl FnOnce() -> String) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(buf.len() + 96);
     out.extend_from_slice(line);
     for (name, value) in [
-        (request_id::HEADER, id.as_str()),
+        (request_id::HEADER.as_str(), id.as_str()),
         ("aloud-error-code", code),
     ] {
         out.extend_from_slice(name.as_bytes());
