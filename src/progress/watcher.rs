@@ -159,7 +159,11 @@ impl Watcher {
 
     /// Moves to `phase`; returns the event to send when it changed.
     pub fn phase(&mut self, phase: Phase) -> Option<Published> {
-        let at = self.elapsed();
+        self.phase_at(phase, self.elapsed())
+    }
+
+    /// [`Watcher::phase`] at `at`, a time the caller already read (one clock read fewer).
+    pub fn phase_at(&mut self, phase: Phase, at: Duration) -> Option<Published> {
         if self.progress.set_phase(phase, at) {
             self.show_live();
             self.emit()
@@ -209,8 +213,9 @@ impl Watcher {
         self.finished = true;
         // Nothing allocated for a request nobody watches: its phase change makes no event.
         let mut out = Vec::new();
-        out.extend(self.phase(phase));
-        let done = self.progress.done(self.elapsed());
+        let at = self.elapsed();
+        out.extend(self.phase_at(phase, at));
+        let done = self.progress.done(at);
         if !self.observed() {
             // Nobody sees it now: the entry keeps it unserialised for a later subscriber.
             self.hub.finish(&self.id, Some(done));

@@ -295,6 +295,11 @@ impl Exchange {
         self.started.elapsed()
     }
 
+    /// The time from the start to `now`, a reading the caller already took.
+    pub fn since_start(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
+
     pub fn upstream_head(&mut self, at: Instant, status: u16) {
         self.upstream_head_at.get_or_insert(at);
         self.upstream_status.get_or_insert(status);

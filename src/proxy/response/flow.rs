@@ -32,12 +32,13 @@ impl ExchangeBody {
             .tap
             .as_ref()
             .is_some_and(|t| t.sent.load(Ordering::Acquire));
-        if sent
-            && self.w().progress().phase() == Phase::Connecting
-            && let Some(p) = self.w().phase(Phase::Waiting)
-        {
-            self.push_event(&p);
-            self.dl.beat_done(Instant::now());
+        if sent && self.w().progress().phase() == Phase::Connecting {
+            let now = Instant::now();
+            let at = self.ex.since_start(now);
+            if let Some(p) = self.w().phase_at(Phase::Waiting, at) {
+                self.push_event(&p);
+                self.dl.beat_done(now);
+            }
         }
     }
 
@@ -88,7 +89,7 @@ impl ExchangeBody {
         self.keep_data(&data);
         let now = Instant::now();
         self.dl.upstream_spoke(now);
-        let at = self.at();
+        let at = self.ex.since_start(now);
         let Some(w) = self.ex.w.as_mut() else { return };
         let (Some(obs), progress) = (self.obs.as_mut(), w.progress_mut()) else {
             return;

@@ -44,13 +44,13 @@ impl ExchangeBody {
             // Only capture and the span need the request's bytes after this point.
             tap.forget();
         }
-        let at = self.at();
+        let at = self.ex.since_start(now);
         self.ex.upstream_head(now, status.as_u16());
         self.dl.head_arrived(now);
         self.w()
             .progress_mut()
             .upstream_headers(status.as_u16(), at);
-        if let Some(p) = self.w().phase(Phase::Waiting) {
+        if let Some(p) = self.w().phase_at(Phase::Waiting, at) {
             self.push_event(&p);
             self.dl.beat_done(now);
         }
