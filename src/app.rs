@@ -88,7 +88,7 @@ impl App {
                 ),
                 detach: Arc::new(OnceLock::new()),
                 max_body: 0,
-                later: Arc::new(crate::proxy::later::Later::new()),
+                later: Arc::new(crate::proxy::later::Laters::new()),
             },
             upstream_tasks: SpawnHook::default(),
         };

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cli/                 serve, check-config, simulate, export, stats (parsing, exit codes)
-//! server/              the accept loop, connection options, shutdown, task tracking
+//! server/              serving threads, the accept loop, connection options, shutdown, tasks
 //! dispatch             request ids, preflights, path checks; own endpoints or a route, or 404
 //! endpoints/           aloud's own endpoints: demo, side channel, beacons (with their tokens)
 //! app                  App: routes, limiter, progress and capture settings, built from config

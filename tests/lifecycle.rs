@@ -133,13 +133,12 @@ async fn status_of(b: &Binary, path: &str) -> u16 {
         .status()
 }
 
-/// Threads of `pid` named as tokio names the threads it starts (`tokio-rt-worker`, and blocking
-/// ones).
-fn tokio_threads(pid: u32) -> usize {
+/// Threads of `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .filter(|comm| comm.starts_with("tokio-r"))
+        .filter(|comm| comm.starts_with(prefix))
         .count()
 }
 
@@ -164,10 +163,17 @@ async fn workers_sets_how_many_threads_serve() {
             b.log().join("\n")
         );
         assert_eq!(status_of(&b, "/a/v1/chat/completions").await, 200);
-        if workers > 1 {
-            // A multi-threaded runtime's workers (blocking threads, if any, carry the name too).
-            assert!(tokio_threads(b.pid()) >= workers, "{workers} workers");
-        }
+        // The main thread serves too; each other serving thread has its own name.
+        assert_eq!(
+            threads_named(b.pid(), "aloud-worker-"),
+            workers - 1,
+            "{workers} workers"
+        );
+        assert_eq!(
+            threads_named(b.pid(), "tokio-runtime-w"),
+            0,
+            "no work-stealing runtime"
+        );
         b.signal("TERM");
         b.wait_exit(Duration::from_secs(10)).await;
     }

@@ -23,9 +23,11 @@ fn q(p: &Path) -> String {
     format!("{:?}", p.to_str().unwrap())
 }
 
+/// One serving thread: each thread keeps its own upstream connections, and the counts below
+/// are of one pool.
 fn route(upstream: &str, extra: &str) -> String {
     format!(
-        "[[routes]]\nname = \"up\"\nprefix = \"/up\"\nupstream = \"{upstream}\"\napi = \"openai\"\nprogress = \"off\"\ncapture = \"off\"\n{extra}\n"
+        "[server]\nworkers = 1\n[[routes]]\nname = \"up\"\nprefix = \"/up\"\nupstream = \"{upstream}\"\napi = \"openai\"\nprogress = \"off\"\ncapture = \"off\"\n{extra}\n"
     )
 }
 

@@ -17,6 +17,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, Notify, Semaphore};
 
+/// One serving thread: each thread keeps its own upstream connections, and the counts here
+/// are of one pool (`proxy/upstream/plain.rs` tests the pools of two threads).
+const ONE_THREAD: &str = "workers = 1";
+
 const JSON: &str = "{\"ok\":true}";
 
 /// Serves requests on one connection until the peer closes it: `/json` answers whole, `/sse`
@@ -119,7 +123,7 @@ async fn aloud_for(up: &Counted) -> Aloud {
         up.up.addr,
         "openai",
         "progress = \"off\"",
-        "",
+        ONE_THREAD,
     ))
     .await
 }
@@ -295,7 +299,13 @@ async fn a_stream_the_client_leaves_does_not_go_back_to_the_pool() {
     let connections = Arc::new(AtomicUsize::new(0));
     let closed = Arc::new(Notify::new());
     let up = endless(Arc::clone(&connections), Arc::clone(&closed)).await;
-    let aloud = Aloud::start(&route_config(up.addr, "openai", "progress = \"off\"", "")).await;
+    let aloud = Aloud::start(&route_config(
+        up.addr,
+        "openai",
+        "progress = \"off\"",
+        ONE_THREAD,
+    ))
+    .await;
     let left = open_stream(&aloud).await;
     drop(left);
     // aloud's next write fails; it drops the upstream's body mid-stream, which closes that
@@ -309,5 +319,29 @@ async fn a_stream_the_client_leaves_does_not_go_back_to_the_pool() {
         assert_eq!(body_bytes(r).await, JSON);
     }
     assert_eq!(connections.load(Ordering::SeqCst), 2);
+    aloud.stop().await;
+}
+
+#[tokio::test]
+async fn with_two_serving_threads_each_keeps_at_most_its_own_connection() {
+    let up = counted(false).await;
+    let aloud = Aloud::start(&route_config(
+        up.up.addr,
+        "openai",
+        "progress = \"off\"",
+        "workers = 2",
+    ))
+    .await;
+    // Each request on a client connection of its own, which either thread may accept.
+    for i in 0..20 {
+        let r = get(&aloud.url("/up/json")).await;
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(body_bytes(r).await, JSON);
+    }
+    let opened = up.connections.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&opened),
+        "{opened} upstream connections for one request at a time on two threads"
+    );
     aloud.stop().await;
 }

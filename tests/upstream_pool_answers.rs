@@ -13,6 +13,10 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use support::scripted::{chunk, read_request};
+
+/// One serving thread: each thread keeps its own upstream connections, and the counts here
+/// are of one pool (`proxy/upstream/plain.rs` tests the pools of two threads).
+const ONE_THREAD: &str = "workers = 1";
 use support::{Aloud, Upstream, post, read_to_end, route_config, send};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -140,7 +144,7 @@ async fn request(aloud: &Aloud, method: &str, path: &str) -> (u16, Vec<u8>) {
 }
 
 fn off(up: &Up) -> String {
-    route_config(up.up.addr, "openai", "progress = \"off\"", "")
+    route_config(up.up.addr, "openai", "progress = \"off\"", ONE_THREAD)
 }
 
 /// A chunked answer with trailers: the off tier stops reading the upstream's body at the
@@ -194,7 +198,7 @@ async fn bodiless_and_informational_answers_keep_their_connection() {
 #[tokio::test]
 async fn the_events_tier_collecting_whole_answers_keeps_the_connection() {
     let up = upstream().await;
-    let aloud = Aloud::start(&route_config(up.up.addr, "openai", "", "")).await;
+    let aloud = Aloud::start(&route_config(up.up.addr, "openai", "", ONE_THREAD)).await;
     for path in ["/up/json", "/up/error", "/up/chunked", "/up/json"] {
         let r = post(
             &aloud.url(path),

@@ -43,8 +43,9 @@ pub fn serve(
         config.admin.listen = at;
     }
     let path = path.map(Path::to_owned);
-    let workers = workers(config.server.workers);
-    run_on(workers, async move {
+    let workers = crate::server::serving_threads(config.server.workers);
+    // The server starts the other serving threads (`server::workers`); this one is the first.
+    run_on(1, async move {
         // Handlers first: from the "listening" line on, a signal is aloud's to handle.
         let mut signals = Signals::new();
         let at = config.server.listen;
@@ -249,12 +250,7 @@ pub fn simulate(
 }
 
 fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
-    run_on(workers(None), fut)
-}
-
-/// The threads that serve: as configured, else one per core available to the process.
-fn workers(configured: Option<usize>) -> usize {
-    configured.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    run_on(crate::server::serving_threads(None), fut)
 }
 
 /// Runs `fut` on `workers` threads.
@@ -262,6 +258,7 @@ fn run_on(workers: usize, fut: impl std::future::Future<Output = std::io::Result
     // On one core (a container limit, or `taskset`), or with one worker asked for, a
     // work-stealing scheduler only adds cross-thread wake-ups: the current-thread runtime serves
     // the same work with fewer (benches/README.md, "Results after the speed work on issue 7").
+    // `serve` always asks for one: its other serving threads run runtimes of their own.
     let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

@@ -43,8 +43,9 @@ pub struct Finishing {
     pub detach: Arc<OnceLock<Arc<dyn Detach>>>,
     /// The most one answer may keep (`progress.resume_max_body`).
     pub max_body: usize,
-    /// Finish steps waiting for the server's task to run them after the flush (`later.rs`).
-    pub later: Arc<super::later::Later>,
+    /// Finish steps waiting for the server's tasks to run them after the flush (`later.rs`),
+    /// one queue per serving thread.
+    pub later: Arc<super::later::Laters>,
 }
 
 impl Finishing {

@@ -1,5 +1,5 @@
-//! Finish steps run after the client's last bytes went out: a queue of ended exchanges that
-//! one server task drains.
+//! Finish steps run after the client's last bytes went out: a queue of ended exchanges per
+//! serving thread, each drained by a server task on that thread.
 //!
 //! hyper's HTTP/1 server drops a response body as soon as it holds the body's last bytes,
 //! before it writes them to the socket; finishing there (the record, the log line, the
@@ -17,6 +17,11 @@
 //! before the server opened it or after it closed it) or with the queue full, the caller
 //! finishes at once: nothing waits and nothing is dropped. A job that is dropped instead of run
 //! (a task that ended early) still finishes as it drops, with everything it carries.
+//!
+//! Each serving thread (its `home`) has a queue of its own, drained by a task on its own
+//! runtime ([`Laters`]): a body hands its exchange to the thread it runs on, so handing over
+//! never wakes another thread (a wake across threads is a syscall and a context switch per
+//! request).
 
 use super::exchange::Exchange;
 use crate::apis::stream::{Summary, Usage};
@@ -52,6 +57,37 @@ impl Drop for Job {
             self.ex.answered_from((model.as_deref(), usage));
         }
         self.ex.finish(self.summary.take().map(|s| *s));
+    }
+}
+
+/// One [`Later`] per home (`proxy::home`).
+pub struct Laters {
+    homes: Box<[Arc<Later>]>,
+}
+
+impl Default for Laters {
+    fn default() -> Self {
+        Laters {
+            homes: (0..super::home::HOMES)
+                .map(|_| Arc::new(Later::new()))
+                .collect(),
+        }
+    }
+}
+
+impl Laters {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The calling thread's queue.
+    pub fn here(&self) -> &Arc<Later> {
+        &self.homes[super::home::get()]
+    }
+
+    /// Home `home`'s queue (taken modulo the number of homes, as `home::set` does).
+    pub fn at(&self, home: usize) -> &Arc<Later> {
+        &self.homes[home % self.homes.len()]
     }
 }
 
@@ -357,6 +393,28 @@ mod tests {
         assert!(later.open());
         drop(Arc::clone(&later).run());
         assert!(later.defer(b.job()).is_err());
+    }
+
+    #[test]
+    fn each_thread_hands_over_to_its_own_homes_queue() {
+        let laters = Arc::new(Laters::new());
+        assert!(Arc::ptr_eq(laters.here(), laters.at(0)));
+        let other = Arc::clone(&laters);
+        let (here, at_3) = std::thread::spawn(move || {
+            crate::proxy::home::set(3);
+            (Arc::clone(other.here()), Arc::clone(other.at(3)))
+        })
+        .join()
+        .map_err(|_| "the thread panicked")
+        .unwrap();
+        assert!(Arc::ptr_eq(&here, &at_3));
+        assert!(!Arc::ptr_eq(&here, laters.here()));
+        assert!(Arc::ptr_eq(laters.at(super::super::home::HOMES + 3), &at_3));
+        // Opened on one home, closed on another: they are separate queues.
+        let mut b = Bench::new(2);
+        assert!(at_3.open());
+        assert!(at_3.defer(b.job()).is_ok());
+        assert!(laters.here().defer(b.job()).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod eta;
 pub mod exchange;
 pub mod finish;
 pub mod headers;
+pub mod home;
 pub mod inject;
 pub mod later;
 pub mod observe;
@@ -329,7 +330,7 @@ pub async fn forward(
         headers_timeout: route.limits.headers_timeout.min(route.limits.total_timeout),
         max_wrap_body: cx.progress.max_wrap_body,
         wrap_budget: Arc::clone(&cx.progress.wrap_budget),
-        later: Arc::clone(&cx.finishing.later),
+        later: Arc::clone(cx.finishing.later.here()),
     };
     let kept = finishes.then(|| cx.finishing.begin((&ex.id, route.api), owner, cx.started));
     let mut body = Detachable::new(ExchangeBody::new(ex, spec, head), kept);

@@ -9,6 +9,7 @@ use super::reload::{Current, Reloader};
 use super::stall::StallGuard;
 use super::tls::{self, Https};
 use super::upstreams::UpstreamTasks;
+use super::workers::Workers;
 use super::{Command, Stopped, Tasks};
 use crate::app::App;
 use crate::dispatch;
@@ -21,9 +22,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -78,36 +80,159 @@ fn https_for(
     }
 }
 
-/// Accepts until the first stop, then drains; returns how it stopped.
+/// What every serving thread's accept loop shares (the first one's, here, and the others', in
+/// `workers`): the app current for new connections and the options built from it, the cap on
+/// open connections, and the shutdown's handles.
+pub struct Serving {
+    current: Arc<Current>,
+    tasks: Tasks,
+    hard_stop: CancellationToken,
+    /// Taken by the drain: a connection accepted after that is closed, as the listener is.
+    graceful: Mutex<Option<GracefulShutdown>>,
+    limit: Mutex<ConnectionLimit>,
+    /// Rebuilt by the first connection accepted after a reload changed the app.
+    options: Mutex<Arc<Options>>,
+    finishers: Arc<Finishers>,
+    later: Arc<crate::proxy::later::Laters>,
+    /// The finish queues this server drives, one per serving thread (a queue another server
+    /// over the same app drives is left to it); `None` once the drain closed them.
+    runs_later: Mutex<Option<Vec<Arc<crate::proxy::later::Later>>>>,
+}
+
+/// How connections accepted under one app are served.
+struct Options {
+    app: Arc<App>,
+    http1: http1::Builder,
+    https: Option<Arc<Https>>,
+}
+
+/// A lock that a panic elsewhere does not poison for good.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Serving {
+    /// Serving under the reloader's current app; exchanges whose client left, upstream
+    /// connections and the finish queue run as `tasks`.
+    pub fn new(reloader: &Reloader, tasks: &Tasks) -> Arc<Serving> {
+        let hard_stop = CancellationToken::new();
+        let current: Arc<Current> = Arc::clone(&reloader.current);
+        let app = current.get();
+        let finishers = Arc::new(Finishers::new(tasks.clone(), hard_stop.clone()));
+        app.finishing
+            .install(Arc::clone(&finishers) as Arc<dyn crate::proxy::finish::Detach>);
+        // Plain-http upstream connections run as tracked tasks; the idle ones close after the
+        // drain.
+        app.upstream_tasks
+            .install(Arc::new(UpstreamTasks::new(tasks.clone())));
+        let http1 = builder(&app);
+        let https = https_for(&app, &http1, tasks, None);
+        let mut limit = ConnectionLimit::new(app.server.max_connections, app.metrics.clone());
+        if https.is_some() {
+            // A TLS client would read the canned 503 as garbage: refused ones are just closed.
+            limit = limit.closing_silently();
+        }
+        let later = Arc::clone(&app.finishing.later);
+        let serving = Arc::new(Serving {
+            current: Arc::clone(&current),
+            tasks: tasks.clone(),
+            hard_stop,
+            graceful: Mutex::new(Some(GracefulShutdown::new())),
+            limit: Mutex::new(limit),
+            options: Mutex::new(Arc::new(Options { app, http1, https })),
+            finishers,
+            later,
+            runs_later: Mutex::new(Some(Vec::new())),
+        });
+        serving.run_later_here();
+        serving
+    }
+
+    /// Drives the calling serving thread's finish queue on a task of its runtime, until the
+    /// drain closes it. Each serving thread calls it once as it starts; one that starts after
+    /// the drain began drives none (its exchanges finish inline).
+    pub fn run_later_here(&self) {
+        let mut runs = lock(&self.runs_later);
+        let Some(runs) = runs.as_mut() else {
+            return;
+        };
+        let later = self.later.here();
+        if later.open() {
+            self.tasks.spawn("finish", Arc::clone(later).run());
+            runs.push(Arc::clone(later));
+        }
+    }
+
+    /// The options for a connection accepted now.
+    fn options(&self) -> Arc<Options> {
+        let latest = self.current.get();
+        let mut options = lock(&self.options);
+        if !Arc::ptr_eq(&latest, &options.app) {
+            let http1 = builder(&latest);
+            let https = https_for(&latest, &http1, &self.tasks, options.https.clone());
+            *options = Arc::new(Options {
+                app: latest,
+                http1,
+                https,
+            });
+        }
+        Arc::clone(&options)
+    }
+
+    /// Serves one accepted connection on a task of its own, on the calling thread's runtime.
+    pub fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+        let Some((stream, permit)) = lock(&self.limit).admit(stream) else {
+            return;
+        };
+        let Some(watcher) = lock(&self.graceful).as_ref().map(GracefulShutdown::watcher) else {
+            // Accepted by another thread as the drain began: closed, like the listener.
+            return;
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let options = self.options();
+        let stream = StallGuard::new(stream, options.app.server.write_stall_timeout);
+        if let Some(https) = &options.https {
+            let accepted = tls::Accepted {
+                stream,
+                peer,
+                permit,
+                watcher,
+                hard_stop: self.hard_stop.clone(),
+            };
+            tls::spawn(https, &self.current, accepted, &self.tasks);
+            return;
+        }
+        let io = TokioIo::new(super::refusals::Refusals::new(stream));
+        let for_requests = Arc::clone(&self.current);
+        let service = service_fn(move |req| respond(&for_requests, req));
+        let conn = watcher.watch(options.http1.serve_connection(io, service));
+        let hard_stop = self.hard_stop.clone();
+        self.tasks.spawn("connection", async move {
+            // The connection's place under `max_connections`, freed when it ends.
+            let _permit = permit;
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    log_connection_error(&e, peer);
+                },
+                () = hard_stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Accepts until the first stop (the other serving threads, `workers`, stop with this one),
+/// then drains; returns how it stopped.
 pub async fn accept_loop(
     reloader: &mut Reloader,
     listener: TcpListener,
+    serving: &Serving,
+    workers: &mut Workers,
     commands: &mut mpsc::Receiver<Command>,
-    tasks: &Tasks,
     ready: &Readiness,
 ) -> Stopped {
-    let graceful = GracefulShutdown::new();
-    let hard_stop = CancellationToken::new();
-    let current: Arc<Current> = Arc::clone(&reloader.current);
-    let mut app = current.get();
-    let finishers = Arc::new(Finishers::new(tasks.clone(), hard_stop.clone()));
-    app.finishing
-        .install(Arc::clone(&finishers) as Arc<dyn crate::proxy::finish::Detach>);
-    // Plain-http upstream connections run as tracked tasks; the idle ones close after the drain.
-    app.upstream_tasks
-        .install(Arc::new(UpstreamTasks::new(tasks.clone())));
-    let mut options = builder(&app);
-    let mut https = https_for(&app, &options, tasks, None);
-    let mut limit = ConnectionLimit::new(app.server.max_connections, app.metrics.clone());
-    if https.is_some() {
-        // A TLS client would read the canned 503 as garbage: refused ones are just closed.
-        limit = limit.closing_silently();
-    }
-    let later = Arc::clone(&app.finishing.later);
-    let runs_later = later.open();
-    if runs_later {
-        tasks.spawn("finish", Arc::clone(&later).run());
-    }
+    let tasks = &serving.tasks;
     ready.ready();
     let mut open = true;
     loop {
@@ -134,64 +259,29 @@ pub async fn accept_loop(
                 }
             },
         };
-        let Some((stream, permit)) = limit.admit(stream) else {
-            continue;
-        };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        let latest = current.get();
-        if !Arc::ptr_eq(&latest, &app) {
-            app = latest;
-            options = builder(&app);
-            https = https_for(&app, &options, tasks, https);
-        }
-        let stream = StallGuard::new(stream, app.server.write_stall_timeout);
-        if let Some(https) = &https {
-            let accepted = tls::Accepted {
-                stream,
-                peer,
-                permit,
-                watcher: graceful.watcher(),
-                hard_stop: hard_stop.clone(),
-            };
-            tls::spawn(https, &current, accepted, tasks);
-            continue;
-        }
-        let io = TokioIo::new(super::refusals::Refusals::new(stream));
-        let for_requests = Arc::clone(&current);
-        let service = service_fn(move |req| respond(&for_requests, req));
-        let conn = graceful.watch(options.serve_connection(io, service));
-        let hard_stop = hard_stop.clone();
-        tasks.spawn("connection", async move {
-            // The connection's place under `max_connections`, freed when it ends.
-            let _permit = permit;
-            tokio::select! {
-                result = conn => if let Err(e) = result {
-                    log_connection_error(&e, peer);
-                },
-                () = hard_stop.cancelled() => {}
-            }
-        });
+        serving.serve(stream, peer);
     }
+    workers.stop_accepting().await;
     drop(listener);
     ready.draining();
+    let graceful = lock(&serving.graceful).take().unwrap_or_default();
     let stopped = drain(
-        &current.get(),
+        &serving.current.get(),
         graceful,
-        &finishers,
-        &hard_stop,
+        &serving.finishers,
+        &serving.hard_stop,
         commands,
         open,
     )
     .await;
     // Every connection has ended: the finish steps still queued run, later ones run inline.
-    if runs_later {
+    let ran = lock(&serving.runs_later).take();
+    for later in ran.into_iter().flatten() {
         later.close();
     }
     // No exchange is left to use a pooled upstream connection (the ones cut just now end with
     // their exchanges): the idle ones close, so their tasks end and the drain can.
-    current.get().upstream_tasks.close();
+    serving.current.get().upstream_tasks.close();
     stopped
 }
 

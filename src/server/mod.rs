@@ -13,6 +13,7 @@ pub mod stall;
 pub mod tasks;
 mod tls;
 mod upstreams;
+mod workers;
 
 use crate::capture::redaction::Live;
 use crate::capture::sink::WriterSink;
@@ -340,6 +341,14 @@ async fn seed_eta(
     }
 }
 
+/// The threads that serve: as configured, else one per core available to the process
+/// (`taskset`, a container's CPU limit).
+pub fn serving_threads(configured: Option<usize>) -> usize {
+    configured
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
 /// Starts the simulator if a route needs it, builds the app, accepts until stopped, and drains
 /// every task it started.
 async fn run(
@@ -358,6 +367,8 @@ async fn run(
     let observers = (shared.metrics, telemetry.clone());
     let cluster = config.cluster.database.clone();
     let seed_from = shared.seed.filter(|_| config.progress.eta);
+    let threads = serving_threads(config.server.workers);
+    let mut started = None;
     let result = async {
         let mut reloader =
             Reloader::start(config, sink, redaction, observers, &tasks, &sim_stop).await?;
@@ -371,11 +382,18 @@ async fn run(
             let hub = std::sync::Arc::clone(&reloader.current.get().progress.hub);
             tasks.spawn("cluster", crate::cluster::run(url, hub, sim_stop.clone()));
         }
-        Ok(accept::accept_loop(&mut reloader, listener, commands, &tasks, shared.ready).await)
+        let serving = accept::Serving::new(&reloader, &tasks);
+        let workers = started.insert(workers::Workers::start(threads - 1, &listener, &serving)?);
+        let ready = shared.ready;
+        Ok(accept::accept_loop(&mut reloader, listener, &serving, workers, commands, ready).await)
     }
     .await;
     sim_stop.cancel();
     tasks.drain().await;
+    // The other serving threads' runtimes ran their share of the tasks: they end now.
+    if let Some(workers) = started {
+        workers.join().await;
+    }
     // Every exchange has finished: its span is queued; the exporter posts what is left (for a
     // moment only when a second stop asked for an immediate one).
     if let Some(t) = telemetry {

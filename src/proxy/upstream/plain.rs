@@ -1,5 +1,5 @@
 //! HTTP/1.1 connections to a plain-http upstream: hyper's own client connections, kept in one
-//! stack per route, in place of hyper-util's legacy pool.
+//! stack per route and serving thread, in place of hyper-util's legacy pool.
 //!
 //! Written by hand because hyper-util's pool is general where a route is not: it keys every
 //! checkout and return by (scheme, authority) in a SipHash map under a mutex, formats the
@@ -11,10 +11,16 @@
 //! connection closed before any byte of it was written goes again on a fresh one, and an
 //! unused connection is closed after `POOL_IDLE`. TLS routes, where ALPN may pick HTTP/2 and
 //! `lanes` spreads the streams, keep hyper-util's client.
+//!
+//! One stack per serving thread (`proxy::home`): a connection's task runs on the runtime of the
+//! thread that opened it, so a request on another thread would hand its bytes across threads
+//! twice. A thread whose stack is empty opens a connection of its own, as each nginx worker
+//! keeps its own upstream connections.
 
 use super::body::{Back, UpstreamBody};
 use super::lanes::LaneConnector;
 use super::{BoxError, POOL_IDLE, SpawnHook, lock};
+use crate::proxy::home;
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body::Body as _;
@@ -43,13 +49,18 @@ pub struct Plain {
     dst: Uri,
     /// The upstream's `Host`: its host, and its port unless 80.
     host: HeaderValue,
-    /// Idle connections, the most recently used last.
-    idle: Mutex<VecDeque<Idle>>,
+    /// Idle connections per home (serving thread), the most recently used last.
+    idle: Box<[Shelf]>,
     /// Where connection tasks run, and the shutdown that closes idle connections.
     hook: SpawnHook,
     /// Whether the task that closes connections left unused has started.
     reaping: AtomicBool,
 }
+
+/// One home's idle connections, on a cache line of its own: threads do not share the lock's line.
+#[repr(align(64))]
+#[derive(Default)]
+struct Shelf(Mutex<VecDeque<Idle>>);
 
 struct Idle {
     tx: http1::SendRequest<Body>,
@@ -87,7 +98,7 @@ impl Plain {
             connector,
             dst,
             host,
-            idle: Mutex::new(VecDeque::new()),
+            idle: (0..home::HOMES).map(|_| Shelf::default()).collect(),
             hook,
             reaping: AtomicBool::new(false),
         })
@@ -138,7 +149,7 @@ impl Plain {
         let now = Instant::now();
         let mut passed = Vec::new();
         let found = {
-            let mut idle = lock(&self.idle);
+            let mut idle = self.shelf();
             loop {
                 match idle.pop_back() {
                     Some(i) if i.usable(now) => break Some(i.tx),
@@ -224,7 +235,7 @@ impl Plain {
         }
         let now = Instant::now();
         let gone = {
-            let mut idle = lock(&self.idle);
+            let mut idle = self.shelf();
             // The least recently used is checked on the way: one too old or closed goes.
             let stale = idle
                 .front()
@@ -259,22 +270,149 @@ impl Plain {
         );
     }
 
-    /// Drops the connections unused for `POOL_IDLE`, or closed by the upstream.
+    /// The calling thread's idle connections, locked.
+    fn shelf(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        lock(&self.idle[home::get() % self.idle.len()].0)
+    }
+
+    /// Drops the connections unused for `POOL_IDLE`, or closed by the upstream, in every home.
     fn reap(&self, now: Instant) {
-        let gone = {
-            let mut idle = lock(&self.idle);
-            let (keep, gone): (VecDeque<Idle>, VecDeque<Idle>) = std::mem::take(&mut *idle)
-                .into_iter()
-                .partition(|i| !i.tx.is_closed() && now.duration_since(i.since) < POOL_IDLE);
-            *idle = keep;
-            gone
-        };
-        drop(gone);
+        for shelf in &self.idle {
+            let gone = {
+                let mut idle = lock(&shelf.0);
+                let (keep, gone): (VecDeque<Idle>, VecDeque<Idle>) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|i| !i.tx.is_closed() && now.duration_since(i.since) < POOL_IDLE);
+                *idle = keep;
+                gone
+            };
+            drop(gone);
+        }
     }
 
     /// Closes every idle connection (the server's shutdown, once the proxy has drained).
     pub(super) fn close_idle(&self) {
-        let gone = std::mem::take(&mut *lock(&self.idle));
-        drop(gone);
+        for shelf in &self.idle {
+            let gone = std::mem::take(&mut *lock(&shelf.0));
+            drop(gone);
+        }
+    }
+
+    /// How many idle connections the calling thread's home holds.
+    #[cfg(test)]
+    fn idle_here(&self) -> usize {
+        self.shelf().len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the test upstream's own tasks, ended with the test's runtime
+mod tests {
+    use super::super::{SpawnHook, Upstream};
+    use super::*;
+    use crate::config::{Connect, HttpUpstream};
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback upstream answering every request with `ok`; counts the connections made to it.
+    async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let opened = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&opened);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await
+                        && n > 0
+                    {
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if s.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, opened)
+    }
+
+    /// Sends a request on `pool`, reads its answer whole, and waits until its connection is
+    /// back in the calling thread's stack.
+    async fn round_trip(pool: &Arc<Plain>) {
+        let res = Arc::clone(pool)
+            .send(Request::get("/").body(Body::empty()).expect("request"))
+            .await
+            .expect("an answer");
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .expect("a body")
+            .to_bytes();
+        assert_eq!(&body[..], b"ok");
+        for _ in 0..10_000 {
+            if pool.idle_here() == 1 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the connection never came back to this thread's stack");
+    }
+
+    #[tokio::test]
+    async fn each_serving_thread_reuses_its_own_connections() {
+        let (addr, opened) = upstream().await;
+        let hook = SpawnHook::default();
+        let target = HttpUpstream::loopback(addr);
+        let route = Upstream::new(
+            &target,
+            &Connect::default(),
+            std::time::Duration::from_secs(5),
+            &hook,
+        )
+        .expect("an upstream");
+        let pool = Arc::clone(route.plain().expect("plain http"));
+        for _ in 0..3 {
+            round_trip(&pool).await;
+        }
+        assert_eq!(opened.load(Ordering::SeqCst), 1, "home 0 reused its one");
+        // Another serving thread, with its own runtime: its own connection, reused in turn,
+        // while home 0's stays where it was.
+        let there = Arc::clone(&pool);
+        let thread = std::thread::spawn(move || {
+            home::set(1);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async {
+                assert_eq!(there.idle_here(), 0, "home 1 starts empty");
+                for _ in 0..3 {
+                    round_trip(&there).await;
+                }
+            });
+        });
+        // Joined off this runtime, which runs the upstream meanwhile.
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("joined")
+            .map_err(|_| "home 1's thread panicked")
+            .expect("home 1 served");
+        assert_eq!(
+            opened.load(Ordering::SeqCst),
+            2,
+            "home 1 opened one of its own"
+        );
+        assert_eq!(pool.idle_here(), 1, "home 0's is still idle");
+        round_trip(&pool).await;
+        assert_eq!(opened.load(Ordering::SeqCst), 2);
     }
 }
