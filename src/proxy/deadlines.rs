@@ -150,6 +150,8 @@ pub struct Timer {
 
 impl Timer {
     pub fn new(deadlines: &Deadlines) -> Self {
+        // Keeps this thread's pacer ticking, so arming this timer wakes no driver (`pace`).
+        super::pace::note_start();
         let armed = deadlines.next();
         Timer {
             sleep: Box::pin(tokio::time::sleep_until(armed)),

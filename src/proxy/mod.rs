@@ -18,6 +18,7 @@ pub mod home;
 pub mod inject;
 pub mod later;
 pub mod observe;
+pub mod pace;
 pub mod response;
 pub mod timing;
 pub mod upstream;

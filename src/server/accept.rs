@@ -97,6 +97,8 @@ pub struct Serving {
     /// The finish queues this server drives, one per serving thread (a queue another server
     /// over the same app drives is left to it); `None` once the drain closed them.
     runs_later: Mutex<Option<Vec<Arc<crate::proxy::later::Later>>>>,
+    /// Cancelled once the drain is over: every serving thread's pacer (`proxy::pace`) ends.
+    pacing: CancellationToken,
 }
 
 /// How connections accepted under one app are served.
@@ -143,15 +145,35 @@ impl Serving {
             finishers,
             later,
             runs_later: Mutex::new(Some(Vec::new())),
+            pacing: CancellationToken::new(),
         });
-        serving.run_later_here();
+        serving.start_thread();
         serving
     }
 
+    /// The calling serving thread's own tasks, on its runtime: its finish queue's and its
+    /// pacer. Each serving thread calls it once as it starts.
+    pub fn start_thread(&self) {
+        self.run_later_here();
+        let stop = self.pacing.clone();
+        self.tasks
+            .spawn("pacer", crate::proxy::pace::run(stop.cancelled_owned()));
+    }
+
+    /// Ends what `start_thread` started, on every thread: the finish queues run what they hold
+    /// and close (exchanges finish inline from now on), the pacers end.
+    pub fn stop_threads_tasks(&self) {
+        let ran = lock(&self.runs_later).take();
+        for later in ran.into_iter().flatten() {
+            later.close();
+        }
+        self.pacing.cancel();
+    }
+
     /// Drives the calling serving thread's finish queue on a task of its runtime, until the
-    /// drain closes it. Each serving thread calls it once as it starts; one that starts after
-    /// the drain began drives none (its exchanges finish inline).
-    pub fn run_later_here(&self) {
+    /// drain closes it; a thread that starts after the drain began drives none (its exchanges
+    /// finish inline).
+    fn run_later_here(&self) {
         let mut runs = lock(&self.runs_later);
         let Some(runs) = runs.as_mut() else {
             return;
@@ -275,10 +297,7 @@ pub async fn accept_loop(
     )
     .await;
     // Every connection has ended: the finish steps still queued run, later ones run inline.
-    let ran = lock(&serving.runs_later).take();
-    for later in ran.into_iter().flatten() {
-        later.close();
-    }
+    serving.stop_threads_tasks();
     // No exchange is left to use a pooled upstream connection (the ones cut just now end with
     // their exchanges): the idle ones close, so their tasks end and the drain can.
     serving.current.get().upstream_tasks.close();

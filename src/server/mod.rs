@@ -383,7 +383,14 @@ async fn run(
             tasks.spawn("cluster", crate::cluster::run(url, hub, sim_stop.clone()));
         }
         let serving = accept::Serving::new(&reloader, &tasks);
-        let workers = started.insert(workers::Workers::start(threads - 1, &listener, &serving)?);
+        let workers = match workers::Workers::start(threads - 1, &listener, &serving) {
+            Ok(w) => started.insert(w),
+            Err(e) => {
+                // The first thread's tasks would hold the drain.
+                serving.stop_threads_tasks();
+                return Err(e);
+            }
+        };
         let ready = shared.ready;
         Ok(accept::accept_loop(&mut reloader, listener, &serving, workers, commands, ready).await)
     }

@@ -61,7 +61,7 @@ impl Workers {
                 .spawn(move || {
                     crate::proxy::home::set(home);
                     runtime.block_on(async move {
-                        serving.run_later_here();
+                        serving.start_thread();
                         accept(own, &serving, &accepting).await;
                         drop(closing);
                         // Its tasks (connections, exchanges finishing) run on this runtime.
