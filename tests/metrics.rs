@@ -51,6 +51,27 @@ async fn scrape(aloud: &Aloud, accept: Option<&str>) -> (u16, String, String) {
     (status, kind, body)
 }
 
+/// Scrapes until `n` proxied requests are counted in `aloud_request_duration_seconds`. An
+/// exchange's finish step (which updates the metrics) runs on the serving thread that served
+/// it just after its response's last bytes went out, so a scrape sent the moment the client
+/// has read them may arrive on another thread first.
+async fn scrape_after(aloud: &Aloud, accept: Option<&str>, n: u64) -> (u16, String, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let scraped = scrape(aloud, accept).await;
+        let counted: u64 = scraped
+            .2
+            .lines()
+            .filter(|l| l.starts_with("aloud_request_duration_seconds_count{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if counted >= n || tokio::time::Instant::now() >= deadline {
+            return scraped;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test]
 async fn every_admin_response_carries_a_request_id() {
     let config = route_config("127.0.0.1:9".parse().unwrap(), "openai", "", "") + ADMIN;
@@ -122,8 +143,12 @@ async fn metrics_live_on_the_admin_port_only_and_count_what_passed() {
     // A refusal before any route: no route matches.
     let _ = body_bytes(get(&aloud.url("/elsewhere")).await).await;
 
-    let (status, kind, om) =
-        scrape(&aloud, Some("application/openmetrics-text;version=1.0.0")).await;
+    let (status, kind, om) = scrape_after(
+        &aloud,
+        Some("application/openmetrics-text;version=1.0.0"),
+        4,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(
         kind,
@@ -296,7 +321,7 @@ async fn models_the_upstream_refused_take_no_label() {
     let r = post(&url, &[], "{}").await;
     assert_eq!(r.status(), 200);
     body_bytes(r).await;
-    let (_, _, text) = scrape(&aloud, None).await;
+    let (_, _, text) = scrape_after(&aloud, None, 5).await;
     assert!(
         text.contains("aloud_request_duration_seconds_count{route=\"up\",model=\"gem-real\"} 1"),
         "{text}"

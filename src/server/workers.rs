@@ -70,12 +70,8 @@ impl Workers {
                 });
             match thread {
                 Ok(t) => workers.threads.push(t),
-                Err(e) => {
-                    // The ones started end at once.
-                    workers.accepting.cancel();
-                    workers.done.cancel();
-                    return Err(e);
-                }
+                // The ones started end at once (`Drop`), as on every `?` above.
+                Err(e) => return Err(e),
             }
         }
         Ok(workers)
@@ -89,10 +85,10 @@ impl Workers {
     }
 
     /// Once every tracked task has ended: the threads end, and this waits for them.
-    pub async fn join(self) {
+    pub async fn join(mut self) {
         self.accepting.cancel();
         self.done.cancel();
-        let threads = self.threads;
+        let threads = std::mem::take(&mut self.threads);
         if threads.is_empty() {
             return;
         }
@@ -106,6 +102,15 @@ impl Workers {
         if let Err(e) = joined.await {
             tracing::error!(error = %e, "cannot wait for the serving threads");
         }
+    }
+}
+
+impl Drop for Workers {
+    /// However `Workers` goes (a `start` that failed part way, a server future dropped without
+    /// a stop): the threads stop accepting and end, instead of serving on unseen.
+    fn drop(&mut self) {
+        self.accepting.cancel();
+        self.done.cancel();
     }
 }
 

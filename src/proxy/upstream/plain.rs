@@ -236,6 +236,11 @@ impl Plain {
         let now = Instant::now();
         let gone = {
             let mut idle = self.shelf();
+            // Again under the lock: `close_idle` empties every shelf after the hook closed, so
+            // a connection put back by another serving thread meanwhile is not kept past it.
+            if self.hook.is_closed() {
+                return;
+            }
             // The least recently used is checked on the way: one too old or closed goes.
             let stale = idle
                 .front()
