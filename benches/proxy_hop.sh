@@ -495,6 +495,8 @@ measure() {
         IFS=$'\t' read -r rps p50 p99 ok err < <(load "${URL[$t]}/json" "$conns" "$DURATION" ${rate:+"$rate"}) || true
         ok=${ok:-0} err=${err:-0}
         [[ -n $rps ]] || { rps=0 p50=nan p99=nan; log "no result from the load generator for $t"; }
+        # Each round's figures, so a round the host stalled shows beside the median.
+        log "  $t: $(fmt0 "$rps") req/s, p50 $(fmt3 "$p50") ms, p99 $(fmt3 "$p99") ms"
         # shellcheck disable=SC2086
         [[ -z ${PROC_PIDS[$t]:-} ]] || c1=$(cpu_ticks ${PROC_PIDS[$t]})
         L[$t:$point:rps]+="$rps " L[$t:$point:p50]+="$p50 " L[$t:$point:p99]+="$p99 "

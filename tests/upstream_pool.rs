@@ -323,7 +323,8 @@ async fn a_stream_the_client_leaves_does_not_go_back_to_the_pool() {
 }
 
 #[tokio::test]
-async fn with_two_serving_threads_each_keeps_at_most_its_own_connection() {
+async fn connections_opened_together_spread_over_the_threads_each_with_its_own_upstream_connection()
+{
     let up = counted(false).await;
     let aloud = Aloud::start(&route_config(
         up.up.addr,
@@ -332,16 +333,70 @@ async fn with_two_serving_threads_each_keeps_at_most_its_own_connection() {
         "workers = 2",
     ))
     .await;
-    // Each request on a client connection of its own, which either thread may accept.
-    for i in 0..20 {
-        let r = get(&aloud.url("/up/json")).await;
-        assert_eq!(r.status(), 200, "request {i}");
-        assert_eq!(body_bytes(r).await, JSON);
+    // Both serving threads are up once a request (one that reaches no upstream) is answered.
+    assert_eq!(get(&aloud.url("/healthz")).await.status(), 200);
+    // Eight keep-alive connections opened at once. The connects block this thread, which also
+    // runs the first serving thread's accept loop (`Aloud` serves on the test's runtime), so
+    // the second serving thread accepts them all, and hands half to the first
+    // (`server/spread.rs`).
+    let opened: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| std::net::TcpStream::connect(aloud.addr).unwrap())
+        .collect();
+    let mut clients = Vec::new();
+    for c in opened {
+        c.set_nonblocking(true).unwrap();
+        clients.push(TcpStream::from_std(c).unwrap());
     }
-    let opened = up.connections.load(Ordering::SeqCst);
-    assert!(
-        (1..=2).contains(&opened),
-        "{opened} upstream connections for one request at a time on two threads"
+    // One request at a time, twice over every connection: each thread opens one upstream
+    // connection and reuses it. All eight on one thread would make one; one pool for both
+    // threads would make one too.
+    for round in 0..2 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let answer = exchange(c, "/up/json").await;
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "round {round}, connection {i}: {answer}"
+            );
+            assert!(
+                answer.ends_with(JSON),
+                "round {round}, connection {i}: {answer}"
+            );
+        }
+    }
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        2,
+        "one upstream connection per serving thread, both threads serving"
     );
+    drop(clients);
     aloud.stop().await;
+}
+
+/// One keep-alive request on `c`, read to the end of its `Content-Length` body.
+async fn exchange(c: &mut TcpStream, path: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: aloud\r\n\r\n");
+    c.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("a content-length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
 }

@@ -6,6 +6,7 @@ use super::admin::Readiness;
 use super::finishing::Finishers;
 use super::limit::ConnectionLimit;
 use super::reload::{Current, Reloader};
+use super::spread::{Handed, Inbox, Seat, Spread};
 use super::stall::StallGuard;
 use super::tls::{self, Https};
 use super::upstreams::UpstreamTasks;
@@ -99,6 +100,23 @@ pub struct Serving {
     runs_later: Mutex<Option<Vec<Arc<crate::proxy::later::Later>>>>,
     /// Cancelled once the drain is over: every serving thread's pacer (`proxy::pace`) ends.
     pacing: CancellationToken,
+    /// Each thread's open connections, with more than one serving thread.
+    spread: Option<Arc<Spread>>,
+    /// Each thread's inbox for connections other threads hand it, until the thread takes it.
+    inboxes: Mutex<Vec<Option<Inbox>>>,
+    /// Accept failures (out of file descriptors) not yet logged: one line a second at most,
+    /// whichever thread saw them.
+    accept_failures: Mutex<(u64, Option<std::time::Instant>)>,
+    /// Cancelled when a serving thread failed (panicked): the server stops as on a first stop,
+    /// and exits with an error.
+    pub(super) failed: CancellationToken,
+}
+
+/// A connection's places, held by its task until it ends: under `max_connections`, and in its
+/// thread's count of open connections.
+pub struct Place {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _seat: Option<Seat>,
 }
 
 /// How connections accepted under one app are served.
@@ -114,9 +132,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Serving {
-    /// Serving under the reloader's current app; exchanges whose client left, upstream
-    /// connections and the finish queue run as `tasks`.
-    pub fn new(reloader: &Reloader, tasks: &Tasks) -> Arc<Serving> {
+    /// Serving on `threads` serving threads under the reloader's current app; exchanges whose
+    /// client left, upstream connections and the finish queue run as `tasks`.
+    pub fn new(reloader: &Reloader, tasks: &Tasks, threads: usize) -> Arc<Serving> {
         let hard_stop = CancellationToken::new();
         let current: Arc<Current> = Arc::clone(&reloader.current);
         let app = current.get();
@@ -135,6 +153,12 @@ impl Serving {
             limit = limit.closing_silently();
         }
         let later = Arc::clone(&app.finishing.later);
+        let (spread, inboxes) = if threads > 1 {
+            let (spread, inboxes) = Spread::new(threads);
+            (Some(spread), inboxes.into_iter().map(Some).collect())
+        } else {
+            (None, Vec::new())
+        };
         let serving = Arc::new(Serving {
             current: Arc::clone(&current),
             tasks: tasks.clone(),
@@ -146,6 +170,10 @@ impl Serving {
             later,
             runs_later: Mutex::new(Some(Vec::new())),
             pacing: CancellationToken::new(),
+            spread,
+            inboxes: Mutex::new(inboxes),
+            accept_failures: Mutex::new((0, None)),
+            failed: CancellationToken::new(),
         });
         serving.start_thread();
         serving
@@ -201,10 +229,76 @@ impl Serving {
         Arc::clone(&options)
     }
 
-    /// Serves one accepted connection on a task of its own, on the calling thread's runtime.
-    pub fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+    /// The cap on open connections.
+    pub fn max_connections(&self) -> usize {
+        lock(&self.limit).max()
+    }
+
+    /// The inbox of serving thread `thread` (0 is the first), taken once; `None` with one
+    /// serving thread.
+    pub fn inbox(&self, thread: usize) -> Option<Inbox> {
+        lock(&self.inboxes).get_mut(thread).and_then(Option::take)
+    }
+
+    /// A connection serving thread `me` accepted: served here, or handed to the thread with
+    /// the fewest open connections when that one holds fewer (`spread`).
+    pub fn accepted(&self, me: usize, stream: TcpStream, peer: SocketAddr) {
+        let Some(spread) = &self.spread else {
+            return self.serve(stream, peer, None);
+        };
+        let seat = spread.place(me);
+        if seat.thread() == me {
+            return self.serve(stream, peer, Some(seat));
+        }
+        if let Err((stream, _theirs)) = spread.hand(stream, peer, seat) {
+            // That thread stopped taking connections (a stop began): this one decides.
+            self.serve(stream, peer, Some(spread.seat(me)));
+        }
+    }
+
+    /// Serves a connection another thread handed to the calling one.
+    pub fn take_handed(&self, handed: Handed) {
+        match TcpStream::from_std(handed.stream) {
+            Ok(stream) => self.serve(stream, handed.peer, Some(handed.seat)),
+            Err(e) => tracing::debug!(error = %e, "cannot take a handed connection"),
+        }
+    }
+
+    /// The calling thread takes no more handed connections, and serves (or, once the drain
+    /// began, closes) the ones already handed to it.
+    pub fn close_inbox(&self, inbox: Option<Inbox>) {
+        let Some(mut inbox) = inbox else { return };
+        inbox.close();
+        while let Ok(handed) = inbox.try_recv() {
+            self.take_handed(handed);
+        }
+    }
+
+    /// Logs an accept failure (out of file descriptors, say), one line a second at most over
+    /// every thread, with how many there were since the last line.
+    pub fn accept_failed(&self, e: &std::io::Error) {
+        let now = std::time::Instant::now();
+        let mut failures = lock(&self.accept_failures);
+        failures.0 += 1;
+        if failures
+            .1
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        tracing::warn!(error = %e, failures = failures.0, "accept failed; retrying in 50 ms");
+        *failures = (0, Some(now));
+    }
+
+    /// Serves one accepted connection on a task of its own, on the calling thread's runtime;
+    /// `seat` counts it on this thread while it is open.
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, seat: Option<Seat>) {
         let Some((stream, permit)) = lock(&self.limit).admit(stream) else {
             return;
+        };
+        let permit = Place {
+            _permit: permit,
+            _seat: seat,
         };
         let Some(watcher) = lock(&self.graceful).as_ref().map(GracefulShutdown::watcher) else {
             // Accepted by another thread as the drain began: closed, like the listener.
@@ -257,8 +351,18 @@ pub async fn accept_loop(
     let tasks = &serving.tasks;
     ready.ready();
     let mut open = true;
+    let mut inbox = serving.inbox(0);
+    let mut failed = false;
     loop {
         let (stream, peer) = tokio::select! {
+            Some(handed) = next_handed(&mut inbox) => {
+                serving.take_handed(handed);
+                continue;
+            }
+            () = serving.failed.cancelled() => {
+                failed = true;
+                break;
+            }
             command = commands.recv(), if open => match command {
                 Some(Command::Stop) => break,
                 Some(Command::Reload(config)) => {
@@ -275,14 +379,15 @@ pub async fn accept_loop(
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    serving.accept_failed(&e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        serving.serve(stream, peer);
+        serving.accepted(0, stream, peer);
     }
+    serving.close_inbox(inbox);
     workers.stop_accepting().await;
     drop(listener);
     ready.draining();
@@ -301,7 +406,15 @@ pub async fn accept_loop(
     // No exchange is left to use a pooled upstream connection (the ones cut just now end with
     // their exchanges): the idle ones close, so their tasks end and the drain can.
     serving.current.get().upstream_tasks.close();
-    stopped
+    if failed { Stopped::Failed } else { stopped }
+}
+
+/// The next connection another thread hands this one; never, without an inbox.
+pub async fn next_handed(inbox: &mut Option<Inbox>) -> Option<Handed> {
+    match inbox {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// No new connections; in-flight requests get the grace period, unless a second stop comes.

@@ -64,6 +64,10 @@ impl ConnectionLimit {
         }
     }
 
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Refused connections are closed without the canned answer (HTTPS: the client expects a
     /// TLS handshake, not plain text).
     pub fn closing_silently(mut self) -> Self {

@@ -9,6 +9,7 @@ mod limit;
 mod refusals;
 mod reload;
 pub mod seed;
+mod spread;
 pub mod stall;
 pub mod tasks;
 mod tls;
@@ -52,6 +53,9 @@ pub enum Stopped {
     Drained,
     /// A second stop cut everything at once.
     Now,
+    /// A serving thread failed (it panicked): the rest drained as on a first stop, and the
+    /// process exits with an error for its supervisor to restart it.
+    Failed,
 }
 
 /// The sockets aloud serves: the proxy's, and the admin listener's (metrics and probes), if any.
@@ -215,7 +219,12 @@ async fn serve_inner(
             tracing::info!(%stats, "capture writer drained");
         }
     }
-    result.map(|_| ())
+    match result {
+        Ok(Stopped::Failed) => Err(io::Error::other(
+            "a serving thread failed (it panicked, see the log above); aloud stopped",
+        )),
+        result => result.map(|_| ()),
+    }
 }
 
 /// What a run shares with its parts besides the config: metrics and readiness.
@@ -382,7 +391,7 @@ async fn run(
             let hub = std::sync::Arc::clone(&reloader.current.get().progress.hub);
             tasks.spawn("cluster", crate::cluster::run(url, hub, sim_stop.clone()));
         }
-        let serving = accept::Serving::new(&reloader, &tasks);
+        let serving = accept::Serving::new(&reloader, &tasks, threads);
         let workers = match workers::Workers::start(threads - 1, &listener, &serving) {
             Ok(w) => started.insert(w),
             Err(e) => {

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +86,7 @@ pub struct Accepted {
     pub stream: StallGuard<TcpStream>,
     pub peer: SocketAddr,
     /// Its place under `max_connections`, freed when the task ends.
-    pub permit: OwnedSemaphorePermit,
+    pub permit: super::accept::Place,
     /// Graceful shutdown, once the connection is up (a handshake is bounded by its deadline).
     pub watcher: Watcher,
     pub hard_stop: CancellationToken,

@@ -9,10 +9,12 @@
 //! shape: one event loop per thread, a connection owned by one loop.
 //!
 //! Each thread's copy of the socket is a duplicate of the one file description, so the kernel
-//! wakes every thread on a new connection and one wins it: the busier a thread, the fewer
-//! connections it wins. The first serving thread is the caller's (the server's main loop, which
-//! also reloads and stops). Each thread here is named, joined at the end, and its runtime kept
-//! until every tracked task has drained.
+//! wakes every thread on a new connection and one wins it; a thread that wins a connection
+//! while another holds fewer hands it over (`spread`). The first serving thread is the
+//! caller's (the server's main loop, which also reloads and stops). Each thread here is named,
+//! joined at the end, and its runtime kept until every tracked task has drained. A thread that
+//! panics stops the server (`Serving::failed`): the rest drain, and the process exits with an
+//! error rather than serve on with a share of its connections cut and nobody told.
 
 use super::accept::Serving;
 use std::io;
@@ -36,6 +38,14 @@ impl Workers {
     /// Starts `extra` serving threads on duplicates of `listener`, each serving with `serving`
     /// and known by its home (`proxy::home`) 1, 2, …
     pub fn start(extra: usize, listener: &TcpListener, serving: &Arc<Serving>) -> io::Result<Self> {
+        if let Some(limit) = open_file_limit() {
+            let max_connections = serving.max_connections();
+            match check_files(extra, max_connections, limit) {
+                Ok(None) => {}
+                Ok(Some(warning)) => tracing::warn!("{warning}"),
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
         let (closing, closed) = tokio::sync::mpsc::channel(1);
         let mut workers = Workers {
             threads: Vec::with_capacity(extra),
@@ -44,14 +54,26 @@ impl Workers {
             closed,
         };
         for home in 1..=extra {
+            // The ones started end at once (`Drop`) on an error.
+            let context = |e: io::Error| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "starting serving thread {} of {} (server.workers; each takes {FILES_PER_THREAD} open files): {e}",
+                        home + 1,
+                        extra + 1
+                    ),
+                )
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()?;
+                .build()
+                .map_err(context)?;
             let own = {
                 use std::os::fd::AsFd;
-                let fd = listener.as_fd().try_clone_to_owned()?;
+                let fd = listener.as_fd().try_clone_to_owned().map_err(context)?;
                 let _in = runtime.enter();
-                TcpListener::from_std(std::net::TcpListener::from(fd))?
+                TcpListener::from_std(std::net::TcpListener::from(fd)).map_err(context)?
             };
             let serving = Arc::clone(serving);
             let (accepting, done) = (workers.accepting.clone(), workers.done.clone());
@@ -60,19 +82,28 @@ impl Workers {
                 .name(format!("aloud-worker-{home}"))
                 .spawn(move || {
                     crate::proxy::home::set(home);
-                    runtime.block_on(async move {
-                        serving.start_thread();
-                        accept(own, &serving, &accepting).await;
-                        drop(closing);
-                        // Its tasks (connections, exchanges finishing) run on this runtime.
-                        done.cancelled().await;
-                    });
-                });
-            match thread {
-                Ok(t) => workers.threads.push(t),
-                // The ones started end at once (`Drop`), as on every `?` above.
-                Err(e) => return Err(e),
-            }
+                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        runtime.block_on(async {
+                            serving.start_thread();
+                            accept(home, own, &serving, &accepting).await;
+                            drop(closing);
+                            // Its tasks (connections, exchanges finishing) run on this runtime.
+                            done.cancelled().await;
+                        });
+                    }));
+                    if served.is_err() {
+                        tracing::error!(
+                            thread = home,
+                            "a serving thread panicked; stopping the server"
+                        );
+                        serving.failed.cancel();
+                        // Its tasks end with its runtime: what they held is released, and the
+                        // drain does not wait on them.
+                        drop(runtime);
+                    }
+                })
+                .map_err(context)?;
+            workers.threads.push(thread);
         }
         Ok(workers)
     }
@@ -114,16 +145,72 @@ impl Drop for Workers {
     }
 }
 
-/// Accepts on `listener` until `accepting` is cancelled, then closes it.
-async fn accept(listener: TcpListener, serving: &Serving, accepting: &CancellationToken) {
+/// Open files each serving thread past the first takes: its runtime's epoll descriptor and
+/// tokio's copy of it, its wake-up eventfd, its copy of tokio's signal socket (tokio makes one
+/// with every I/O driver), and its copy of the listening socket (counted in /proc/PID/fd).
+pub const FILES_PER_THREAD: usize = 5;
+
+/// Files kept free for everything but client connections when checking the limit: the
+/// listening sockets, the capture database, its spill, logs, a few upstream connections.
+const FILES_RESERVED: usize = 64;
+
+/// Whether `extra` serving threads fit under the open-file limit `limit`: an error when the
+/// threads would leave less than [`FILES_RESERVED`] files, a warning when `max_connections`
+/// connections would fit without the threads but not with them. Pure.
+pub fn check_files(
+    extra: usize,
+    max_connections: usize,
+    limit: u64,
+) -> Result<Option<String>, String> {
+    let threads = (extra * FILES_PER_THREAD) as u64;
+    let workers = extra + 1;
+    if threads + FILES_RESERVED as u64 > limit {
+        return Err(format!(
+            "server.workers = {workers} needs {threads} open files for its threads \
+             ({FILES_PER_THREAD} each past the first), too many for the open-file limit of \
+             {limit} (ulimit -n): raise the limit or lower workers"
+        ));
+    }
+    let others = (max_connections + FILES_RESERVED) as u64;
+    Ok((others <= limit && threads + others > limit).then(|| {
+        format!(
+            "server.workers = {workers} takes {threads} open files and server.max_connections \
+             = {max_connections} up to as many more, past the open-file limit of {limit} \
+             (ulimit -n): connections past it are refused by the system, not with aloud's 503"
+        )
+    }))
+}
+
+/// The process's soft limit on open files, from /proc/self/limits; `None` when unlimited or
+/// unknown (not Linux).
+pub fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Serving thread `me` accepts on `listener`, and takes the connections other threads hand
+/// it, until `accepting` is cancelled; then it closes the socket and serves what was handed.
+async fn accept(
+    me: usize,
+    listener: TcpListener,
+    serving: &Serving,
+    accepting: &CancellationToken,
+) {
+    let mut inbox = serving.inbox(me);
     loop {
         tokio::select! {
             () = accepting.cancelled() => break,
+            Some(handed) = super::accept::next_handed(&mut inbox) => serving.take_handed(handed),
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serving.serve(stream, peer),
+                Ok((stream, peer)) => serving.accepted(me, stream, peer),
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    serving.accept_failed(&e);
                     tokio::select! {
                         () = accepting.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_millis(50)) => {}
@@ -132,5 +219,33 @@ async fn accept(listener: TcpListener, serving: &Serving, accepting: &Cancellati
             },
         }
     }
+    serving.close_inbox(inbox);
     drop(listener);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_that_leave_too_few_files_are_refused_and_a_tight_fit_is_warned() {
+        assert_eq!(check_files(0, 4096, 1 << 20), Ok(None));
+        assert_eq!(check_files(7, 4096, 1 << 20), Ok(None));
+        // 219 threads past the first take 1,095 files: over a limit of 1,024.
+        let refused = check_files(219, 4096, 1024).unwrap_err();
+        assert!(refused.contains("server.workers = 220"), "{refused}");
+        assert!(refused.contains("1024"), "{refused}");
+        // They fit, but not with 4,000 connections as well.
+        let warned = check_files(15, 4000, 4096).unwrap().expect("a warning");
+        assert!(warned.contains("server.max_connections = 4000"), "{warned}");
+        // Connections past the limit without any thread are the operator's choice.
+        assert_eq!(check_files(15, 8000, 4096), Ok(None));
+    }
+
+    #[test]
+    fn the_open_file_limit_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(open_file_limit().is_some_and(|n| n > 0));
+        }
+    }
 }
