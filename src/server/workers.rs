@@ -38,7 +38,7 @@ impl Workers {
     /// Starts `extra` serving threads on duplicates of `listener`, each serving with `serving`
     /// and known by its home (`proxy::home`) 1, 2, …
     pub fn start(extra: usize, listener: &TcpListener, serving: &Arc<Serving>) -> io::Result<Self> {
-        if let Some(limit) = open_file_limit() {
+        if let Some(limit) = open_file_limit().filter(|_| extra > 0) {
             let max_connections = serving.max_connections();
             match check_files(extra, max_connections, limit) {
                 Ok(None) => {}
