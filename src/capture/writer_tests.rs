@@ -123,18 +123,39 @@ async fn checks_racing_the_overflow_thread_never_miss_a_pending_id() {
     let submitted: Vec<AtomicUsize> = (0..2).map(|_| AtomicUsize::new(0)).collect();
     let done = AtomicBool::new(false);
     let checks = AtomicUsize::new(0);
+    // Set when the checker stops, however (a failed check too): the submitters stop waiting.
+    let checker_gone = AtomicBool::new(false);
     std::thread::scope(|s| {
         for (t, count) in submitted.iter().enumerate() {
-            let writer = &writer;
+            let (writer, checks, checker_gone) = (&writer, &checks, &checker_gone);
             s.spawn(move || {
+                let mut seen = 0;
                 for i in 0..PER_THREAD {
                     writer.submit(record(&format!("race-{t}-{i:05}")));
                     count.store(i + 1, Ordering::Release);
+                    // Every 25 submits, wait for a new check: under load (a CI build beside
+                    // it) the submitters could otherwise finish before the checker ran at all.
+                    if i % 25 == 24 {
+                        while checks.load(Ordering::Acquire) == seen
+                            && !checker_gone.load(Ordering::Acquire)
+                        {
+                            std::thread::yield_now();
+                        }
+                        seen = checks.load(Ordering::Acquire);
+                    }
                 }
             });
         }
         let (writer, submitted, done, checks) = (&writer, &submitted, &done, &checks);
+        let checker_gone = &checker_gone;
         s.spawn(move || {
+            struct Gone<'a>(&'a AtomicBool);
+            impl Drop for Gone<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Release);
+                }
+            }
+            let _gone = Gone(checker_gone);
             let mut i = 0usize;
             while !done.load(Ordering::Acquire) {
                 for (t, count) in submitted.iter().enumerate() {
@@ -146,7 +167,7 @@ async fn checks_racing_the_overflow_thread_never_miss_a_pending_id() {
                     for k in [n - 1, (i * 7919) % n] {
                         let id = format!("race-{t}-{k:05}");
                         assert!(writer.in_queue(&id), "{id} read as not pending");
-                        checks.fetch_add(1, Ordering::Relaxed);
+                        checks.fetch_add(1, Ordering::Release);
                     }
                 }
                 i += 1;
@@ -167,8 +188,9 @@ async fn checks_racing_the_overflow_thread_never_miss_a_pending_id() {
         "{:?}",
         writer.stats()
     );
+    // At least one new check per 25 submits of a thread, by construction.
     assert!(
-        checks.load(Ordering::Relaxed) > 100,
+        checks.load(Ordering::Relaxed) >= PER_THREAD / 25,
         "the checker barely ran"
     );
     lock.execute_batch("COMMIT")
