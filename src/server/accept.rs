@@ -106,7 +106,7 @@ pub struct Serving {
     inboxes: Mutex<Vec<Option<Inbox>>>,
     /// Accept failures (out of file descriptors) not yet logged: one line a second at most,
     /// whichever thread saw them.
-    accept_failures: Mutex<(u64, Option<std::time::Instant>)>,
+    accept_failures: Mutex<super::limit::LogThrottle>,
     /// Cancelled when a serving thread failed (panicked): the server stops as on a first stop,
     /// and exits with an error.
     pub(super) failed: CancellationToken,
@@ -172,7 +172,7 @@ impl Serving {
             pacing: CancellationToken::new(),
             spread,
             inboxes: Mutex::new(inboxes),
-            accept_failures: Mutex::new((0, None)),
+            accept_failures: Mutex::default(),
             failed: CancellationToken::new(),
         });
         serving.start_thread();
@@ -265,11 +265,12 @@ impl Serving {
     }
 
     /// The calling thread takes no more handed connections, and serves (or, once the drain
-    /// began, closes) the ones already handed to it.
-    pub fn close_inbox(&self, inbox: Option<Inbox>) {
+    /// began, closes) the ones already handed to it, including any whose hand-over was under
+    /// way as the inbox closed (a hand-over after the close comes back to its sender).
+    pub async fn close_inbox(&self, inbox: Option<Inbox>) {
         let Some(mut inbox) = inbox else { return };
         inbox.close();
-        while let Ok(handed) = inbox.try_recv() {
+        while let Some(handed) = inbox.recv().await {
             self.take_handed(handed);
         }
     }
@@ -277,17 +278,10 @@ impl Serving {
     /// Logs an accept failure (out of file descriptors, say), one line a second at most over
     /// every thread, with how many there were since the last line.
     pub fn accept_failed(&self, e: &std::io::Error) {
-        let now = std::time::Instant::now();
-        let mut failures = lock(&self.accept_failures);
-        failures.0 += 1;
-        if failures
-            .1
-            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
-        {
-            return;
+        let due = lock(&self.accept_failures).note(tokio::time::Instant::now());
+        if let Some(failures) = due {
+            tracing::warn!(error = %e, failures, "accept failed; retrying in 50 ms");
         }
-        tracing::warn!(error = %e, failures = failures.0, "accept failed; retrying in 50 ms");
-        *failures = (0, Some(now));
     }
 
     /// Serves one accepted connection on a task of its own, on the calling thread's runtime;
@@ -387,7 +381,7 @@ pub async fn accept_loop(
         };
         serving.accepted(0, stream, peer);
     }
-    serving.close_inbox(inbox);
+    serving.close_inbox(inbox).await;
     workers.stop_accepting().await;
     drop(listener);
     ready.draining();
@@ -406,7 +400,14 @@ pub async fn accept_loop(
     // No exchange is left to use a pooled upstream connection (the ones cut just now end with
     // their exchanges): the idle ones close, so their tasks end and the drain can.
     serving.current.get().upstream_tasks.close();
-    if failed { Stopped::Failed } else { stopped }
+    // A thread may also fail during the drain (a panic past its accept loop's end).
+    if failed || serving.failed.is_cancelled() {
+        Stopped::Failed {
+            now: matches!(stopped, Stopped::Now),
+        }
+    } else {
+        stopped
+    }
 }
 
 /// The next connection another thread hands this one; never, without an inbox.

@@ -31,14 +31,37 @@ fn refusal(id: &str) -> String {
 /// At most one log line per this period, carrying how many were refused since the last.
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
+/// Counts repeated events (refusals, accept failures) and says when to log them: at most once
+/// per [`LOG_EVERY`], with how many there were since the last line. Pure: the caller gives
+/// the time.
+#[derive(Debug, Default)]
+pub struct LogThrottle {
+    count: u64,
+    logged_at: Option<Instant>,
+}
+
+impl LogThrottle {
+    /// One more event at `now`: how many to report, when a line is due.
+    pub fn note(&mut self, now: Instant) -> Option<u64> {
+        self.count += 1;
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < LOG_EVERY)
+        {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
     metrics: Option<Arc<Metrics>>,
     max: usize,
     /// Whether a refused connection is sent the canned 503 (plain HTTP only).
     answer: bool,
-    refused: u64,
-    logged_at: Option<Instant>,
+    refusals: LogThrottle,
 }
 
 impl ConnectionLimit {
@@ -59,8 +82,7 @@ impl ConnectionLimit {
             permits,
             max,
             answer: true,
-            refused: 0,
-            logged_at: None,
+            refusals: LogThrottle::default(),
         }
     }
 
@@ -89,27 +111,16 @@ impl ConnectionLimit {
                 if let Some(m) = &self.metrics {
                     m.refused(Refusal::Connections);
                 }
-                self.refused += 1;
-                self.log(Instant::now());
+                if let Some(refused) = self.refusals.note(Instant::now()) {
+                    tracing::warn!(
+                        refused,
+                        max_connections = self.max,
+                        "at the limit of open connections; refusing new ones"
+                    );
+                }
                 None
             }
         }
-    }
-
-    fn log(&mut self, now: Instant) {
-        if self
-            .logged_at
-            .is_some_and(|at| now.duration_since(at) < LOG_EVERY)
-        {
-            return;
-        }
-        tracing::warn!(
-            refused = self.refused,
-            max_connections = self.max,
-            "at the limit of open connections; refusing new ones"
-        );
-        self.refused = 0;
-        self.logged_at = Some(now);
     }
 }
 
@@ -126,17 +137,19 @@ mod tests {
         assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn refusals_are_logged_at_most_once_a_period() {
-        let mut limit = ConnectionLimit::new(1, None);
+    #[test]
+    fn repeated_events_are_logged_at_most_once_a_period_with_their_count() {
+        let mut throttle = LogThrottle::default();
         let t0 = Instant::now();
-        limit.refused = 1;
-        limit.log(t0);
-        assert_eq!((limit.refused, limit.logged_at), (0, Some(t0)));
-        limit.refused = 5;
-        limit.log(t0 + Duration::from_millis(999));
-        assert_eq!(limit.refused, 5, "not logged again within the period");
-        limit.log(t0 + LOG_EVERY);
-        assert_eq!(limit.refused, 0);
+        assert_eq!(throttle.note(t0), Some(1), "the first is logged at once");
+        for _ in 0..4 {
+            assert_eq!(throttle.note(t0 + Duration::from_millis(999)), None);
+        }
+        assert_eq!(
+            throttle.note(t0 + LOG_EVERY),
+            Some(5),
+            "the four held back, and this one"
+        );
+        assert_eq!(throttle.note(t0 + LOG_EVERY), None);
     }
 }

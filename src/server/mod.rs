@@ -53,9 +53,18 @@ pub enum Stopped {
     Drained,
     /// A second stop cut everything at once.
     Now,
-    /// A serving thread failed (it panicked): the rest drained as on a first stop, and the
-    /// process exits with an error for its supervisor to restart it.
-    Failed,
+    /// A serving thread failed (it panicked): the rest drained as on a first stop (`now`: a
+    /// second stop cut them at once), and the process exits with an error for its supervisor
+    /// to restart it.
+    Failed { now: bool },
+}
+
+impl Stopped {
+    /// Whether a second stop cut everything at once: capture goes to the spill, telemetry gets
+    /// a moment only.
+    fn now(&self) -> bool {
+        matches!(self, Stopped::Now | Stopped::Failed { now: true })
+    }
 }
 
 /// The sockets aloud serves: the proxy's, and the admin listener's (metrics and probes), if any.
@@ -192,7 +201,7 @@ async fn serve_inner(
     // The capture writer drains last, once every connection (and its record) is done.
     if let Some((writer, _)) = started {
         let handle = writer.clone();
-        if matches!(result, Ok(Stopped::Now)) {
+        if result.as_ref().is_ok_and(Stopped::now) {
             writer.close_to_spill().await;
             let stats = writer_stats_line(&handle);
             tracing::info!(%stats, "capture written to the spill; the next start replays it");
@@ -220,7 +229,7 @@ async fn serve_inner(
         }
     }
     match result {
-        Ok(Stopped::Failed) => Err(io::Error::other(
+        Ok(Stopped::Failed { .. }) => Err(io::Error::other(
             "a serving thread failed (it panicked, see the log above); aloud stopped",
         )),
         result => result.map(|_| ()),
@@ -413,7 +422,7 @@ async fn run(
     // Every exchange has finished: its span is queued; the exporter posts what is left (for a
     // moment only when a second stop asked for an immediate one).
     if let Some(t) = telemetry {
-        let bound = if matches!(result, Ok(Stopped::Now)) {
+        let bound = if result.as_ref().is_ok_and(Stopped::now) {
             Duration::from_secs(1)
         } else {
             TELEMETRY_DRAIN + Duration::from_secs(1)

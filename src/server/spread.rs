@@ -8,7 +8,9 @@
 //! landed on one of 2 threads in 5 runs of 6). `SO_REUSEPORT` sockets would spread by a hash of
 //! the client's address, blind to how many connections each thread holds, and the connections
 //! queued on one thread's socket would be reset when it closed. Counting each thread's open
-//! connections keeps them within one of each other, whatever order the threads wake in.
+//! connections sends each new one to a thread holding the fewest, whichever thread woke: a
+//! burst opened together ends within one of even. Connections that end do not move, so
+//! threads can drift apart again until new ones arrive (each goes to the emptiest).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,16 +56,22 @@ impl Drop for Seat {
 
 /// The thread a connection accepted by `me` goes to, given every thread's open connections:
 /// `me`, unless another thread holds fewer than `me` does (then the first with the fewest).
-/// Pure: the decision, apart from the counts it reads.
-pub fn choose(open: &[usize], me: usize) -> usize {
-    let mine = open.get(me).copied().unwrap_or(0);
-    let (fewest, least) = open
-        .iter()
-        .copied()
-        .enumerate()
-        .min_by_key(|&(_, n)| n)
-        .unwrap_or((me, mine));
-    if least < mine { fewest } else { me }
+/// Pure: the decision, apart from the counts it reads (one pass, no allocation per accept).
+pub fn choose(open: impl IntoIterator<Item = usize>, me: usize) -> usize {
+    let mut mine = 0;
+    let mut fewest: Option<(usize, usize)> = None;
+    for (thread, n) in open.into_iter().enumerate() {
+        if thread == me {
+            mine = n;
+        }
+        if fewest.is_none_or(|(_, least)| n < least) {
+            fewest = Some((thread, n));
+        }
+    }
+    match fewest {
+        Some((thread, least)) if least < mine => thread,
+        _ => me,
+    }
 }
 
 impl Spread {
@@ -80,12 +88,8 @@ impl Spread {
 
     /// Where a connection that thread `me` accepted now goes, and its place there.
     pub fn place(self: &Arc<Self>, me: usize) -> Seat {
-        let open: Vec<usize> = self
-            .open
-            .iter()
-            .map(|c| c.0.load(Ordering::Relaxed))
-            .collect();
-        self.seat(choose(&open, me))
+        let open = self.open.iter().map(|c| c.0.load(Ordering::Relaxed));
+        self.seat(choose(open, me))
     }
 
     /// A place on `thread`, counted from now on.
@@ -142,13 +146,13 @@ mod tests {
 
     #[test]
     fn a_connection_stays_unless_another_thread_holds_fewer() {
-        assert_eq!(choose(&[0, 0], 0), 0, "a tie stays");
-        assert_eq!(choose(&[0, 0], 1), 1);
-        assert_eq!(choose(&[3, 3, 3], 2), 2);
-        assert_eq!(choose(&[1, 0], 0), 1);
-        assert_eq!(choose(&[2, 1, 1], 0), 1, "the first with the fewest");
-        assert_eq!(choose(&[5, 4, 2], 1), 2);
-        assert_eq!(choose(&[0], 0), 0);
+        assert_eq!(choose([0, 0], 0), 0, "a tie stays");
+        assert_eq!(choose([0, 0], 1), 1);
+        assert_eq!(choose([3, 3, 3], 2), 2);
+        assert_eq!(choose([1, 0], 0), 1);
+        assert_eq!(choose([2, 1, 1], 0), 1, "the first with the fewest");
+        assert_eq!(choose([5, 4, 2], 1), 2);
+        assert_eq!(choose([0], 0), 0);
     }
 
     #[test]

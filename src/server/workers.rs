@@ -76,31 +76,26 @@ impl Workers {
                 TcpListener::from_std(std::net::TcpListener::from(fd)).map_err(context)?
             };
             let serving = Arc::clone(serving);
+            // Taken here, so a thread that fails drops it and a hand-over to it comes back.
+            let inbox = serving.inbox(home);
             let (accepting, done) = (workers.accepting.clone(), workers.done.clone());
             let closing = closing.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("aloud-worker-{home}"))
                 .spawn(move || {
                     crate::proxy::home::set(home);
-                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        runtime.block_on(async {
-                            serving.start_thread();
-                            accept(home, own, &serving, &accepting).await;
-                            drop(closing);
-                            // Its tasks (connections, exchanges finishing) run on this runtime.
-                            done.cancelled().await;
-                        });
-                    }));
-                    if served.is_err() {
+                    let serve = async {
+                        serving.start_thread();
+                        accept(home, own, inbox, &serving, &accepting).await;
+                        drop(closing);
+                    };
+                    run_guarded(&runtime, serve, &done, || {
                         tracing::error!(
                             thread = home,
                             "a serving thread panicked; stopping the server"
                         );
                         serving.failed.cancel();
-                        // Its tasks end with its runtime: what they held is released, and the
-                        // drain does not wait on them.
-                        drop(runtime);
-                    }
+                    });
                 })
                 .map_err(context)?;
             workers.threads.push(thread);
@@ -142,6 +137,34 @@ impl Drop for Workers {
     fn drop(&mut self) {
         self.accepting.cancel();
         self.done.cancel();
+    }
+}
+
+/// Runs `serve` (a thread's accept loop) on `runtime`, then keeps the runtime running its
+/// tasks (connections, exchanges finishing) until `done`. When `serve` panics (a task's panic
+/// is caught by its task), `failed` runs, and the runtime still runs until `done`: its
+/// connections, exchanges finishing and the upstream connections shared with other threads
+/// drain as on any stop, instead of being cut with the runtime.
+fn run_guarded(
+    runtime: &tokio::runtime::Runtime,
+    serve: impl std::future::Future<Output = ()>,
+    done: &CancellationToken,
+    failed: impl FnOnce(),
+) {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            serve.await;
+            done.cancelled().await;
+        });
+    }));
+    if served.is_err() {
+        failed();
+        let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(done.cancelled());
+        }));
+        if drained.is_err() {
+            tracing::error!("a serving thread's runtime panicked while draining");
+        }
     }
 }
 
@@ -198,10 +221,10 @@ pub fn open_file_limit() -> Option<u64> {
 async fn accept(
     me: usize,
     listener: TcpListener,
+    mut inbox: Option<super::spread::Inbox>,
     serving: &Serving,
     accepting: &CancellationToken,
 ) {
-    let mut inbox = serving.inbox(me);
     loop {
         tokio::select! {
             () = accepting.cancelled() => break,
@@ -219,7 +242,7 @@ async fn accept(
             },
         }
     }
-    serving.close_inbox(inbox);
+    serving.close_inbox(inbox).await;
     drop(listener);
 }
 
@@ -240,6 +263,42 @@ mod tests {
         assert!(warned.contains("server.max_connections = 4000"), "{warned}");
         // Connections past the limit without any thread are the operator's choice.
         assert_eq!(check_files(15, 8000, 4096), Ok(None));
+    }
+
+    #[test]
+    fn a_thread_whose_accept_loop_panics_reports_it_and_still_runs_its_tasks_until_done() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (finished, ended) = std::sync::mpsc::channel();
+        // A connection's task, mid-exchange when the accept loop panics.
+        runtime.spawn(async move {
+            let _ = wait.await;
+            finished.send("finished").unwrap();
+        });
+        let done = CancellationToken::new();
+        let failed = CancellationToken::new();
+        let thread = {
+            let (done, failed) = (done.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let serve = async { panic!("the accept loop panics") };
+                run_guarded(&runtime, serve, &done, || failed.cancel());
+            })
+        };
+        // The failure is reported while the thread runs on: the task is not cut.
+        while !failed.is_cancelled() {
+            std::thread::yield_now();
+        }
+        go.send(()).unwrap();
+        assert_eq!(
+            ended.recv_timeout(Duration::from_secs(10)),
+            Ok("finished"),
+            "the task ran on after the panic"
+        );
+        done.cancel();
+        thread.join().expect("the thread ends without a panic");
     }
 
     #[test]
