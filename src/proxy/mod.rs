@@ -522,6 +522,7 @@ fn sampled(id: &str, rate: f64) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the test's own task, awaited by the test
 mod tests {
     use std::sync::{Arc, Mutex};
 
