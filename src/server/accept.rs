@@ -188,6 +188,23 @@ impl Serving {
             .spawn("pacer", crate::proxy::pace::run(stop.cancelled_owned()));
     }
 
+    /// After the first thread's accept loop panicked (the others stop with `workers`): every
+    /// connection is cut and recorded as cut by a shutdown, the threads' tasks end, so the
+    /// tracked tasks drain at once and the capture writer still closes.
+    pub fn abort(&self) {
+        self.failed.cancel();
+        let app = self.current.get();
+        app.capture
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
+        app.progress.hub.close();
+        // A connection accepted from now on is closed, as after a drain began.
+        drop(lock(&self.graceful).take());
+        self.hard_stop.cancel();
+        self.stop_threads_tasks();
+        app.upstream_tasks.close();
+    }
+
     /// Ends what `start_thread` started, on every thread: the finish queues run what they hold
     /// and close (exchanges finish inline from now on), the pacers end.
     pub fn stop_threads_tasks(&self) {
@@ -400,7 +417,8 @@ pub async fn accept_loop(
     // No exchange is left to use a pooled upstream connection (the ones cut just now end with
     // their exchanges): the idle ones close, so their tasks end and the drain can.
     serving.current.get().upstream_tasks.close();
-    // A thread may also fail during the drain (a panic past its accept loop's end).
+    // A thread past the first may also fail after this loop broke for a stop, before it
+    // stopped accepting.
     if failed || serving.failed.is_cancelled() {
         Stopped::Failed {
             now: matches!(stopped, Stopped::Now),

@@ -410,7 +410,20 @@ async fn run(
             }
         };
         let ready = shared.ready;
-        Ok(accept::accept_loop(&mut reloader, listener, &serving, workers, commands, ready).await)
+        let looped =
+            accept::accept_loop(&mut reloader, listener, &serving, workers, commands, ready);
+        match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(looped)).await {
+            Ok(stopped) => Ok(stopped),
+            Err(_) => {
+                // The first thread's own loop panicked: cut everything, so the tasks drain
+                // and the capture writer closes, and exit with an error.
+                tracing::error!("the first serving thread panicked; stopping the server");
+                workers.stop_accepting().await;
+                ready.draining();
+                serving.abort();
+                Ok(Stopped::Failed { now: false })
+            }
+        }
     }
     .await;
     sim_stop.cancel();

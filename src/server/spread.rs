@@ -9,7 +9,8 @@
 //! the client's address, blind to how many connections each thread holds, and the connections
 //! queued on one thread's socket would be reset when it closed. Counting each thread's open
 //! connections sends each new one to a thread holding the fewest, whichever thread woke: a
-//! burst opened together ends within one of even. Connections that end do not move, so
+//! burst opened together ends about even (two threads accepting at the same instant may both
+//! pick the same emptiest thread: the counts are read, then one is raised). Connections that end do not move, so
 //! threads can drift apart again until new ones arrive (each goes to the emptiest).
 
 use std::net::SocketAddr;

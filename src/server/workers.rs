@@ -12,9 +12,11 @@
 //! wakes every thread on a new connection and one wins it; a thread that wins a connection
 //! while another holds fewer hands it over (`spread`). The first serving thread is the
 //! caller's (the server's main loop, which also reloads and stops). Each thread here is named,
-//! joined at the end, and its runtime kept until every tracked task has drained. A thread that
-//! panics stops the server (`Serving::failed`): the rest drain, and the process exits with an
-//! error rather than serve on with a share of its connections cut and nobody told.
+//! joined at the end, and its runtime kept until every tracked task has drained. A panic in a
+//! thread's accept loop stops the server (`Serving::failed`): that thread's runtime runs on,
+//! so its connections drain with the others', and the process exits with an error rather than
+//! serve on with a share of its threads gone and nobody told. (A task's panic ends that task
+//! only.)
 
 use super::accept::Serving;
 use std::io;
@@ -76,8 +78,9 @@ impl Workers {
                 TcpListener::from_std(std::net::TcpListener::from(fd)).map_err(context)?
             };
             let serving = Arc::clone(serving);
-            // Taken here, so a thread that fails drops it and a hand-over to it comes back.
-            let inbox = serving.inbox(home);
+            // Taken here and kept outside the accept loop, so a thread whose loop failed still
+            // serves what was handed to it, and a hand-over after that comes back.
+            let inbox = std::cell::RefCell::new(serving.inbox(home));
             let (accepting, done) = (workers.accepting.clone(), workers.done.clone());
             let closing = closing.clone();
             let thread = std::thread::Builder::new()
@@ -86,15 +89,16 @@ impl Workers {
                     crate::proxy::home::set(home);
                     let serve = async {
                         serving.start_thread();
-                        accept(home, own, inbox, &serving, &accepting).await;
+                        accept(home, own, &inbox, &serving, &accepting).await;
                         drop(closing);
                     };
                     run_guarded(&runtime, serve, &done, || {
+                        serving.failed.cancel();
                         tracing::error!(
                             thread = home,
                             "a serving thread panicked; stopping the server"
                         );
-                        serving.failed.cancel();
+                        serving.close_inbox(inbox.borrow_mut().take())
                     });
                 })
                 .map_err(context)?;
@@ -142,14 +146,14 @@ impl Drop for Workers {
 
 /// Runs `serve` (a thread's accept loop) on `runtime`, then keeps the runtime running its
 /// tasks (connections, exchanges finishing) until `done`. When `serve` panics (a task's panic
-/// is caught by its task), `failed` runs, and the runtime still runs until `done`: its
-/// connections, exchanges finishing and the upstream connections shared with other threads
-/// drain as on any stop, instead of being cut with the runtime.
-fn run_guarded(
+/// is caught by its task), `failed` is called and what it returns is run, and the runtime
+/// still runs until `done`: its connections, exchanges finishing and the upstream connections
+/// shared with other threads drain as on any stop, instead of being cut with the runtime.
+fn run_guarded<F: std::future::Future<Output = ()>>(
     runtime: &tokio::runtime::Runtime,
     serve: impl std::future::Future<Output = ()>,
     done: &CancellationToken,
-    failed: impl FnOnce(),
+    failed: impl FnOnce() -> F,
 ) {
     let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(async {
@@ -158,12 +162,15 @@ fn run_guarded(
         });
     }));
     if served.is_err() {
-        failed();
+        let after = failed();
         let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(done.cancelled());
+            runtime.block_on(async {
+                after.await;
+                done.cancelled().await;
+            });
         }));
         if drained.is_err() {
-            tracing::error!("a serving thread's runtime panicked while draining");
+            tracing::error!("a serving thread panicked again while draining");
         }
     }
 }
@@ -221,10 +228,12 @@ pub fn open_file_limit() -> Option<u64> {
 async fn accept(
     me: usize,
     listener: TcpListener,
-    mut inbox: Option<super::spread::Inbox>,
+    inbox: &std::cell::RefCell<Option<super::spread::Inbox>>,
     serving: &Serving,
     accepting: &CancellationToken,
 ) {
+    // Only this thread touches it; the borrow ends with the loop, or with a panic's unwinding.
+    let mut inbox = inbox.borrow_mut();
     loop {
         tokio::select! {
             () = accepting.cancelled() => break,
@@ -242,7 +251,7 @@ async fn accept(
             },
         }
     }
-    serving.close_inbox(inbox).await;
+    serving.close_inbox(inbox.take()).await;
     drop(listener);
 }
 
@@ -284,11 +293,16 @@ mod tests {
             let (done, failed) = (done.clone(), failed.clone());
             std::thread::spawn(move || {
                 let serve = async { panic!("the accept loop panics") };
-                run_guarded(&runtime, serve, &done, || failed.cancel());
+                run_guarded(&runtime, serve, &done, || {
+                    failed.cancel();
+                    std::future::ready(())
+                });
             })
         };
         // The failure is reported while the thread runs on: the task is not cut.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !failed.is_cancelled() {
+            assert!(std::time::Instant::now() < deadline, "no failure reported");
             std::thread::yield_now();
         }
         go.send(()).unwrap();
