@@ -232,12 +232,27 @@ async fn accept(
     serving: &Serving,
     accepting: &CancellationToken,
 ) {
-    // Only this thread touches it; the borrow ends with the loop, or with a panic's unwinding.
-    let mut inbox = inbox.borrow_mut();
+    // Put back if the loop panics, for the failure's drain to serve what it holds.
+    struct PutBack<'a> {
+        slot: &'a std::cell::RefCell<Option<super::spread::Inbox>>,
+        inbox: Option<super::spread::Inbox>,
+    }
+    impl Drop for PutBack<'_> {
+        fn drop(&mut self) {
+            if let Some(inbox) = self.inbox.take() {
+                *self.slot.borrow_mut() = Some(inbox);
+            }
+        }
+    }
+    let mut held = PutBack {
+        slot: inbox,
+        inbox: inbox.borrow_mut().take(),
+    };
+    let inbox = &mut held.inbox;
     loop {
         tokio::select! {
             () = accepting.cancelled() => break,
-            Some(handed) = super::accept::next_handed(&mut inbox) => serving.take_handed(handed),
+            Some(handed) = super::accept::next_handed(inbox) => serving.take_handed(handed),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => serving.accepted(me, stream, peer),
                 Err(e) => {
