@@ -257,26 +257,30 @@ impl Serving {
         lock(&self.inboxes).get_mut(thread).and_then(Option::take)
     }
 
-    /// A connection serving thread `me` accepted: served here, or handed to the thread with
-    /// the fewest open connections when that one holds fewer (`spread`).
+    /// A connection serving thread `me` accepted: admitted under `max_connections` here (a
+    /// refusal is answered by the thread that accepted it), then served here, or handed to the
+    /// thread with the fewest open connections when that one holds fewer (`spread`).
     pub fn accepted(&self, me: usize, stream: TcpStream, peer: SocketAddr) {
+        let Some((stream, permit)) = lock(&self.limit).admit(stream) else {
+            return;
+        };
         let Some(spread) = &self.spread else {
-            return self.serve(stream, peer, None);
+            return self.serve(stream, peer, permit, None);
         };
         let seat = spread.place(me);
         if seat.thread() == me {
-            return self.serve(stream, peer, Some(seat));
+            return self.serve(stream, peer, permit, Some(seat));
         }
-        if let Err((stream, _theirs)) = spread.hand(stream, peer, seat) {
+        if let Err((stream, _theirs, permit)) = spread.hand(stream, peer, seat, permit) {
             // That thread stopped taking connections (a stop began): this one decides.
-            self.serve(stream, peer, Some(spread.seat(me)));
+            self.serve(stream, peer, permit, Some(spread.seat(me)));
         }
     }
 
     /// Serves a connection another thread handed to the calling one.
     pub fn take_handed(&self, handed: Handed) {
         match TcpStream::from_std(handed.stream) {
-            Ok(stream) => self.serve(stream, handed.peer, Some(handed.seat)),
+            Ok(stream) => self.serve(stream, handed.peer, handed.permit, Some(handed.seat)),
             Err(e) => tracing::debug!(error = %e, "cannot take a handed connection"),
         }
     }
@@ -301,12 +305,15 @@ impl Serving {
         }
     }
 
-    /// Serves one accepted connection on a task of its own, on the calling thread's runtime;
+    /// Serves one admitted connection on a task of its own, on the calling thread's runtime;
     /// `seat` counts it on this thread while it is open.
-    fn serve(&self, stream: TcpStream, peer: SocketAddr, seat: Option<Seat>) {
-        let Some((stream, permit)) = lock(&self.limit).admit(stream) else {
-            return;
-        };
+    fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        seat: Option<Seat>,
+    ) {
         let permit = Place {
             _permit: permit,
             _seat: seat,

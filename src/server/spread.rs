@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 /// One thread's count of open connections, on a cache line of its own (each thread updates
 /// its own as connections open and end).
@@ -31,11 +31,13 @@ pub struct Spread {
     inboxes: Box<[mpsc::UnboundedSender<Handed>]>,
 }
 
-/// A connection accepted by one thread for another, with its place counted there.
+/// A connection accepted by one thread for another, with its place counted there and its
+/// permit under `max_connections` (admitted by the thread that accepted it).
 pub struct Handed {
     pub stream: std::net::TcpStream,
     pub peer: SocketAddr,
     pub seat: Seat,
+    pub permit: OwnedSemaphorePermit,
 }
 
 /// What a thread receives handed connections on.
@@ -110,7 +112,8 @@ impl Spread {
         stream: TcpStream,
         peer: SocketAddr,
         seat: Seat,
-    ) -> Result<(), (TcpStream, Seat)> {
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), (TcpStream, Seat, OwnedSemaphorePermit)> {
         let to = seat.thread;
         // Out of this thread's reactor, into a plain socket any thread's can take.
         let stream = match stream.into_std() {
@@ -121,10 +124,16 @@ impl Spread {
                 return Ok(());
             }
         };
-        match self.inboxes[to].send(Handed { stream, peer, seat }) {
+        let handed = Handed {
+            stream,
+            peer,
+            seat,
+            permit,
+        };
+        match self.inboxes[to].send(handed) {
             Ok(()) => Ok(()),
             Err(mpsc::error::SendError(back)) => match TcpStream::from_std(back.stream) {
-                Ok(stream) => Err((stream, back.seat)),
+                Ok(stream) => Err((stream, back.seat, back.permit)),
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot take back a connection");
                     Ok(())
@@ -183,16 +192,21 @@ mod tests {
         let _client = std::net::TcpStream::connect(addr).unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
         let (spread, mut inboxes) = Spread::new(2);
+        let permits = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = Arc::clone(&permits).try_acquire_owned().unwrap();
         let seat = spread.seat(1);
-        assert!(spread.hand(stream, peer, seat).is_ok());
+        assert!(spread.hand(stream, peer, seat, permit).is_ok());
         let handed = inboxes[1].recv().await.expect("handed over");
         assert_eq!(handed.peer, peer);
         assert_eq!(handed.seat.thread(), 1);
         // Thread 1 stopped taking connections: the next one comes back to the caller.
         inboxes[1].close();
         let stream = TcpStream::from_std(handed.stream).unwrap();
-        let back = spread.hand(stream, peer, handed.seat);
-        let (_stream, seat) = back.expect_err("given back");
+        let back = spread.hand(stream, peer, handed.seat, handed.permit);
+        let (_stream, seat, permit) = back.expect_err("given back");
         assert_eq!(seat.thread(), 1);
+        assert_eq!(permits.available_permits(), 0, "the permit travels with it");
+        drop(permit);
+        assert_eq!(permits.available_permits(), 1);
     }
 }
