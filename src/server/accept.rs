@@ -193,16 +193,20 @@ impl Serving {
     /// tracked tasks drain at once and the capture writer still closes.
     pub fn abort(&self) {
         self.failed.cancel();
-        let app = self.current.get();
-        app.capture
-            .shutting_down
-            .store(true, std::sync::atomic::Ordering::Release);
-        app.progress.hub.close();
+        stopping(&self.current.get());
         // A connection accepted from now on is closed, as after a drain began.
         drop(lock(&self.graceful).take());
         self.hard_stop.cancel();
+        self.connections_ended();
+    }
+
+    /// Once every connection has ended (drained or cut): the finish steps still queued run,
+    /// later ones run inline; no exchange is left to use a pooled upstream connection (the
+    /// ones cut just now end with their exchanges), so the idle ones close, their tasks end,
+    /// and the drain can.
+    fn connections_ended(&self) {
         self.stop_threads_tasks();
-        app.upstream_tasks.close();
+        self.current.get().upstream_tasks.close();
     }
 
     /// Ends what `start_thread` started, on every thread: the finish queues run what they hold
@@ -370,17 +374,13 @@ pub async fn accept_loop(
     ready.ready();
     let mut open = true;
     let mut inbox = serving.inbox(0);
-    let mut failed = false;
     loop {
         let (stream, peer) = tokio::select! {
             Some(handed) = next_handed(&mut inbox) => {
                 serving.take_handed(handed);
                 continue;
             }
-            () = serving.failed.cancelled() => {
-                failed = true;
-                break;
-            }
+            () = serving.failed.cancelled() => break,
             command = commands.recv(), if open => match command {
                 Some(Command::Stop) => break,
                 Some(Command::Reload(config)) => {
@@ -419,14 +419,10 @@ pub async fn accept_loop(
         open,
     )
     .await;
-    // Every connection has ended: the finish steps still queued run, later ones run inline.
-    serving.stop_threads_tasks();
-    // No exchange is left to use a pooled upstream connection (the ones cut just now end with
-    // their exchanges): the idle ones close, so their tasks end and the drain can.
-    serving.current.get().upstream_tasks.close();
-    // A thread past the first may also fail after this loop broke for a stop, before it
-    // stopped accepting.
-    if failed || serving.failed.is_cancelled() {
+    serving.connections_ended();
+    // A failed thread broke the loop, or failed after a stop broke it, before it stopped
+    // accepting.
+    if serving.failed.is_cancelled() {
         Stopped::Failed {
             now: matches!(stopped, Stopped::Now),
         }
@@ -443,6 +439,16 @@ pub async fn next_handed(inbox: &mut Option<Inbox>) -> Option<Handed> {
     }
 }
 
+/// What every stop starts with: side-channel subscribers are let go (they would otherwise hold
+/// their connections through the grace period), and exchanges cut from here on are recorded as
+/// `shutdown` (and `/readyz` says draining).
+fn stopping(app: &App) {
+    app.progress.hub.close();
+    app.capture
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::Release);
+}
+
 /// No new connections; in-flight requests get the grace period, unless a second stop comes.
 async fn drain(
     app: &App,
@@ -452,12 +458,7 @@ async fn drain(
     commands: &mut mpsc::Receiver<Command>,
     mut open: bool,
 ) -> Stopped {
-    // Side-channel subscribers would otherwise hold their connections through the grace period.
-    app.progress.hub.close();
-    // Exchanges cut from here on are recorded as `shutdown` (and `/readyz` says draining).
-    app.capture
-        .shutting_down
-        .store(true, std::sync::atomic::Ordering::Release);
+    stopping(app);
     let grace = app.server.shutdown_grace;
     let in_flight = app.in_flight();
     tracing::info!(

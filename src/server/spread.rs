@@ -10,8 +10,9 @@
 //! queued on one thread's socket would be reset when it closed. Counting each thread's open
 //! connections sends each new one to a thread holding the fewest, whichever thread woke: a
 //! burst opened together ends about even (two threads accepting at the same instant may both
-//! pick the same emptiest thread: the counts are read, then one is raised). Connections that end do not move, so
-//! threads can drift apart again until new ones arrive (each goes to the emptiest).
+//! pick the same emptiest thread: the counts are read, then one is raised). Connections that
+//! end do not move, so threads can drift apart again until new ones arrive (each goes to the
+//! emptiest).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
