@@ -56,11 +56,14 @@ fn record(i: usize, size: usize, tag: &str) -> CaptureRecord {
         usage: None,
         upstream_timings: None,
         eta: None,
-        request: Some(json!({
-            "model": "gpt-a",
-            "stream": true,
-            "messages": [{"role": "user", "content": "q".repeat(third)}],
-        })),
+        request: Some(
+            json!({
+                "model": "gpt-a",
+                "stream": true,
+                "messages": [{"role": "user", "content": "q".repeat(third)}],
+            })
+            .into(),
+        ),
         response: Some(Reassembled {
             text: "a".repeat(third),
             reasoning: String::new(),

@@ -6,9 +6,11 @@
 
 use crate::config::Owner;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+mod doc;
 pub mod json;
+
+pub use doc::Doc;
 
 /// How an exchange ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,7 +108,7 @@ pub struct Reassembled {
     pub finish_reason: Option<String>,
     /// The upstream's JSON body for non-streaming answers (redacted), for exports that need it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<Value>,
+    pub body: Option<Doc>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,13 +252,13 @@ pub struct CaptureRecord {
     pub timings: Timings,
     pub usage: Option<TokenUsage>,
     /// The upstream's own timings when it reports them (Ollama durations, nanoseconds).
-    pub upstream_timings: Option<Value>,
+    pub upstream_timings: Option<Doc>,
     /// What the ETA estimator said about this exchange, when it had the history to say
     /// anything (docs/capture.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta: Option<EtaRecord>,
     /// The request body: JSON when it parsed, else a string; redacted; `None` at metadata level.
-    pub request: Option<Value>,
+    pub request: Option<Doc>,
     pub response: Option<Reassembled>,
     pub deltas: Vec<Delta>,
     /// A short description of what went wrong, when something did.

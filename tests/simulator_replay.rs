@@ -60,7 +60,7 @@ fn record() -> CaptureRecord {
         }),
         upstream_timings: None,
         eta: None,
-        request: Some(json!({"model": "claude-recorded", "stream": true, "messages": []})),
+        request: Some(json!({"model": "claude-recorded", "stream": true, "messages": []}).into()),
         response: Some(Reassembled {
             text: ANSWER.to_owned(),
             reasoning: "Reading the question\nIt asks for a number.".to_owned(),

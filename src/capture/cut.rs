@@ -11,9 +11,9 @@ use serde_json::Value;
 /// longer); one whose keys and numbers alone are larger is not stored at all.
 pub fn request(record: &mut CaptureRecord, max: usize) {
     if let Some(request) = record.request.as_mut()
-        && !fit(request, max)
+        && !fit(request.tree_mut(), max)
     {
-        *request = Value::Null;
+        *request = Value::Null.into();
     }
 }
 

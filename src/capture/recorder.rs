@@ -226,16 +226,18 @@ impl Recorder {
             end.request.as_ref().map(|(bytes, whole)| {
                 // Kept whole here: it is cut to `max_body` once redacted (`cut::request`).
                 truncated |= !whole || bytes.len() > self.meta.max_body;
-                request_json.unwrap_or_else(|| {
-                    if looks_like_json(bytes) {
-                        // JSON that did not parse (too deep, or invalid): as text, its fields
-                        // would escape redaction by name and path. Not stored.
-                        truncated = true;
-                        Value::Null
-                    } else {
-                        Value::String(String::from_utf8_lossy(bytes).into_owned())
-                    }
-                })
+                request_json
+                    .unwrap_or_else(|| {
+                        if looks_like_json(bytes) {
+                            // JSON that did not parse (too deep, or invalid): as text, its fields
+                            // would escape redaction by name and path. Not stored.
+                            truncated = true;
+                            Value::Null
+                        } else {
+                            Value::String(String::from_utf8_lossy(bytes).into_owned())
+                        }
+                    })
+                    .into()
             })
         } else {
             None
@@ -248,7 +250,7 @@ impl Recorder {
                     if crate::apis::answer::has_reasoning(&v) {
                         whole_reasoning_ms = self.whole_body_done.map(ms);
                     }
-                    (crate::apis::answer::read(&v), full.then_some(v))
+                    (crate::apis::answer::read(&v), full.then(|| v.into()))
                 }
                 Err(_) => (Reassembly::default(), None),
             },
@@ -261,7 +263,8 @@ impl Recorder {
         });
         let upstream_timings = reassembly
             .timings
-            .and_then(|t| serde_json::to_value(t).ok());
+            .and_then(|t| serde_json::to_value(t).ok())
+            .map(Into::into);
         let error = end.error.or(reassembly.error);
         // The reassembly is moved into the record, not copied: this runs once per capture.
         let response = full.then(|| Reassembled {
@@ -530,7 +533,7 @@ mod tests {
             ..End::default()
         });
         let want = serde_json::json!({"model":"m","api_key":"PLAINVALUE","messages":[{}]});
-        assert_eq!(rec.request, Some(want));
+        assert_eq!(rec.request, Some(want.into()));
         assert_eq!(rec.model.as_deref(), Some("m"));
         assert!(rec.truncated);
         for (body, whole) in [
@@ -541,7 +544,7 @@ mod tests {
                 request: Some((body.to_vec(), whole)),
                 ..End::default()
             });
-            assert_eq!(rec.request, Some(Value::Null), "{body:?}");
+            assert_eq!(rec.request, Some(Value::Null.into()), "{body:?}");
         }
         let rec = Recorder::new(Meta {
             max_body: 4096,
@@ -551,10 +554,10 @@ mod tests {
             request: Some((b"\xEF\xBB\xBF{\"a\":1}".to_vec(), true)),
             ..End::default()
         });
-        assert_eq!(rec.request, Some(serde_json::json!({"a": 1})));
+        assert_eq!(rec.request, Some(serde_json::json!({"a": 1}).into()));
         let mut rec = pending.build();
         super::super::cut::request(&mut rec, 200);
-        let v = rec.request.unwrap();
+        let v = rec.request.unwrap().into_tree();
         assert_eq!(
             (v["model"].as_str(), v["messages"][0]["role"].as_str()),
             (Some("m"), Some("user"))

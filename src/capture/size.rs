@@ -2,6 +2,7 @@
 //! a walk over the strings and values, no serialization.
 
 use super::{CaptureRecord, Reassembled};
+use crate::record::Doc;
 use crate::store::Entry;
 use serde_json::Value;
 
@@ -31,8 +32,8 @@ fn record_size(r: &CaptureRecord) -> usize {
         + r.path.len()
         + r.tier.len()
         + optional(&r.error)
-        + r.upstream_timings.as_ref().map_or(0, value_size)
-        + r.request.as_ref().map_or(0, value_size)
+        + r.upstream_timings.as_ref().map_or(0, doc_size)
+        + r.request.as_ref().map_or(0, doc_size)
         + r.response.as_ref().map_or(0, response_size)
         + r.deltas.iter().map(|d| 56 + d.text.len()).sum::<usize>()
 }
@@ -45,7 +46,15 @@ fn response_size(r: &Reassembled) -> usize {
             .iter()
             .map(|t| 40 + t.id.len() + t.name.len() + t.arguments.len())
             .sum::<usize>()
-        + r.body.as_ref().map_or(0, value_size)
+        + r.body.as_ref().map_or(0, doc_size)
+}
+
+/// A document's JSON length: exact for a text, estimated for a tree.
+fn doc_size(doc: &Doc) -> usize {
+    match doc {
+        Doc::Text(t) => t.get().len(),
+        Doc::Tree(v) => value_size(v),
+    }
 }
 
 /// Roughly the JSON length of `value` (strings without escapes), walked with an explicit

@@ -154,7 +154,8 @@ impl Conversation {
 /// - Anthropic joins consecutive turns of the same role into one turn, and continues a trailing
 ///   assistant message (a prefill) with its answer: both are merged here the same way.
 pub fn conversation(record: &CaptureRecord) -> Conversation {
-    let request = record.request.as_ref();
+    let request = record.request.as_ref().map(|r| r.tree());
+    let request = request.as_deref();
     let mut messages = request.map(read::request_messages).unwrap_or_default();
     let tools = request.map(tools::tools).unwrap_or_default();
     let mut answer = read::answer(record);

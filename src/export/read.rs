@@ -59,7 +59,10 @@ pub fn answer(record: &CaptureRecord) -> Option<Message> {
     let mut message = Message::new(Role::Assistant, response.text.clone());
     message.tool_calls = response.tool_calls.clone();
     if message.is_empty() {
-        message = response.body.as_ref().and_then(answer_from_body)?;
+        message = response
+            .body
+            .as_ref()
+            .and_then(|b| answer_from_body(&b.tree()))?;
     }
     Some(message)
 }

@@ -49,7 +49,7 @@ pub(super) fn base(
         }),
         upstream_timings: None,
         eta: None,
-        request: Some(request),
+        request: Some(request.into()),
         response: Some(response),
         deltas: Vec::new(),
         error: None,
@@ -99,10 +99,13 @@ fn responses() -> CaptureRecord {
     );
     r.id = "req-responses".into();
     if let Some(resp) = r.response.as_mut() {
-        resp.body = Some(json!({"output": [
+        resp.body = Some(
+            json!({"output": [
             {"type": "reasoning", "summary": []},
             {"type": "message", "role": "assistant",
-             "content": [{"type": "output_text", "text": "4"}]}]}));
+             "content": [{"type": "output_text", "text": "4"}]}]})
+            .into(),
+        );
     }
     r
 }
@@ -133,7 +136,7 @@ fn anthropic() -> CaptureRecord {
 /// The Anthropic record with `tools` offered.
 pub(super) fn anthropic_with(tools: Value) -> CaptureRecord {
     let mut r = anthropic();
-    if let Some(Value::Object(body)) = r.request.as_mut() {
+    if let Some(Value::Object(body)) = r.request.as_mut().map(|d| d.tree_mut()) {
         body.insert("tools".into(), tools);
     }
     r
@@ -378,9 +381,9 @@ fn skips_are_counted_by_reason() {
     let mut no_request = gemini();
     no_request.request = None;
     let mut text_body = gemini();
-    text_body.request = Some(Value::String("not json".into()));
+    text_body.request = Some(Value::String("not json".into()).into());
     let mut system_only = openai_chat();
-    system_only.request = Some(json!({"messages": [{"role": "system", "content": "x"}]}));
+    system_only.request = Some(json!({"messages": [{"role": "system", "content": "x"}]}).into());
     let mut no_response = responses();
     no_response.response = None;
     let mut empty_answer = responses();

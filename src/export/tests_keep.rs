@@ -281,9 +281,8 @@ fn dedupe_ignores_ids_and_whitespace_but_not_words() {
     b.id = "another".into();
     b.request = Some(
         serde_json::from_str(
-            &b.request
+            &serde_json::to_string(&b.request.unwrap())
                 .unwrap()
-                .to_string()
                 .replace("Oslo and Rome?", "  Oslo   and Rome? "),
         )
         .unwrap(),

@@ -12,7 +12,7 @@
 //! Adding a field to [`CaptureRecord`] (or to a type inside it) means adding it here: the
 //! equality test on a record with every field set fails until it is.
 
-use super::{CaptureRecord, Delta, Disconnect, EtaRecord, Reassembled, Timings, TokenUsage};
+use super::{CaptureRecord, Delta, Disconnect, Doc, EtaRecord, Reassembled, Timings, TokenUsage};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::ser::{CompactFormatter, Formatter};
@@ -69,11 +69,11 @@ pub fn write(out: &mut Vec<u8>, r: &CaptureRecord) -> Result {
         Some(u) => usage(key!(out, "usage"), u),
         None => null(key!(out, "usage")),
     }
-    opt_value(key!(out, "upstream_timings"), r.upstream_timings.as_ref())?;
+    opt_doc(key!(out, "upstream_timings"), r.upstream_timings.as_ref())?;
     if let Some(eta) = &r.eta {
         eta_record(key!(out, "eta"), eta);
     }
-    opt_value(key!(out, "request"), r.request.as_ref())?;
+    opt_doc(key!(out, "request"), r.request.as_ref())?;
     match &r.response {
         Some(response) => reassembled(key!(out, "response"), response)?,
         None => null(key!(out, "response")),
@@ -138,7 +138,7 @@ fn reassembled(out: &mut Vec<u8>, r: &Reassembled) -> Result {
     })?;
     opt_str(key!(out, "finish_reason"), r.finish_reason.as_deref());
     if let Some(body) = &r.body {
-        value(key!(out, "body"), body)?;
+        doc(key!(out, "body"), body)?;
     }
     out.push(b'}');
     Ok(())
@@ -223,9 +223,20 @@ fn number(out: &mut Vec<u8>, n: &serde_json::Number) {
     }
 }
 
-fn opt_value(out: &mut Vec<u8>, v: Option<&Value>) -> Result {
-    match v {
-        Some(v) => value(out, v),
+/// A document: its text copied as it is (what serde_json read, and would write), or its tree.
+fn doc(out: &mut Vec<u8>, d: &Doc) -> Result {
+    match d {
+        Doc::Text(t) => {
+            out.extend_from_slice(t.get().as_bytes());
+            Ok(())
+        }
+        Doc::Tree(v) => value(out, v),
+    }
+}
+
+fn opt_doc(out: &mut Vec<u8>, d: Option<&Doc>) -> Result {
+    match d {
+        Some(d) => doc(out, d),
         None => {
             null(out);
             Ok(())

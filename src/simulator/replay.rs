@@ -189,7 +189,8 @@ pub fn error(record: &CaptureRecord, family: Family, knobs: &Knobs) -> Option<Pl
 /// The recorded error text, the upstream body's message, or a generic one.
 fn error_message(record: &CaptureRecord) -> String {
     let body = record.response.as_ref().and_then(|r| r.body.as_ref());
-    let from_body = body.and_then(|b| {
+    let body = body.map(|b| b.tree());
+    let from_body = body.as_deref().and_then(|b| {
         b.at("/error/message")
             .or_else(|| b.get("error"))
             .and_then(serde_json::Value::as_str)

@@ -51,7 +51,7 @@ fn record() -> CaptureRecord {
         }),
         upstream_timings: None,
         eta: None,
-        request: Some(json!({"model": "o-recorded", "input": "hi", "stream": true})),
+        request: Some(json!({"model": "o-recorded", "input": "hi", "stream": true}).into()),
         response: Some(Reassembled {
             text: "Hello world.".to_owned(),
             reasoning: "**Planning**\n\nThink more.\n\n**Checking**\n\nFine.".to_owned(),

@@ -13,7 +13,7 @@ fn legacy_record() -> CaptureRecord {
         streamed: true,
         capture: CaptureLevel::Full,
         // Large enough that the deltas sit in overflow pages, which the update frees.
-        request: Some(serde_json::Value::String("q".repeat(20_000))),
+        request: Some(serde_json::Value::String("q".repeat(20_000)).into()),
         response: Some(Reassembled {
             text: "mail [REDACTED:email] now".into(),
             reasoning: "hm".into(),

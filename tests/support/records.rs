@@ -46,7 +46,7 @@ pub fn record(id: &str, attempt: u32, started_at_ms: i64, size: usize) -> Captur
         upstream_timings: None,
         eta: None,
         request: Some(
-            json!({"model": "gpt-test", "messages": [{"role": "user", "content": text}]}),
+            json!({"model": "gpt-test", "messages": [{"role": "user", "content": text}]}).into(),
         ),
         response: Some(Reassembled {
             text: text.clone(),

@@ -63,7 +63,7 @@ impl Redactor {
         };
         joined.push(&record.path);
         if let Some(request) = &record.request
-            && !joined.json(request)
+            && !joined.json(&request.tree())
         {
             return false;
         }
@@ -74,7 +74,7 @@ impl Redactor {
             joined.push(&response.text);
             joined.push(&response.reasoning);
             if let Some(body) = &response.body
-                && !joined.json(body)
+                && !joined.json(&body.tree())
             {
                 return false;
             }

@@ -58,7 +58,7 @@ impl Redactor {
         };
         record.path = path;
         if let Some(request) = record.request.as_mut() {
-            self.redact_json(request);
+            self.redact_json(request.tree_mut());
         }
         let mut found: Vec<Found> = Vec::new();
         let deltas = &mut record.deltas;
@@ -72,7 +72,7 @@ impl Redactor {
                 }
             }
             if let Some(body) = response.body.as_mut() {
-                self.redact_json(body);
+                self.redact_json(body.tree_mut());
             }
         }
         for delta in deltas.iter_mut() {

@@ -300,7 +300,7 @@ fn record() -> CaptureRecord {
         usage: None,
         upstream_timings: None,
         eta: None,
-        request: Some(json!({"contents": [{"parts": [{"text": "I am x@y.io"}]}]})),
+        request: Some(json!({"contents": [{"parts": [{"text": "I am x@y.io"}]}]}).into()),
         response: Some(Reassembled {
             text: "reach me at x@y.io".into(),
             reasoning: "card 4111111111111111".into(),
@@ -310,7 +310,7 @@ fn record() -> CaptureRecord {
                 arguments: r#"{"user":"bob","password":"hunter2"}"#.into(),
             }],
             finish_reason: None,
-            body: Some(json!({"email": "x@y.io"})),
+            body: Some(json!({"email": "x@y.io"}).into()),
         }),
         // A delta as records stored before offsets kept it: with its own text.
         deltas: vec![Delta::text(1.0, DeltaKind::Answer, "x@y.io")],
@@ -458,11 +458,11 @@ mod props {
                 "messages": [{"content": texts[1].clone()}],
                 texts[2].clone(): number,
                 "meta": {texts[3].clone(): texts[4].clone(), name: texts[4].clone()},
-            }));
+            }).into());
             record.response = Some(Reassembled {
                 text: texts[5].clone(),
                 reasoning: texts[6].clone(),
-                body: Some(json!({"choices": [{"message": {"content": texts[5].clone()}}]})),
+                body: Some(json!({"choices": [{"message": {"content": texts[5].clone()}}]}).into()),
                 ..Reassembled::default()
             });
             record.deltas = vec![

@@ -71,19 +71,24 @@ fn every_field(text: &str, float: f64) -> CaptureRecord {
             output: None,
             reasoning: Some(0),
         }),
-        upstream_timings: Some(json!({"total_duration": 123, "nested": [1.5, -2, null, text]})),
+        upstream_timings: Some(
+            json!({"total_duration": 123, "nested": [1.5, -2, null, text]}).into(),
+        ),
         eta: Some(EtaRecord {
             basis: 7,
             issued_ms: Some(float),
             eta_ms: Some(10.0),
             error_at_25: Some(0.2),
         }),
-        request: Some(json!({
-            "model": text,
-            "messages": [{"role": "user", "content": text}],
-            text: {"key \"quoted\"": [true, false, null, 0, -1, 18446744073709551615u64, 0.5]},
-            "empty": {}, "none": []
-        })),
+        request: Some(
+            json!({
+                "model": text,
+                "messages": [{"role": "user", "content": text}],
+                text: {"key \"quoted\"": [true, false, null, 0, -1, 18446744073709551615u64, 0.5]},
+                "empty": {}, "none": []
+            })
+            .into(),
+        ),
         response: Some(Reassembled {
             text: text.into(),
             reasoning: format!("{text}{text}"),
@@ -96,7 +101,7 @@ fn every_field(text: &str, float: f64) -> CaptureRecord {
                 ToolCall::default(),
             ],
             finish_reason: Some(text.into()),
-            body: Some(json!({"choices": [{"message": {"content": text}}], "n": float})),
+            body: Some(json!({"choices": [{"message": {"content": text}}], "n": float}).into()),
         }),
         deltas: vec![
             Delta::span(float, DeltaKind::Answer, 3),
@@ -160,12 +165,12 @@ fn optional_parts_left_out_are_left_out_as_serde_json_leaves_them() {
             eta: Some(EtaRecord::default()),
             response: Some(Reassembled::default()),
             disconnect: Some(Disconnect::default()),
-            request: Some(Value::String("not json \"at all\"".into())),
+            request: Some(Value::String("not json \"at all\"".into()).into()),
             ..full.clone()
         },
         CaptureRecord {
-            request: Some(Value::Null),
-            upstream_timings: Some(json!([])),
+            request: Some(Value::Null.into()),
+            upstream_timings: Some(json!([]).into()),
             ..full
         },
     ];
@@ -207,5 +212,21 @@ fn records_generated_from_a_seed_are_written_as_serde_json_writes_them() {
         r.capture = [CaptureLevel::Metadata, CaptureLevel::Full][next(2)];
         r.deltas.truncate(next(5));
         same(&r);
+    }
+}
+
+#[test]
+fn a_record_read_back_keeps_its_documents_as_text_and_writes_the_same_bytes() {
+    for text in TEXTS {
+        let r = every_field(text, 1.5);
+        let written = to_string(&r).unwrap();
+        let back: CaptureRecord = serde_json::from_str(&written).unwrap();
+        let body = back.response.as_ref().and_then(|b| b.body.as_ref());
+        for doc in [back.request.as_ref(), back.upstream_timings.as_ref(), body] {
+            assert!(doc.and_then(|d| d.text()).is_some(), "{doc:?}");
+        }
+        assert_eq!(back, r, "the text reads as the tree it was written from");
+        assert_eq!(to_string(&back).unwrap(), written);
+        assert_eq!(serde_json::to_string(&back).unwrap(), written);
     }
 }

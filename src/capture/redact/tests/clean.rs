@@ -9,22 +9,28 @@ fn ordinary() -> CaptureRecord {
     let mut r = CaptureRecord::minimal("clean-1");
     r.capture = CaptureLevel::Full;
     r.path = "/v1/chat/completions".into();
-    r.request = Some(json!({
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": "Plan a 3-day trip to Lisbon in May 2025."}],
-        "max_tokens": 1700000000u64, "temperature": 0.2, "stream": false
-    }));
+    r.request = Some(
+        json!({
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "Plan a 3-day trip to Lisbon in May 2025."}],
+            "max_tokens": 1700000000u64, "temperature": 0.2, "stream": false
+        })
+        .into(),
+    );
     r.response = Some(Reassembled {
         text: "Day 1: Alfama and the castle.".into(),
         reasoning: "The user wants three days.".into(),
         tool_calls: Vec::new(),
         finish_reason: Some("stop".into()),
-        body: Some(json!({
-            "id": "chatcmpl-bench0000000000000000000001", "created": 1700000000u64,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "Day 1: Alfama and the castle."}}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 14}
-        })),
+        body: Some(
+            json!({
+                "id": "chatcmpl-bench0000000000000000000001", "created": 1700000000u64,
+                "choices": [{"index": 0, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "Day 1: Alfama and the castle."}}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 14}
+            })
+            .into(),
+        ),
     });
     r.deltas = vec![
         Delta::text(1.0, DeltaKind::Label, "Planning the days"),
@@ -68,20 +74,22 @@ fn a_secret_anywhere_in_a_record_is_never_let_through() {
         (
             "request text",
             Box::new(|r| {
-                r.request = Some(json!({"messages": [{"content": format!("mail {EMAIL}")}]}))
+                r.request = Some(json!({"messages": [{"content": format!("mail {EMAIL}")}]}).into())
             }),
         ),
         (
             "member name",
-            Box::new(|r| r.response.as_mut().unwrap().body = Some(json!({"by_user": {EMAIL: 1}}))),
+            Box::new(|r| {
+                r.response.as_mut().unwrap().body = Some(json!({"by_user": {EMAIL: 1}}).into())
+            }),
         ),
         (
             "credential member",
-            Box::new(|r| r.request = Some(json!({"api_key": "short"}))),
+            Box::new(|r| r.request = Some(json!({"api_key": "short"}).into())),
         ),
         (
             "card integer",
-            Box::new(|r| r.request = Some(json!({"n": 4242424242424242u64}))),
+            Box::new(|r| r.request = Some(json!({"n": 4242424242424242u64}).into())),
         ),
         (
             "answer card",
@@ -225,7 +233,8 @@ fn a_crlf_anchor_after_a_trailing_carriage_return_is_not_let_through() {
     assert!(!agrees(&crlf, &record));
     let crlf = with(|c| c.patterns = vec![r"(?mR)token \S+\s$".into()]);
     let mut record = ordinary();
-    record.request = Some(json!({"messages": [{"role": "user", "content": "token abc123\r"}]}));
+    record.request =
+        Some(json!({"messages": [{"role": "user", "content": "token abc123\r"}]}).into());
     assert!(!agrees(&crlf, &record));
 }
 
