@@ -91,5 +91,9 @@ mod tests {
         let real = serde_json::to_string(&value).unwrap().len();
         let guess = value_size(&value);
         assert!(guess >= real && guess <= real * 2, "{guess} vs {real}");
+        // Read back as text, the document's size is its length.
+        let doc: Doc = serde_json::from_str(&serde_json::to_string(&value).unwrap()).unwrap();
+        assert_eq!(doc_size(&doc), real);
+        assert_eq!(doc_size(&Doc::Tree(value)), guess);
     }
 }

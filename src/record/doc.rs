@@ -7,12 +7,16 @@
 //! a 300-byte answer body), and writing it walked the tree again. As text, decoding validates
 //! and copies, and writing copies. Readers that need the tree ask for it ([`Doc::tree`]).
 //!
-//! A `Text` is what `serde_json` read, byte for byte; records are only ever written compact (by
-//! `record::json` or serde_json), so it is also what they would write for the same tree.
-//! Decoding keeps the text only from `serde_json`'s own deserializers, and only where the
-//! document is read in place: serde buffers members it reads before an adjacently tagged
-//! entry's tag, and a buffered member cannot be read as text. `store::Entry` is always written
-//! tag first.
+//! A `Text` is what `serde_json` read, byte for byte, except that a text with a line break in
+//! it (pretty-printed: JSON has no raw line break inside a string) is read as a tree, so a
+//! record written again is one line, as the spill needs. Reading as text checks the syntax, not
+//! everything a full parse does (a number out of range, a lone surrogate escape, depth): such a
+//! text has no tree ([`Doc::parsed`] is `None`), and redaction then replaces it with `null`.
+//!
+//! Only `serde_json`'s own deserializers read a document as text, and only where it is read in
+//! place. serde buffers the members it reads before an adjacently tagged entry's tag, and a
+//! buffered member cannot be read as text: such an entry fails to decode. `store::Entry` is
+//! always written tag first (by `capture::spill` and by serde itself).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -27,13 +31,18 @@ pub enum Doc {
 }
 
 impl Doc {
-    /// The document as a tree: borrowed, or parsed from its text. Text that no longer parses
-    /// (it was validated when read, so it cannot) is `null`.
-    pub fn tree(&self) -> Cow<'_, Value> {
+    /// The document as a tree: borrowed, or parsed from its text; `None` for a text that
+    /// does not parse (see the module's comment).
+    pub fn parsed(&self) -> Option<Cow<'_, Value>> {
         match self {
-            Doc::Tree(v) => Cow::Borrowed(v),
-            Doc::Text(t) => Cow::Owned(serde_json::from_str(t.get()).unwrap_or(Value::Null)),
+            Doc::Tree(v) => Some(Cow::Borrowed(v)),
+            Doc::Text(t) => serde_json::from_str(t.get()).ok().map(Cow::Owned),
         }
+    }
+
+    /// The document as a tree; `null` for a text that does not parse.
+    pub fn tree(&self) -> Cow<'_, Value> {
+        self.parsed().unwrap_or(Cow::Owned(Value::Null))
     }
 
     /// The tree to change in place (redaction, cutting); a text is parsed first, once.
@@ -105,7 +114,13 @@ impl Serialize for Doc {
 
 impl<'de> Deserialize<'de> for Doc {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(d).map(Doc::Text)
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if raw.get().contains(['\n', '\r']) {
+            return serde_json::from_str(raw.get())
+                .map(Doc::Tree)
+                .map_err(serde::de::Error::custom);
+        }
+        Ok(Doc::Text(raw))
     }
 }
 
@@ -158,6 +173,27 @@ mod tests {
             Doc::Tree(json!(1)),
             serde_json::from_str::<Doc>("2").unwrap()
         );
+    }
+
+    #[test]
+    fn a_text_with_a_line_break_is_read_as_a_tree_and_written_on_one_line() {
+        let d: Doc = serde_json::from_str("{\n  \"a\": [1,\r\n 2]\n}").unwrap();
+        assert!(d.text().is_none());
+        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"a":[1,2]}"#);
+        // Without a tree it cannot be made one line: refused, as a full parse refuses it.
+        assert!(serde_json::from_str::<Doc>("{\n\"a\": 1e400}").is_err());
+        // Spaces and tabs stay as read (they break no line).
+        let d: Doc = serde_json::from_str("{ \"a\":\t1 }").unwrap();
+        assert_eq!(d.text(), Some("{ \"a\":\t1 }"));
+    }
+
+    #[test]
+    fn a_text_that_does_not_parse_has_no_tree() {
+        for text in [r#"{"n":1e400}"#, r#"["\ud800"]"#] {
+            let d: Doc = serde_json::from_str(text).unwrap();
+            assert!(d.parsed().is_none(), "{text}");
+            assert_eq!(*d.tree(), Value::Null);
+        }
     }
 
     #[test]

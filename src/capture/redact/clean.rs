@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::checks::is_card_integer;
 use super::{Redactor, is_credential_name, unescape};
-use crate::capture::record::CaptureRecord;
+use crate::capture::record::{CaptureRecord, Doc};
 
 /// Whether a pattern can be searched for in texts joined by newlines (see the module's doc).
 /// A pattern that does not parse here is not.
@@ -62,9 +62,7 @@ impl Redactor {
             cards: self.cards,
         };
         joined.push(&record.path);
-        if let Some(request) = &record.request
-            && !joined.json(&request.tree())
-        {
+        if record.request.as_ref().is_some_and(|r| !joined.doc(r)) {
             return false;
         }
         if let Some(response) = &record.response {
@@ -73,9 +71,7 @@ impl Redactor {
             }
             joined.push(&response.text);
             joined.push(&response.reasoning);
-            if let Some(body) = &response.body
-                && !joined.json(&body.tree())
-            {
+            if response.body.as_ref().is_some_and(|b| !joined.doc(b)) {
                 return false;
             }
         }
@@ -103,6 +99,12 @@ impl Joined {
     fn push(&mut self, text: &str) {
         self.text.push_str(text);
         self.text.push('\n');
+    }
+
+    /// `json` on a document's tree; a document with none (a text that does not parse) is not
+    /// left as it is.
+    fn doc(&mut self, doc: &Doc) -> bool {
+        doc.parsed().is_some_and(|tree| self.json(&tree))
     }
 
     /// Adds a JSON value's strings and member names; `false` when something in it is redacted

@@ -42,6 +42,14 @@ fn ordinary() -> CaptureRecord {
     r
 }
 
+/// `record` written and read again: its documents are then texts, not trees.
+fn read_back(record: &CaptureRecord) -> CaptureRecord {
+    let back: CaptureRecord =
+        serde_json::from_str(&serde_json::to_string(record).unwrap()).unwrap();
+    assert!(back.request.as_ref().and_then(|d| d.text()).is_some());
+    back
+}
+
 /// A change that puts something to redact into a record, named by where it puts it.
 type Dirty = (&'static str, Box<dyn Fn(&mut CaptureRecord)>);
 
@@ -149,6 +157,11 @@ fn a_secret_anywhere_in_a_record_is_never_let_through() {
         let mut record = ordinary();
         change(&mut record);
         assert!(!agrees(&r, &record), "{place}: let through");
+        // The same record read back (its documents as text) is no different.
+        assert!(
+            !agrees(&r, &read_back(&record)),
+            "{place}: let through as text"
+        );
     }
     // A configured secret, and a custom pattern, in the answer.
     let secret = with(|c| c.secrets = vec!["hunter2-very-secret".into()]);
@@ -259,4 +272,22 @@ fn every_kind_of_word_boundary_still_joins() {
     ] {
         assert!(!super::super::clean::joinable(pattern), "{pattern}");
     }
+}
+
+#[test]
+fn documents_read_back_as_text_are_checked_as_their_trees_are() {
+    let r = default_redactor();
+    assert!(agrees(&r, &read_back(&ordinary())));
+    // Text that is valid to skip over but does not parse (a number out of range) has no tree:
+    // never let through, and the whole redaction replaces it with null.
+    let mut record: CaptureRecord =
+        serde_json::from_str(&serde_json::to_string(&ordinary()).unwrap().replace(
+            r#""max_tokens":1700000000"#,
+            r#""to":"dave@example.com","n":1e400"#,
+        ))
+        .unwrap();
+    assert!(record.request.as_ref().unwrap().parsed().is_none());
+    assert!(!agrees(&r, &record));
+    r.redact_record(&mut record);
+    assert_eq!(record.request, Some(Value::Null.into()));
 }
