@@ -394,6 +394,8 @@ pub async fn accept_loop(
                 }
             },
             accepted = listener.accept() => match accepted {
+                #[cfg(test)]
+                Ok(_) if panic_test::armed(&listener) => panic!("test: the accept loop panics"),
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -520,5 +522,24 @@ pub(super) fn log_connection_error(e: &hyper::Error, peer: std::net::SocketAddr)
         tracing::info!(%peer, error = %e, "malformed request from client");
     } else {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Unit tests only: makes the first thread's accept loop panic on its next connection, for the
+/// test of what that panic stops (`server/panic_tests.rs`). Keyed by the listener's port, so
+/// other tests' loops in the same process are not touched.
+#[cfg(test)]
+pub(super) mod panic_test {
+    use std::sync::atomic::{AtomicU16, Ordering};
+
+    static PORT: AtomicU16 = AtomicU16::new(0);
+
+    pub fn arm(port: u16) {
+        PORT.store(port, Ordering::SeqCst);
+    }
+
+    pub(super) fn armed(listener: &tokio::net::TcpListener) -> bool {
+        let port = listener.local_addr().map_or(0, |a| a.port());
+        port != 0 && PORT.load(Ordering::SeqCst) == port
     }
 }

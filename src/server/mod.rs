@@ -6,6 +6,8 @@ pub mod admin;
 pub mod dashboard;
 mod finishing;
 mod limit;
+#[cfg(test)]
+mod panic_tests;
 mod refusals;
 mod reload;
 pub mod seed;
