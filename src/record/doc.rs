@@ -14,10 +14,12 @@
 //! text has no tree ([`Doc::parsed`] is `None`), and redaction then replaces it with `null`.
 //!
 //! Only `serde_json`'s own deserializers read a document as text, and only where it is read in
-//! place. serde buffers the members it reads before an adjacently tagged entry's tag, and a
-//! buffered member cannot be read as text: such an entry fails to decode. `store::Entry` is
-//! always written tag first (by `capture::spill` and by serde itself).
+//! place. A document serde buffered first (a member read before an adjacently tagged entry's
+//! tag, as in a spill line whose keys were sorted) cannot be handed over as text: it is read as
+//! a tree instead. `store::Entry` is written tag first (by `capture::spill` and by serde).
 
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -112,15 +114,42 @@ impl Serialize for Doc {
     }
 }
 
-impl<'de> Deserialize<'de> for Doc {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(d)?;
+/// The name serde_json's deserializers answer with a raw value (what `RawValue`'s own
+/// `Deserialize` asks for; serde_json does not export it). Asked for here with a visitor of our
+/// own, so that a document serde buffered, which serde hands over as a newtype, is read as a
+/// tree instead of failing. Should serde_json ever rename it, every document is read as a tree:
+/// slower, not wrong (and the tests that expect text fail).
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+struct DocVisitor;
+
+impl<'de> Visitor<'de> for DocVisitor {
+    type Value = Doc;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    /// serde_json hands a raw value over as a map of one member, which `RawValue` reads.
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Doc, A::Error> {
+        let raw = Box::<RawValue>::deserialize(MapAccessDeserializer::new(map))?;
         if raw.get().contains(['\n', '\r']) {
             return serde_json::from_str(raw.get())
                 .map(Doc::Tree)
-                .map_err(serde::de::Error::custom);
+                .map_err(de::Error::custom);
         }
         Ok(Doc::Text(raw))
+    }
+
+    /// A document serde buffered: its tree.
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
+        Value::deserialize(d).map(Doc::Tree)
+    }
+}
+
+impl<'de> Deserialize<'de> for Doc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_newtype_struct(RAW_VALUE_TOKEN, DocVisitor)
     }
 }
 
@@ -194,6 +223,29 @@ mod tests {
             assert!(d.parsed().is_none(), "{text}");
             assert_eq!(*d.tree(), Value::Null);
         }
+    }
+
+    #[test]
+    fn a_document_serde_buffered_is_read_as_a_tree() {
+        // Adjacently tagged, content before the tag: serde buffers the content first.
+        #[derive(Deserialize, Debug)]
+        #[serde(tag = "kind", content = "data")]
+        enum Tagged {
+            Held(Holder),
+        }
+        let line = r#"{"data":{"doc":{"b":[1,"x"]}},"kind":"Held"}"#;
+        let Tagged::Held(held) = serde_json::from_str(line).unwrap();
+        let doc = held.doc.unwrap();
+        assert!(doc.text().is_none());
+        assert_eq!(doc, json!({"b": [1, "x"]}));
+        // `from_value` on a tree whose keys sort "data" first does the same.
+        let v = json!({"kind": "Held", "data": {"doc": {"a": 1}}});
+        let Tagged::Held(held) = serde_json::from_value(v).unwrap();
+        assert_eq!(held.doc.unwrap(), json!({"a": 1}));
+        // Tag first, the document is read in place: as text.
+        let line = r#"{"kind":"Held","data":{"doc":{"b":[1,"x"]}}}"#;
+        let Tagged::Held(held) = serde_json::from_str(line).unwrap();
+        assert_eq!(held.doc.unwrap().text(), Some(r#"{"b":[1,"x"]}"#));
     }
 
     #[test]
