@@ -557,7 +557,8 @@ mod tests {
         assert_eq!(rec.request, Some(serde_json::json!({"a": 1}).into()));
         let mut rec = pending.build();
         super::super::cut::request(&mut rec, 200);
-        let v = rec.request.unwrap().into_tree();
+        let v = rec.request.unwrap();
+        let v = v.tree();
         assert_eq!(
             (v["model"].as_str(), v["messages"][0]["role"].as_str()),
             (Some("m"), Some("user"))

@@ -38,7 +38,7 @@ impl Doc {
     pub fn parsed(&self) -> Option<Cow<'_, Value>> {
         match self {
             Doc::Tree(v) => Some(Cow::Borrowed(v)),
-            Doc::Text(t) => serde_json::from_str(t.get()).ok().map(Cow::Owned),
+            Doc::Text(t) => parse(t).map(Cow::Owned),
         }
     }
 
@@ -50,18 +50,11 @@ impl Doc {
     /// The tree to change in place (redaction, cutting); a text is parsed first, once.
     pub fn tree_mut(&mut self) -> &mut Value {
         if let Doc::Text(t) = self {
-            *self = Doc::Tree(serde_json::from_str(t.get()).unwrap_or(Value::Null));
+            *self = Doc::Tree(parse(t).unwrap_or_default());
         }
         match self {
             Doc::Tree(v) => v,
             Doc::Text(_) => unreachable!("made a tree just above"),
-        }
-    }
-
-    pub fn into_tree(self) -> Value {
-        match self {
-            Doc::Tree(v) => v,
-            Doc::Text(t) => serde_json::from_str(t.get()).unwrap_or(Value::Null),
         }
     }
 
@@ -72,6 +65,11 @@ impl Doc {
             Doc::Tree(_) => None,
         }
     }
+}
+
+/// A text's tree; `None` when it does not parse (see the module's comment).
+fn parse(text: &RawValue) -> Option<Value> {
+    serde_json::from_str(text.get()).ok()
 }
 
 impl From<Value> for Doc {
