@@ -104,7 +104,10 @@ async fn a_lockstep_upstream_proves_nothing_is_buffered() {
         }
     })
     .await;
-    let aloud = Aloud::start(&route_config(up.addr, "openai", "", "")).await;
+    // The default (comments) tier with a heartbeat no step of a slow run reaches: the frames
+    // are compared byte for byte.
+    let slow_heartbeat = "\n[progress]\nheartbeat = \"1h\"";
+    let aloud = Aloud::start(&route_config(up.addr, "openai", "", slow_heartbeat)).await;
     let r = post(&aloud.url("/up/stream"), &[], "{}").await;
     let mut body = r.into_body();
     for i in 0..20 {
