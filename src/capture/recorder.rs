@@ -3,7 +3,7 @@
 //! non-streaming body, and the final record. No I/O; offsets come in as durations.
 
 use super::record::{
-    CaptureLevel, CaptureRecord, Delta, DeltaKind, Outcome, Reassembled, Timings, TokenUsage,
+    CaptureLevel, CaptureRecord, Delta, DeltaKind, Doc, Outcome, Reassembled, Timings, TokenUsage,
     ToolCall,
 };
 use crate::apis::stream::{Reassembly, Summary};
@@ -203,6 +203,18 @@ impl Recorder {
         self.seen_labels = out.labels.len();
     }
 
+    /// The kept whole (non-streamed) answer body, read; with its text too only when it is
+    /// stored (`full`, see [`Doc::received`]).
+    fn whole_body(&self, full: bool) -> Option<Doc> {
+        if full {
+            Doc::received(&self.body)
+        } else {
+            serde_json::from_slice::<Value>(&self.body)
+                .ok()
+                .map(Doc::Tree)
+        }
+    }
+
     /// The finished record.
     pub fn finish(self, end: End) -> CaptureRecord {
         let full = self.meta.level == CaptureLevel::Full;
@@ -245,14 +257,17 @@ impl Recorder {
         let mut whole_reasoning_ms = None;
         let (reassembly, body) = match end.summary {
             Some(s) if s.counters.events > 0 || !s.output.answer.is_empty() => (s.output, None),
-            _ => match serde_json::from_slice::<Value>(&self.body) {
-                Ok(v) => {
+            _ => match self.whole_body(full) {
+                Some(doc) => {
+                    let v = doc.tree();
                     if crate::apis::answer::has_reasoning(&v) {
                         whole_reasoning_ms = self.whole_body_done.map(ms);
                     }
-                    (crate::apis::answer::read(&v), full.then(|| v.into()))
+                    let read = crate::apis::answer::read(&v);
+                    drop(v);
+                    (read, full.then_some(doc))
                 }
-                Err(_) => (Reassembly::default(), None),
+                None => (Reassembly::default(), None),
             },
         };
         truncated |= reassembly.truncated;

@@ -53,6 +53,7 @@ fn response_size(r: &Reassembled) -> usize {
 fn doc_size(doc: &Doc) -> usize {
     match doc {
         Doc::Text(t) => t.get().len(),
+        Doc::Both { text, .. } => text.len(),
         Doc::Tree(v) => value_size(v),
     }
 }

@@ -230,3 +230,64 @@ fn a_record_read_back_keeps_its_documents_as_text_and_writes_the_same_bytes() {
         assert_eq!(serde_json::to_string(&back).unwrap(), written);
     }
 }
+
+/// serde_json's own text for a float.
+fn serde_f64(v: f64) -> String {
+    let mut out = Vec::new();
+    CompactFormatter.write_f64(&mut out, v).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn durations_in_whole_microseconds_are_written_as_serde_json_writes_them() {
+    let mut tried = 0;
+    let mut fast = 0;
+    let mut check = |v: f64| {
+        let mut ours = Vec::new();
+        f64_(&mut ours, v);
+        assert_eq!(String::from_utf8(ours).unwrap(), serde_f64(v), "{v:e}");
+        tried += 1;
+        fast += usize::from(whole_micros(v).is_some());
+    };
+    // Every thousandth up to 2,000, and around each power of ten up to the bound.
+    for micros in 0..2_000_000_u64 {
+        check(micros as f64 / 1000.0);
+    }
+    for exp in 0..13 {
+        let base = 10_u64.pow(exp);
+        for d in base.saturating_sub(1500)..base + 1500 {
+            check(d as f64 / 1000.0);
+        }
+    }
+    // A duration rounded to the microsecond, as the recorder rounds them.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..200_000 {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let secs = (state >> 11) as f64 / (1u64 << 53) as f64 * 1e7;
+        check((secs * 1e6).round() / 1e3);
+        check(secs);
+    }
+    // What takes the general path: negatives, -0.0, fractions of a microsecond, huge and
+    // tiny values, non-finite ones.
+    for v in [
+        -0.0,
+        -1.5,
+        0.0001,
+        1e-7,
+        0.1 + 0.2,
+        1e9,
+        999_999_999.999,
+        1e15 + 0.5,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+    ] {
+        check(v);
+    }
+    let mut nan = Vec::new();
+    f64_(&mut nan, f64::NAN);
+    assert_eq!(nan, b"null");
+    assert!(fast > 2_000_000 && fast < tried, "{fast} of {tried}");
+}

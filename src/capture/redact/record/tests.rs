@@ -229,3 +229,72 @@ proptest! {
         }
     }
 }
+
+/// A record whose answer body is `body` as received from the upstream (`Doc::received`).
+fn received(body: &str) -> CaptureRecord {
+    CaptureRecord {
+        capture: CaptureLevel::Full,
+        response: Some(Reassembled {
+            body: crate::record::Doc::received(body.as_bytes()),
+            ..Reassembled::default()
+        }),
+        ..CaptureRecord::minimal("r")
+    }
+}
+
+/// The record as the spill and the store write it, and as serde writes it.
+fn written(rec: &CaptureRecord) -> String {
+    let ours = crate::record::json::to_string(rec).unwrap();
+    assert_eq!(ours, serde_json::to_string(rec).unwrap());
+    ours
+}
+
+#[test]
+fn an_answer_body_kept_as_received_is_written_as_it_came_only_while_nothing_in_it_is_redacted() {
+    let r = redactor();
+    // Clean: the text as it came (member order, spacing, escapes), not the tree's.
+    let clean = r#"{"z":1, "a":"caf\u00e9","n":[1.50,2]}"#;
+    let mut rec = received(clean);
+    r.redact_record(&mut rec);
+    assert!(written(&rec).contains(clean), "{}", written(&rec));
+
+    // Each secret the tree shows is redacted, and the text it came as is not written.
+    let card_number = CARD.replace('-', "");
+    let cases = [
+        (format!(r#"{{"content":"mail {EMAIL}"}}"#), EMAIL.to_owned()),
+        (format!(r#"{{"content":"{ESCAPED_EMAIL}"}}"#), DECODED_EMAIL.to_owned()),
+        (format!(r#"{{"note":"{KEY}"}}"#), KEY.to_owned()),
+        (r#"{"api_key":"zz-plain-looking-9"}"#.to_owned(), "zz-plain-looking-9".to_owned()),
+        (format!(r#"{{"n":{card_number}}}"#), card_number.clone()),
+        (format!(r#"{{"{EMAIL}":1}}"#), EMAIL.to_owned()),
+    ];
+    for (body, secret) in &cases {
+        let mut rec = received(body);
+        assert!(rec.response.as_ref().unwrap().body.as_ref().unwrap().text().is_some());
+        r.redact_record(&mut rec);
+        let out = written(&rec);
+        assert!(!out.contains(secret.as_str()), "{body}: {out}");
+        assert!(!out.contains(ESCAPED_EMAIL), "{body}: {out}");
+        assert!(out.contains("[REDACTED"), "{body}: {out}");
+    }
+}
+
+#[test]
+fn an_answer_body_with_a_repeated_member_name_is_never_written_as_it_came() {
+    // serde_json's tree keeps the last of two members with one name: redaction reads the tree,
+    // so the text, which holds both, must not be what is written.
+    let body = format!(r#"{{"content":"mail {EMAIL}","content":"ok"}}"#);
+    let mut rec = received(&body);
+    let doc = rec.response.as_ref().unwrap().body.as_ref().unwrap();
+    assert!(doc.text().is_none(), "read as a tree alone");
+    redactor().redact_record(&mut rec);
+    let out = written(&rec);
+    assert!(!out.contains(EMAIL), "{out}");
+    // On more than one line, likewise (a record is one spill line).
+    let rec = received("{\"a\":\n1}");
+    assert!(rec.response.as_ref().unwrap().body.as_ref().unwrap().text().is_none());
+    assert!(!written(&rec).contains('\n'));
+    // Not JSON: no body.
+    assert!(crate::record::Doc::received(b"{\"a\":").is_none());
+    assert!(crate::record::Doc::received(b"\xff").is_none());
+}
