@@ -49,11 +49,12 @@ fn response_size(r: &Reassembled) -> usize {
         + r.body.as_ref().map_or(0, doc_size)
 }
 
-/// A document's JSON length: exact for a text, estimated for a tree.
+/// A document's JSON length: exact for a text, estimated for a tree; both for a document that
+/// holds both (memory, not output, is what the queue's budget bounds).
 fn doc_size(doc: &Doc) -> usize {
     match doc {
         Doc::Text(t) => t.get().len(),
-        Doc::Both { text, .. } => text.len(),
+        Doc::Both { tree, text } => text.len() + value_size(tree),
         Doc::Tree(v) => value_size(v),
     }
 }
@@ -95,6 +96,11 @@ mod tests {
         // Read back as text, the document's size is its length.
         let doc: Doc = serde_json::from_str(&serde_json::to_string(&value).unwrap()).unwrap();
         assert_eq!(doc_size(&doc), real);
-        assert_eq!(doc_size(&Doc::Tree(value)), guess);
+        assert_eq!(doc_size(&Doc::Tree(value.clone())), guess);
+        // Received as text, it holds its tree too.
+        let text = serde_json::to_string(&value).unwrap();
+        let both = Doc::received(text.as_bytes()).unwrap();
+        assert!(both.text().is_some());
+        assert_eq!(doc_size(&both), real + guess);
     }
 }

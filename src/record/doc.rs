@@ -1,7 +1,8 @@
 //! `Doc`: a JSON document a record carries whole (the request body, the answer's body, the
 //! upstream's timings). A tree while the record is built and redacted; its text once read back.
 //! An answer's body is both from the start ([`Doc::received`]): its tree to read and redact, and
-//! the text it came as, written out as it came unless redaction changed the tree.
+//! the text it came as, written out as it came unless the full redaction ran (which takes the
+//! tree to change, `tree_mut`, and drops the text).
 //!
 //! Why: a record read back from the spill or the store mostly moves these documents on (into
 //! the store, an export, a page). Building a `Value` tree for each was over half of decoding a
@@ -48,7 +49,8 @@ pub enum Doc {
 impl Doc {
     /// A received JSON body (an upstream's answer); `None` when it does not parse.
     ///
-    /// Kept as its text too when it is on one line and no object in it repeats a member name.
+    /// Kept as its text too when it is on one line and its tree holds all it does
+    /// (`unique.rs` says what it refuses).
     /// Writing a record's answer body then copies it instead of walking its tree: about 4.5k of
     /// the 31k instructions the capture overflow spends on each record at saturation (callgrind,
     /// a 341-byte answer).

@@ -5,6 +5,16 @@
 //! so a text with a repeated name holds more than its tree shows. Redaction reads the tree; a
 //! secret in the member the tree dropped would be written out, in the text, unredacted. Written
 //! by hand because no reader in serde_json reports the repeat (its visitor is private).
+//!
+//! What this reader refuses (the caller then reads a `serde_json::Value` alone, as before):
+//! - a repeated member name;
+//! - a member name in serde_json's private namespace (`$serde_json::private::…`). With the
+//!   `raw_value` feature, serde_json reads an object opening with such a name as the JSON text
+//!   in its string: every later reader of the stored text would see a document this tree holds
+//!   as one opaque string, which redaction never looked inside;
+//! - a float of 10¹² or more: `4111111111111111e1` is no card number to redaction (not an
+//!   integer), but written as it came it keeps the 16 digits together, where serde_json writes
+//!   `4.111111111111111e16`.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -40,8 +50,12 @@ impl<'de> Visitor<'de> for Tree {
         Ok(Value::Number(n.into()))
     }
 
-    /// As serde_json's own tree: a float JSON cannot hold is `null` (it never reads one).
-    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+    /// As serde_json's own tree (a float JSON cannot hold is `null`: it never reads one), but
+    /// see the module's comment for large ones.
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        if n.abs() >= 1e12 {
+            return Err(E::custom("a large float is read as serde_json reads it"));
+        }
         Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
     }
 
@@ -76,6 +90,9 @@ impl<'de> Visitor<'de> for Tree {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut members = Map::new();
         while let Some(name) = map.next_key::<String>()? {
+            if name.starts_with("$serde_json::private::") {
+                return Err(de::Error::custom("a name serde_json reads its own way"));
+            }
             let Unique(item) = map.next_value()?;
             if let Some(_earlier) = members.insert(name, item) {
                 return Err(de::Error::custom("a member name is repeated"));
@@ -96,20 +113,31 @@ mod tests {
     #[test]
     fn reads_what_serde_json_reads() {
         for text in [
-            r#"{"a":[1,-2,2.5,1e300,18446744073709551615,-9223372036854775808],"b":{"c":null,"d":true}}"#,
+            r#"{"a":[1,-2,2.5,1e11,18446744073709551615,-9223372036854775808],"b":{"c":null,"d":true}}"#,
             r#"["caf\u00e9","\ud83d\ude00","",{}]"#,
             "\"only a string\"",
             "0",
-            r#"{"$serde_json::private::RawValue":"{\"a\":1}"}"#,
+            "[999999999999.5,-999999999999.5]",
         ] {
             let ours = read(text).unwrap();
-            // serde_json reads that private name as a raw value's text; we read what is there.
-            if text.contains("private") {
-                assert_eq!(ours["$serde_json::private::RawValue"], "{\"a\":1}");
-                continue;
-            }
             assert_eq!(ours, serde_json::from_str::<Value>(text).unwrap(), "{text}");
         }
+    }
+
+    #[test]
+    fn what_serde_json_reads_its_own_way_or_writes_otherwise_is_refused() {
+        // serde_json reads this as the document in the string; a tree holding the string would
+        // hide that document from redaction.
+        let raw = r#"{"$serde_json::private::RawValue":"{\"api_key\":\"hunter2\"}"}"#;
+        assert_eq!(
+            serde_json::from_str::<Value>(raw).unwrap(),
+            serde_json::json!({"api_key": "hunter2"})
+        );
+        assert!(read(raw).is_none());
+        assert!(read(r#"[{"a":{"$serde_json::private::Number":"1"}}]"#).is_none());
+        // A large float keeps its digits together as written; serde_json's text does not.
+        assert!(read(r#"{"n":4111111111111111e1}"#).is_none());
+        assert!(read("-1e12").is_none());
     }
 
     #[test]
