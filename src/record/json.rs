@@ -314,9 +314,9 @@ fn millis(out: &mut Vec<u8>, micros: u64) {
         return;
     }
     let digits = [frac / 100, frac / 10 % 10, frac % 10];
-    let len = if frac % 100 == 0 {
+    let len = if frac.is_multiple_of(100) {
         1
-    } else if frac % 10 == 0 {
+    } else if frac.is_multiple_of(10) {
         2
     } else {
         3
