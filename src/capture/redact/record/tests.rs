@@ -242,6 +242,11 @@ fn received(body: &str) -> CaptureRecord {
     }
 }
 
+/// The answer body's text, when it is kept as it came.
+fn body_text(rec: &CaptureRecord) -> Option<&str> {
+    rec.response.as_ref()?.body.as_ref()?.text()
+}
+
 /// The record as the spill and the store write it, and as serde writes it.
 fn written(rec: &CaptureRecord) -> String {
     let ours = crate::record::json::to_string(rec).unwrap();
@@ -276,16 +281,7 @@ fn an_answer_body_kept_as_received_is_written_as_it_came_only_while_nothing_in_i
     ];
     for (body, secret) in &cases {
         let mut rec = received(body);
-        assert!(
-            rec.response
-                .as_ref()
-                .unwrap()
-                .body
-                .as_ref()
-                .unwrap()
-                .text()
-                .is_some()
-        );
+        assert!(body_text(&rec).is_some());
         r.redact_record(&mut rec);
         let out = written(&rec);
         assert!(!out.contains(secret.as_str()), "{body}: {out}");
@@ -300,8 +296,7 @@ fn an_answer_body_whose_tree_may_show_less_than_its_text_is_never_written_as_it_
     // so the text, which holds both, must not be what is written.
     let body = format!(r#"{{"content":"mail {EMAIL}","content":"ok"}}"#);
     let mut rec = received(&body);
-    let doc = rec.response.as_ref().unwrap().body.as_ref().unwrap();
-    assert!(doc.text().is_none(), "read as a tree alone");
+    assert!(body_text(&rec).is_none(), "read as a tree alone");
     redactor().redact_record(&mut rec);
     let out = written(&rec);
     assert!(!out.contains(EMAIL), "{out}");
@@ -314,16 +309,7 @@ fn an_answer_body_whose_tree_may_show_less_than_its_text_is_never_written_as_it_
     assert!(!out.contains("hunter2"), "{out}");
     // On more than one line, likewise (a record is one spill line).
     let rec = received("{\"a\":\n1}");
-    assert!(
-        rec.response
-            .as_ref()
-            .unwrap()
-            .body
-            .as_ref()
-            .unwrap()
-            .text()
-            .is_none()
-    );
+    assert!(body_text(&rec).is_none());
     assert!(!written(&rec).contains('\n'));
     // Not JSON: no body.
     assert!(crate::record::Doc::received(b"{\"a\":").is_none());
