@@ -259,12 +259,13 @@ impl Recorder {
             Some(s) if s.counters.events > 0 || !s.output.answer.is_empty() => (s.output, None),
             _ => match self.whole_body(full) {
                 Some(doc) => {
-                    let v = doc.tree();
-                    if crate::apis::answer::has_reasoning(&v) {
-                        whole_reasoning_ms = self.whole_body_done.map(ms);
-                    }
-                    let read = crate::apis::answer::read(&v);
-                    drop(v);
+                    let read = {
+                        let v = doc.tree();
+                        if crate::apis::answer::has_reasoning(&v) {
+                            whole_reasoning_ms = self.whole_body_done.map(ms);
+                        }
+                        crate::apis::answer::read(&v)
+                    };
                     (read, full.then_some(doc))
                 }
                 None => (Reassembly::default(), None),

@@ -225,12 +225,13 @@ fn number(out: &mut Vec<u8>, n: &serde_json::Number) {
 
 /// A document: its text copied as it is (what serde_json read, and would write), or its tree.
 fn doc(out: &mut Vec<u8>, d: &Doc) -> Result {
-    match d {
-        Doc::Text(_) | Doc::Both { .. } => {
-            out.extend_from_slice(d.text().unwrap_or_default().as_bytes());
+    match d.text() {
+        Some(text) => {
+            out.extend_from_slice(text.as_bytes());
             Ok(())
         }
-        Doc::Tree(v) => value(out, v),
+        // No text: a tree, borrowed.
+        None => value(out, &d.tree()),
     }
 }
 
